@@ -1,0 +1,34 @@
+# Two commands for users: `make demo` and `make test`. Everything else is a helper.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+
+.PHONY: install demo test test-slow bench clean
+
+install: $(STAMP)
+
+# torch==2.13.0 goes in first and constraints.txt keeps every later requirement on it,
+# so pip never replaces it with a multi-gigabyte CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/hma demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/python benchmarks/bench_windows.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,1 @@
+"""Command groups of the ``hma`` CLI; each module exposes ``register(subparsers)``."""
