@@ -1,0 +1,87 @@
+"""`hma data ...`: generate, inspect, import and export robot datasets."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="generate, inspect, import and export datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    p = dsub.add_parser("generate", help="make a multi-embodiment dataset suite with physics simulators")
+    p.add_argument("--suite", default="tiny", help="suite name: tiny or default")
+    p.add_argument("--out", required=True, help="output folder (one dataset folder per embodiment)")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per embodiment (suite default if omitted)")
+    p.add_argument("--image-size", type=int, default=64, help="square frame size in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--embodiments", nargs="*", default=None, help="only these embodiments of the suite")
+    p.add_argument("--overwrite", action="store_true", help="replace finished datasets instead of skipping them")
+    p.set_defaults(func=_generate)
+
+    p = dsub.add_parser("info", help="print a table of datasets")
+    p.add_argument("paths", nargs="+", help="dataset folders or folders of datasets")
+    p.add_argument("--verify", action="store_true", help="also check file checksums")
+    p.set_defaults(func=_info)
+
+    p = dsub.add_parser("preview", help="write a contact sheet of frames per embodiment")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--frames", type=int, default=8, help="frames per embodiment")
+    p.set_defaults(func=_preview)
+
+    p = dsub.add_parser("import-lerobot", help="convert a LeRobotDataset (v2.1 or v3.0) folder to the native format")
+    p.add_argument("src")
+    p.add_argument("out")
+    p.add_argument("--camera", default=None, help="video/image feature key, e.g. observation.images.front")
+    p.add_argument("--embodiment", default=None, help="embodiment name (default: robot_type or folder name)")
+    p.add_argument("--image-size", type=int, default=None, help="resize frames to this square size")
+    p.set_defaults(func=_import_lerobot)
+
+    p = dsub.add_parser("export-lerobot", help="write a native dataset as a LeRobotDataset v3.0 folder")
+    p.add_argument("src")
+    p.add_argument("out")
+    p.add_argument("--codec", default="libsvtav1", help="video codec (libsvtav1, libx264, ...)")
+    p.set_defaults(func=_export_lerobot)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from hma.data.sim.suite import generate_suite
+
+    generate_suite(args.suite, args.out, episodes=args.episodes, image_size=args.image_size,
+                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite)
+    from hma.data.inspect import info_table
+
+    print(info_table([args.out]))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from hma.data.inspect import info_table
+
+    print(info_table(args.paths, verify=args.verify))
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from hma.data.inspect import preview
+
+    preview(args.paths, args.out, frames_per_embodiment=args.frames)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _import_lerobot(args: argparse.Namespace) -> int:
+    from hma.data.lerobot import import_lerobot
+
+    store = import_lerobot(args.src, args.out, camera=args.camera, embodiment=args.embodiment, image_size=args.image_size)
+    print(store)
+    return 0
+
+
+def _export_lerobot(args: argparse.Namespace) -> int:
+    from hma.data.lerobot import export_lerobot
+
+    report = export_lerobot(args.src, args.out, codec=args.codec)
+    print(report)
+    return 0
