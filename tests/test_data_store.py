@@ -1,0 +1,137 @@
+import json
+
+import numpy as np
+import pytest
+
+from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter, find_datasets, open_datasets
+from hma.errors import DataError
+
+from _helpers_store import make_store
+
+
+def _info(**kw):
+    base = dict(embodiment="toy", simulator="synthetic", action_names=["x", "y"], control_hz=10.0, image_size=(8, 8))
+    base.update(kw)
+    return DatasetInfo(**base)
+
+
+def _episode(n=5, a=2, s=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (n, s, s, 3), dtype=np.uint8), rng.normal(size=(n, a)).astype(np.float32)
+
+
+def test_round_trip_and_metadata(tmp_path):
+    store = make_store(tmp_path / "d", episodes=3, length=7, success=True)
+    assert store.num_episodes == 3 and store.num_frames == 21
+    assert store.frames.shape == (21, 16, 16, 3) and store.frames.dtype == np.uint8
+    assert isinstance(store.frames, np.memmap)
+    assert store.actions.dtype == np.float32
+    assert store.episode(1)["frames"].shape[0] == 7
+    assert store.success is not None and store.success.dtype == bool
+    meta = json.loads((tmp_path / "d" / "metadata.json").read_text())
+    for key in ("schema_version", "embodiment", "simulator", "action_dim", "action_names", "control_hz",
+                "image_size", "num_episodes", "num_frames", "action_stats", "files"):
+        assert key in meta
+    stats = store.action_stats
+    np.testing.assert_allclose(stats["mean"], store.actions.mean(0), atol=1e-5)
+    np.testing.assert_allclose(stats["max"], store.actions.max(0))
+    assert all(len(f["sha256"]) == 64 for f in meta["files"].values())
+    EpisodeStore(tmp_path / "d", verify=True)
+
+
+def test_killed_writer_leaves_nothing_that_looks_complete_and_resumes(tmp_path):
+    out = tmp_path / "d"
+    w = StoreWriter(out, _info())
+    f0, a0 = _episode(seed=0)
+    w.add_episode(f0, a0)
+    del w  # "killed" before finalize
+    assert not out.exists()
+    with pytest.raises(DataError, match="unfinished"):
+        EpisodeStore(out)
+    w = StoreWriter(out, _info())
+    assert w.num_staged == 1
+    f1, a1 = _episode(seed=1)
+    w.add_episode(f1, a1)
+    store = w.finalize()
+    np.testing.assert_array_equal(store.frames[:5], f0)
+    np.testing.assert_array_equal(store.actions[5:], a1)
+    assert not (tmp_path / "d.partial").exists()
+
+
+def test_staged_episodes_of_a_different_description_are_discarded(tmp_path):
+    w = StoreWriter(tmp_path / "d", _info())
+    w.add_episode(*_episode())
+    w = StoreWriter(tmp_path / "d", _info(control_hz=20.0))
+    assert w.num_staged == 0
+
+
+def test_existing_dataset_needs_overwrite(tmp_path):
+    make_store(tmp_path / "d")
+    with pytest.raises(DataError, match="already exists"):
+        StoreWriter(tmp_path / "d", _info())
+
+
+@pytest.mark.parametrize(
+    "frames, actions, match",
+    [
+        (np.zeros((5, 8, 8, 3), np.uint8), np.zeros((4, 2), np.float32), "5 frames but 4 actions"),
+        (np.zeros((5, 8, 8, 3), np.float32), np.zeros((5, 2), np.float32), "dtype float32, expected uint8"),
+        (np.zeros((5, 9, 8, 3), np.uint8), np.zeros((5, 2), np.float32), r"expected \(T, 8, 8, 3\)"),
+        (np.zeros((5, 8, 8, 3), np.uint8), np.zeros((5, 3), np.float32), r"expected \(T, 2\)"),
+        (np.zeros((5, 8, 8, 3), np.uint8), np.array([[0, 0]] * 2 + [[np.nan, 0]] + [[0, 0]] * 2, np.float32), "step 2"),
+        (np.zeros((5, 8, 8, 3), np.uint8), np.array([[0, np.inf]] * 5, np.float32), "finite"),
+    ],
+)
+def test_bad_episodes_are_rejected(tmp_path, frames, actions, match):
+    w = StoreWriter(tmp_path / "d", _info())
+    with pytest.raises(DataError, match=match):
+        w.add_episode(frames, actions)
+
+
+def test_reader_rejects_truncated_corrupt_and_unknown(tmp_path):
+    root = tmp_path / "d"
+    make_store(root)
+    frames = root / "frames.npy"
+    data = frames.read_bytes()
+    # A flipped byte keeps the size: caught by the checksum.
+    frames.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    EpisodeStore(root)
+    with pytest.raises(DataError, match="checksum"):
+        EpisodeStore(root, verify=True)
+    frames.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        EpisodeStore(root)
+    frames.unlink()
+    with pytest.raises(DataError, match="frames.npy is missing"):
+        EpisodeStore(root)
+
+
+def test_reader_rejects_bad_metadata(tmp_path):
+    root = tmp_path / "d"
+    make_store(root)
+    meta_path = root / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "schema_version": 99}))
+    with pytest.raises(DataError, match="unknown schema_version 99"):
+        EpisodeStore(root)
+    meta_path.write_text(json.dumps({**meta, "num_frames": meta["num_frames"] + 1}))
+    with pytest.raises(DataError, match="expected uint8"):
+        EpisodeStore(root)
+    meta_path.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        EpisodeStore(root)
+    meta_path.unlink()
+    with pytest.raises(DataError, match="metadata.json is missing"):
+        EpisodeStore(root)
+
+
+def test_find_datasets(tmp_path):
+    make_store(tmp_path / "suite" / "a", embodiment="a")
+    make_store(tmp_path / "suite" / "b", embodiment="b")
+    assert [p.name for p in find_datasets([tmp_path / "suite"])] == ["a", "b"]
+    assert [s.embodiment for s in open_datasets([tmp_path / "suite" / "b"])] == ["b"]
+    with pytest.raises(DataError, match="does not exist"):
+        find_datasets([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no hma dataset"):
+        find_datasets([tmp_path / "empty"])
