@@ -1,0 +1,327 @@
+"""Writing a native episode store as a LeRobotDataset v3.0 folder.
+
+Episodes are packed as LeRobot v0.4+ packs them: each data parquet gets one row group per
+episode and each mp4 holds consecutive episodes, both rolling over to the next file index
+when the size limit would be crossed. All episodes of one mp4 are encoded as one stream
+(rather than encoded apart and concatenated), so frame k of an episode is presented at
+exactly ``from_timestamp + k / fps``. The folder is built as ``OUT.partial``, read back to
+measure the round trip, then renamed to ``OUT``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hma.data.lerobot.format import (
+    ACTION_KEY,
+    CHUNKS_SIZE,
+    DATA_FILES_SIZE_IN_MB,
+    DATA_PATH_V3,
+    DEFAULT_CAMERA,
+    DEFAULT_FEATURES,
+    EPISODES_PARQUET_PATH,
+    INFO_PATH,
+    STATS_PATH,
+    SUCCESS_KEY,
+    TASKS_PARQUET_PATH,
+    VIDEO_FILES_SIZE_IN_MB,
+    VIDEO_PATH_V3,
+)
+from hma.data.lerobot.reader import LeRobotSource
+from hma.data.lerobot.stats import Stats, aggregate, image_stats, to_lists, vector_stats
+from hma.data.lerobot.video import PIX_FMT, Encoder, VideoWriter, resolve_encoder
+from hma.data.store import PARTIAL_SUFFIX, EpisodeStore
+from hma.errors import DataError
+from hma.io import atomic_write_json
+
+CODEBASE_VERSION = "v3.0"
+_MB = 1024 * 1024  # LeRobot's file-size limits are in MiB
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export_lerobot` wrote and how faithfully it reads back."""
+
+    source: Path
+    out: Path
+    codec: str
+    crf: int
+    num_episodes: int
+    num_frames: int
+    image_size: tuple[int, int]
+    video_files: int
+    video_bytes: int
+    data_files: int
+    psnr_db: float  # round-trip PSNR of all frames (inf when lossless)
+    actions_identical: bool
+    success_identical: bool | None  # None when the store has no success flags
+    seconds: float
+
+    def __str__(self) -> str:
+        h, w = self.image_size
+        success = "" if self.success_identical is None else (
+            ", success flags identical" if self.success_identical else ", success flags DIFFER")
+        return (
+            f"Exported {self.num_episodes} episodes ({self.num_frames} frames, {w}x{h}) from {self.source} to "
+            f"{self.out} as LeRobot {CODEBASE_VERSION}: {self.video_files} mp4 file(s) ({self.video_bytes / 1024:.1f} KiB, "
+            f"{self.codec} crf {self.crf}) and {self.data_files} data file(s) in {self.seconds:.1f} s; round trip: "
+            f"frame PSNR {self.psnr_db:.2f} dB, actions {'identical' if self.actions_identical else 'DIFFER'}{success}."
+        )
+
+
+def export_lerobot(src: str | Path, out: str | Path, *, codec: str = "libsvtav1") -> ExportReport:
+    """Write the native dataset at ``src`` as a LeRobotDataset v3.0 folder ``out``."""
+    return write_lerobot_v3(EpisodeStore(src), out, codec=codec)
+
+
+def write_lerobot_v3(
+    store: EpisodeStore,
+    out: str | Path,
+    *,
+    codec: str = "libsvtav1",
+    data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
+    video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
+) -> ExportReport:
+    """Export ``store``; the size limits decide when a new data/video file starts."""
+    started = time.perf_counter()
+    encoder = resolve_encoder(codec)
+    fps = _integer_fps(store)
+    height, width = store.image_size
+    if height % 2 or width % 2:
+        raise DataError(f"{store.root}: frames are {width}x{height}, expected even sides for {PIX_FMT} video")
+    out = Path(out)
+    if out.exists():
+        raise DataError(f"export folder {out} already exists, expected a new path")
+    partial = out.with_name(out.name + PARTIAL_SUFFIX)
+    if partial.exists():  # left by a killed export; nothing in it is reused
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+
+    camera = store.info.extra.get("lerobot", {}).get("camera") or DEFAULT_CAMERA
+    has_success = store.success is not None
+    features = _features(store, camera, encoder, fps, has_success)
+    data_files = _DataFiles(partial, _data_schema(store.action_dim, has_success), limit_bytes=data_files_size_in_mb * _MB)
+    video_files = _VideoFiles(partial, camera, encoder, fps, (height, width), limit_bytes=video_files_size_in_mb * _MB)
+    episode_rows, episode_stats = [], []
+    for e in range(store.num_episodes):
+        episode = store.episode(e)
+        frames = np.asarray(episode["frames"])  # (T, H, W, 3)
+        first = int(store.episode_starts[e])
+        table = _episode_table(episode, e, first, fps)
+        data_chunk, data_file = data_files.add(table)
+        (video_chunk, video_file), start, end = video_files.add(frames)
+        stats = _episode_stats(table, frames, camera)
+        episode_stats.append(stats)
+        row = {
+            "episode_index": e, "tasks": [_task(store)], "length": len(frames),
+            "data/chunk_index": data_chunk, "data/file_index": data_file,
+            "dataset_from_index": first, "dataset_to_index": first + len(frames),
+            f"videos/{camera}/chunk_index": video_chunk, f"videos/{camera}/file_index": video_file,
+            f"videos/{camera}/from_timestamp": start, f"videos/{camera}/to_timestamp": end,
+        }
+        for key, s in stats.items():
+            row.update({f"stats/{key}/{name}": value for name, value in to_lists(s).items()})
+        row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = 0, 0
+        episode_rows.append(row)
+    data_files.close()
+    video_files.close()
+
+    episodes_path = partial / EPISODES_PARQUET_PATH.format(chunk_index=0, file_index=0)
+    episodes_path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(episode_rows), episodes_path, compression="snappy")
+    tasks = pd.DataFrame({"task_index": np.array([0], dtype=np.int64)}, index=pd.Index([_task(store)], name="task"))
+    tasks.to_parquet(partial / TASKS_PARQUET_PATH)
+    keys = episode_stats[0].keys()
+    atomic_write_json(partial / STATS_PATH, {k: to_lists(aggregate([s[k] for s in episode_stats])) for k in keys})
+    atomic_write_json(partial / INFO_PATH, {
+        "codebase_version": CODEBASE_VERSION,
+        "robot_type": store.embodiment,
+        "total_episodes": store.num_episodes,
+        "total_frames": store.num_frames,
+        "total_tasks": 1,
+        "chunks_size": CHUNKS_SIZE,
+        "data_files_size_in_mb": data_files_size_in_mb,
+        "video_files_size_in_mb": video_files_size_in_mb,
+        "fps": fps,
+        "splits": {"train": f"0:{store.num_episodes}"},
+        "data_path": DATA_PATH_V3,
+        "video_path": VIDEO_PATH_V3,
+        "features": features,
+    })
+
+    psnr, actions_same, success_same = _round_trip(store, partial, camera)
+    partial.rename(out)
+    return ExportReport(
+        source=store.root, out=out, codec=encoder.name, crf=encoder.crf, num_episodes=store.num_episodes,
+        num_frames=store.num_frames, image_size=(height, width), video_files=video_files.count,
+        video_bytes=sum(p.stat().st_size for p in (out / "videos").rglob("*.mp4")), data_files=data_files.count,
+        psnr_db=psnr, actions_identical=actions_same, success_identical=success_same,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _integer_fps(store: EpisodeStore) -> int:
+    hz = store.control_hz
+    if not (math.isfinite(hz) and hz > 0 and float(hz).is_integer()):
+        raise DataError(f"{store.root}: control_hz is {hz}, expected a whole number of frames per second for a LeRobot fps")
+    return int(hz)
+
+
+def _task(store: EpisodeStore) -> str:
+    # LeRobot needs a task string per frame; a store without one is described by its embodiment.
+    return store.info.task or store.embodiment
+
+
+def _features(store: EpisodeStore, camera: str, encoder: Encoder, fps: int, has_success: bool) -> dict[str, Any]:
+    height, width = store.image_size
+    features: dict[str, Any] = {
+        ACTION_KEY: {"dtype": "float32", "shape": [store.action_dim], "names": store.action_names},
+        camera: {
+            "dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"],
+            "info": {
+                "video.height": height, "video.width": width, "video.codec": encoder.canonical,
+                "video.pix_fmt": PIX_FMT, "video.is_depth_map": False, "video.fps": fps, "video.channels": 3,
+                "video.g": encoder.gop, "video.crf": encoder.crf, "has_audio": False,
+            },
+        },
+    }
+    if has_success:
+        features[SUCCESS_KEY] = {"dtype": "bool", "shape": [1], "names": None}
+    return {**features, **DEFAULT_FEATURES}
+
+
+def _data_schema(action_dim: int, has_success: bool) -> pa.Schema:
+    fields = [pa.field(ACTION_KEY, pa.list_(pa.float32(), action_dim))]
+    if has_success:
+        fields.append(pa.field(SUCCESS_KEY, pa.bool_()))
+    fields += [
+        pa.field("timestamp", pa.float32()),
+        *(pa.field(k, pa.int64()) for k in ("frame_index", "episode_index", "index", "task_index")),
+    ]
+    return pa.schema(fields)
+
+
+def _episode_table(episode: dict[str, np.ndarray], e: int, first: int, fps: int) -> pa.Table:
+    actions = np.asarray(episode["actions"], dtype=np.float32)  # (T, A)
+    n, a = actions.shape
+    frame_index = np.arange(n, dtype=np.int64)
+    columns: dict[str, pa.Array] = {ACTION_KEY: pa.FixedSizeListArray.from_arrays(pa.array(actions.reshape(-1)), a)}
+    if "success" in episode:
+        columns[SUCCESS_KEY] = pa.array(np.asarray(episode["success"], dtype=bool))
+    columns |= {
+        "timestamp": pa.array((frame_index / fps).astype(np.float32)),
+        "frame_index": pa.array(frame_index),
+        "episode_index": pa.array(np.full(n, e, dtype=np.int64)),
+        "index": pa.array(first + frame_index),
+        "task_index": pa.array(np.zeros(n, dtype=np.int64)),
+    }
+    return pa.table(columns)
+
+
+def _episode_stats(table: pa.Table, frames: np.ndarray, camera: str) -> dict[str, Stats]:
+    stats = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(column.type):
+            values = column.flatten().to_numpy().reshape(len(column), -1)  # (T, D)
+        else:
+            values = column.to_numpy(zero_copy_only=False).reshape(-1, 1)  # (T, 1)
+        stats[name] = vector_stats(values)
+    stats[camera] = image_stats(frames)
+    return stats
+
+
+def _next_file(chunk: int, file: int) -> tuple[int, int]:
+    return (chunk + 1, 0) if file + 1 == CHUNKS_SIZE else (chunk, file + 1)
+
+
+class _DataFiles:
+    """Data parquet files, one row group per episode, rolled over by size."""
+
+    def __init__(self, root: Path, schema: pa.Schema, *, limit_bytes: float) -> None:
+        self.root, self.schema, self.limit = root, schema, limit_bytes
+        self.location = (0, 0)
+        self.count = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._size = 0
+
+    def add(self, table: pa.Table) -> tuple[int, int]:
+        # In-memory size bounds the compressed size from above, so files never exceed the limit.
+        if self._writer is not None and self._size + table.nbytes >= self.limit:
+            self._writer.close()
+            self._writer = None
+            self.location = _next_file(*self.location)
+        if self._writer is None:
+            path = self.root / DATA_PATH_V3.format(chunk_index=self.location[0], file_index=self.location[1])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(path, self.schema, compression="snappy", use_dictionary=True)
+            self._size = 0
+            self.count += 1
+        self._writer.write_table(table.cast(self.schema))
+        self._size += table.nbytes
+        return self.location
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _VideoFiles:
+    """The mp4 files of one camera, consecutive episodes per file, rolled over by size."""
+
+    def __init__(self, root: Path, camera: str, encoder: Encoder, fps: int, size: tuple[int, int], *, limit_bytes: float) -> None:
+        self.root, self.camera, self.encoder, self.fps, self.size, self.limit = root, camera, encoder, fps, size, limit_bytes
+        self.location = (0, 0)
+        self.count = 0
+        self._writer: VideoWriter | None = None
+
+    def add(self, frames_thw3: np.ndarray) -> tuple[tuple[int, int], float, float]:
+        """Encode one episode; returns its (chunk, file) and its start/end time in that file."""
+        w = self._writer
+        if w is not None and w.num_frames:
+            # The encoded size of this episode is unknown until it is written, so it is
+            # estimated from the bytes per frame of the file so far.
+            estimate = w.num_bytes / w.num_frames * len(frames_thw3)
+            if w.num_bytes + estimate >= self.limit:
+                w.close()
+                self._writer = None
+                self.location = _next_file(*self.location)
+        if self._writer is None:
+            path = self.root / VIDEO_PATH_V3.format(video_key=self.camera, chunk_index=self.location[0], file_index=self.location[1])
+            self._writer = VideoWriter(path, encoder=self.encoder, fps=self.fps, height=self.size[0], width=self.size[1])
+            self.count += 1
+        start = self._writer.num_frames / self.fps
+        self._writer.write(frames_thw3)
+        return self.location, start, start + len(frames_thw3) / self.fps
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _round_trip(store: EpisodeStore, root: Path, camera: str) -> tuple[float, bool, bool | None]:
+    """Read the written folder back: frame PSNR over all pixels, and whether actions/success match."""
+    squared_error, pixels = 0.0, 0
+    actions_same = True
+    success_same = None if store.success is None else True
+    with LeRobotSource(root, camera=camera) as source:
+        for e, ref in enumerate(source.episodes):
+            read, original = source.read_episode(ref), store.episode(e)
+            diff = read.frames.astype(np.float64) - original["frames"]  # (T, H, W, 3)
+            squared_error += float(np.square(diff).sum())
+            pixels += diff.size
+            actions_same &= bool(np.array_equal(read.actions, original["actions"]))
+            if success_same is not None:
+                success_same &= read.success is not None and bool(np.array_equal(read.success, original["success"]))
+    mse = squared_error / pixels
+    return (10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf), actions_same, success_same

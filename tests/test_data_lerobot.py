@@ -1,0 +1,187 @@
+"""LeRobot import (v2.1, v3.0, image features) and v3.0 export with round trips."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from _helpers_lerobot import CAMERA, FPS, SECOND_CAMERA, psnr, write_v21, write_v30
+from hma.data.lerobot import export_lerobot, import_lerobot, write_lerobot_v3
+from hma.data.lerobot.format import DEFAULT_CAMERA
+from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
+from hma.errors import ConfigError, DataError
+
+# Source videos are H.264 at crf 10; 32x32 frames with a sharp square lose ~37-38 dB.
+IMPORT_MIN_PSNR = 34.0
+ROUND_TRIP_MIN_PSNR = 30.0
+
+
+def _check_import(store: EpisodeStore, synthetic, *, exact_frames: bool) -> None:
+    assert store.num_episodes == len(synthetic.actions)
+    for e in range(store.num_episodes):
+        episode = store.episode(e)
+        np.testing.assert_array_equal(episode["actions"], synthetic.actions[e])
+        np.testing.assert_array_equal(episode["success"], synthetic.success[e])
+        if exact_frames:
+            np.testing.assert_array_equal(episode["frames"], synthetic.frames[e])
+        else:
+            assert psnr(episode["frames"], synthetic.frames[e]) > IMPORT_MIN_PSNR
+
+
+@pytest.mark.parametrize("writer", [write_v21, write_v30], ids=["v2.1", "v3.0"])
+def test_import_video_dataset(tmp_path, writer):
+    synthetic = writer(tmp_path / "src")
+    store = import_lerobot(tmp_path / "src", tmp_path / "native")
+    _check_import(store, synthetic, exact_frames=False)
+    assert store.embodiment == "toyarm"
+    assert store.control_hz == FPS
+    assert store.action_names == synthetic.action_names
+    assert store.image_size == (32, 32)
+    assert store.meta["task"] == "push the block"
+    assert store.meta["extra"]["lerobot"]["camera"] == CAMERA
+
+
+def test_import_v30_files_hold_several_episodes(tmp_path):
+    # 5 episodes at 2 per file: offsets inside an mp4 and a third file with one episode.
+    synthetic = write_v30(tmp_path / "src", episodes=5, episodes_per_file=2)
+    assert len(list((tmp_path / "src/videos" / CAMERA).rglob("*.mp4"))) == 3
+    store = import_lerobot(tmp_path / "src", tmp_path / "native")
+    _check_import(store, synthetic, exact_frames=False)
+
+
+@pytest.mark.parametrize("writer", [write_v21, write_v30], ids=["v2.1", "v3.0"])
+def test_import_image_features_is_lossless(tmp_path, writer):
+    synthetic = writer(tmp_path / "src", images=True)
+    store = import_lerobot(tmp_path / "src", tmp_path / "native")
+    _check_import(store, synthetic, exact_frames=True)
+
+
+def test_camera_choice_and_resize(tmp_path):
+    write_v21(tmp_path / "src")
+    front = import_lerobot(tmp_path / "src", tmp_path / "front")
+    wrist = import_lerobot(tmp_path / "src", tmp_path / "wrist", camera=SECOND_CAMERA, image_size=16)
+    # The wrist camera's frames are the front ones with the blue channel raised by 60.
+    assert wrist.image_size == (16, 16)
+    assert wrist.frames[..., 2].mean() - front.frames[..., 2].mean() > 40
+    with pytest.raises(DataError, match=r"camera 'observation.images.top' .*observation.images.front, observation.images.wrist"):
+        import_lerobot(tmp_path / "src", tmp_path / "top", camera="observation.images.top")
+    with pytest.raises(ConfigError, match="image_size"):
+        import_lerobot(tmp_path / "src", tmp_path / "bad", image_size=0)
+
+
+def test_embodiment_and_action_names_fallbacks(tmp_path):
+    write_v21(tmp_path / "so100_pick", robot_type=None, names=None)
+    store = import_lerobot(tmp_path / "so100_pick", tmp_path / "a")
+    assert store.embodiment == "so100_pick"
+    assert store.action_names == ["a0", "a1", "a2"]
+    write_v21(tmp_path / "dict_names", names="dict")
+    store = import_lerobot(tmp_path / "dict_names", tmp_path / "b", embodiment="koch")
+    assert store.embodiment == "koch"
+    assert store.action_names == ["joint0", "joint1", "joint2"]
+
+
+def test_import_resumes_after_interruption(tmp_path):
+    synthetic = write_v21(tmp_path / "src")
+    done = import_lerobot(tmp_path / "src", tmp_path / "done")
+    # A killed import leaves <out>.partial with its staged episodes. Stage a marked
+    # episode 0 there: a resumed import keeps it instead of reading it again.
+    staged = StoreWriter(tmp_path / "again", done.info)
+    marked = np.asarray(done.episode(0)["actions"]) + 1.0
+    staged.add_episode(np.asarray(done.episode(0)["frames"]), marked, np.asarray(done.episode(0)["success"]))
+    resumed = import_lerobot(tmp_path / "src", tmp_path / "again")
+    np.testing.assert_array_equal(resumed.episode(0)["actions"], marked)
+    for e in range(1, resumed.num_episodes):
+        np.testing.assert_array_equal(resumed.episode(e)["actions"], synthetic.actions[e])
+
+
+def _native(tmp_path, *, success: bool = True, size: int = 32, control_hz: float = FPS) -> EpisodeStore:
+    synthetic = write_v21(tmp_path / "lerobot_src", size=size)
+    info = DatasetInfo(embodiment="toyarm", simulator="synthetic", action_names=synthetic.action_names,
+                       control_hz=control_hz, image_size=(size, size), task="stack")
+    writer = StoreWriter(tmp_path / "native", info)
+    for e in range(len(synthetic.actions)):
+        writer.add_episode(synthetic.frames[e], synthetic.actions[e], synthetic.success[e] if success else None)
+    return writer.finalize()
+
+
+@pytest.mark.parametrize("codec", ["libsvtav1", "libx264"])
+def test_round_trip_native_to_v30_to_native(tmp_path, codec):
+    native = _native(tmp_path)
+    report = export_lerobot(native.root, tmp_path / "v30", codec=codec)
+    print(f"\n{codec}: {report}")
+    assert report.actions_identical and report.success_identical
+    assert report.psnr_db > ROUND_TRIP_MIN_PSNR
+    back = import_lerobot(tmp_path / "v30", tmp_path / "back")
+    np.testing.assert_array_equal(back.actions, native.actions)
+    np.testing.assert_array_equal(back.success, native.success)
+    np.testing.assert_array_equal(back.episode_starts, native.episode_starts)
+    assert psnr(back.frames, native.frames) == pytest.approx(report.psnr_db, abs=1e-6)
+    assert back.action_names == native.action_names and back.control_hz == native.control_hz
+    assert not (tmp_path / "v30.partial").exists()
+    assert f"PSNR {report.psnr_db:.2f} dB" in str(report) and "actions identical" in str(report)
+
+
+def test_export_layout_follows_v30(tmp_path):
+    native = _native(tmp_path)
+    out = tmp_path / "v30"
+    export_lerobot(native.root, out, codec="libx264")
+    info = json.loads((out / "meta/info.json").read_text())
+    assert set(info) >= {"codebase_version", "robot_type", "total_episodes", "total_frames", "total_tasks", "chunks_size",
+                         "data_files_size_in_mb", "video_files_size_in_mb", "fps", "splits", "data_path", "video_path", "features"}
+    assert info["codebase_version"] == "v3.0" and info["total_frames"] == native.num_frames and info["fps"] == FPS
+    assert info["features"][DEFAULT_CAMERA]["info"]["video.codec"] == "h264"
+    tasks = pd.read_parquet(out / "meta/tasks.parquet")
+    assert tasks.index.name == "task" and tasks.loc["stack", "task_index"] == 0
+    stats = json.loads((out / "meta/stats.json").read_text())
+    assert np.array(stats[DEFAULT_CAMERA]["mean"]).shape == (3, 1, 1)
+    assert set(stats["action"]) == {"min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"}
+    np.testing.assert_allclose(stats["action"]["mean"], native.actions.mean(0), rtol=1e-5, atol=1e-6)
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert [e["dataset_from_index"] for e in episodes] == native.episode_starts[:-1].tolist()
+    data_file = pq.ParquetFile(out / "data/chunk-000/file-000.parquet")
+    assert data_file.metadata.num_row_groups == native.num_episodes  # one row group per episode
+    data = data_file.read()
+    assert data.column("index").to_pylist() == list(range(native.num_frames))
+    assert {"timestamp", "frame_index", "episode_index", "task_index", "action", "next.success"} <= set(data.column_names)
+    # Every frame sits exactly at from_timestamp + k / fps in the shared mp4.
+    with av.open(str(out / f"videos/{DEFAULT_CAMERA}/chunk-000/file-000.mp4")) as container:
+        times = [frame.pts * frame.time_base for frame in container.decode(video=0)]
+    expected = [Fraction(n, FPS) for n in range(native.num_frames)]
+    assert times == expected
+    for ep in episodes:
+        start = ep[f"videos/{DEFAULT_CAMERA}/from_timestamp"]
+        assert start == pytest.approx(ep["dataset_from_index"] / FPS)
+
+
+def test_export_rolls_over_to_new_files(tmp_path):
+    native = _native(tmp_path)
+    # Limits far below one episode: every episode starts a new data file and mp4.
+    report = write_lerobot_v3(native, tmp_path / "v30", codec="libx264", data_files_size_in_mb=1e-6, video_files_size_in_mb=1e-6)
+    assert report.video_files == native.num_episodes and report.data_files == native.num_episodes
+    assert len(list((tmp_path / "v30/data").rglob("*.parquet"))) == native.num_episodes
+    back = import_lerobot(tmp_path / "v30", tmp_path / "back")
+    np.testing.assert_array_equal(back.actions, native.actions)
+    assert psnr(back.frames, native.frames) > ROUND_TRIP_MIN_PSNR
+
+
+def test_export_rejects_bad_requests(tmp_path):
+    native = _native(tmp_path, success=False)
+    with pytest.raises(ConfigError, match="'nope'"):
+        export_lerobot(native.root, tmp_path / "a", codec="nope")
+    report = export_lerobot(native.root, tmp_path / "a", codec="libx264")
+    assert report.success_identical is None
+    with pytest.raises(DataError, match="already exists"):
+        export_lerobot(native.root, tmp_path / "a", codec="libx264")
+
+
+def test_export_rejects_fractional_rate(tmp_path):
+    native = _native(tmp_path, control_hz=12.5)
+    with pytest.raises(DataError, match="control_hz is 12.5"):
+        export_lerobot(native.root, tmp_path / "a", codec="libx264")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "a.partial").exists()
