@@ -1,0 +1,347 @@
+"""The HMA world model: token embedding, per-embodiment action stems/heads, shared trunk,
+output heads, the training loss and the frame-by-frame (KV-cached) forward.
+
+Action convention: ``actions[:, t]`` is the action taken at frame t; it leads to frame
+t+1. Frame t is therefore conditioned on the embedding of ``actions[:, t-1]`` (frame 0
+on a learned "no action" embedding), and frame t's output predicts ``actions[:, t]``.
+With causal temporal attention, frame t+1 sees action t and frame t sees no action from
+t on, whatever the masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from hma.config import EmbodimentSpec, Injection, ModelConfig, Setting
+from hma.errors import ConfigError, EmbodimentError
+from hma.model.cache import KVCache, Slide
+from hma.model.objectives import sample_masks
+from hma.model.trunk import Mlp, Trunk
+
+
+@dataclass
+class WorldModelOutput:
+    # Discrete: (B,T,S,V), or (B,T,S,F,Vf) when the vocabulary is factorized into F digits
+    # (config.vocab_factors > 1; token id = sum_i digit_i * Vf**i).
+    logits: Tensor | None
+    cond: Tensor | None  # continuous: (B,T,S,D) per-token condition for the diffusion head
+    action_pred: Tensor  # (B,T,k*A) normalized prediction of actions[:, t] from frame t
+
+
+class WorldModel(nn.Module):
+    """Masked-autoregressive action-video world model over discrete tokens or continuous latents."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.injection = c.injection_flags
+        d = c.width
+        s_grid = c.tokens_per_frame
+        self.tokens_per_frame = s_grid + (1 if Injection.CONCAT in self.injection else 0)
+        if c.kind == "discrete":
+            self.token_embed = nn.ModuleList(nn.Embedding(c.factor_size, d) for _ in range(c.vocab_factors))
+            self.token_heads = nn.ModuleList(nn.Linear(d, c.factor_size) for _ in range(c.vocab_factors))
+        else:
+            from hma.model.diffusion_head import DiffusionHead  # diffusers import, continuous models only
+
+            self.latent_in = nn.Linear(c.latent_channels, d)
+            self.diffusion = DiffusionHead(c.latent_channels, d, width=c.diffusion_width,
+                                           num_blocks=c.diffusion_blocks, train_steps=c.diffusion_train_steps)
+        self.mask_token = nn.Parameter(torch.zeros(d))
+        # Learned positions: over the tokens of a frame here, over frame distance in each
+        # block's temporal attention (relative, so the KV cache can slide; hma.model.trunk).
+        self.pos_embed = nn.Parameter(torch.zeros(self.tokens_per_frame, d))
+        self.no_action = nn.Parameter(torch.zeros(d))  # frame 0 of a window: nothing led to it
+        self.hidden_action = nn.Parameter(torch.zeros(d))  # an action the setting hides
+        self.trunk = Trunk(c.num_blocks, d, c.num_heads, c.mlp_ratio, self.injection, c.num_frames)
+        self.stems = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        self._init_weights()
+        for spec in c.embodiments.values():
+            self._build_embodiment(spec)
+
+    # -- initialization --------------------------------------------------------------
+    def _init_weights(self) -> None:
+        """Small normal weights, zero biases; adaLN projections start at zero (DiT's
+        adaLN-Zero) so every block starts unmodulated and actions are learned in gradually."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.02)
+        for p in (self.mask_token, self.pos_embed, self.no_action, self.hidden_action):
+            nn.init.normal_(p, std=0.02)
+        for block in self.trunk.blocks:
+            if block.adaln is not None:
+                nn.init.zeros_(block.adaln[-1].weight)
+                nn.init.zeros_(block.adaln[-1].bias)
+        if self.config.kind == "continuous":
+            self.diffusion.reset_parameters()
+
+    # -- embodiments -----------------------------------------------------------------
+    def _build_embodiment(self, spec: EmbodimentSpec) -> None:
+        if "." in spec.name or not spec.name:
+            raise ConfigError(f"embodiment name {spec.name!r} must be non-empty and contain no '.'")
+        d = self.config.width
+        ref = self.no_action
+        stem = Mlp(spec.chunk_dim, d, d)
+        head = Mlp(d, d, spec.chunk_dim)
+        for m in (*stem, *head):
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        self.stems[spec.name] = stem.to(device=ref.device, dtype=ref.dtype)
+        self.heads[spec.name] = head.to(device=ref.device, dtype=ref.dtype)
+
+    def add_embodiment(self, spec: EmbodimentSpec) -> None:
+        """Add a robot: a new stem and head; no other weight changes (paper sec. 3.2)."""
+        if spec.name in self.config.embodiments:
+            raise EmbodimentError(f"embodiment {spec.name!r} already exists in this model")
+        self.config.embodiments[spec.name] = spec
+        self._build_embodiment(spec)
+
+    def check_actions(self, embodiment: str, actions: Tensor | None) -> EmbodimentSpec:
+        """The embodiment's spec; a clear error for an unknown name or a wrong action size."""
+        spec = self.config.embodiments.get(embodiment)
+        if spec is None:
+            known = ", ".join(sorted(self.config.embodiments)) or "none"
+            raise EmbodimentError(f"embodiment {embodiment!r} is unknown to this model, expected one of: {known}")
+        if actions is not None and actions.shape[-1] != spec.chunk_dim:
+            raise EmbodimentError(
+                f"actions for {embodiment!r} have {actions.shape[-1]} values per frame, expected "
+                f"{spec.chunk_dim} (action_dim {spec.action_dim} x chunk {spec.chunk})"
+            )
+        return spec
+
+    # -- pieces of the forward pass --------------------------------------------------
+    def _embed_tokens(self, tokens: Tensor, token_mask: Tensor | None) -> Tensor:
+        """tokens (B,T,h,w) long or (B,T,C,h,w) float -> (B,T,S,D), masked positions -> mask token."""
+        c = self.config
+        grid = tuple(tokens.shape[-2:])
+        if grid != c.grid:
+            raise ConfigError(f"token grid {grid} does not match the model's grid {c.grid}")
+        if c.kind == "discrete":
+            flat = rearrange(tokens, "b t h w -> b t (h w)").long()
+            x = sum(emb(torch.div(flat, c.factor_size ** i, rounding_mode="floor") % c.factor_size)
+                    for i, emb in enumerate(self.token_embed))  # (B,T,S,D)
+        else:
+            x = self.latent_in(rearrange(tokens, "b t c h w -> b t (h w) c").to(self.mask_token.dtype))  # (B,T,S,D)
+        if token_mask is not None:
+            m = rearrange(token_mask, "b t h w -> b t (h w) 1")
+            x = torch.where(m, self.mask_token.to(x.dtype), x)
+        return x
+
+    def _action_embed(self, actions: Tensor, hidden: Tensor | None, embodiment: str) -> Tensor:
+        """actions (B,N,k*A), hidden (B,N) bool -> embeddings (B,N,D)."""
+        e = self.stems[embodiment](actions.to(self.no_action.dtype))  # (B,N,D)
+        if hidden is not None:
+            e = torch.where(hidden[..., None], self.hidden_action.to(e.dtype), e)
+        return e
+
+    def _assemble(self, tok: Tensor, act: Tensor) -> Tensor:
+        """Frame tokens (B,T,S,D) + their action embeddings (B,T,D) -> trunk input (B,T,S',D)."""
+        x = tok
+        if Injection.ADD in self.injection:
+            x = x + act[:, :, None]
+        if Injection.CONCAT in self.injection:
+            x = torch.cat([x, act[:, :, None]], dim=2)  # (B,T,S+1,D)
+        return x + self.pos_embed
+
+    def _outputs(self, h: Tensor, embodiment: str) -> WorldModelOutput:
+        """Normed trunk output (B,T,S',D) -> token logits / diffusion condition and action prediction."""
+        s = self.config.tokens_per_frame
+        spatial = h[:, :, :s]  # (B,T,S,D)
+        feature = h[:, :, s] if Injection.CONCAT in self.injection else spatial.mean(dim=2)  # (B,T,D)
+        action_pred = self.heads[embodiment](feature)  # (B,T,k*A)
+        if self.config.kind == "continuous":
+            return WorldModelOutput(logits=None, cond=spatial, action_pred=action_pred)
+        logits = [head(spatial) for head in self.token_heads]  # F x (B,T,S,Vf)
+        logits = logits[0] if len(logits) == 1 else torch.stack(logits, dim=3)  # (B,T,S,V) or (B,T,S,F,Vf)
+        return WorldModelOutput(logits=logits, cond=None, action_pred=action_pred)
+
+    # -- full-window forward ---------------------------------------------------------
+    def forward(self, tokens: Tensor, actions: Tensor, *, embodiment: str, token_mask: Tensor | None = None,
+                action_mask: Tensor | None = None) -> WorldModelOutput:
+        """Uncached forward over a window (see docs/dev/contracts.md, "World model").
+
+        tokens (B,T,h,w) long or (B,T,C,h,w) float; actions (B,T,k*A) normalized;
+        token_mask (B,T,h,w) True = masked; action_mask (B,T) True = hidden.
+        """
+        self.check_actions(embodiment, actions)
+        b, t = tokens.shape[:2]
+        if t > self.config.num_frames:
+            raise ConfigError(f"window of {t} frames is longer than the model's {self.config.num_frames}")
+        tok = self._embed_tokens(tokens, token_mask)  # (B,T,S,D)
+        act = self._window_actions(actions, action_mask, embodiment)  # (B,T,D)
+        x = self._assemble(tok, act)  # (B,T,S',D)
+        h = self.trunk(x, act, action_context=act)
+        return self._outputs(h, embodiment)
+
+    def _window_actions(self, actions: Tensor, action_mask: Tensor | None, embodiment: str) -> Tensor:
+        """Frame t's conditioning is action t-1: shift right, "no action" at frame 0. -> (B,T,D)"""
+        b = actions.shape[0]
+        prev = self._action_embed(actions[:, :-1], None if action_mask is None else action_mask[:, :-1], embodiment)
+        first = self.no_action.expand(b, 1, -1).to(prev.dtype)  # (B,1,D)
+        return torch.cat([first, prev], dim=1)  # (B,T,D)
+
+    # -- frame-by-frame forward with a KV cache --------------------------------------
+    def new_cache(self, batch_size: int, max_frames: int | None = None, *, slide: Slide = Slide.EXACT) -> KVCache:
+        """An empty cache for up to ``max_frames`` frames (default and maximum: the window T)."""
+        c = self.config
+        max_frames = c.num_frames if max_frames is None else max_frames
+        if not 1 <= max_frames <= c.num_frames:
+            raise ConfigError(f"cache of {max_frames} frames must hold between 1 and the model's window {c.num_frames}")
+        ref = self.no_action
+        shape = (batch_size * self.tokens_per_frame, c.num_heads, max_frames, c.width // c.num_heads)
+        return KVCache(
+            keys=[ref.new_zeros(shape) for _ in range(c.num_blocks)],
+            values=[ref.new_zeros(shape) for _ in range(c.num_blocks)],
+            token_emb=ref.new_zeros(batch_size, max_frames, c.tokens_per_frame, c.width),
+            action_emb=ref.new_zeros(batch_size, max_frames, c.width),
+            slide=Slide(slide),
+        )
+
+    def forward_frame(self, frame_tokens: Tensor, action_prev: Tensor | None, *, embodiment: str,
+                      frame_mask: Tensor | None = None, cache: KVCache) -> WorldModelOutput:
+        """Run one new frame against the cached past; the committed frames are not changed.
+
+        frame_tokens (B,h,w) long or (B,C,h,w) float; action_prev (B,k*A): the action taken
+        at the previous frame (ignored for the first frame; None = hidden); frame_mask
+        (B,h,w) True = masked. Returns outputs with T = 1. When the cache already holds
+        ``max_frames`` frames it slides first (drops the oldest frame, see :class:`Slide`).
+        """
+        return self._frame(frame_tokens, action_prev, embodiment, frame_mask, cache, commit=False)
+
+    def commit_frame(self, frame_tokens: Tensor, action_prev: Tensor | None, *, embodiment: str,
+                     cache: KVCache) -> None:
+        """Append a finished (unmasked) frame to the cache: its keys/values at every block are
+        computed once, here. Same arguments as :meth:`forward_frame`; no output heads run."""
+        self._frame(frame_tokens, action_prev, embodiment, None, cache, commit=True)
+
+    def _frame(self, frame_tokens: Tensor, action_prev: Tensor | None, embodiment: str,
+               frame_mask: Tensor | None, cache: KVCache, *, commit: bool) -> WorldModelOutput | None:
+        self.check_actions(embodiment, action_prev)
+        if frame_tokens.shape[0] != cache.batch_size:
+            raise ConfigError(f"frame batch of {frame_tokens.shape[0]} does not match the cache's batch {cache.batch_size}")
+        if cache.length == cache.max_frames:
+            self._slide(cache)
+        n = cache.length
+        tok = self._embed_tokens(frame_tokens[:, None], None if frame_mask is None else frame_mask[:, None])  # (B,1,S,D)
+        b = tok.shape[0]
+        if n == 0:
+            act = self.no_action.expand(b, 1, -1)  # (B,1,D)
+        elif action_prev is None:
+            act = self.hidden_action.expand(b, 1, -1)
+        else:
+            act = self._action_embed(action_prev[:, None], None, embodiment)  # (B,1,D)
+        # Slot n is free: writing the new frame's keys/values (and action) there lets the
+        # attention read one contiguous buffer; only a commit counts the slot as taken.
+        cache.action_emb[:, n] = act[:, 0]
+        h = self.trunk(self._assemble(tok, act), act, kv_buffers=list(zip(cache.keys, cache.values)), start=n,
+                       action_context=cache.action_emb[:, : n + 1])
+        if not commit:
+            return self._outputs(h, embodiment)
+        cache.token_emb[:, n] = tok[:, 0]
+        cache.length = n + 1
+        return None
+
+    def prefill(self, tokens: Tensor, actions: Tensor | None, *, embodiment: str, cache: KVCache) -> None:
+        """Commit several context frames in one window pass, like n calls of :meth:`commit_frame`
+        on an empty cache. tokens (B,n,h,w) or (B,n,C,h,w); actions (B,n,k*A) with
+        ``actions[:, t]`` taken at frame t (the last one is not used); None = hidden."""
+        if cache.length:
+            raise ConfigError(f"prefill needs an empty cache, this one holds {cache.length} frames")
+        n = tokens.shape[1]
+        if n > cache.max_frames:
+            raise ConfigError(f"prefill of {n} frames exceeds the cache's {cache.max_frames}")
+        self.check_actions(embodiment, actions)
+        b = tokens.shape[0]
+        cache.token_emb[:, :n] = self._embed_tokens(tokens, None)
+        if actions is None:
+            act = torch.cat([self.no_action.expand(b, 1, -1), self.hidden_action.expand(b, n - 1, -1)], dim=1)
+        else:
+            act = self._window_actions(actions, None, embodiment)  # (B,n,D)
+        cache.action_emb[:, :n] = act
+        self._encode_cache(cache, n)
+
+    def _slide(self, cache: KVCache) -> None:
+        """Drop the oldest frame (see :class:`Slide` for the two ways)."""
+        n = cache.length - 1
+        cache.token_emb[:, :n] = cache.token_emb[:, 1:].clone()
+        cache.action_emb[:, :n] = cache.action_emb[:, 1:].clone()
+        if cache.slide == Slide.EVICT:
+            for kc, vc in zip(cache.keys, cache.values):
+                kc[:, :, :n] = kc[:, :, 1:].clone()
+                vc[:, :, :n] = vc[:, :, 1:].clone()
+            cache.length = n
+            return
+        cache.action_emb[:, 0] = self.no_action  # as the uncached window sees its first frame
+        self._encode_cache(cache, n)
+
+    def _encode_cache(self, cache: KVCache, n: int) -> None:
+        tok, act = cache.token_emb[:, :n], cache.action_emb[:, :n]  # (B,n,S,D), (B,n,D)
+        self.trunk(self._assemble(tok, act), act, kv_buffers=list(zip(cache.keys, cache.values)), start=0,
+                   action_context=act)
+        cache.length = n
+
+    # -- training objective ----------------------------------------------------------
+    def loss(self, batch: dict, *, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Masked-autoregression loss of one batch.
+
+        batch: ``frames`` (B,T,h,w) long or (B,T,C,h,w) float, ``actions`` (B,T,k*A),
+        ``embodiment`` str, optional ``setting`` (:class:`Setting`, default full dynamics).
+        """
+        tokens, actions, embodiment = batch["frames"], batch["actions"], batch["embodiment"]
+        setting = Setting(batch.get("setting", Setting.FULL))
+        b, t = tokens.shape[:2]
+        c = self.config
+        masks = sample_masks(b, t, c.tokens_per_frame, setting, generator=generator, device=tokens.device)
+        token_mask = rearrange(masks.tokens, "b t (h w) -> b t h w", h=c.grid[0])
+        inputs = tokens
+        if c.kind == "discrete" and c.corrupt_max > 0:
+            # MaskGIT-style robustness: some visible tokens are replaced by random ids.
+            rate = torch.rand((b, 1, 1, 1), generator=generator, device=tokens.device) * c.corrupt_max
+            corrupt = (torch.rand(tokens.shape, generator=generator, device=tokens.device) < rate) & ~token_mask
+            noise = torch.randint(0, c.vocab_size, tokens.shape, generator=generator, device=tokens.device)
+            inputs = torch.where(corrupt, noise, tokens)
+        out = self(inputs, actions, embodiment=embodiment, token_mask=token_mask, action_mask=masks.actions)
+
+        metrics: dict[str, float] = {}
+        if c.kind == "discrete":
+            token_loss = self.token_cross_entropy(out.logits, tokens, masks.tokens)
+            metrics["token_ce"] = float(token_loss.detach())
+        else:
+            target = rearrange(tokens, "b t c h w -> (b t h w) c").to(out.cond.dtype)
+            token_loss = self.diffusion(target, rearrange(out.cond, "b t s d -> (b t s) d"),
+                                        masks.tokens.reshape(-1), generator=generator)
+            metrics["diffusion_mse"] = float(token_loss.detach())
+        scored = masks.action_loss.to(out.action_pred.dtype)  # (B,T)
+        per_frame = (out.action_pred - actions.to(out.action_pred.dtype)).pow(2).mean(-1)  # (B,T)
+        action_loss = (per_frame * scored).sum() / scored.sum().clamp(min=1.0)
+        if masks.action_loss.any():
+            metrics["action_mse"] = float(action_loss.detach())
+        loss = token_loss + c.action_loss_weight * action_loss
+        metrics["loss"] = float(loss.detach())
+        return loss, metrics
+
+    def token_cross_entropy(self, logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
+        """Mean cross-entropy (nats, summed over vocabulary digits) of tokens (B,T,h,w) at mask (B,T,S)."""
+        c = self.config
+        target = rearrange(tokens, "b t h w -> b t (h w)").long()  # (B,T,S)
+        if c.vocab_factors == 1:
+            logits = logits[:, :, :, None]  # (B,T,S,1,V)
+        digits = torch.stack([torch.div(target, c.factor_size ** i, rounding_mode="floor") % c.factor_size
+                              for i in range(c.vocab_factors)], dim=-1)  # (B,T,S,F)
+        ce = F.cross_entropy(rearrange(logits, "b t s f v -> (b t s f) v").float(), digits.reshape(-1),
+                             reduction="none")
+        ce = rearrange(ce, "(n f) -> n f", f=c.vocab_factors).sum(-1)  # (B*T*S,)
+        m = mask.reshape(-1).to(ce.dtype)
+        return (ce * m).sum() / m.sum().clamp(min=1.0)
