@@ -16,6 +16,7 @@ from hma.errors import HmaError
 # Command modules under hma.commands, in the order they appear in `hma --help`.
 COMMAND_MODULES = [
     "data",
+    "tokenizer",
 ]
 
 

@@ -1,0 +1,118 @@
+"""`hma tokenizer train|eval` and `hma tokenize`: image tokenizers and pre-tokenized datasets."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    tok = sub.add_parser("tokenizer", help="train and evaluate image tokenizers")
+    tsub = tok.add_subparsers(dest="tokenizer_command", metavar="TOKENIZER_COMMAND", required=True)
+
+    p = tsub.add_parser("train", help="train a discrete (FSQ) or continuous (KL) tokenizer on the training episodes")
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
+    p.add_argument("--kind", choices=["discrete", "continuous"], required=True)
+    p.add_argument("--out", required=True, help="run folder (resumed automatically when it holds a training_state/)")
+    p.add_argument("--resume", action="store_true", help="require an existing run in --out to resume")
+    p.add_argument("--minutes", type=float, default=None, help="training time budget (total over resumes)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (2000 if neither --steps nor --minutes)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default=None, help="tokenizer name, used for token shard folders (default: --out's folder name)")
+    p.add_argument("--downsample", type=int, default=8, help="frame size / token grid size (8: 64x64 -> 8x8)")
+    p.add_argument("--channels", type=int, nargs="+", default=None, help="width of each stride-2 stage")
+    p.add_argument("--res-blocks", type=int, default=2, help="residual blocks at the token resolution")
+    p.add_argument("--vocab-size", type=int, default=4096, help="discrete: about 2^10 to 2^16 (FSQ levels from the FSQ paper)")
+    p.add_argument("--fsq-levels", type=int, nargs="+", default=None, help="discrete: explicit FSQ levels (overrides --vocab-size)")
+    p.add_argument("--latent-channels", type=int, default=8, help="continuous: latent channels per token")
+    p.add_argument("--kl-weight", type=float, default=1e-5, help="continuous: weight of the KL term")
+    p.add_argument("--recon-loss", choices=["l1", "l2", "l1+l2"], default="l1+l2")
+    p.add_argument("--grad-loss-weight", type=float, default=0.0, help="weight of an L1 loss on image gradients (0: off)")
+    p.add_argument("--sample-every", type=int, default=500, help="steps between reconstruction grids in OUT/samples/")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=_train)
+
+    p = tsub.add_parser("eval", help="reconstruction PSNR/SSIM on held-out episodes, code usage, throughput")
+    p.add_argument("--tokenizer", required=True, help="tokenizer folder")
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--max-frames", type=int, default=2048, help="held-out frames per embodiment (evenly spaced)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("tokenize", help="write token / latent shards beside datasets (DATASET/tokens/<tokenizer>/)")
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--tokenizer", required=True, help="tokenizer folder")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_tokenize)
+
+
+def _setup(args: argparse.Namespace) -> str:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hma.errors import ConfigError
+    from hma.tokenizer.config import TokenizerConfig
+    from hma.tokenizer.train import STATE_FILE, TRAINING_STATE_DIR, TrainOptions, train_tokenizer
+
+    device = _setup(args)
+    out = Path(args.out)
+    if args.resume and not (out / TRAINING_STATE_DIR / STATE_FILE).is_file():
+        raise ConfigError(f"--resume was given but {out / TRAINING_STATE_DIR} does not exist, expected a run to resume")
+    config = TokenizerConfig(
+        kind=args.kind, name=args.name or out.resolve().name, downsample=args.downsample,
+        channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, vocab_size=args.vocab_size,
+        fsq_levels=tuple(args.fsq_levels or ()), latent_channels=args.latent_channels, kl_weight=args.kl_weight,
+        recon_loss=args.recon_loss, grad_loss_weight=args.grad_loss_weight,
+    )
+    options = TrainOptions(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
+                           seed=args.seed, sample_every=args.sample_every)
+    tokenizer = train_tokenizer(args.data, out, config, options, device=device)
+    print(f"wrote {out}: {tokenizer} fingerprint {tokenizer.fingerprint[:12]}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from hma.io import atomic_write_json
+    from hma.tokenizer.evaluate import evaluate_tokenizer
+    from hma.tokenizer.loading import load_tokenizer
+
+    device = _setup(args)
+    tokenizer = load_tokenizer(args.tokenizer).to(device)
+    report = evaluate_tokenizer(tokenizer, args.data, max_frames=args.max_frames)
+    print(report.table())
+    if args.json:
+        atomic_write_json(args.json, report.to_json())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from hma.data.store import open_datasets
+    from hma.tokenizer.loading import load_tokenizer
+    from hma.tokenizer.shards import tokenize_dataset
+
+    device = _setup(args)
+    tokenizer = load_tokenizer(args.tokenizer).to(device)
+    for store in open_datasets(args.data):
+        t0 = time.perf_counter()
+        shard, skipped = tokenize_dataset(store, tokenizer, batch_size=args.batch_size)
+        if skipped:
+            print(f"{shard.path}: up to date, skipped")
+        else:
+            dt = time.perf_counter() - t0
+            print(f"{shard.path}: {shard.meta['num_frames']} frames in {dt:.1f} s ({shard.meta['num_frames'] / dt:.0f} frames/s)")
+    return 0

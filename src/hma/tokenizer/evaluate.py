@@ -1,0 +1,155 @@
+"""``hma tokenizer eval``: reconstruction quality on held-out episodes, code usage, throughput.
+
+PSNR and SSIM are small private functions here; the shared evaluation metrics live in
+:mod:`hma.eval` and are not a dependency of the tokenizer package.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from hma.data.store import open_datasets
+from hma.errors import DataError
+from hma.tokenizer.frames import episode_rows
+from hma.tokenizer.protocol import Tokenizer
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of uint8 images (B, H, W, 3)."""
+    mse = ((a.double() - b.double()) ** 2).mean(dim=(1, 2, 3))  # (B,)
+    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, per channel, averaged)."""
+    x = rearrange(a.double(), "b h w c -> b c h w") / 255.0  # (B, 3, H, W)
+    y = rearrange(b.double(), "b h w c -> b c h w") / 255.0
+    coords = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-(coords**2) / (2 * 1.5**2))
+    g = g / g.sum()
+    window = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).to(x.device)  # (3, 1, 11, 11), depthwise
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window, groups=3)  # valid window positions only
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return ssim_map.mean(dim=(1, 2, 3))  # (B,)
+
+
+@dataclass
+class EmbodimentReport:
+    embodiment: str
+    frames: int
+    psnr: float
+    ssim: float
+    code_usage: float | None = None
+    perplexity: float | None = None
+
+
+@dataclass
+class TokenizerReport:
+    tokenizer: str
+    kind: str
+    grid: tuple[int, int]
+    per_embodiment: list[EmbodimentReport] = field(default_factory=list)
+    psnr: float = 0.0  # mean over held-out frames of all embodiments
+    ssim: float = 0.0
+    code_usage: float | None = None  # fraction of the vocabulary used on all held-out frames
+    perplexity: float | None = None
+    encode_fps: float = 0.0
+    decode_fps: float = 0.0
+    roundtrip_fps: float = 0.0  # encode + decode
+    threads: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        lines = [f"tokenizer {self.tokenizer} ({self.kind}, grid {self.grid[0]}x{self.grid[1]}), held-out episodes:",
+                 f"{'embodiment':<24}{'frames':>8}{'PSNR dB':>9}{'SSIM':>8}{'codes used':>12}{'perplexity':>12}"]
+        for r in self.per_embodiment + [EmbodimentReport("all", sum(r.frames for r in self.per_embodiment), self.psnr, self.ssim, self.code_usage, self.perplexity)]:
+            usage = f"{100 * r.code_usage:11.1f}%" if r.code_usage is not None else f"{'-':>12}"
+            ppl = f"{r.perplexity:12.1f}" if r.perplexity is not None else f"{'-':>12}"
+            lines.append(f"{r.embodiment:<24}{r.frames:>8}{r.psnr:>9.2f}{r.ssim:>8.4f}{usage}{ppl}")
+        lines.append(f"throughput (batch 64, {self.threads} threads): encode {self.encode_fps:.0f} frames/s, "
+                     f"decode {self.decode_fps:.0f} frames/s, encode+decode {self.roundtrip_fps:.0f} frames/s")
+        return "\n".join(lines)
+
+
+def _usage(counts: np.ndarray) -> tuple[float, float]:
+    p = counts / max(1, counts.sum())
+    nz = p[p > 0]
+    return float((counts > 0).mean()), float(math.exp(-(nz * np.log(nz)).sum()))
+
+
+def measure_throughput(tokenizer: Tokenizer, *, batch_size: int = 64, repeats: int = 5, frames: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(encode, decode, encode+decode) frames/s on one batch, best of ``repeats`` after a warm-up."""
+    if frames is None:
+        h, w = tokenizer.image_size
+        frames = np.random.default_rng(0).integers(0, 256, size=(batch_size, h, w, 3), dtype=np.uint8)
+    batch = torch.from_numpy(np.ascontiguousarray(frames[:batch_size]))
+    tokenizer.decode(tokenizer.encode(batch))  # warm-up: first calls allocate and pick kernels
+    enc, dec = math.inf, math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        tokens = tokenizer.encode(batch)
+        t1 = time.perf_counter()
+        tokenizer.decode(tokens)
+        t2 = time.perf_counter()
+        enc, dec = min(enc, t1 - t0), min(dec, t2 - t1)
+    n = len(batch)
+    return n / enc, n / dec, n / (enc + dec)
+
+
+def evaluate_tokenizer(tokenizer: Tokenizer, data: Sequence[str | Path], *, max_frames: int = 2048, batch_size: int = 64) -> TokenizerReport:
+    """Reconstruction PSNR/SSIM per embodiment on held-out episodes (at most ``max_frames``
+    evenly spaced frames each), code usage for discrete tokenizers, and throughput."""
+    stores = open_datasets(data)
+    report = TokenizerReport(tokenizer.name, tokenizer.kind, tuple(tokenizer.grid), threads=torch.get_num_threads())
+    discrete = tokenizer.kind == "discrete"
+    all_counts = np.zeros(tokenizer.vocab_size if discrete else 1, dtype=np.int64)
+    psnrs, ssims = [], []
+    for store in stores:
+        if tuple(store.image_size) != tuple(tokenizer.image_size):
+            raise DataError(f"{store.root} has {list(store.image_size)} frames, expected {list(tokenizer.image_size)} for tokenizer {tokenizer.name}")
+        rows = episode_rows(store, "heldout")
+        if len(rows) == 0:
+            rows = episode_rows(store, "train")  # a single-episode dataset has nothing held out
+        if len(rows) > max_frames:
+            rows = rows[np.linspace(0, len(rows) - 1, max_frames).round().astype(int)]
+        counts = np.zeros_like(all_counts)
+        p, s = [], []
+        for i in range(0, len(rows), batch_size):
+            frames = torch.from_numpy(np.asarray(store.frames[rows[i : i + batch_size]]))  # (B, H, W, 3)
+            tokens = tokenizer.encode(frames)
+            recon = tokenizer.decode(tokens).cpu()
+            p.append(_psnr(frames, recon))
+            s.append(_ssim(frames, recon))
+            if discrete:
+                counts += np.bincount(tokens.cpu().numpy().ravel(), minlength=len(counts))
+        p_all, s_all = torch.cat(p), torch.cat(s)
+        psnrs.append(p_all)
+        ssims.append(s_all)
+        r = EmbodimentReport(store.embodiment, len(rows), p_all.mean().item(), s_all.mean().item())
+        if discrete:
+            r.code_usage, r.perplexity = _usage(counts)
+            all_counts += counts
+        report.per_embodiment.append(r)
+    report.psnr = torch.cat(psnrs).mean().item()
+    report.ssim = torch.cat(ssims).mean().item()
+    if discrete:
+        report.code_usage, report.perplexity = _usage(all_counts)
+    report.encode_fps, report.decode_fps, report.roundtrip_fps = measure_throughput(tokenizer)
+    return report

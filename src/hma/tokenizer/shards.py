@@ -1,0 +1,180 @@
+"""Pre-tokenized datasets: ``DATASET/tokens/<tokenizer name>/`` beside the frames.
+
+``tokens.npy`` (N, h, w) int32 for a discrete tokenizer or ``latents.npy`` (N, C, h, w)
+float16 for a continuous one, row i being frame i of the store, plus ``tokens.json``
+naming the tokenizer (name, kind, fingerprint), the grid, the dataset's ``frames.npy``
+checksum and the array's own checksum. A shard is written into ``<name>.partial/`` in
+chunks, with ``progress.json`` recording how many rows are done, so a killed run resumes;
+the folder is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hma.data.store import FRAMES_FILE, EpisodeStore
+from hma.errors import ConfigError, DataError
+from hma.io import atomic_write_json, sha256_file
+from hma.tokenizer.protocol import Tokenizer
+
+TOKENS_DIR = "tokens"
+SHARD_META_FILE = "tokens.json"
+TOKENS_FILE = "tokens.npy"
+LATENTS_FILE = "latents.npy"
+PROGRESS_FILE = "progress.json"
+_PARTIAL = ".partial"
+
+
+@dataclass
+class TokenShard:
+    """An opened token shard: ``array`` is a read-only memmap aligned with the store's rows."""
+
+    array: np.ndarray  # (N, h, w) int32 or (N, C, h, w) float16
+    meta: dict[str, Any]
+    path: Path
+
+
+def shard_path(store: EpisodeStore, tokenizer_name: str) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", tokenizer_name):
+        raise ConfigError(f"tokenizer name {tokenizer_name!r} cannot name a folder, expected letters, digits, '_', '-' or '.'")
+    return store.root / TOKENS_DIR / tokenizer_name
+
+
+def _array_spec(tokenizer: Tokenizer, num_frames: int) -> tuple[str, np.dtype, tuple[int, ...]]:
+    h, w = tokenizer.grid
+    if tokenizer.kind == "discrete":
+        return TOKENS_FILE, np.dtype(np.int32), (num_frames, h, w)
+    return LATENTS_FILE, np.dtype(np.float16), (num_frames, tokenizer.latent_channels, h, w)
+
+
+def _identity(tokenizer: Tokenizer, store: EpisodeStore) -> dict[str, Any]:
+    """What a shard must match to be current: the tokenizer's weights and the dataset's frames."""
+    ident = {
+        "tokenizer": tokenizer.name, "kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint,
+        "grid": list(tokenizer.grid), "num_frames": store.num_frames,
+        "dataset_frames_sha256": store.meta["files"][FRAMES_FILE]["sha256"],
+    }
+    if tokenizer.kind == "discrete":
+        ident["vocab_size"] = int(tokenizer.vocab_size)
+    else:
+        ident["latent_channels"] = int(tokenizer.latent_channels)
+    return ident
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((path / SHARD_META_FILE).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def is_current(store: EpisodeStore, tokenizer: Tokenizer) -> bool:
+    """True when the shard exists, is complete, and was made from these frames with these weights."""
+    path = shard_path(store, tokenizer.name)
+    meta = _read_meta(path)
+    if meta is None:
+        return False
+    ident = _identity(tokenizer, store)
+    if any(meta.get(k) != v for k, v in ident.items()):
+        return False
+    name, _, _ = _array_spec(tokenizer, store.num_frames)
+    spec = meta.get("files", {}).get(name, {})
+    return (path / name).is_file() and (path / name).stat().st_size == spec.get("bytes")
+
+
+def tokenize_dataset(store: EpisodeStore, tokenizer: Tokenizer, *, batch_size: int = 256, chunk_frames: int = 4096,
+                     progress: bool = True) -> tuple[TokenShard, bool]:
+    """Write (or keep) the token shard of ``store``; returns it and whether it was already current."""
+    final = shard_path(store, tokenizer.name)
+    if is_current(store, tokenizer):
+        return open_token_shard(store, tokenizer), True
+    if tuple(store.image_size) != tuple(tokenizer.image_size):
+        raise DataError(f"{store.root} has {list(store.image_size)} frames, expected {list(tokenizer.image_size)} for tokenizer {tokenizer.name}")
+    ident = _identity(tokenizer, store)
+    name, dtype, shape = _array_spec(tokenizer, store.num_frames)
+    partial = final.with_name(final.name + _PARTIAL)
+    done = 0
+    try:
+        pending = json.loads((partial / PROGRESS_FILE).read_text())
+        if all(pending.get(k) == v for k, v in ident.items()) and (partial / name).is_file():
+            done = int(pending["done"])
+    except (OSError, json.JSONDecodeError, KeyError, ValueError):
+        done = 0
+    if done == 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        array = np.lib.format.open_memmap(partial / name, mode="w+", dtype=dtype, shape=shape)
+    else:
+        array = np.load(partial / name, mmap_mode="r+")
+    bar = tqdm(total=store.num_frames, initial=done, disable=not progress, unit="frame", dynamic_ncols=True,
+               desc=f"{store.embodiment} -> tokens/{tokenizer.name}")
+    for start in range(done, store.num_frames, chunk_frames):
+        end = min(start + chunk_frames, store.num_frames)
+        for i in range(start, end, batch_size):
+            j = min(i + batch_size, end)
+            tokens = tokenizer.encode(torch.from_numpy(np.array(store.frames[i:j])))
+            array[i:j] = tokens.cpu().numpy().astype(dtype)
+            bar.update(j - i)
+        array.flush()
+        atomic_write_json(partial / PROGRESS_FILE, {**ident, "done": end})  # after the flush: `done` rows are on disk
+    bar.close()
+    del array
+    meta = {
+        **ident, "file": name, "dtype": dtype.name, "shape": list(shape),
+        "files": {name: {"bytes": (partial / name).stat().st_size, "sha256": sha256_file(partial / name)}},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(partial / SHARD_META_FILE, meta)
+    (partial / PROGRESS_FILE).unlink()
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    partial.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return open_token_shard(store, tokenizer), False
+
+
+def open_token_shard(dataset: str | Path | EpisodeStore, tokenizer: str | Tokenizer, *, verify: bool = False) -> TokenShard:
+    """Open ``DATASET/tokens/<tokenizer>/``. Passing a tokenizer object (rather than its name)
+    also checks that the shard was made with its weights. Raises :class:`DataError` if the shard
+    is missing, unfinished, truncated, stale (the frames changed) or from another tokenizer."""
+    store = dataset if isinstance(dataset, EpisodeStore) else EpisodeStore(dataset)
+    name = tokenizer if isinstance(tokenizer, str) else tokenizer.name
+    path = shard_path(store, name)
+    meta = _read_meta(path)
+    if meta is None:
+        unfinished = path.with_name(path.name + _PARTIAL).exists()
+        hint = "an unfinished run left a .partial folder, re-run `hma tokenize` to resume it" if unfinished else "run `hma tokenize` first"
+        raise DataError(f"{path} holds no complete token shard for tokenizer {name!r} ({hint})")
+    if meta.get("tokenizer") != name:
+        raise DataError(f"{path} was made by tokenizer {meta.get('tokenizer')!r}, expected {name!r}")
+    if not isinstance(tokenizer, str) and meta.get("fingerprint") != tokenizer.fingerprint:
+        raise DataError(f"{path} was made by tokenizer weights {str(meta.get('fingerprint'))[:12]}, expected {tokenizer.fingerprint[:12]} (re-run `hma tokenize`)")
+    if meta.get("dataset_frames_sha256") != store.meta["files"][FRAMES_FILE]["sha256"] or meta.get("num_frames") != store.num_frames:
+        raise DataError(f"{path} was made from other frames than {store.root / FRAMES_FILE} now holds (re-run `hma tokenize`)")
+    file = path / str(meta.get("file"))
+    spec = meta.get("files", {}).get(meta.get("file"), {})
+    if not file.is_file() or file.stat().st_size != spec.get("bytes"):
+        size = file.stat().st_size if file.is_file() else 0
+        raise DataError(f"{file} has {size} bytes, expected {spec.get('bytes')}: the shard is truncated or missing")
+    if verify and sha256_file(file) != spec.get("sha256"):
+        raise DataError(f"{file} fails its checksum: the shard is corrupt")
+    try:
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{file} is not a readable .npy array ({e})") from None
+    if list(array.shape) != meta.get("shape") or array.dtype.name != meta.get("dtype"):
+        raise DataError(f"{file} holds {array.dtype}{list(array.shape)}, expected {meta.get('dtype')}{meta.get('shape')}")
+    return TokenShard(array=array, meta=meta, path=path)

@@ -1,0 +1,152 @@
+"""Tokenizers trained by hma: a :class:`ConvAutoencoder` behind the :class:`Tokenizer` protocol,
+saved as ``model.safetensors`` + ``config.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from hma.errors import CheckpointError, HmaError
+from hma.io import atomic_write_bytes, atomic_write_json
+from hma.tokenizer.config import TokenizerConfig
+from hma.tokenizer.modeling import ConvAutoencoder
+from hma.tokenizer.protocol import frames_to_unit, unit_to_frames
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class ConvTokenizer:
+    """A trained :class:`ConvAutoencoder` seen through the :class:`~hma.tokenizer.protocol.Tokenizer` protocol."""
+
+    def __init__(self, model: ConvAutoencoder, *, fingerprint: str = "") -> None:
+        self.model = model.eval()
+        self.config: TokenizerConfig = model.config
+        self.fingerprint = fingerprint
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.config.image_size
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.config.grid
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> "ConvTokenizer":
+        self.model.to(device)
+        return self
+
+    @torch.inference_mode()
+    def encode(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> ids (B, h, w) long, or scaled latent means (B, C, h, w)."""
+        p = next(self.model.parameters())
+        x = frames_to_unit(frames, image_size=self.image_size, device=p.device, dtype=p.dtype)  # (B, 3, H, W)
+        if self.kind == "discrete":
+            return self.model.encode_ids(x)  # (B, h, w)
+        # The mean, not a sample: tokens of a frame must not depend on a random draw.
+        mean, _ = self.model.encode_moments(x)  # (B, C, h, w)
+        return mean * self.config.latent_scale
+
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """ids (B, h, w) or scaled latents (B, C, h, w) -> uint8 (B, H, W, 3)."""
+        p = next(self.model.parameters())
+        tokens = torch.as_tensor(tokens, device=p.device)
+        if self.kind == "discrete":
+            recon = self.model.decode_ids(tokens.long())  # (B, 3, H, W)
+        else:
+            recon = self.model.decoder(tokens.to(p.dtype) / self.config.latent_scale)  # (B, 3, H, W)
+        return unit_to_frames(recon)
+
+    def __repr__(self) -> str:
+        size = f"vocab={self.vocab_size}" if self.kind == "discrete" else f"channels={self.latent_channels}"
+        return f"ConvTokenizer(name={self.name!r}, kind={self.kind!r}, grid={self.grid}, {size})"
+
+
+def weights_bytes(model: ConvAutoencoder) -> bytes:
+    """The safetensors serialization of a model's weights (the fingerprint is its sha256)."""
+    return save_safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
+
+
+def save_tokenizer(model: ConvAutoencoder, out: str | Path) -> str:
+    """Write ``model.safetensors`` and ``config.json`` atomically into ``out``; returns the fingerprint."""
+    import hashlib
+
+    out = Path(out)
+    data = weights_bytes(model)
+    atomic_write_bytes(out / WEIGHTS_FILE, data)
+    atomic_write_json(out / CONFIG_FILE, model.config.to_json())
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_config(path: Path) -> dict:
+    """config.json of a tokenizer folder as a dict, or a CheckpointError naming the file."""
+    file = path / CONFIG_FILE
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing, expected a tokenizer config")
+    try:
+        d = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{file} is not valid JSON: the file is truncated or corrupt") from None
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{file} holds {type(d).__name__}, expected a JSON object")
+    return d
+
+
+def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Tensors of a safetensors file and its sha256, or a CheckpointError naming the file."""
+    import hashlib
+
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing, expected the tokenizer weights")
+    data = file.read_bytes()
+    try:
+        tensors = load_safetensors_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError, OSError) as e:
+        raise CheckpointError(f"{file} is not a readable safetensors file ({e}): it is truncated or corrupt") from None
+    return tensors, hashlib.sha256(data).hexdigest()
+
+
+def load_trained_tokenizer(path: str | Path) -> ConvTokenizer:
+    """Open a tokenizer folder written by :func:`save_tokenizer` (on the CPU; use ``.to()``)."""
+    path = Path(path)
+    try:
+        config = TokenizerConfig.from_json(read_config(path), where=str(path / CONFIG_FILE))
+    except HmaError as e:
+        raise CheckpointError(str(e)) from None
+    except TypeError as e:
+        raise CheckpointError(f"{path / CONFIG_FILE} does not describe a tokenizer ({e})") from None
+    tensors, fingerprint = read_weights(path / WEIGHTS_FILE)
+    model = ConvAutoencoder(config)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path / WEIGHTS_FILE} does not match {CONFIG_FILE} ({first})") from None
+    return ConvTokenizer(model, fingerprint=fingerprint)
