@@ -17,11 +17,14 @@ matched within ``TOLERANCE_S``.
 
 from __future__ import annotations
 
-import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import av
+import pyarrow as pa
 
 from hma.errors import DataError
 
@@ -41,6 +44,8 @@ CHUNKS_SIZE = 1000
 DATA_FILES_SIZE_IN_MB = 100
 VIDEO_FILES_SIZE_IN_MB = 200
 CAMERA_DTYPES = ("video", "image")
+# Far above any robot camera; bounds the time arithmetic of the frame lookup.
+MAX_FPS = 10_000
 # Columns every LeRobot data parquet has besides the user features.
 DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},
@@ -103,15 +108,15 @@ def parse_info(raw: Any, path: Path) -> Info:
     if not isinstance(raw, dict):
         raise DataError(f"{path} holds {type(raw).__name__}, expected a JSON object")
     version = raw.get("codebase_version")
-    if version not in _LAYOUTS:
+    if not isinstance(version, str) or version not in _LAYOUTS:
         raise DataError(f"{path}: unknown codebase_version {version!r}, expected one of {', '.join(_LAYOUTS)}")
     layout = _LAYOUTS[version]
     missing = [k for k in _REQUIRED_KEYS[layout] if k not in raw]
     if missing:
         raise DataError(f"{path} lacks the key(s) {', '.join(missing)} required by a {version} dataset")
     fps = raw["fps"]
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
-        raise DataError(f"{path}: fps is {fps!r}, expected a positive number")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
+        raise DataError(f"{path}: fps is {fps!r}, expected a positive number of frames per second up to {MAX_FPS}")
     robot_type = raw.get("robot_type")
     if robot_type is not None and not isinstance(robot_type, str):
         raise DataError(f"{path}: robot_type is {robot_type!r}, expected a string or null")
@@ -170,5 +175,16 @@ def fill_template(template: str, path: Path, **fields: Any) -> str:
     """``template.format(**fields)``, turning a malformed template into a DataError."""
     try:
         return template.format(**fields)
-    except (KeyError, IndexError, ValueError) as e:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
         raise DataError(f"{path}: path template {template!r} cannot be filled with {sorted(fields)} ({e!r})") from None
+
+
+@contextmanager
+def guard(path: Path, what: str) -> Iterator[None]:
+    """Turn decoder/IO exceptions raised inside the block into one DataError naming ``path``."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (av.FFmpegError, pa.ArrowException, OSError, EOFError, ValueError) as e:
+        raise DataError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from None

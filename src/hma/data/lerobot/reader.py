@@ -29,9 +29,10 @@ from hma.data.lerobot.format import (
     Layout,
     action_names,
     fill_template,
+    guard,
     parse_info,
 )
-from hma.data.lerobot.video import VideoReader, decode_png, guard, resize
+from hma.data.lerobot.video import VideoReader, decode_png, resize
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
 from hma.io import read_json

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import io
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
 from PIL import Image
 
-from hma.data.lerobot.format import TOLERANCE_S
+from hma.data.lerobot.format import TOLERANCE_S, guard
 from hma.errors import ConfigError, DataError
 
 # SVT-AV1 prints a banner and tuning warnings straight to stderr unless told otherwise
@@ -29,17 +27,6 @@ from hma.errors import ConfigError, DataError
 os.environ.setdefault("SVT_LOG", "1")
 
 PIX_FMT = "yuv420p"
-
-
-@contextmanager
-def guard(path: Path, what: str) -> Iterator[None]:
-    """Turn decoder/IO exceptions raised inside the block into one DataError naming ``path``."""
-    try:
-        yield
-    except DataError:
-        raise
-    except (av.FFmpegError, OSError, EOFError, ValueError) as e:
-        raise DataError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from None
 
 
 def resize(frame_hw3: np.ndarray, size: int | None) -> np.ndarray:
@@ -55,7 +42,7 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL reports some broken PNGs as SyntaxError
         raise DataError(f"{where}: image bytes cannot be decoded ({type(e).__name__}: {e})") from None
 
 
