@@ -17,6 +17,8 @@ from hma.errors import HmaError
 COMMAND_MODULES = [
     "data",
     "tokenizer",
+    "train",
+    "model",
 ]
 
 

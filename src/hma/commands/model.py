@@ -1,0 +1,24 @@
+"""`hma model info`: parameter counts of a preset or a trained run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    model = sub.add_parser("model", help="inspect world-model presets and runs")
+    msub = model.add_subparsers(dest="model_command", metavar="MODEL_COMMAND", required=True)
+    p = msub.add_parser("info", help="parameter counts: trunk, per-embodiment stem/head, output heads, total")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--preset", help="tiny, base or xl")
+    which.add_argument("--run", help="a trained run folder")
+    p.add_argument("--kind", default="discrete", choices=["discrete", "continuous"])
+    p.add_argument("--embodiments", type=int, default=1, help="number of (7-dof, chunk 1) embodiments to count")
+    p.set_defaults(func=_info)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from hma.model.info import parameter_table
+
+    print(parameter_table(preset=args.preset, run=args.run, kind=args.kind, embodiments=args.embodiments))
+    return 0

@@ -1,0 +1,84 @@
+"""`hma train` and `hma finetune`: world-model training on pre-tokenized datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets (tokenized)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    length = p.add_mutually_exclusive_group(required=True)
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--minutes", type=float, help="train for this wall-clock budget")
+    p.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step without changing the schedule")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per batch per process")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=int, default=100, help="linear warmup steps before the cosine decay")
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--ema", type=float, default=None, help="EMA decay (e.g. 0.999); model.safetensors then holds the EMA")
+    p.add_argument("--setting", default="full", help="video, forward, full, policy or mixed (per sample)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tau", type=float, default=3.0, help="dataset mixture temperature")
+    p.add_argument("--holdout", type=float, default=0.1, help="fraction of episodes held out for evaluation")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--eval-windows", type=int, default=256, help="held-out windows evaluated at the end")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a world model on tokenized datasets (also under torchrun: python -m hma.train)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--preset", default=None, help="model preset: tiny, base or xl (default tiny)")
+    which.add_argument("--config", default=None, help="JSON model config instead of a preset")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder the data was tokenized with")
+    p.add_argument("--model", default="hma", help="model kind: hma (masked autoregression) or diffusion (baseline)")
+    p.add_argument("--injection", default=None, help="action injection, '+'-joined: concat, modulate, add, cross_attention")
+    p.add_argument("--frame-hz", type=float, default=None, help="common frame rate of the windows")
+    p.add_argument("--num-frames", type=int, default=None, help="window length T (default: the preset's)")
+    _common(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("finetune", help="continue a trained run on new data, adding new embodiments' stems and heads")
+    p.add_argument("--from", dest="init_from", required=True, help="trained run folder to start from")
+    p.add_argument("--freeze-trunk", action="store_true", help="train only the embodiment stems and heads")
+    _common(p)
+    p.set_defaults(func=_finetune)
+
+
+def _config(args: argparse.Namespace, **extra):
+    from hma.train import TrainConfig
+
+    return TrainConfig(
+        data=args.data, out=args.out, steps=args.steps, minutes=args.minutes, stop_at=args.stop_at,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
+        grad_clip=args.grad_clip, ema=args.ema, setting=args.setting, seed=args.seed, tau=args.tau,
+        holdout=args.holdout, checkpoint_every=args.checkpoint_every, eval_windows=args.eval_windows,
+        resume=args.resume, progress=not args.no_progress, **extra,
+    )
+
+
+def _report(result: dict) -> int:
+    if "perplexity" in result:
+        print(f"held-out perplexity {result['perplexity']:.2f} vs unigram baseline {result['unigram_perplexity']:.2f} "
+              f"({result['heldout_tokens']} masked tokens in {result['heldout_windows']} windows)")
+    elif result:
+        print(json.dumps(result))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hma.train import train
+
+    cfg = _config(args, tokenizer=args.tokenizer, preset=args.preset, config_file=args.config, model=args.model,
+                  injection=args.injection, frame_hz=args.frame_hz, num_frames=args.num_frames)
+    return _report(train(cfg))
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from hma.train import train
+
+    return _report(train(_config(args, init_from=args.init_from, freeze_trunk=args.freeze_trunk)))

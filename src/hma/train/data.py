@@ -1,0 +1,80 @@
+"""Training data: pre-tokenized datasets as windows, one embodiment per batch.
+
+Every dataset must carry a token shard made by the run's tokenizer (checked, with its
+weights' fingerprint, before any step); its episodes are split into training and held-out
+ones (``hma.data.windows.split_episodes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hma.config import EmbodimentSpec
+from hma.data.mixture import MixtureSampler
+from hma.data.store import open_datasets
+from hma.data.windows import ActionNormalizer, WindowDataset, check_window_fits, frame_stride, split_episodes
+from hma.errors import DataError, EmbodimentError
+
+
+@dataclass
+class TrainingData:
+    train: list[WindowDataset]
+    heldout: list[WindowDataset]  # empty datasets where nothing could be held out
+    embodiments: dict[str, EmbodimentSpec]
+    token_counts: np.ndarray | None  # (V,) training-token frequencies (discrete), the unigram baseline
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(d) for d in self.train]
+
+
+def load_training_data(paths: Sequence[str | Path], tokenizer, *, num_frames: int, frame_hz: float,
+                       holdout: float = 0.1) -> TrainingData:
+    """Open every dataset under ``paths`` with its token shard for ``tokenizer``."""
+    from hma.tokenizer import open_token_shard
+
+    train, heldout, specs = [], [], {}
+    counts = np.zeros(tokenizer.vocab_size, dtype=np.int64) if tokenizer.kind == "discrete" else None
+    for store in open_datasets(paths):
+        shard = open_token_shard(store, tokenizer)  # DataError if made by another tokenizer
+        check_window_fits(store, num_frames, frame_hz)
+        chunk = frame_stride(store.control_hz, frame_hz)
+        normalizer = ActionNormalizer.from_store(store, chunk)
+        spec = EmbodimentSpec(name=store.embodiment, action_dim=store.action_dim, chunk=chunk,
+                              mean=normalizer.mean.tolist(), std=normalizer.std.tolist(),
+                              action_names=store.action_names, control_hz=store.control_hz)
+        known = specs.get(spec.name)
+        if known is not None and known.chunk_dim != spec.chunk_dim:
+            raise EmbodimentError(
+                f"{store.root}: embodiment {spec.name!r} has {spec.chunk_dim} action values per frame here "
+                f"but {known.chunk_dim} in another dataset, expected the same"
+            )
+        specs.setdefault(spec.name, spec)
+        train_ids, held_ids = split_episodes(store.num_episodes, holdout)
+        train.append(WindowDataset(store, num_frames, frame_hz, episodes=train_ids, source=shard.array, normalizer=normalizer))
+        heldout.append(WindowDataset(store, num_frames, frame_hz, episodes=held_ids, source=shard.array, normalizer=normalizer))
+        if counts is not None:
+            rows = slice(0, int(store.episode_starts[train_ids[-1] + 1]))  # training episodes come first
+            counts += np.bincount(np.asarray(shard.array[rows]).reshape(-1), minlength=len(counts))[: len(counts)]
+    if not any(len(d) for d in train):
+        raise DataError(f"no training window of {num_frames} frames fits in the datasets under {list(map(str, paths))}")
+    return TrainingData(train=train, heldout=heldout, embodiments=specs, token_counts=counts)
+
+
+def to_tensors(batch: dict, device: torch.device) -> dict:
+    """A WindowDataset batch as tensors: token ids -> long, latents -> float32."""
+    frames = torch.from_numpy(np.asarray(batch["frames"]))
+    frames = frames.long() if not frames.dtype.is_floating_point else frames.float()
+    return {"frames": frames.to(device), "actions": torch.from_numpy(batch["actions"]).to(device),
+            "embodiment": batch["embodiment"]}
+
+
+def batches(data: TrainingData, sampler: MixtureSampler, device: torch.device) -> Iterator[dict[str, Tensor]]:
+    for d, idx in sampler:
+        yield to_tensors(data.train[d].get_batch(idx), device)

@@ -1,0 +1,374 @@
+"""The training loop: one process or one rank of ``torchrun`` (DDP).
+
+``train(TrainConfig)`` builds (or resumes, or fine-tunes) a model on pre-tokenized data,
+runs AdamW with warmup + cosine, gradient clipping, optional EMA and bf16 autocast on CUDA,
+writes checkpoints and TensorBoard logs from rank 0, and finally evaluates held-out
+perplexity against a unigram (token-frequency) baseline into ``RUN/eval.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+from hma.config import ModelConfig, Setting, preset
+from hma.data.mixture import MixtureSampler
+from hma.errors import CheckpointError, ConfigError, EmbodimentError
+from hma.io import atomic_write_json, read_json
+from hma.train import checkpoint as ckpt
+from hma.train.data import TrainingData, batches, load_training_data, to_tensors
+from hma.train.kinds import build_model
+from hma.train.optim import Ema, WarmupCosine, build_optimizer
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: str
+    tokenizer: str | None = None  # required for a new run; resumed/fine-tuned runs use their own copy
+    preset: str | None = "tiny"
+    config_file: str | None = None  # a JSON ModelConfig (or a run's config.json) instead of a preset
+    model: str = "hma"  # registry key, hma.train.kinds.MODEL_KINDS
+    steps: int | None = None
+    minutes: float | None = None
+    stop_at: int | None = None  # stop (with a checkpoint) at this step, schedule unchanged: preemption
+    batch_size: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema: float | None = None  # EMA decay, e.g. 0.999; model.safetensors then holds the EMA weights
+    setting: str = "full"
+    injection: str | None = None
+    seed: int = 0
+    frame_hz: float | None = None
+    num_frames: int | None = None
+    tau: float = 3.0
+    holdout: float = 0.1
+    resume: bool = False
+    init_from: str | None = None  # fine-tune: start from this run, adding new embodiments
+    freeze_trunk: bool = False
+    checkpoint_every: int = 500
+    log_every: int = 10
+    eval_windows: int = 256
+    progress: bool = True
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. tiny test models
+
+
+@dataclass
+class _Dist:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _Dist(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Dist(rank, world, device)
+
+
+class _Objective(nn.Module):
+    """DDP hooks only fire through ``forward``; this makes the model's loss the forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.model.loss(batch, generator=generator)
+
+
+def _base_model_config(cfg: TrainConfig) -> ModelConfig:
+    if cfg.config_file:
+        d = read_json(cfg.config_file, "model config")
+        return ModelConfig.from_json(d.get("model", d))
+    return preset(cfg.preset or "tiny")
+
+
+def _tokenizer_fields(tokenizer) -> dict[str, Any]:
+    fields: dict[str, Any] = {"kind": tokenizer.kind, "grid": tuple(tokenizer.grid)}
+    if tokenizer.kind == "discrete":
+        # A tokenizer's own vocabulary is small enough for one output layer.
+        fields.update(vocab_size=int(tokenizer.vocab_size), vocab_factors=1)
+    else:
+        fields.update(latent_channels=int(tokenizer.latent_channels))
+    return fields
+
+
+def _check_embodiments(model_config: ModelConfig, data: TrainingData, *, allow_new: bool) -> list:
+    """Data embodiments against the model's: new ones returned (fine-tuning) or refused."""
+    new = []
+    for name, spec in data.embodiments.items():
+        known = model_config.embodiments.get(name)
+        if known is None:
+            if not allow_new:
+                raise EmbodimentError(
+                    f"embodiment {name!r} in the data is unknown to this run (it knows "
+                    f"{', '.join(sorted(model_config.embodiments))}); use `hma finetune` to add it"
+                )
+            new.append(spec)
+        elif known.chunk_dim != spec.chunk_dim:
+            raise EmbodimentError(
+                f"embodiment {name!r} has {spec.chunk_dim} action values per frame in the data "
+                f"(action_dim {spec.action_dim} x chunk {spec.chunk}), expected {known.chunk_dim} as the model was trained"
+            )
+    return new
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume, or fine-tune) one run; returns the final evaluation (rank 0) or {}."""
+    from hma.tokenizer import load_tokenizer
+
+    if (cfg.steps is None) == (cfg.minutes is None):
+        raise ConfigError("give exactly one of --steps or --minutes")
+    setting = Setting.parse(cfg.setting)
+    dist = _init_distributed()
+    run = Path(cfg.out)
+    resuming = cfg.resume and (run / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
+    if (run / ckpt.MODEL_FILE).exists() and not resuming:
+        raise ConfigError(f"run folder {run} already holds a model, expected a new folder (or pass --resume)")
+    source = run if resuming else (Path(cfg.init_from) if cfg.init_from else None)
+
+    # Model configuration: from the run being resumed / fine-tuned, or a preset + tokenizer.
+    if source is not None:
+        run_config = ckpt.read_run_config(source)
+        model_kind = run_config.get("kind", "hma")
+        model_config = ModelConfig.from_json(run_config["model"])
+        tokenizer_dir = source / ckpt.TOKENIZER_DIR
+    else:
+        if not cfg.tokenizer:
+            raise ConfigError("a new run needs --tokenizer DIR (the tokenizer its data was tokenized with)")
+        model_kind = cfg.model
+        tokenizer_dir = Path(cfg.tokenizer)
+        model_config = None
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if model_config is None:
+        changes = {**_tokenizer_fields(tokenizer), **cfg.model_overrides}
+        if cfg.injection:
+            changes["injection"] = cfg.injection
+        if cfg.frame_hz:
+            changes["frame_hz"] = cfg.frame_hz
+        if cfg.num_frames:
+            changes["num_frames"] = cfg.num_frames
+        model_config = _base_model_config(cfg).replace(**changes)
+    elif model_config.kind != tokenizer.kind or tuple(model_config.grid) != tuple(tokenizer.grid):
+        raise CheckpointError(f"{tokenizer_dir} does not match the model in {source} (kind/grid differ)")
+
+    data = load_training_data(cfg.data, tokenizer, num_frames=model_config.num_frames,
+                              frame_hz=model_config.frame_hz, holdout=cfg.holdout)
+    if source is None:
+        model_config = model_config.replace(embodiments=dict(data.embodiments))
+        new_specs = []
+    else:
+        new_specs = _check_embodiments(model_config, data, allow_new=cfg.init_from is not None and not resuming)
+
+    # Same initial weights on every rank (DDP would broadcast rank 0's anyway).
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_kind, model_config)
+    if source is not None:
+        weights = source / ckpt.STATE_DIR / ckpt.RAW_MODEL_FILE
+        ckpt.load_model_weights(model, weights if resuming and weights.is_file() else source / ckpt.MODEL_FILE)
+    for spec in new_specs:
+        model.add_embodiment(spec)
+    if cfg.freeze_trunk:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(("stems.", "heads.")))
+    model.to(dist.device)
+
+    rank_seed = cfg.seed * dist.world_size + dist.rank
+    torch.manual_seed(rank_seed)
+    generator = torch.Generator(device=dist.device).manual_seed(rank_seed)
+    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = WarmupCosine(cfg.warmup, cfg.steps if cfg.steps is not None else 10**9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    ema = Ema(model, cfg.ema) if cfg.ema else None
+    step, position, total_known = 0, 0, cfg.steps is not None
+    if resuming:
+        state = ckpt.read_training_state(run)
+        if int(state["world_size"]) != dist.world_size:
+            raise ConfigError(f"{run} was trained with {state['world_size']} processes, resume it with the same number, not {dist.world_size}")
+        step, position = int(state["step"]), int(state["data_position"])
+        schedule.total_steps = int(state["total_steps"])
+        total_known = True
+        ckpt.optimizer_from_files(optimizer, ckpt.load_state_tensors(run, ckpt.OPTIMIZER_FILE), state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng = ckpt.load_state_tensors(run, ckpt.RNG_FILE)
+        generator.set_state(rng[f"generator.{dist.rank}"])
+        torch.set_rng_state(rng[f"torch.{dist.rank}"])
+        if ema is not None:
+            ema.shadow = {k: v.to(dist.device) for k, v in ckpt.load_state_tensors(run, ckpt.EMA_FILE).items()}
+
+    objective: nn.Module = _Objective(model)
+    if dist.world_size > 1:
+        # Each rank may draw another embodiment: the other stems/heads get no gradient there.
+        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
+    sampler = MixtureSampler(data.sizes, cfg.batch_size, cfg.tau, cfg.seed, rank=dist.rank,
+                             world_size=dist.world_size, start_batch=position)
+    stream = batches(data, sampler, dist.device)
+
+    run_config = {"kind": model_kind, "model": model_config.to_json(),
+                  "tokenizer": {"name": tokenizer.name, "kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint},
+                  "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "model_overrides"}}
+    writer = None
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        if not (run / ckpt.TOKENIZER_DIR).exists():
+            shutil.copytree(tokenizer_dir, run / ckpt.TOKENIZER_DIR)  # the run is self-contained
+        atomic_write_json(run / ckpt.SEEDS_FILE, {"seed": cfg.seed, "world_size": dist.world_size,
+                                                 "rank_seeds": [cfg.seed * dist.world_size + r for r in range(dist.world_size)]})
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run / "tb"))
+
+    def save() -> None:
+        rng = {}
+        for name, t in (("generator", generator.get_state()), ("torch", torch.get_rng_state())):
+            gathered = _gather_state(t, dist)
+            rng.update({f"{name}.{r}": g for r, g in enumerate(gathered)})
+        if dist.main:
+            weights = model.state_dict()
+            ckpt.save_checkpoint(
+                run, model_state=ema.shadow if ema else weights, config=run_config, optimizer=optimizer, rng=rng,
+                state={"step": step, "data_position": sampler.position, "total_steps": schedule.total_steps,
+                       "world_size": dist.world_size, "scheduler": scheduler.state_dict()},
+                ema=ema.shadow if ema else None, raw_model_state=weights if ema else None)
+        if dist.world_size > 1:
+            torch_dist.barrier()
+
+    from tqdm.auto import tqdm
+
+    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=dist.device.type == "cuda")
+    tokens_per_batch = cfg.batch_size * model_config.num_frames * model_config.tokens_per_frame * dist.world_size
+    bar = tqdm(total=schedule.total_steps if total_known else None, initial=step,
+               disable=not (dist.main and cfg.progress), dynamic_ncols=True)
+    started, probe_steps, timed_from = time.perf_counter(), 20, step
+    stop = min(x for x in (schedule.total_steps, cfg.stop_at) if x is not None)
+    model.train()
+    while step < stop:
+        batch = next(stream)
+        batch["setting"] = setting
+        with autocast:
+            loss, metrics = objective(batch, generator)
+        loss.backward()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        if not total_known and step - timed_from == probe_steps:
+            # A timed run fixes its schedule length once it knows its speed (all ranks agree).
+            per_step = (time.perf_counter() - started) / probe_steps
+            budget = torch.tensor([cfg.minutes * 60 / per_step], device=dist.device)
+            if dist.world_size > 1:
+                torch_dist.all_reduce(budget, op=torch_dist.ReduceOp.MIN)
+            schedule.total_steps = max(step + 1, int(budget.item()))
+            stop = schedule.total_steps if cfg.stop_at is None else min(schedule.total_steps, cfg.stop_at)
+            bar.total, total_known = schedule.total_steps, True
+        if dist.main and (step % cfg.log_every == 0 or step == stop):
+            rate = tokens_per_batch * bar.format_dict["rate"] if bar.format_dict.get("rate") else float("nan")
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{rate:,.0f}")
+            for k, v in metrics.items():
+                writer.add_scalar(f"train/{k}", v, step)
+            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+            writer.add_scalar("train/grad_norm", float(grad_norm), step)
+        bar.update(1)
+        if step % cfg.checkpoint_every == 0 and step < stop:
+            save()
+    bar.close()
+    if step > timed_from and not math.isfinite(metrics["loss"]):
+        raise ConfigError(f"training diverged: loss is {metrics['loss']} at step {step}, expected finite (lower --lr)")
+    save()
+    result: dict[str, Any] = {}
+    if dist.main:
+        writer.close()
+        if step == schedule.total_steps and model_kind == "hma":
+            result = evaluate(model, data, batch_size=cfg.batch_size, max_windows=cfg.eval_windows, seed=cfg.seed)
+            result.update(step=step, seconds=round(time.perf_counter() - started, 1))
+            atomic_write_json(run / ckpt.EVAL_FILE, result)
+    return result
+
+
+def _gather_state(t: torch.Tensor, dist: _Dist) -> list[torch.Tensor]:
+    """Every rank's random state (uint8 tensors of equal length) on rank 0."""
+    if dist.world_size == 1:
+        return [t]
+    local = t.to(dist.device)
+    out = [torch.empty_like(local) for _ in range(dist.world_size)]
+    torch_dist.all_gather(out, local)
+    return [o.cpu() for o in out]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windows: int, seed: int) -> dict[str, Any]:
+    """Held-out forward-dynamics loss; for discrete tokens the perplexity exp(CE) over masked
+    tokens (cosine-scheduled masks, fixed seed) beside a unigram baseline's on the same tokens."""
+    from hma.model.objectives import sample_masks
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    c: ModelConfig = model.config
+    generator = torch.Generator(device=device).manual_seed(seed)
+    log_unigram = None
+    if data.token_counts is not None:
+        probs = (data.token_counts + 1) / (data.token_counts.sum() + len(data.token_counts))  # add-one smoothing
+        log_unigram = torch.from_numpy(np.log(probs)).to(device)
+    total_ce = total_unigram = total_tokens = 0.0
+    windows = 0
+    for ds in data.heldout:
+        if not len(ds):
+            continue
+        take = np.linspace(0, len(ds) - 1, min(len(ds), max(1, max_windows // max(1, len(data.heldout))))).astype(np.int64)
+        for start in range(0, len(take), batch_size):
+            batch = to_tensors(ds.get_batch(take[start : start + batch_size]), device)
+            b, t = batch["frames"].shape[:2]
+            masks = sample_masks(b, t, c.tokens_per_frame, Setting.FORWARD, generator=generator, device=device)
+            if c.kind == "discrete":
+                token_mask = masks.tokens.reshape(b, t, *c.grid)
+                out = model(batch["frames"], batch["actions"], embodiment=batch["embodiment"], token_mask=token_mask)
+                n = float(masks.tokens.sum())
+                total_ce += float(model.token_cross_entropy(out.logits, batch["frames"], masks.tokens)) * n
+                total_unigram += float(-log_unigram[batch["frames"].reshape(b, t, -1)[masks.tokens]].sum())
+                total_tokens += n
+            else:
+                batch["setting"] = Setting.FORWARD
+                loss, _ = model.loss(batch, generator=generator)
+                total_ce += float(loss) * b
+                total_tokens += b
+            windows += b
+    model.train(was_training)
+    if not windows:
+        return {"heldout_windows": 0}
+    if c.kind == "discrete":
+        ce, uni = total_ce / total_tokens, total_unigram / total_tokens
+        return {"heldout_windows": windows, "heldout_tokens": int(total_tokens), "cross_entropy": ce,
+                "perplexity": math.exp(ce), "unigram_perplexity": math.exp(uni)}
+    return {"heldout_windows": windows, "heldout_diffusion_loss": total_ce / total_tokens}
