@@ -1,0 +1,118 @@
+"""Gymnasium MuJoCo embodiments: Reacher (2-D), Pusher (7-D), HalfCheetah (6-D).
+
+gymnasium ships no experts for these, so each has a small scripted controller: a
+Jacobian-transpose reach for Reacher, a get-behind-then-push routine for Pusher and an
+open-loop sinusoidal gait for HalfCheetah. The control rate comes from ``frame_skip``
+(every task here has a 0.01 s timestep, so frame_skip=5 is 20 Hz).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hma.data.sim.base import reach_torque, joint_dofs, scale_to_box
+from hma.data.sim.render import CameraSpec, FastRenderer
+
+
+class GymMujocoSim:
+    """A gymnasium MuJoCo env stepped directly (no TimeLimit: the generator sets lengths)."""
+
+    env_id = ""
+    camera = CameraSpec()
+
+    def __init__(self, image_size: int, *, frame_skip: int) -> None:
+        import gymnasium as gym
+
+        self._env = gym.make(self.env_id, frame_skip=frame_skip)
+        self.env = self._env.unwrapped
+        self.model, self.data = self.env.model, self.env.data
+        self.action_low = self.env.action_space.low.astype(np.float64)
+        self.action_high = self.env.action_space.high.astype(np.float64)
+        self._renderer = FastRenderer(self.model, image_size, self.camera)
+        self._t = 0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.env.reset(seed=int(rng.integers(2**31)))
+        self._t = 0
+
+    def step(self, action: np.ndarray) -> None:
+        self.env.step(action.astype(np.float32))
+        self._t += 1
+
+    def frame(self) -> np.ndarray:
+        return self._renderer.render(self.data)
+
+    def success(self) -> bool | None:
+        return None
+
+    def expert(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def explore(self, z: np.ndarray) -> np.ndarray:
+        return scale_to_box(z, self.action_low, self.action_high)
+
+    def close(self) -> None:
+        self._renderer.close()
+        self._env.close()
+
+
+class ReacherSim(GymMujocoSim):
+    env_id = "Reacher-v5"
+    camera = CameraSpec(lookat=(0.0, 0.0, 0.0), distance=0.75, azimuth=90.0, elevation=-90.0)
+
+    def __init__(self, image_size: int, *, frame_skip: int) -> None:
+        super().__init__(image_size, frame_skip=frame_skip)
+        self._dofs = joint_dofs(self.model, ["joint0", "joint1"])
+
+    def expert(self) -> np.ndarray:
+        target = self.data.body("target").xpos.copy()
+        target[2] = self.data.body("fingertip").xpos[2]  # a planar arm: only x, y can be reached
+        torque = reach_torque(self.model, self.data, "fingertip", target, self._dofs, kp=1.0, kd=0.05)
+        return np.clip(torque, self.action_low, self.action_high)
+
+
+class PusherSim(GymMujocoSim):
+    env_id = "Pusher-v5"
+    camera = CameraSpec(lookat=(0.2, -0.3, -0.3), distance=1.6, azimuth=180.0, elevation=-50.0)
+    _arm = ["r_shoulder_pan_joint", "r_shoulder_lift_joint", "r_upper_arm_roll_joint", "r_elbow_flex_joint",
+            "r_forearm_roll_joint", "r_wrist_flex_joint", "r_wrist_roll_joint"]
+
+    def __init__(self, image_size: int, *, frame_skip: int) -> None:
+        super().__init__(image_size, frame_skip=frame_skip)
+        self._dofs = joint_dofs(self.model, self._arm)
+
+    def expert(self) -> np.ndarray:
+        tip = self.data.body("tips_arm").xpos
+        obj = self.data.body("object").xpos
+        goal = self.data.body("goal").xpos
+        push_dir = goal[:2] - obj[:2]
+        push_dir /= np.linalg.norm(push_dir) + 1e-6
+        # The tip cannot reach the object's centre height (the arm meets the table first),
+        # so it travels at the highest height that still touches the object.
+        height = np.array([0.0, 0.0, 0.04])
+        behind = obj + height
+        behind[:2] -= 0.1 * push_dir
+        # Get behind the object first, then push through it towards the goal.
+        if np.linalg.norm(tip[:2] - behind[:2]) > 0.03:
+            target = behind
+        else:
+            target = obj + height
+            target[:2] += 0.1 * push_dir
+        torque = reach_torque(self.model, self.data, "tips_arm", target, self._dofs, kp=10.0, kd=1.0)
+        return np.clip(torque, self.action_low, self.action_high)
+
+
+class HalfCheetahSim(GymMujocoSim):
+    env_id = "HalfCheetah-v5"
+    camera = CameraSpec(distance=4.0, azimuth=90.0, elevation=-10.0, track_body="torso")
+    # Back and front legs in anti-phase, each joint lagging the one above it: a bounding gait.
+    _phases = np.array([0.0, 0.5, 1.0, np.pi, np.pi + 0.5, np.pi + 1.0])
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self._hz = rng.uniform(1.5, 3.0)
+        self._amplitude = rng.uniform(0.6, 1.0)
+
+    def expert(self) -> np.ndarray:
+        phase = 2 * np.pi * self._hz * self._t * self.env.dt + self._phases
+        return self._amplitude * np.sin(phase)

@@ -1,0 +1,65 @@
+"""PushT (gym-pusht, pymunk 2-D physics, 10 Hz): the action is the target position of
+the round pusher in pixels (0..512); success when the T covers 95% of its goal."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_GOAL_XY = np.array([256.0, 256.0])  # gym-pusht's fixed goal pose is (256, 256, pi/4)
+
+
+class PushTSim:
+    action_low = np.array([0.0, 0.0])
+    action_high = np.array([512.0, 512.0])
+
+    def __init__(self, image_size: int) -> None:
+        import gymnasium as gym
+        import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
+
+        # pixels_agent_pos renders the observation without the action marker that the
+        # visualisation image draws: the video must not show the action it is paired with.
+        self._env = gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", render_mode="rgb_array",
+                             observation_width=image_size, observation_height=image_size)
+        self._obs: dict = {}
+        self._info: dict = {}
+        self._success = False
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self._obs, self._info = self._env.reset(seed=int(rng.integers(2**31)))
+        self._success = False
+
+    def step(self, action: np.ndarray) -> None:
+        self._obs, _, _, _, self._info = self._env.step(action)
+        self._success = bool(self._info["is_success"])
+
+    def frame(self) -> np.ndarray:
+        return np.ascontiguousarray(self._obs["pixels"], dtype=np.uint8)
+
+    def success(self) -> bool | None:
+        return self._success
+
+    def expert(self) -> np.ndarray:
+        """Go behind the T (seen from the goal), then push it through its centre towards the goal."""
+        agent = np.asarray(self._obs["agent_pos"], dtype=np.float64)
+        block = np.asarray(self._info["block_pose"][:2], dtype=np.float64)
+        push_dir = _GOAL_XY - block
+        push_dir /= np.linalg.norm(push_dir) + 1e-6
+        across = np.array([-push_dir[1], push_dir[0]])
+        rel = agent - block
+        along, lateral = float(rel @ push_dir), float(rel @ across)
+        if along < -15.0 and abs(lateral) < 25.0:
+            target = block + 40.0 * push_dir  # lined up behind the T: push through it
+        elif along > -40.0 and np.linalg.norm(rel) < 110.0:
+            # Beside or in front of the T: go around it on the side we are on.
+            target = block + 90.0 * np.sign(lateral or 1.0) * across - 50.0 * push_dir
+        else:
+            target = block - 70.0 * push_dir
+        return np.clip(target, self.action_low, self.action_high)
+
+    def explore(self, z: np.ndarray) -> np.ndarray:
+        # Random targets near the pusher: a smooth wander instead of teleport-like jumps.
+        agent = np.asarray(self._obs["agent_pos"], dtype=np.float64)
+        return np.clip(agent + 80.0 * z, self.action_low, self.action_high)
+
+    def close(self) -> None:
+        self._env.close()

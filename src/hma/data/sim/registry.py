@@ -1,0 +1,112 @@
+"""Embodiment registry: name -> how to simulate it.
+
+Every control rate is a multiple of 10 Hz because training resamples all datasets to a
+common 10 Hz frame rate (:func:`hma.data.windows.frame_stride`); each 10 Hz frame then
+carries a chunk of ``control_hz / 10`` actions, as in the paper's handling of robots with
+different control frequencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+from hma.data.sim.base import SimEnv
+from hma.errors import EmbodimentError
+
+FRAME_HZ = 10
+
+
+def _robosuite(robot: str, image_size: int) -> SimEnv:
+    from hma.data.sim.robosuite_env import RobosuiteLiftSim
+
+    return RobosuiteLiftSim(image_size, robot=robot, control_hz=20)
+
+
+def _metaworld(task: str, policy: str, image_size: int) -> SimEnv:
+    from hma.data.sim.metaworld_env import MetaWorldSim
+
+    return MetaWorldSim(image_size, task=task, policy=policy, frame_skip=20)  # 0.0025 s * 20 = 20 Hz
+
+
+def _gym(cls_name: str, frame_skip: int, image_size: int) -> SimEnv:
+    from hma.data.sim import gym_env
+
+    return getattr(gym_env, cls_name)(image_size, frame_skip=frame_skip)
+
+
+def _pusht(image_size: int) -> SimEnv:
+    from hma.data.sim.pusht_env import PushTSim
+
+    return PushTSim(image_size)
+
+
+@dataclass(frozen=True)
+class EmbodimentSpec:
+    """One robot in one simulator and task; ``make(image_size)`` builds a :class:`SimEnv`."""
+
+    name: str
+    simulator: str
+    task: str
+    action_names: tuple[str, ...]
+    control_hz: int
+    episode_seconds: float  # length of a default-suite episode
+    expert: str             # what drives the expert segments, recorded in the metadata
+    make: Callable[[int], SimEnv] = field(repr=False, compare=False)
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_names)
+
+    @property
+    def stride(self) -> int:
+        """Control steps per 10 Hz training frame."""
+        return self.control_hz // FRAME_HZ
+
+
+_OSC = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+_ROBOSUITE_ARMS = {"panda": "Panda", "sawyer": "Sawyer", "iiwa": "IIWA", "ur5e": "UR5e", "jaco": "Jaco", "kinova3": "Kinova3"}
+
+EMBODIMENTS: dict[str, EmbodimentSpec] = {
+    **{
+        f"robosuite_lift_{key}": EmbodimentSpec(
+            f"robosuite_lift_{key}", "robosuite", "Lift", _OSC, 20, 5.0,
+            "scripted grasp-and-lift via OSC deltas", partial(_robosuite, robot),
+        )
+        for key, robot in _ROBOSUITE_ARMS.items()
+    },
+    "metaworld_push_sawyer": EmbodimentSpec(
+        "metaworld_push_sawyer", "metaworld", "push-v3", ("dx", "dy", "dz", "grip"), 20, 5.0,
+        "metaworld.policies.SawyerPushV3Policy", partial(_metaworld, "push-v3", "SawyerPushV3Policy"),
+    ),
+    "metaworld_button_press_sawyer": EmbodimentSpec(
+        "metaworld_button_press_sawyer", "metaworld", "button-press-v3", ("dx", "dy", "dz", "grip"), 20, 4.0,
+        "metaworld.policies.SawyerButtonPressV3Policy", partial(_metaworld, "button-press-v3", "SawyerButtonPressV3Policy"),
+    ),
+    "gym_reacher": EmbodimentSpec(
+        "gym_reacher", "gymnasium", "Reacher-v5", ("torque_shoulder", "torque_elbow"), 20, 4.0,
+        "least-squares IK reach to the target", partial(_gym, "ReacherSim", 5),
+    ),
+    "gym_pusher": EmbodimentSpec(
+        "gym_pusher", "gymnasium", "Pusher-v5",
+        ("shoulder_pan", "shoulder_lift", "upper_arm_roll", "elbow_flex", "forearm_roll", "wrist_flex", "wrist_roll"),
+        20, 5.0, "least-squares IK: get behind the object, push towards the goal", partial(_gym, "PusherSim", 5),
+    ),
+    "gym_halfcheetah": EmbodimentSpec(
+        "gym_halfcheetah", "gymnasium", "HalfCheetah-v5", ("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"),
+        20, 5.0, "open-loop sinusoidal bounding gait", partial(_gym, "HalfCheetahSim", 5),
+    ),
+    "pusht": EmbodimentSpec(
+        "pusht", "pymunk", "PushT-v0", ("target_x", "target_y"), 10, 10.0,
+        "get-behind-and-push heuristic", _pusht,
+    ),
+}
+
+
+def get_embodiment(name: str) -> EmbodimentSpec:
+    """The spec of ``name``; :class:`EmbodimentError` naming the known ones otherwise."""
+    try:
+        return EMBODIMENTS[name]
+    except KeyError:
+        raise EmbodimentError(f"unknown embodiment {name!r}; expected one of: {', '.join(sorted(EMBODIMENTS))}") from None
