@@ -14,6 +14,7 @@ import pytest
 from _helpers_lerobot import CAMERA, FPS, SECOND_CAMERA, psnr, write_v21, write_v30
 from hma.data.lerobot import export_lerobot, import_lerobot, write_lerobot_v3
 from hma.data.lerobot.format import DEFAULT_CAMERA
+from hma.data.lerobot.stats import image_stats
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
 
@@ -185,3 +186,13 @@ def test_export_rejects_fractional_rate(tmp_path):
     with pytest.raises(DataError, match="control_hz is 12.5"):
         export_lerobot(native.root, tmp_path / "a", codec="libx264")
     assert not (tmp_path / "a").exists() and not (tmp_path / "a.partial").exists()
+
+
+def test_image_stats_match_numpy():
+    frames = np.random.default_rng(0).integers(0, 256, size=(30, 8, 8, 3), dtype=np.uint8)
+    stats = image_stats(frames)
+    pixels = frames.reshape(-1, 3) / 255.0  # (P, 3)
+    np.testing.assert_allclose(stats["mean"].ravel(), pixels.mean(0))
+    np.testing.assert_allclose(stats["std"].ravel(), pixels.std(0))
+    np.testing.assert_allclose(stats["q90"].ravel(), np.quantile(pixels, 0.9, axis=0, method="inverted_cdf"))
+    assert stats["min"].shape == (3, 1, 1) and stats["count"].tolist() == [30]

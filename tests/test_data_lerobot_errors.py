@@ -241,3 +241,10 @@ def test_random_corruption_raises_only_data_error(templates, layout, corruption)
             import_lerobot(root, Path(tmp) / "native")
         except DataError as e:
             assert str(e) and "\n" not in str(e)
+
+
+def test_empty_video_path_is_reported_not_misread(tmp_path):
+    # Found by the property test: an empty template once made the reader look for images.
+    write_v30(tmp_path / "src")
+    _edit_info(tmp_path / "src", lambda i: i.update(video_path=""))
+    assert _import_error(tmp_path / "src", tmp_path) == f"video file {tmp_path / 'src'} does not exist"

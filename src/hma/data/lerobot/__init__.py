@@ -4,8 +4,8 @@
 episode; v3.0: many episodes per chunked file) and ``dtype: image`` features;
 :func:`export_lerobot` writes v3.0 and checks its own output by reading it back. The
 lerobot package is not needed: everything goes through pyarrow, pandas and PyAV. The
-format facts (file templates, column names, timestamps) are summarised in
-``docs/lerobot-format.md`` of the project notes and restated where they are used.
+format facts (file templates, column names, frame timing) are stated in
+:mod:`hma.data.lerobot.format` and where they are used.
 """
 
 from hma.data.lerobot.reader import LeRobotSource, import_lerobot

@@ -128,7 +128,7 @@ class LeRobotSource:
                 video = fill_template(info.video_path, info.path, episode_chunk=chunk, episode_index=index, video_key=self.camera)
             refs.append(EpisodeRef(
                 index=index, length=length, data_file=self.root / data,
-                video_file=self.root / video if video else None,
+                video_file=self.root / video if self.camera_is_video else None,
                 from_timestamp=0.0, to_timestamp=float("inf"), tasks=_tasks(rec.get("tasks"), path, n),
             ))
         return _sorted_unique(refs, path)
@@ -170,7 +170,7 @@ class LeRobotSource:
                         raise DataError(f"{path} row {r}: episode {index} spans {start} s to {end} s of its video, expected 0 <= from < to")
                 refs.append(EpisodeRef(
                     index=index, length=length, data_file=self.root / data,
-                    video_file=self.root / video if video else None, from_timestamp=start, to_timestamp=end,
+                    video_file=self.root / video if self.camera_is_video else None, from_timestamp=start, to_timestamp=end,
                     tasks=_tasks(cols["tasks"][r] if "tasks" in cols else None, path, r),
                 ))
         return _sorted_unique(refs, folder)

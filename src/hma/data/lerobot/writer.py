@@ -109,15 +109,15 @@ def write_lerobot_v3(
 
     camera = store.info.extra.get("lerobot", {}).get("camera") or DEFAULT_CAMERA
     has_success = store.success is not None
-    features = _features(store, camera, encoder, fps, has_success)
+    features = _features(store, camera, encoder=encoder, fps=fps, has_success=has_success)
     data_files = _DataFiles(partial, _data_schema(store.action_dim, has_success), limit_bytes=data_files_size_in_mb * _MB)
-    video_files = _VideoFiles(partial, camera, encoder, fps, (height, width), limit_bytes=video_files_size_in_mb * _MB)
+    video_files = _VideoFiles(partial, camera, encoder=encoder, fps=fps, size=(height, width), limit_bytes=video_files_size_in_mb * _MB)
     episode_rows, episode_stats = [], []
     for e in range(store.num_episodes):
         episode = store.episode(e)
         frames = np.asarray(episode["frames"])  # (T, H, W, 3)
         first = int(store.episode_starts[e])
-        table = _episode_table(episode, e, first, fps)
+        table = _episode_table(episode, index=e, first_row=first, fps=fps)
         data_chunk, data_file = data_files.add(table)
         (video_chunk, video_file), start, end = video_files.add(frames)
         stats = _episode_stats(table, frames, camera)
@@ -182,7 +182,7 @@ def _task(store: EpisodeStore) -> str:
     return store.info.task or store.embodiment
 
 
-def _features(store: EpisodeStore, camera: str, encoder: Encoder, fps: int, has_success: bool) -> dict[str, Any]:
+def _features(store: EpisodeStore, camera: str, *, encoder: Encoder, fps: int, has_success: bool) -> dict[str, Any]:
     height, width = store.image_size
     features: dict[str, Any] = {
         ACTION_KEY: {"dtype": "float32", "shape": [store.action_dim], "names": store.action_names},
@@ -211,7 +211,7 @@ def _data_schema(action_dim: int, has_success: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _episode_table(episode: dict[str, np.ndarray], e: int, first: int, fps: int) -> pa.Table:
+def _episode_table(episode: dict[str, np.ndarray], *, index: int, first_row: int, fps: int) -> pa.Table:
     actions = np.asarray(episode["actions"], dtype=np.float32)  # (T, A)
     n, a = actions.shape
     frame_index = np.arange(n, dtype=np.int64)
@@ -221,8 +221,8 @@ def _episode_table(episode: dict[str, np.ndarray], e: int, first: int, fps: int)
     columns |= {
         "timestamp": pa.array((frame_index / fps).astype(np.float32)),
         "frame_index": pa.array(frame_index),
-        "episode_index": pa.array(np.full(n, e, dtype=np.int64)),
-        "index": pa.array(first + frame_index),
+        "episode_index": pa.array(np.full(n, index, dtype=np.int64)),
+        "index": pa.array(first_row + frame_index),
         "task_index": pa.array(np.zeros(n, dtype=np.int64)),
     }
     return pa.table(columns)
@@ -279,7 +279,7 @@ class _DataFiles:
 class _VideoFiles:
     """The mp4 files of one camera, consecutive episodes per file, rolled over by size."""
 
-    def __init__(self, root: Path, camera: str, encoder: Encoder, fps: int, size: tuple[int, int], *, limit_bytes: float) -> None:
+    def __init__(self, root: Path, camera: str, *, encoder: Encoder, fps: int, size: tuple[int, int], limit_bytes: float) -> None:
         self.root, self.camera, self.encoder, self.fps, self.size, self.limit = root, camera, encoder, fps, size, limit_bytes
         self.location = (0, 0)
         self.count = 0
