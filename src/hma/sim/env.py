@@ -1,0 +1,164 @@
+"""The world model as a gymnasium environment (paper: "a video simulator driven by low-level actions").
+
+``reset`` puts context frames into the model; each ``step`` takes one action chunk and
+returns the next generated frame. There is no reward model: reward is 0, episodes never
+terminate and are truncated after ``max_episode_steps``. Out-of-range actions are
+clipped to the dataset's range by default (``out_of_range="raise"`` rejects them);
+wrong shapes, non-float dtypes and NaN/inf always raise :class:`hma.errors.EmbodimentError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from hma.data.store import EpisodeStore
+from hma.errors import ConfigError
+from hma.sampling.mar import MARSampling
+from hma.sampling.maskgit import MaskGITSampling
+from hma.sim.actions import OutOfRange, action_box, check_action
+from hma.sim.context import Context, parse_context
+from hma.sim.rollout import WorldModelRollout
+
+# Without a dataset the Box spans mean +- this many standard deviations of the training actions.
+_BOUND_STDS = 3.0
+
+
+def open_run(run: Any):
+    """A loaded run: ``run`` itself when it already has ``.model``/``.tokenizer``, else ``hma.load(run)``."""
+    if hasattr(run, "model") and hasattr(run, "tokenizer"):
+        return run
+    from hma import load
+
+    return load(run)
+
+
+def run_dataset(loaded: Any, embodiment: str) -> Path | None:
+    """The dataset of ``embodiment`` recorded in a loaded run, if the run records one."""
+    paths = getattr(loaded, "datasets", None) or {}
+    path = paths.get(embodiment) if isinstance(paths, dict) else None
+    return Path(path) if path is not None and Path(path).exists() else None
+
+
+class SimCore:
+    """What the single and the vector env share: the rollout, the spaces, the clock."""
+
+    def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None, context_frames: int | None,
+                 max_episode_steps: int, sampling: MaskGITSampling | MARSampling | None, out_of_range: str) -> None:
+        self.loaded = open_run(run)
+        self.embodiment = embodiment
+        self.rollout = WorldModelRollout(self.loaded, embodiment, sampling=sampling)
+        spec = self.rollout.spec
+        if isinstance(dataset, EpisodeStore):
+            self.store: EpisodeStore | None = dataset
+        else:
+            path = dataset if dataset is not None else run_dataset(self.loaded, embodiment)
+            self.store = EpisodeStore(path) if path is not None else None
+        if self.store is not None and self.store.action_dim != spec.action_dim:
+            raise ConfigError(f"dataset {self.store.root} has {self.store.action_dim} action dims, the model's "
+                              f"embodiment {embodiment!r} has {spec.action_dim}")
+        if self.store is not None:
+            stats = self.store.action_stats
+            low, high = stats["min"], stats["max"]
+        else:
+            mean = np.asarray(spec.mean[: spec.action_dim], np.float32)
+            std = np.asarray(spec.std[: spec.action_dim], np.float32)
+            low, high = mean - _BOUND_STDS * std, mean + _BOUND_STDS * std
+        self.action_space = action_box(low, high, spec.chunk)
+        h, w = self.rollout.image_size
+        self.observation_space = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+        window = self.loaded.model.config.num_frames
+        self.context_frames = context_frames if context_frames is not None else max(1, window // 2)
+        if not 1 <= self.context_frames <= window:
+            raise ConfigError(f"context_frames={self.context_frames} is invalid, expected 1 to {window} (the model's window)")
+        if max_episode_steps < 1:
+            raise ConfigError(f"max_episode_steps={max_episode_steps} is invalid, expected an integer >= 1")
+        self.max_episode_steps = max_episode_steps
+        self.out_of_range = OutOfRange(out_of_range)
+        self.generator = torch.Generator(device=self.rollout.device)
+        self.steps = 0
+
+    def context(self, value: Any, rng: np.random.Generator) -> Context:
+        spec = self.rollout.spec
+        return parse_context(value, store=self.store, num_frames=self.context_frames, chunk=spec.chunk,
+                             chunk_dim=spec.chunk_dim, rng=rng)
+
+    def reset(self, contexts: list[Context], seed: int) -> np.ndarray:
+        """Start one rollout per context (all with the same number of frames); returns frames (B, H, W, 3)."""
+        lengths = {len(c.frames) for c in contexts}
+        if len(lengths) != 1:
+            raise ConfigError(f"contexts of a batch have different lengths {sorted(lengths)}, expected one length")
+        known = all(c.actions is not None for c in contexts)
+        frames = np.stack([c.frames for c in contexts])  # (B, n, H, W, 3)
+        actions = np.stack([c.actions for c in contexts]) if known else None  # (B, n-1, k*A)
+        self.generator.manual_seed(seed)
+        self.steps = 0
+        return self.rollout.reset(frames, actions)
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        """actions (B, chunk, A) already checked -> next frames (B, H, W, 3)."""
+        if self.rollout.frames is None:
+            raise ConfigError("the env was stepped before reset(); call reset() first")
+        self.steps += 1
+        return self.rollout.step(actions.reshape(len(actions), -1), self.generator)
+
+
+class WorldModelEnv(gym.Env):
+    """A learned simulator of one embodiment.
+
+    Args:
+        run: a run folder (opened with :func:`hma.load`) or an already loaded run.
+        embodiment: the robot, one of the model's embodiments.
+        dataset: the dataset that gives the action bounds and default contexts (default:
+            the one recorded in the run for this embodiment).
+        context_frames: frames of context a default reset takes from an episode (default: half the window).
+        max_episode_steps: steps until ``truncated`` is True.
+        sampling: :class:`MaskGITSampling` / :class:`MARSampling` (default: 2 unmasking steps, as the paper).
+        out_of_range: "clip" (default) or "raise" for finite actions outside the Box.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
+                 context_frames: int | None = None, max_episode_steps: int = 100,
+                 sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
+                 render_mode: str | None = "rgb_array") -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")
+        self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
+                            max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range)
+        self.render_mode = render_mode
+        self.action_space = self.core.action_space
+        self.observation_space = self.core.observation_space
+        self.metadata = {**self.metadata, "render_fps": int(round(self.core.loaded.model.config.frame_hz))}
+        self._frame: np.ndarray | None = None
+
+    @property
+    def embodiment(self) -> str:
+        return self.core.embodiment
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """``options["context"]``: see :func:`hma.sim.context.parse_context` (default: a held-out episode)."""
+        super().reset(seed=seed)
+        context = self.core.context((options or {}).get("context"), self.np_random)
+        torch_seed = int(self.np_random.integers(2 ** 62))
+        self._frame = self.core.reset([context], torch_seed)[0]
+        return self._frame.copy(), {"context_frames": len(context.frames)}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = check_action(action, self.action_space, embodiment=self.embodiment, out_of_range=self.core.out_of_range)
+        self._frame = self.core.step(action[None])[0]
+        truncated = self.core.steps >= self.core.max_episode_steps
+        return self._frame.copy(), 0.0, False, truncated, {"step": self.core.steps}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            return None
+        if self._frame is None:
+            raise ConfigError("render() was called before reset(); call reset() first")
+        return self._frame.copy()

@@ -1,0 +1,138 @@
+"""WorldModelEnv / WorldModelVectorEnv / WorldModelPolicy on a tiny untrained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, make_run, make_store
+from hma.errors import DataError, EmbodimentError
+from hma.sampling.maskgit import MaskGITSampling
+from hma.sim import WorldModelEnv, WorldModelPolicy, WorldModelVectorEnv
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("sim") / "toy")
+
+
+@pytest.fixture(scope="module")
+def run(store):
+    return make_run(store)
+
+
+def test_check_env_passes(run):
+    env = WorldModelEnv(run, EMBODIMENT, max_episode_steps=4)
+    check_env(env, skip_render_check=False)
+
+
+def test_spaces_come_from_the_dataset(run, store):
+    env = WorldModelEnv(run, EMBODIMENT)
+    assert env.action_space.shape == (CHUNK, 2)
+    np.testing.assert_allclose(env.action_space.low[0], store.action_stats["min"])
+    np.testing.assert_allclose(env.action_space.high[1], store.action_stats["max"])
+    assert env.observation_space.shape == (IMAGE, IMAGE, 3)
+
+
+def test_step_contract_and_truncation(run):
+    env = WorldModelEnv(run, EMBODIMENT, max_episode_steps=3)
+    obs, info = env.reset(seed=0)
+    assert obs.dtype == np.uint8 and obs.shape == (IMAGE, IMAGE, 3)
+    truncations = []
+    for _ in range(3):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert reward == 0.0 and terminated is False
+        truncations.append(truncated)
+        np.testing.assert_array_equal(env.render(), obs)
+    assert truncations == [False, False, True]
+
+
+def test_reset_seed_replays_and_actions_matter(run):
+    env = WorldModelEnv(run, EMBODIMENT, sampling=MaskGITSampling(temperature=0.0))
+    low, high = env.action_space.low, env.action_space.high
+    frames = {}
+    for name, action in (("low", low), ("high", high), ("low again", low)):
+        env.reset(seed=3)
+        frames[name] = env.step(action)[0]
+    np.testing.assert_array_equal(frames["low"], frames["low again"])
+    assert (frames["low"] != frames["high"]).any()
+
+
+def test_context_options(run, store):
+    env = WorldModelEnv(run, EMBODIMENT, context_frames=2)
+    ep = store.episode(1)
+    frames = np.asarray(ep["frames"][: 2 * CHUNK : CHUNK])
+    obs, info = env.reset(options={"context": {"frames": frames, "actions": np.asarray(ep["actions"][:CHUNK])[None]}})
+    np.testing.assert_array_equal(obs, frames[-1])
+    obs, info = env.reset(options={"context": 0})
+    np.testing.assert_array_equal(obs, store.episode(0)["frames"][CHUNK])
+    with pytest.raises(DataError, match="no actions"):
+        env.reset(options={"context": {"frames": frames}})
+
+
+@pytest.mark.parametrize("action, message", [
+    (np.zeros((3, 2), np.float32), r"shape \(3, 2\), expected \(2, 2\)"),
+    (np.full((CHUNK, 2), np.nan, np.float32), "NaN or inf"),
+    (np.zeros((CHUNK, 2), np.int64), "dtype int64"),
+    ("left", "expected a float array"),
+])
+def test_bad_actions_are_rejected(run, action, message):
+    env = WorldModelEnv(run, EMBODIMENT)
+    env.reset(seed=0)
+    with pytest.raises(EmbodimentError, match=message):
+        env.step(action)
+
+
+def test_out_of_range_clips_or_raises(run):
+    clip = WorldModelEnv(run, EMBODIMENT, sampling=MaskGITSampling(temperature=0.0))
+    clip.reset(seed=1)
+    at_bound = clip.step(clip.action_space.high)[0]
+    clip.reset(seed=1)
+    beyond = clip.step(clip.action_space.high + 100.0)[0]
+    np.testing.assert_array_equal(at_bound, beyond)
+    strict = WorldModelEnv(run, EMBODIMENT, out_of_range="raise")
+    strict.reset(seed=0)
+    with pytest.raises(EmbodimentError, match="expected values in"):
+        strict.step(strict.action_space.high + 1.0)
+
+
+def test_vector_env_steps_eight_in_one_batched_call(run, monkeypatch):
+    venv = WorldModelVectorEnv(run, EMBODIMENT, 8, max_episode_steps=2)
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (8, IMAGE, IMAGE, 3)
+    calls = []
+    original = run.model.forward_frame
+    monkeypatch.setattr(run.model, "forward_frame", lambda tokens, *a, **k: calls.append(tokens.shape[0]) or original(tokens, *a, **k))
+    obs, rewards, terminated, truncated, _ = venv.step(venv.action_space.sample())
+    assert obs.shape == (8, IMAGE, IMAGE, 3) and rewards.shape == (8,) and not terminated.any()
+    # Every model pass of the step carried all 8 envs: one unmasking pass per step, not per env.
+    assert calls and set(calls) == {8} and len(calls) == MaskGITSampling().steps
+    with pytest.raises(EmbodimentError, match=r"\(envs, chunk, action_dim\)"):
+        venv.step(np.zeros((7, CHUNK, 2), np.float32))
+    _, _, _, truncated, _ = venv.step(venv.action_space.sample())
+    assert truncated.all()
+    obs, rewards, _, truncated, _ = venv.step(venv.action_space.sample())  # next-step autoreset
+    assert not truncated.any() and (rewards == 0).all()
+
+
+def test_long_rollout_keeps_constant_memory(run):
+    env = WorldModelEnv(run, EMBODIMENT, max_episode_steps=1000)
+    env.reset(seed=0)
+    cache = env.core.rollout.engine.cache
+    sizes = {sum(t.numel() for t in cache.keys)}
+    for _ in range(3 * run.model.config.num_frames):
+        env.step(env.action_space.sample())
+        sizes.add(sum(t.numel() for t in env.core.rollout.engine.cache.keys))
+    assert len(sizes) == 1 and env.core.rollout.engine.cache.length <= run.model.config.num_frames
+
+
+def test_world_model_policy_predicts_bounded_chunks(run):
+    policy = WorldModelPolicy(run, EMBODIMENT)
+    policy.reset()
+    env = WorldModelEnv(run, EMBODIMENT)
+    obs, _ = env.reset(seed=0)
+    for _ in range(2 * run.model.config.num_frames):  # past the window: the policy's cache slides too
+        action = policy.act(obs)
+        assert action.shape == (CHUNK, 2) and env.action_space.contains(action)
+        obs, *_ = env.step(action)
