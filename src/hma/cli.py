@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "tokenizer",
     "train",
     "model",
+    "sim",
 ]
 
 

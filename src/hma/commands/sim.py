@@ -1,0 +1,74 @@
+"""`hma play`, `hma policy-eval`, `hma synth`: the world model used as a simulator."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("play", help="drive the world model with the keyboard in a browser")
+    p.add_argument("--run", required=True, help="trained run folder")
+    p.add_argument("--embodiment", required=True)
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 picks a free one)")
+    p.add_argument("--keymap", default=None, help='JSON file {"KeyName": {"dim": int, "value": -1..1}}')
+    p.add_argument("--dataset", default=None, help="dataset for contexts and action bounds (default: the run's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record-dir", default=".", help="where recordings are written")
+    p.add_argument("--record-format", choices=["gif", "mp4"], default="gif")
+    p.set_defaults(func=_play)
+
+    p = sub.add_parser("policy-eval", help="success rates of policies in the real simulator and in the world model")
+    p.add_argument("--run", required=True)
+    p.add_argument("--embodiment", required=True)
+    p.add_argument("--policies", nargs="+", default=None,
+                   help="expert:NOISE, random, bc:CHECKPOINT or world-model (default: experts at noise 0, 0.3, 0.6, 1.0, and random)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per policy")
+    p.add_argument("--steps", type=int, default=None, help="frames per episode (default: the simulator's episode length)")
+    p.add_argument("--dataset", default=None, help="real dataset with success flags (default: the run's)")
+    p.add_argument("--out", default="policy_eval", help="folder for report.json and correlation.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_policy_eval)
+
+    p = sub.add_parser("synth", help="generate synthetic trajectories with the world model into a dataset")
+    p.add_argument("--run", required=True)
+    p.add_argument("--embodiment", required=True)
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--out", required=True, help="dataset folder to write (resumable)")
+    p.add_argument("--policy", default=None,
+                   help="expert:NOISE, bc:CHECKPOINT, world-model or random; default: perturbed recorded actions")
+    p.add_argument("--perturb", type=float, default=0.1, help="noise std on recorded actions, fraction of their range")
+    p.add_argument("--steps", type=int, default=None, help="frames per episode (default: the source episode's)")
+    p.add_argument("--dataset", default=None, help="dataset of contexts and recorded actions (default: the run's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_synth)
+
+
+def _play(args: argparse.Namespace) -> int:
+    from hma.sim.play import make_play_server
+
+    server = make_play_server(args.run, args.embodiment, port=args.port, keymap=args.keymap, dataset=args.dataset,
+                              seed=args.seed, record_dir=args.record_dir, record_format=args.record_format)
+    print(f"hma play: open {server.url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def _policy_eval(args: argparse.Namespace) -> int:
+    from hma.apps.policy_eval import evaluate_policies
+
+    report = evaluate_policies(args.run, args.embodiment, policies=args.policies, episodes=args.episodes,
+                               steps=args.steps, dataset=args.dataset, out=args.out, seed=args.seed)
+    print(report.table())
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from hma.apps.synth import synthesize
+
+    store = synthesize(args.run, args.embodiment, episodes=args.episodes, out=args.out, policy=args.policy,
+                       perturb=args.perturb, steps=args.steps, dataset=args.dataset, seed=args.seed)
+    print(store)
+    return 0
