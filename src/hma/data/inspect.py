@@ -48,14 +48,14 @@ def preview(paths: Sequence[str | Path], out_png: str | Path, frames_per_embodim
 
     stores = open_datasets(paths)
     n = frames_per_embodiment
-    fig, axes = plt.subplots(len(stores), 1, figsize=(1.1 * n + 1.6, 1.25 * len(stores)), squeeze=False)
+    fig, axes = plt.subplots(len(stores), 1, figsize=(1.1 * n, 1.4 * len(stores)), squeeze=False)
     for ax, s in zip(axes[:, 0], stores):
         frames = s.episode(0)["frames"]  # (T, H, W, 3)
         picks = np.linspace(0, len(frames) - 1, n).round().astype(int)
         ax.imshow(np.concatenate([frames[i] for i in picks], axis=1), interpolation="nearest")  # (H, n*W, 3)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(f"{s.embodiment}\n{s.action_dim}-D {s.control_hz:g} Hz", rotation=0, ha="right", va="center", fontsize=7)
+        ax.set_title(f"{s.embodiment}  ({s.simulator}, {s.action_dim}-D actions, {s.control_hz:g} Hz)", loc="left", fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -8,13 +8,15 @@ open-loop sinusoidal gait for HalfCheetah. The control rate comes from ``frame_s
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from hma.data.sim.base import reach_torque, joint_dofs, scale_to_box
 from hma.data.sim.render import CameraSpec, FastRenderer
 
 
-class GymMujocoSim:
+class GymMujocoSim(abc.ABC):
     """A gymnasium MuJoCo env stepped directly (no TimeLimit: the generator sets lengths)."""
 
     env_id = ""
@@ -45,8 +47,9 @@ class GymMujocoSim:
     def success(self) -> bool | None:
         return None
 
+    @abc.abstractmethod
     def expert(self) -> np.ndarray:
-        raise NotImplementedError
+        """The task's scripted controller."""
 
     def explore(self, z: np.ndarray) -> np.ndarray:
         return scale_to_box(z, self.action_low, self.action_high)

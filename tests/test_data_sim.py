@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+
+from _helpers_data_sim import SMALL_EMBODIMENTS, SMALL_EPISODES, SMALL_IMAGE, SMALL_STEPS, small_suite
+from hma.cli import main
+from hma.data.sim import suite as suite_mod
+from hma.data.sim.registry import EMBODIMENTS, FRAME_HZ, get_embodiment
+from hma.data.sim.suite import SUITES, generate_dataset, generate_suite
+from hma.data.store import EpisodeStore, open_datasets
+from hma.errors import ConfigError, EmbodimentError
+
+
+@pytest.fixture(scope="module")
+def stores():
+    return {s.embodiment: s for s in open_datasets([small_suite()])}
+
+
+def test_small_suite_has_the_requested_shapes(stores):
+    assert sorted(stores) == sorted(SMALL_EMBODIMENTS)
+    for name, s in stores.items():
+        spec = get_embodiment(name)
+        assert s.num_episodes == SMALL_EPISODES
+        assert s.num_frames == SMALL_EPISODES * SMALL_STEPS
+        assert s.frames.dtype == np.uint8 and s.frames.shape[1:] == (SMALL_IMAGE, SMALL_IMAGE, 3)
+        assert s.action_dim == spec.action_dim and s.control_hz == spec.control_hz
+        assert s.meta["extra"]["suggested_frame_hz"] == FRAME_HZ
+        assert np.isfinite(s.actions).all()
+
+
+def test_frames_are_real_renders_and_differ_across_embodiments(stores):
+    firsts = {}
+    for name, s in stores.items():
+        frames = np.asarray(s.frames, dtype=np.float32)
+        assert frames.std() > 10.0, f"{name} frames look blank (std {frames.std():.1f})"
+        firsts[name] = frames.mean(0)
+    names = sorted(firsts)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert np.abs(firsts[a] - firsts[b]).mean() > 10.0, f"{a} and {b} render alike"
+
+
+def test_frames_change_within_episodes(stores):
+    for name, s in stores.items():
+        for e in range(s.num_episodes):
+            frames = np.asarray(s.episode(e)["frames"], dtype=np.int16)
+            changed = (np.abs(np.diff(frames, axis=0)).max(axis=(1, 2, 3)) > 0).mean()
+            assert changed > 0.8, f"{name} episode {e}: only {changed:.0%} of steps change the frame"
+
+
+def test_success_is_recorded_where_the_simulator_has_it(stores):
+    assert stores["metaworld_push_sawyer"].success is not None
+    assert stores["pusht"].success is not None
+    assert stores["gym_reacher"].success is None
+
+
+@pytest.mark.parametrize("name", ["gym_reacher", "pusht"])
+def test_what_is_seen_depends_on_the_actions(name):
+    spec = get_embodiment(name)
+    env = spec.make(SMALL_IMAGE)
+    try:
+        finals = []
+        for sign in (-1.0, 1.0):
+            env.reset(np.random.default_rng(3))
+            for _ in range(6):
+                env.step(env.explore(np.full(spec.action_dim, sign)).astype(np.float32))
+            finals.append(env.frame().astype(np.int16))
+    finally:
+        env.close()
+    assert np.abs(finals[0] - finals[1]).mean() > 1.0
+
+
+def test_tiny_and_default_suites_meet_their_specification():
+    for suite, min_embodiments in (("tiny", 4), ("default", 6)):
+        s = SUITES[suite]
+        specs = [get_embodiment(n) for n in s.embodiments]
+        assert len(specs) >= min_embodiments
+        assert len({sp.simulator for sp in specs}) >= 3
+        assert len({sp.control_hz for sp in specs}) >= 2
+        windows = 8 if suite == "tiny" else 16
+        for sp in specs:
+            assert sp.control_hz % FRAME_HZ == 0, sp.name
+            assert s.episode_steps(sp) >= windows * sp.stride, (suite, sp.name)
+    assert len({get_embodiment(n).action_dim for n in SUITES["tiny"].embodiments}) >= 3
+    default = SUITES["default"].embodiments
+    assert {n for n in EMBODIMENTS if n.startswith("robosuite_")} <= set(default)
+    assert {"gym_reacher", "gym_pusher", "gym_halfcheetah", "pusht"} <= set(default)
+    assert any(n.startswith("metaworld_") for n in default)
+
+
+def test_unknown_embodiment_names_it_and_lists_the_known_ones(tmp_path, capsys):
+    with pytest.raises(EmbodimentError) as err:
+        get_embodiment("gym_walker")
+    assert "gym_walker" in str(err.value) and "gym_reacher" in str(err.value)
+    with pytest.raises(EmbodimentError):
+        generate_suite("tiny", tmp_path, embodiments=["gym_walker"])
+    with pytest.raises(ConfigError):
+        generate_suite("huge", tmp_path)
+    assert main(["data", "generate", "--suite", "tiny", "--out", str(tmp_path), "--embodiments", "gym_walker"]) == 2
+    assert "gym_walker" in capsys.readouterr().err
+
+
+def test_resume_after_interruption_gives_identical_arrays(tmp_path, monkeypatch):
+    spec = get_embodiment("gym_reacher")
+    kwargs = dict(episodes=3, episode_steps=10, image_size=24, seed=5)
+    reference = EpisodeStore(generate_dataset(spec, tmp_path / "whole", **kwargs))
+
+    real_rollout = suite_mod.rollout
+    calls = []
+
+    def dies_on_second_episode(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_rollout(*args, **kw)
+
+    monkeypatch.setattr(suite_mod, "rollout", dies_on_second_episode)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(spec, tmp_path / "resumed", **kwargs)
+    assert (tmp_path / "resumed.partial").exists() and not (tmp_path / "resumed").exists()
+    monkeypatch.setattr(suite_mod, "rollout", real_rollout)
+    resumed = EpisodeStore(generate_dataset(spec, tmp_path / "resumed", **kwargs))
+
+    np.testing.assert_array_equal(resumed.frames, reference.frames)
+    np.testing.assert_array_equal(resumed.actions, reference.actions)
+    np.testing.assert_array_equal(resumed.episode_starts, reference.episode_starts)
+
+
+def test_finished_dataset_is_skipped_unless_overwrite(tmp_path):
+    spec = get_embodiment("gym_reacher")
+    kwargs = dict(episodes=1, episode_steps=4, image_size=16, seed=0)
+    path = generate_dataset(spec, tmp_path / "r", **kwargs)
+    meta = (path / "metadata.json").read_text()
+    generate_dataset(spec, tmp_path / "r", **{**kwargs, "seed": 1})
+    assert (path / "metadata.json").read_text() == meta
+    generate_dataset(spec, tmp_path / "r", **{**kwargs, "seed": 1}, overwrite=True)
+    assert EpisodeStore(path).meta["extra"]["seed"] == 1
+
+
+@pytest.mark.slow
+def test_cli_generates_the_whole_tiny_suite(tmp_path, capsys):
+    assert main(["data", "generate", "--suite", "tiny", "--out", str(tmp_path)]) == 0
+    stores = open_datasets([tmp_path])
+    tiny = SUITES["tiny"]
+    assert sorted(s.embodiment for s in stores) == sorted(tiny.embodiments)
+    for s in stores:
+        spec = get_embodiment(s.embodiment)
+        assert s.num_episodes == tiny.episodes
+        assert s.num_frames == tiny.episodes * tiny.episode_steps(spec)
+        assert s.frames.shape[1:] == (64, 64, 3)
+    assert "robosuite_lift_panda" in capsys.readouterr().out
