@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "train",
     "model",
     "sim",
+    "demo",
 ]
 
 

@@ -1,0 +1,23 @@
+"""`hma demo`: generate data, train a tokenizer and a tiny HMA, evaluate, report."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="from nothing to a trained world model and its report in minutes")
+    p.add_argument("--out", default="demo_out", help="output folder (finished stages are reused)")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per embodiment (tiny suite default if omitted)")
+    p.add_argument("--tokenizer-minutes", type=float, default=3.0)
+    p.add_argument("--train-minutes", type=float, default=4.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from hma.demo import DemoBudget, run_demo
+
+    budget = DemoBudget(episodes=args.episodes, tokenizer_minutes=args.tokenizer_minutes, train_minutes=args.train_minutes)
+    run_demo(args.out, budget, seed=args.seed)
+    return 0
