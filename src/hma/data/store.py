@@ -209,6 +209,48 @@ def _info_to_json(info: DatasetInfo) -> dict[str, Any]:
     }
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_metadata_types(meta: dict[str, Any], path: Path) -> None:
+    """Reject metadata whose fields have the wrong type, so no later access can crash."""
+    def bad(key: str, expected: str) -> DataError:
+        return DataError(f"{path}: field {key!r} is {meta.get(key)!r}, expected {expected}")
+
+    if not isinstance(meta["embodiment"], str) or not meta["embodiment"]:
+        raise bad("embodiment", "a non-empty string")
+    if not isinstance(meta["simulator"], str):
+        raise bad("simulator", "a string")
+    names = meta["action_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise bad("action_names", "a non-empty list of strings")
+    hz = meta["control_hz"]
+    if not isinstance(hz, (int, float)) or isinstance(hz, bool) or not hz > 0:
+        raise bad("control_hz", "a positive number")
+    size = meta["image_size"]
+    if not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) and v > 0 for v in size):
+        raise bad("image_size", "[height, width] of positive integers")
+    for key in ("num_episodes", "num_frames"):
+        if not _is_int(meta[key]) or meta[key] < 1:
+            raise bad(key, "a positive integer")
+    stats = meta["action_stats"]
+    if not isinstance(stats, dict) or any(
+        not isinstance(stats.get(k), list) or len(stats[k]) != len(names)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in stats[k])
+        for k in ("mean", "std", "min", "max")
+    ):
+        raise bad("action_stats", f"mean/std/min/max lists of {len(names)} numbers")
+    files = meta["files"]
+    if not isinstance(files, dict) or not all(
+        isinstance(spec, dict) and _is_int(spec.get("bytes")) and isinstance(spec.get("sha256"), str)
+        for spec in files.values()
+    ):
+        raise bad("files", "a mapping of file name to {bytes, sha256}")
+    if any(not isinstance(n, str) or "/" in n or n.startswith(".") for n in files):
+        raise bad("files", "plain file names inside the dataset folder")
+
+
 def action_statistics(actions: np.ndarray) -> dict[str, list[float]]:
     """Per-dimension mean/std/min/max, the statistics used to normalize actions."""
     actions = np.asarray(actions, dtype=np.float64)
@@ -247,6 +289,7 @@ class EpisodeStore:
         missing = [k for k in required if k not in meta]
         if missing:
             raise DataError(f"{meta_path} lacks the field(s) {', '.join(missing)}")
+        _check_metadata_types(meta, meta_path)
         self.meta: dict[str, Any] = meta
         files = meta["files"]
         for name, spec in files.items():
