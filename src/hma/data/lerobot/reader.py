@@ -32,7 +32,7 @@ from hma.data.lerobot.format import (
     guard,
     parse_info,
 )
-from hma.data.lerobot.video import VideoReader, decode_png, resize
+from hma.data.lerobot.video import VideoReader, decode_image, resize
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
 from hma.io import read_json
@@ -243,7 +243,7 @@ class LeRobotSource:
             where = f"{ref.data_file} episode {ref.index} frame {k} ({self.camera})"
             if blob is None:
                 raise DataError(f"{where} has no embedded image bytes, expected PNG bytes in the parquet")
-            frames.append(resize(decode_png(blob, where), size))
+            frames.append(resize(decode_image(blob, where), size))
         shapes = {f.shape for f in frames}
         if len(shapes) != 1:
             raise DataError(f"{ref.data_file}: images of episode {ref.index} change size ({sorted(shapes)}), expected one size")

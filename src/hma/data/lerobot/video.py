@@ -37,7 +37,7 @@ def resize(frame_hw3: np.ndarray, size: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(frame_hw3).resize((size, size), Image.Resampling.BICUBIC))
 
 
-def decode_png(data: bytes, where: str) -> np.ndarray:
+def decode_image(data: bytes, where: str) -> np.ndarray:
     """An encoded image (PNG, JPEG, ...) as (H, W, 3) uint8 RGB."""
     try:
         with Image.open(io.BytesIO(data)) as img:
