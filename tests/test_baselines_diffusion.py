@@ -1,12 +1,20 @@
 """Video diffusion baseline: it learns, samples the right shapes, and its cache is exact and bounded."""
 
+import pytest
 import torch
 
+from _helpers_sampling import one_thread
 from hma.baselines.diffusion import DiffusionConfig, DiffusionRollout, VideoDiffusion
 from hma.config import preset
 
 TINY = DiffusionConfig(latent_channels=4, grid=(8, 8), num_frames=4, action_dims={"arm": 3},
                        d_model=64, depth=2, heads=4, patch=2)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
 
 
 def _batch(seed: int = 0) -> dict:

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from _helpers_sampling import one_thread
 from hma.errors import ConfigError
 from hma.sampling.maskgit import (
     MaskGITSampling,
@@ -14,6 +15,12 @@ from hma.sampling.maskgit import (
     sample_tokens,
     unmask_counts,
 )
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
 
 
 @pytest.mark.parametrize("num_tokens,steps", [(256, 2), (64, 2), (64, 8), (5, 5), (1, 1), (100, 12)])

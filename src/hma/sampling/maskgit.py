@@ -10,6 +10,7 @@ rest masked for the next step. These are pure functions of tensors and an explic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -93,23 +94,25 @@ def sample_tokens(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per position from ``logits`` (B, S, V).
 
-    Returns ``tokens`` (B, S) long and ``confidence`` (B, S): the probability of the chosen
-    token under the distribution it was drawn from, used to rank positions.
+    Returns ``tokens`` (B, S) long and ``confidence`` (B, S): the model's own probability
+    of the chosen token (plain softmax of the logits), used to rank positions. It does not
+    depend on temperature/top-k/top-p, so those knobs change which tokens are drawn, not
+    how a given draw is ranked (top-k = 1 is then exactly greedy decoding).
     """
-    logits = filter_logits(logits.float(), top_k=sampling.top_k, top_p=sampling.top_p)  # (B, S, V)
+    logits = logits.float()
+    model_probs = logits.softmax(-1)  # (B, S, V)
     if sampling.temperature == 0:
-        probs = logits.softmax(-1)  # (B, S, V)
-        confidence, tokens = probs.max(-1)  # (B, S), (B, S)
+        confidence, tokens = model_probs.max(-1)  # (B, S), (B, S)
         return tokens, confidence
-    probs = (logits / sampling.temperature).softmax(-1)  # (B, S, V)
-    flat = probs.flatten(0, 1)  # (B*S, V)
-    tokens = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])  # (B, S)
-    confidence = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, S)
+    filtered = filter_logits(logits, top_k=sampling.top_k, top_p=sampling.top_p)  # (B, S, V)
+    probs = (filtered / sampling.temperature).softmax(-1)  # (B, S, V)
+    tokens = torch.multinomial(probs.flatten(0, 1), 1, generator=generator).view(probs.shape[:-1])  # (B, S)
+    confidence = model_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, S)
     return tokens, confidence
 
 
 def choose_positions(
-    confidence: torch.Tensor,
+    confidence: torch.Tensor | None,
     masked: torch.Tensor,
     count: int,
     order: UnmaskOrder,
@@ -117,14 +120,61 @@ def choose_positions(
 ) -> torch.Tensor:
     """Pick ``count`` still-masked positions per row to reveal.
 
-    ``confidence`` (B, S) scores the candidates (ignored for the random order), ``masked``
+    ``confidence`` (B, S) scores the candidates (unused, may be None, for the random order), ``masked``
     (B, S) bool marks the positions not yet revealed. Returns a (B, S) bool mask of exactly
     ``count`` newly revealed positions per row.
     """
-    if order is UnmaskOrder.RANDOM:
+    if order is UnmaskOrder.RANDOM or confidence is None:
         scores = torch.rand(masked.shape, generator=generator, device=masked.device)  # (B, S)
     else:
         scores = confidence.float()  # (B, S)
     scores = scores.masked_fill(~masked, float("-inf"))  # (B, S) revealed tokens never re-chosen
     chosen = torch.topk(scores, count, dim=-1).indices  # (B, count)
     return torch.zeros_like(masked).scatter(-1, chosen, True)  # (B, S)
+
+
+def sample_digits(
+    logits: torch.Tensor,
+    sampling: MaskGITSampling,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample token ids from plain (B, S, V) or factorized (B, S, F, Vf) logits.
+
+    A factorized vocabulary (the reference's 2^18 ids as two 512-way digits) is predicted
+    as independent digits: each digit is sampled on its own, the id is
+    sum_i digit_i * Vf**i, and its confidence is the product of the digits' probabilities.
+    """
+    if logits.dim() == 3:
+        return sample_tokens(logits, sampling, generator)
+    B, S, F_, Vf = logits.shape
+    digits, confidence = sample_tokens(logits.reshape(B, S * F_, Vf), sampling, generator)  # (B, S*F)
+    digits, confidence = digits.view(B, S, F_), confidence.view(B, S, F_)
+    place = Vf ** torch.arange(F_, device=logits.device)  # (F,)
+    return (digits * place).sum(-1), confidence.prod(-1)  # (B, S), (B, S)
+
+
+def unmask_token_frame(
+    predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    batch: int,
+    grid: tuple[int, int],
+    sampling: MaskGITSampling,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """Fill one frame of token ids in ``sampling.steps`` steps; returns (B, h, w) long.
+
+    ``predict(tokens (B, h, w), masked (B, h, w)) -> logits (B, S, V) or (B, S, F, Vf)``
+    runs the model on the partly revealed frame (cached or not: the caller decides).
+    Revealed tokens are kept; only still-masked positions are sampled and ranked.
+    """
+    h, w = grid
+    tokens = torch.zeros((batch, h * w), device=device, dtype=torch.long)  # (B, S)
+    masked = torch.ones((batch, h * w), device=device, dtype=torch.bool)  # (B, S)
+    for count in unmask_counts(h * w, sampling.steps):
+        logits = predict(tokens.view(batch, h, w), masked.view(batch, h, w))  # (B, S, V) or (B, S, F, Vf)
+        sampled, confidence = sample_digits(logits, sampling, generator)  # (B, S), (B, S)
+        reveal = choose_positions(confidence, masked, count, sampling.order, generator)  # (B, S)
+        tokens = torch.where(reveal, sampled, tokens)  # (B, S)
+        masked &= ~reveal
+    return tokens.view(batch, h, w)

@@ -1,0 +1,155 @@
+"""Frame-by-frame generation with a world model: the loop around the model, not part of it.
+
+``Engine(model, ...)`` keeps the rollout state of a batch of environments (B >= 1, one
+model call per unmasking step for all of them) and produces one new frame per
+``step(action)``; any horizon runs in constant memory because only the last ``window``
+frames are kept. Two ways to condition on the past, chosen by :class:`CacheMode`:
+
+- ``CACHED``: the model's temporal KV cache (``new_cache`` / ``prefill`` /
+  ``forward_frame`` / ``commit_frame``, docs/dev/contracts.md "World model"): each
+  unmasking step runs only the new frame's tokens against the cached keys/values of the
+  past frames, and the finished frame is committed once.
+- ``UNCACHED``: the reference's way, re-running the whole window (past frames + the
+  partly revealed new one) at every unmasking step. Kept as the baseline and as the
+  ground truth the cached path is tested against.
+
+Discrete models are sampled with MaskGIT (:mod:`hma.sampling.maskgit`), continuous ones
+with MAR's diffusion head (:mod:`hma.sampling.mar`).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+from torch import Tensor
+
+from hma.errors import ConfigError
+from hma.model import KVCache, WorldModel
+from hma.sampling.mar import MARSampling, unmask_latent_frame
+from hma.sampling.maskgit import MaskGITSampling, unmask_token_frame
+
+
+class CacheMode(str, Enum):
+    """How each unmasking step sees the past frames."""
+
+    CACHED = "cached"  # temporal KV cache: one frame per pass
+    UNCACHED = "uncached"  # the whole window per pass, as the reference does
+
+
+class Engine:
+    """Rollout state and sampling loop for one batch of environments.
+
+    ``reset(context, actions)`` takes the context frames (B, T0, h, w) token ids or
+    (B, T0, C, h, w) latents and the T0 - 1 actions taken between them (B, T0 - 1, k*A);
+    ``step(action)`` takes the action taken at the latest frame (B, k*A) and returns the
+    frame it leads to, (B, h, w) or (B, C, h, w). All randomness comes from ``generator``.
+    """
+
+    def __init__(self, model: WorldModel, *, embodiment: str, mode: CacheMode = CacheMode.CACHED,
+                 sampling: MaskGITSampling | MARSampling | None = None, window: int | None = None) -> None:
+        config = model.config
+        self.model = model
+        self.embodiment = embodiment
+        self.mode = CacheMode(mode)
+        self.discrete = config.kind == "discrete"
+        self.sampling = sampling or (MaskGITSampling() if self.discrete else MARSampling())
+        if self.discrete != isinstance(self.sampling, MaskGITSampling):
+            expected = "MaskGITSampling" if self.discrete else "MARSampling"
+            raise ConfigError(f"sampling {type(self.sampling).__name__} does not fit a {config.kind} model; expected {expected}")
+        self.window = window or config.num_frames
+        if not 2 <= self.window <= config.num_frames:
+            raise ConfigError(f"window of {self.window} frames is invalid; expected 2..{config.num_frames} (the model's training window)")
+        model.check_actions(embodiment, None)
+        self.cache: KVCache | None = None
+        # Uncached state: the last window - 1 frames and the actions taken between them.
+        self.past: Tensor | None = None  # (B, n, ...) n <= window - 1
+        self.past_actions: Tensor | None = None  # (B, n - 1, k*A)
+
+    @torch.inference_mode()
+    def reset(self, context: Tensor, actions: Tensor) -> None:
+        """Start a rollout from context frames (B, T0, ...) and the actions between them (B, T0 - 1, k*A)."""
+        t0 = context.shape[1]
+        if t0 < 1 or actions.shape[:2] != (context.shape[0], t0 - 1):
+            raise ConfigError(f"context of shape {tuple(context.shape)} needs actions of shape (B, T0 - 1, k*A) = "
+                              f"({context.shape[0]}, {t0 - 1}, k*A), got {tuple(actions.shape)}")
+        self.model.check_actions(self.embodiment, actions)
+        keep = min(t0, self.window - 1)  # the new frame takes the last slot of the window
+        context, actions = context[:, t0 - keep:], actions[:, t0 - keep:]
+        if self.mode is CacheMode.CACHED:
+            self.cache = self.model.new_cache(context.shape[0], self.window)
+            # prefill reads actions[:, t] as taken at frame t; the last frame's action comes with step().
+            padded = torch.cat([actions, actions.new_zeros(actions.shape[0], 1, actions.shape[2])], dim=1)  # (B, keep, k*A)
+            self.model.prefill(context, padded, embodiment=self.embodiment, cache=self.cache)
+        else:
+            self.past, self.past_actions = context.clone(), actions.clone()
+
+    @torch.inference_mode()
+    def step(self, action: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Generate the frame that ``action`` (B, k*A), taken at the latest frame, leads to."""
+        if self.cache is None and self.past is None:
+            raise ConfigError("the engine has no context; call reset(context, actions) before step(action)")
+        self.model.check_actions(self.embodiment, action)
+        predict = self._cached_predictor(action) if self.mode is CacheMode.CACHED else self._window_predictor(action)
+        config = self.model.config
+        ref = self.model.mask_token
+        batch = action.shape[0]
+        if self.discrete:
+            frame = unmask_token_frame(predict, batch=batch, grid=config.grid, sampling=self.sampling,
+                                       generator=generator, device=ref.device)  # (B, h, w)
+        else:
+            frame = unmask_latent_frame(predict, self.model.diffusion, batch=batch, channels=config.latent_channels,
+                                        grid=config.grid, sampling=self.sampling, generator=generator,
+                                        device=ref.device, dtype=ref.dtype)  # (B, C, h, w)
+        self._remember(frame, action)
+        return frame
+
+    def _output(self, out) -> Tensor:
+        """The last frame's logits (B, S, V) / (B, S, F, Vf), or its diffusion condition (B, S, D)."""
+        return out.logits[:, -1] if self.discrete else out.cond[:, -1]
+
+    def _cached_predictor(self, action: Tensor):
+        def predict(frame: Tensor, masked: Tensor) -> Tensor:
+            out = self.model.forward_frame(frame, action, embodiment=self.embodiment, frame_mask=masked, cache=self.cache)
+            return self._output(out)
+
+        return predict
+
+    def _window_predictor(self, action: Tensor):
+        past, past_actions = self.past, self.past_actions
+        # Window actions follow the model's convention (actions[:, t] taken at frame t); the
+        # new frame's own action is not known yet and does not reach any frame in the window.
+        actions = torch.cat([past_actions, action[:, None], torch.zeros_like(action[:, None])], dim=1)  # (B, n+1, k*A)
+        hidden = torch.zeros(past.shape[:2], dtype=torch.bool, device=past.device)  # (B, n) past frames visible
+
+        def predict(frame: Tensor, masked: Tensor) -> Tensor:
+            tokens = torch.cat([past, frame[:, None].to(past.dtype)], dim=1)  # (B, n+1, ...)
+            token_mask = torch.cat([hidden[:, :, None, None].expand(-1, -1, *masked.shape[1:]), masked[:, None]], dim=1)
+            out = self.model(tokens, actions, embodiment=self.embodiment, token_mask=token_mask)
+            return self._output(out)
+
+        return predict
+
+    def _remember(self, frame: Tensor, action: Tensor) -> None:
+        """Make the finished frame part of the past; memory stays bounded by the window."""
+        if self.mode is CacheMode.CACHED:
+            self.model.commit_frame(frame, action, embodiment=self.embodiment, cache=self.cache)
+            return
+        past = torch.cat([self.past, frame[:, None].to(self.past.dtype)], dim=1)  # (B, n+1, ...)
+        actions = torch.cat([self.past_actions, action[:, None]], dim=1)  # (B, n, k*A)
+        drop = max(past.shape[1] - (self.window - 1), 0)
+        self.past, self.past_actions = past[:, drop:], actions[:, drop:]
+
+
+@torch.inference_mode()
+def rollout(engine: Engine, context: Tensor, actions: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    """Generate one frame per action after the context.
+
+    context (B, T0, ...); actions (B, T0 - 1 + N, k*A): the actions between the context
+    frames, then the N actions taken at the last context frame and at each generated
+    frame. Returns the N generated frames (B, N, ...).
+    """
+    t0 = context.shape[1]
+    engine.reset(context, actions[:, : t0 - 1])
+    frames = [engine.step(actions[:, t], generator) for t in range(t0 - 1, actions.shape[1])]
+    return torch.stack(frames, dim=1)
