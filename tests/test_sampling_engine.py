@@ -9,6 +9,7 @@ from einops import rearrange
 
 from _helpers_sampling import context_and_actions, one_thread, tiny_model
 from hma.errors import ConfigError
+from hma.model.cache import Slide
 from hma.sampling.engine import CacheMode, Engine, rollout
 from hma.sampling.mar import MARSampling, unmask_latent_frame
 from hma.sampling.maskgit import MaskGITSampling, UnmaskOrder
@@ -20,9 +21,9 @@ def _single_thread():
         yield
 
 
-def _rollout(model, mode, sampling, seed, *, batch=2, context=2, new=6, data_seed=0):
+def _rollout(model, mode, sampling, seed, *, batch=2, context=2, new=6, data_seed=0, slide=Slide.EXACT):
     frames, actions = context_and_actions(model, batch=batch, context=context, new=new, seed=data_seed)
-    engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling)
+    engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling, slide=slide)
     return rollout(engine, frames, actions, generator=torch.Generator().manual_seed(seed))
 
 
@@ -35,6 +36,16 @@ def test_cached_and_uncached_generate_identical_tokens(order: UnmaskOrder) -> No
     uncached = _rollout(model, CacheMode.UNCACHED, sampling, seed=1)
     assert cached.shape == (2, 6, 4, 4)
     assert torch.equal(cached, uncached)
+
+
+def test_evicting_cache_equals_uncached_until_the_window_slides() -> None:
+    model = tiny_model()
+    sampling = MaskGITSampling(steps=2)
+    evict = _rollout(model, CacheMode.CACHED, sampling, seed=1, slide=Slide.EVICT)
+    uncached = _rollout(model, CacheMode.UNCACHED, sampling, seed=1)
+    # 2 context frames, window 4: new frames 0 and 1 see the same past; then the window slides.
+    assert torch.equal(evict[:, :2], uncached[:, :2])
+    assert not torch.equal(evict, uncached)  # evicted frames still echo in deeper keys
 
 
 def test_mar_cached_and_uncached_agree() -> None:
@@ -86,7 +97,7 @@ def test_batched_generation_equals_one_environment_at_a_time() -> None:
     singles = [_rollout(model, CacheMode.CACHED, greedy, seed=0, batch=3)[i : i + 1] for i in range(3)]
     frames, actions = context_and_actions(model, batch=3, context=2, new=6)
     for i in range(3):
-        engine = Engine(model, embodiment="arm", sampling=greedy)
+        engine = Engine(model, embodiment="arm", sampling=greedy, slide=Slide.EXACT)
         single = rollout(engine, frames[i : i + 1], actions[i : i + 1])
         assert torch.equal(batched[i : i + 1], single)
     assert torch.equal(torch.cat(singles), batched)

@@ -8,7 +8,10 @@ frames are kept. Two ways to condition on the past, chosen by :class:`CacheMode`
 - ``CACHED``: the model's temporal KV cache (``new_cache`` / ``prefill`` /
   ``forward_frame`` / ``commit_frame``, docs/dev/contracts.md "World model"): each
   unmasking step runs only the new frame's tokens against the cached keys/values of the
-  past frames, and the finished frame is committed once.
+  past frames, and the finished frame is committed once. Past the window the cache
+  slides: ``Slide.EVICT`` (default) drops the oldest frame's keys/values and keeps the
+  rest as computed (constant cost per frame, a slightly longer memory than the window);
+  ``Slide.EXACT`` re-encodes the kept frames so outputs equal the uncached window's.
 - ``UNCACHED``: the reference's way, re-running the whole window (past frames + the
   partly revealed new one) at every unmasking step. Kept as the baseline and as the
   ground truth the cached path is tested against.
@@ -26,6 +29,7 @@ from torch import Tensor
 
 from hma.errors import ConfigError
 from hma.model import KVCache, WorldModel
+from hma.model.cache import Slide
 from hma.sampling.mar import MARSampling, unmask_latent_frame
 from hma.sampling.maskgit import MaskGITSampling, unmask_token_frame
 
@@ -47,11 +51,13 @@ class Engine:
     """
 
     def __init__(self, model: WorldModel, *, embodiment: str, mode: CacheMode = CacheMode.CACHED,
-                 sampling: MaskGITSampling | MARSampling | None = None, window: int | None = None) -> None:
+                 sampling: MaskGITSampling | MARSampling | None = None, window: int | None = None,
+                 slide: Slide = Slide.EVICT) -> None:
         config = model.config
         self.model = model
         self.embodiment = embodiment
         self.mode = CacheMode(mode)
+        self.slide = Slide(slide)
         self.discrete = config.kind == "discrete"
         self.sampling = sampling or (MaskGITSampling() if self.discrete else MARSampling())
         if self.discrete != isinstance(self.sampling, MaskGITSampling):
@@ -77,7 +83,7 @@ class Engine:
         keep = min(t0, self.window - 1)  # the new frame takes the last slot of the window
         context, actions = context[:, t0 - keep:], actions[:, t0 - keep:]
         if self.mode is CacheMode.CACHED:
-            self.cache = self.model.new_cache(context.shape[0], self.window)
+            self.cache = self.model.new_cache(context.shape[0], self.window, slide=self.slide)
             # prefill reads actions[:, t] as taken at frame t; the last frame's action comes with step().
             padded = torch.cat([actions, actions.new_zeros(actions.shape[0], 1, actions.shape[2])], dim=1)  # (B, keep, k*A)
             self.model.prefill(context, padded, embodiment=self.embodiment, cache=self.cache)
