@@ -20,7 +20,9 @@ COMMAND_MODULES = [
     "train",
     "model",
     "sim",
+    "eval",
     "demo",
+    "bench",
 ]
 
 

@@ -1,0 +1,156 @@
+"""What ``hma eval`` and ``hma experiment`` show people: markdown tables, a PSNR-vs-horizon
+plot and real-vs-generated videos, all written atomically."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hma.io import atomic_write_bytes
+
+# (metrics key, column title, format) of the per-embodiment table.
+EVAL_COLUMNS: list[tuple[str, str, str]] = [
+    ("clips", "clips", "{:d}"),
+    ("psnr", "PSNR (dB)", "{:.2f}"),
+    ("ssim", "SSIM", "{:.3f}"),
+    ("delta_psnr", "ΔPSNR (dB)", "{:.2f}"),
+    ("lpips", "LPIPS", "{:.3f}"),
+    ("fid", "FID", "{:.1f}"),
+    ("fvd", "FVD", "{:.1f}"),
+    ("perplexity", "perplexity", "{:.1f}"),
+    ("fps", "FPS", "{:.1f}"),
+    ("recon_psnr", "tokenizer PSNR (dB)", "{:.2f}"),
+]
+
+
+def format_value(value: Any, fmt: str) -> str:
+    """A table cell: '–' for a missing value (an unavailable metric), else ``fmt``."""
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return fmt.format(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def eval_table(result: Mapping[str, Any]) -> str:
+    """Per-embodiment table of a :func:`hma.eval.evaluate` result, with the overall mean last."""
+    header = ["embodiment", *(title for _, title, _ in EVAL_COLUMNS)]
+    rows = []
+    for name, r in [*result["per_embodiment"].items(), ("**mean**", result["overall"])]:
+        rows.append([name, *(format_value(r.get(key), fmt) for key, _, fmt in EVAL_COLUMNS)])
+    return markdown_table(header, rows)
+
+
+def mode_table(result: Mapping[str, Any]) -> str:
+    """PSNR / SSIM / delta-PSNR per embodiment and mode (teacher-forced vs autoregressive)."""
+    modes = list(result["overall"]["modes"])
+    header = ["embodiment", *(f"{m} {k}" for m in modes for k in ("PSNR", "SSIM", "ΔPSNR"))]
+    rows = []
+    for name, r in result["per_embodiment"].items():
+        cells = []
+        for m in modes:
+            s = r["modes"][m]
+            cells += [format_value(s["psnr"], "{:.2f}"), format_value(s["ssim"], "{:.3f}"),
+                      format_value(s["delta_psnr"], "{:.2f}")]
+        rows.append([name, *cells])
+    return markdown_table(header, rows)
+
+
+def _png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def psnr_plot(result: Mapping[str, Any], path: Path) -> None:
+    """PSNR (dB) against the number of frames generated, one line per embodiment and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    styles = {"autoregressive": "-", "teacher-forced": "--"}
+    for i, (name, r) in enumerate(result["per_embodiment"].items()):
+        for mode, scores in r["modes"].items():
+            ys = scores["psnr_by_horizon"]
+            ax.plot(range(1, len(ys) + 1), ys, styles.get(mode, ":"), color=f"C{i % 10}", marker="o", markersize=3,
+                    label=f"{name} ({mode})")
+    ax.set_xlabel("frames generated after the context")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title("PSNR vs horizon (held-out episodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    atomic_write_bytes(path, _png_bytes(fig))
+    plt.close(fig)
+
+
+def side_by_side_gif(real: np.ndarray, generated: Mapping[str, np.ndarray], path: Path, *, context: int,
+                     fps: float = 4.0) -> None:
+    """GIF of real frames (L, H, W, 3) beside each generated sequence of the same length.
+
+    Context frames (copied from the real clip) get a grey bar under them, generated frames a
+    red one, so a viewer can tell where generation starts.
+    """
+    import imageio.v3 as iio
+
+    scale = max(1, 128 // real.shape[1])  # small simulator frames are hard to see at 64 px
+    panels = [real, *generated.values()]
+    frames = []
+    for t in range(real.shape[0]):
+        row = []
+        for k, panel in enumerate(panels):
+            img = panel[t].repeat(scale, 0).repeat(scale, 1)  # (H*s, W*s, 3)
+            bar = np.zeros((4, img.shape[1], 3), dtype=np.uint8)
+            bar[:] = (128, 128, 128) if (k == 0 or t < context) else (220, 40, 40)
+            row.append(np.concatenate([img, bar]))
+            row.append(np.full((row[-1].shape[0], 2, 3), 255, dtype=np.uint8))
+        frames.append(np.concatenate(row[:-1], axis=1))
+    data = iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
+    atomic_write_bytes(path, data)
+
+
+def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.ndarray]], out: Path) -> None:
+    """``out/report.md`` with the tables, the PSNR plot and one GIF per embodiment."""
+    from hma.eval.runner import PSNR_PLOT_FILE, REPORT_FILE, VIDEO_DIR
+
+    out = Path(out)
+    opts = result["options"]
+    psnr_plot(result, out / PSNR_PLOT_FILE)
+    videos = []
+    for name, arrays in shown.items():
+        generated = {k: v for k, v in arrays.items() if k != "real"}
+        rel = f"{VIDEO_DIR}/{name}.gif"
+        side_by_side_gif(arrays["real"], generated, out / rel, context=opts["context"])
+        videos.append(f"- {name}: ![{name}]({rel}) (left: real; then {', '.join(generated)})")
+    notes = sorted({f"{k}: {v}" for r in result["per_embodiment"].values() for k, v in r["notes"].items()})
+    text = [
+        f"# Evaluation of `{result['run']}`\n",
+        f"Model kind `{result['kind']}` over {result['tokens']} tokens, trained in the `{result['setting']}` setting. "
+        f"Held-out episodes (last {opts['holdout']:.0%} of each dataset), clips of {opts['context']} context frames "
+        f"+ {opts['horizon']} generated frames; headline metrics from the "
+        f"{next(iter(result['per_embodiment'].values()))['headline_mode']} mode; ΔPSNR over "
+        f"{opts['random_draws']} random-action draws; {opts['unmask_steps']} unmasking steps, temperature "
+        f"{opts['temperature']:g}; FPS with {opts['threads']} thread(s) on {opts['device']}, decoding excluded.\n",
+        eval_table(result),
+        "\n## By mode\n",
+        mode_table(result),
+        f"\n## PSNR vs horizon\n\n![PSNR vs horizon]({PSNR_PLOT_FILE})\n",
+        "\n## Real vs generated (first held-out clip)\n",
+        "\n".join(videos) + "\n",
+    ]
+    if notes:
+        text += ["\n## Notes\n", "\n".join(f"- {n}" for n in notes) + "\n"]
+    if result.get("skipped"):
+        text += ["\n## Skipped datasets\n", "\n".join(f"- {k}: {v}" for k, v in result["skipped"].items()) + "\n"]
+    atomic_write_bytes(out / REPORT_FILE, "\n".join(text).encode())
