@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import torch
 
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.tokenizer.config import TokenizerConfig
@@ -43,9 +46,22 @@ def tiny_config(kind: str, *, name: str = "tiny", image_size: int = 32) -> Token
                            channels=(16, 32), num_res_blocks=1, vocab_size=1024, latent_channels=4)
 
 
-def train_tiny(data: list[Path], out: Path, kind: str, *, steps: int = 40, seed: int = 0):
-    options = TrainOptions(steps=steps, batch_size=16, lr=3e-3, warmup_steps=5, seed=seed, sample_every=1000, log_every=10)
-    return train_tokenizer(data, out, tiny_config(kind, name=out.name), options, progress=False)
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Tiny convolutions run fastest on one thread, and the test machine's cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_tiny(data: list[Path], out: Path, kind: str, *, steps: int = 40, seed: int = 0, checkpoint_minutes: float = 2.0):
+    options = TrainOptions(steps=steps, batch_size=16, lr=3e-3, warmup_steps=5, seed=seed, sample_every=1000, log_every=10,
+                           checkpoint_minutes=checkpoint_minutes, scale_frames=64)
+    with one_thread():
+        return train_tokenizer(data, out, tiny_config(kind, name=out.name), options, progress=False)
 
 
 def random_model(kind: str) -> ConvAutoencoder:

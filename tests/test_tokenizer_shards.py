@@ -1,0 +1,148 @@
+"""Token shards (`hma tokenize`), `hma tokenizer eval`, and external diffusers autoencoders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from hma.cli import main
+from hma.data.store import EpisodeStore
+from hma.errors import DataError
+from hma.io import sha256_file
+from hma.tokenizer import load_tokenizer, open_token_shard, tokenize_dataset
+from hma.tokenizer.external import DiffusersKLTokenizer
+
+from _helpers_tokenizer import make_image_store, train_tiny
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    make_image_store(root / "data" / "a", embodiment="a", episodes=3, length=12, seed=0)
+    make_image_store(root / "data" / "b", embodiment="b", episodes=3, length=12, seed=1)
+    for kind in ("discrete", "continuous"):
+        train_tiny([root / "data"], root / kind, kind, steps=4)
+    return root
+
+
+def test_tokenize_writes_then_skips(setup, capsys):
+    data, tok_dir = setup / "data", setup / "discrete"
+    assert main(["tokenize", "--data", str(data), "--tokenizer", str(tok_dir), "--batch-size", "5"]) == 0
+    assert "frames/s" in capsys.readouterr().out
+    tok = load_tokenizer(tok_dir)
+    store = EpisodeStore(data / "a")
+    shard = open_token_shard(store, tok, verify=True)
+    assert shard.array.dtype == np.int32 and shard.array.shape == (store.num_frames, 8, 8)
+    np.testing.assert_array_equal(shard.array[:7], tok.encode(store.frames[:7]).numpy())
+    meta = json.loads((data / "a" / "tokens" / "discrete" / "tokens.json").read_text())
+    assert meta["fingerprint"] == tok.fingerprint and meta["vocab_size"] == tok.vocab_size
+    assert meta["dataset_frames_sha256"] == sha256_file(data / "a" / "frames.npy")
+    mtime = (shard.path / "tokens.npy").stat().st_mtime_ns
+    assert main(["tokenize", "--data", str(data), "--tokenizer", str(tok_dir)]) == 0
+    assert capsys.readouterr().out.count("up to date, skipped") == 2
+    assert (shard.path / "tokens.npy").stat().st_mtime_ns == mtime
+
+
+def test_latent_shard_is_float16_and_scaled(setup):
+    tok = load_tokenizer(setup / "continuous")
+    store = EpisodeStore(setup / "data" / "b")
+    shard, skipped = tokenize_dataset(store, tok, progress=False)
+    assert not skipped
+    assert shard.array.dtype == np.float16 and shard.array.shape == (store.num_frames, 4, 8, 8)
+    expected = tok.encode(store.frames[:5]).numpy()
+    np.testing.assert_allclose(shard.array[:5].astype(np.float32), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_tokenize_resumes_after_a_kill(setup, monkeypatch):
+    tok = load_tokenizer(setup / "discrete")
+    store = EpisodeStore(setup / "data" / "b")
+    shutil.rmtree(store.root / "tokens" / "discrete", ignore_errors=True)  # start from scratch
+    real_encode, calls = tok.encode, {"n": 0}
+
+    def encode_then_die(frames):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real_encode(frames)
+
+    monkeypatch.setattr(tok, "encode", encode_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_dataset(store, tok, batch_size=4, chunk_frames=8, progress=False)
+    partial = store.root / "tokens" / "discrete.partial"
+    assert json.loads((partial / "progress.json").read_text())["done"] == 8
+    with pytest.raises(DataError, match="unfinished"):
+        open_token_shard(store, tok)
+    encoded = []
+    monkeypatch.setattr(tok, "encode", lambda frames: encoded.append(len(frames)) or real_encode(frames))
+    shard, _ = tokenize_dataset(store, tok, batch_size=4, chunk_frames=8, progress=False)
+    assert sum(encoded) == store.num_frames - 8  # only the rows after the last finished chunk
+    np.testing.assert_array_equal(shard.array, real_encode(store.frames).numpy())
+    assert not partial.exists()
+
+
+def test_open_token_shard_rejects_bad_shards(setup, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(setup / "data" / "a", data / "a", ignore=shutil.ignore_patterns("tokens"))
+    store = EpisodeStore(data / "a")
+    tok = load_tokenizer(setup / "discrete")
+    with pytest.raises(DataError, match="run `hma tokenize` first"):
+        open_token_shard(store, tok)
+    shard, _ = tokenize_dataset(store, tok, progress=False)
+    other = train_tiny([data], tmp_path / "discrete", "discrete", steps=2, seed=1)  # same name, other weights
+    with pytest.raises(DataError, match="tokenizer weights"):
+        open_token_shard(store, other)
+    _, skipped = tokenize_dataset(store, other, progress=False)
+    assert not skipped  # stale shard replaced
+    file = store.root / "tokens" / "discrete" / "tokens.npy"
+    with open(file, "r+b") as f:
+        f.truncate(file.stat().st_size - 10)
+    with pytest.raises(DataError, match="truncated"):
+        open_token_shard(store, "discrete")
+
+
+def test_eval_prints_and_writes_figures(setup, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["tokenizer", "eval", "--tokenizer", str(setup / "discrete"), "--data", str(setup / "data"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "PSNR" in printed and "encode+decode" in printed
+    figures = json.loads(out.read_text())
+    assert [r["embodiment"] for r in figures["per_embodiment"]] == ["a", "b"]
+    assert figures["per_embodiment"][0]["frames"] == 12  # the last episode of three is held out
+    assert 0 < figures["code_usage"] <= 1 and figures["roundtrip_fps"] > 0 and figures["psnr"] > 5
+
+
+def test_cli_reports_corrupt_checkpoint(setup, tmp_path, capsys):
+    run = tmp_path / "broken"
+    shutil.copytree(setup / "continuous", run)
+    (run / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert main(["tokenizer", "eval", "--tokenizer", str(run), "--data", str(setup / "data")]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
+
+
+def test_external_diffusers_autoencoder(setup, tmp_path):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=32, scaling_factor=0.5,
+    )
+    vae.save_pretrained(tmp_path / "tiny_vae")
+    tok = load_tokenizer(tmp_path / "tiny_vae")
+    assert isinstance(tok, DiffusersKLTokenizer) and tok.kind == "continuous"
+    assert tok.grid == (16, 16) and tok.latent_channels == 4 and tok.image_size == (32, 32)
+    assert tok.fingerprint == sha256_file(tmp_path / "tiny_vae" / "diffusion_pytorch_model.safetensors")
+    frames = np.array(EpisodeStore(setup / "data" / "a").frames[:3])
+    z = tok.encode(frames)
+    assert z.shape == (3, 4, 16, 16)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(z, vae.encode(x).latent_dist.mean * 0.5)
+    recon = tok.decode(z)
+    assert recon.dtype == torch.uint8 and recon.shape == (3, 32, 32, 3)
+    shard, _ = tokenize_dataset(EpisodeStore(setup / "data" / "a"), tok, progress=False)
+    assert shard.array.shape[1:] == (4, 16, 16) and shard.meta["tokenizer"] == "tiny_vae"
