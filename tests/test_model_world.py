@@ -1,0 +1,121 @@
+"""The world model learns: overfitting, every injection mode, the policy setting, embodiments."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+from _helpers_train import one_thread, tiny_model_config  # noqa: F401 (fixture)
+from hma.config import EmbodimentSpec, Injection, Setting
+from hma.errors import ConfigError, EmbodimentError
+from hma.model import WorldModel
+
+
+def _batch(kind: str, *, b: int = 4, t: int = 4, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 64, (b, t, 4, 4), generator=g) if kind == "discrete" else torch.randn(b, t, 3, 4, 4, generator=g)
+    return {"frames": frames, "actions": torch.randn(b, t, 3, generator=g), "embodiment": "arm"}
+
+
+def _train(model: WorldModel, batch: dict, steps: int, *, lr: float = 3e-3, key: str = "loss",
+           fixed_noise: bool = True) -> tuple[float, float]:
+    """First and last value of metric ``key``; the same masks/noise every step when ``fixed_noise``."""
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(1)
+    values = []
+    for _ in range(steps):
+        if fixed_noise:
+            g.manual_seed(1)
+        loss, metrics = model.loss(batch, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        values.append(metrics[key])
+    return values[0], sum(values[-5:]) / 5
+
+
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_tiny_model_overfits_one_batch(kind: str) -> None:
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_config(kind))
+    batch = {**_batch(kind), "setting": Setting.FORWARD}
+    first, last = _train(model, batch, 100, lr=5e-3)
+    assert last <= 0.1 * first, (first, last)
+
+
+@pytest.mark.parametrize("injection", ["concat", "modulate", "add", "cross_attention", "concat+modulate"])
+def test_every_injection_mode_trains(injection: str) -> None:
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_config(injection=injection))
+    first, last = _train(model, {**_batch("discrete"), "setting": Setting.FULL}, 30)
+    assert last < 0.8 * first, (injection, first, last)
+
+
+def test_injection_modes_parse_and_combine() -> None:
+    flags = Injection.parse("concat+modulate")
+    assert Injection.CONCAT in flags and Injection.MODULATE in flags and Injection.ADD not in flags
+    assert Injection.parse("add+cross_attention").to_text() == "add+cross_attention"
+    with pytest.raises(ConfigError, match="'film'"):
+        Injection.parse("concat+film")
+
+
+def test_policy_setting_learns_actions() -> None:
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_config())
+    first, last = _train(model, {**_batch("discrete"), "setting": Setting.POLICY}, 60, key="action_mse")
+    assert last < 0.5 * first, (first, last)
+
+
+def test_actions_reach_the_next_frame_only() -> None:
+    """actions[:, t] leads to frame t+1: it changes outputs of frames > t and never of frames <= t."""
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_config(injection="concat+modulate+add+cross_attention")).eval()
+    for p in model.parameters():  # leave no zero-initialized path that would hide a leak
+        if not p.abs().sum():
+            p.data.normal_(0, 0.1)
+    batch = _batch("discrete")
+    changed = batch["actions"].clone()
+    changed[:, 1] += 1.0
+    with torch.no_grad():
+        a = model(batch["frames"], batch["actions"], embodiment="arm")
+        b = model(batch["frames"], changed, embodiment="arm")
+    diff = (a.logits - b.logits).abs().amax(dim=(0, 2, 3))  # (T,)
+    assert diff[:2].max() == 0 and (diff[2:] > 0).all(), diff
+    assert torch.equal(a.action_pred[:, :2], b.action_pred[:, :2])
+
+
+def test_adding_an_embodiment_changes_no_other_weight() -> None:
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_config())
+    _train(model, _batch("discrete"), 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.add_embodiment(EmbodimentSpec("gripper", 5, 2, [0.0] * 10, [1.0] * 10))
+    after = model.state_dict()
+    new = {k for k in after if k not in before}
+    assert new and all(k.startswith(("stems.gripper.", "heads.gripper.")) for k in new)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    out = model(torch.randint(0, 64, (2, 4, 4, 4)), torch.randn(2, 4, 10), embodiment="gripper")
+    assert out.action_pred.shape == (2, 4, 10)
+
+
+def test_unknown_embodiment_and_wrong_action_size_are_clear_errors() -> None:
+    model = WorldModel(tiny_model_config())
+    tokens = torch.randint(0, 64, (1, 4, 4, 4))
+    with pytest.raises(EmbodimentError, match="'dog' is unknown"):
+        model(tokens, torch.zeros(1, 4, 3), embodiment="dog")
+    with pytest.raises(EmbodimentError, match="have 7 values per frame, expected 3"):
+        model(tokens, torch.zeros(1, 4, 7), embodiment="arm")
+
+
+def test_factorized_vocabulary_round_trips_digits() -> None:
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_config(vocab_size=1000, vocab_factors=2))  # 2 digits of 32
+    batch = {**_batch("discrete"), "setting": Setting.FORWARD}
+    batch["frames"] = torch.randint(0, 1000, (4, 4, 4, 4))
+    out = model(batch["frames"], batch["actions"], embodiment="arm")
+    assert out.logits.shape == (4, 4, 16, 2, 32)
+    first, last = _train(model, batch, 40)
+    assert last < first
