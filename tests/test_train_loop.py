@@ -1,0 +1,137 @@
+"""Training runs: resume exactness, fine-tuning, loading, clear errors before any step, torchrun."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import hma
+from _helpers_train import TINY, make_dataset, make_tokenized, one_thread  # noqa: F401 (fixture)
+from hma.data.store import EpisodeStore
+from hma.errors import DataError, EmbodimentError
+from hma.tokenizer import load_tokenizer, tokenize_dataset
+from hma.train import TrainConfig, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _config(data, out, tok=None, **changes) -> TrainConfig:
+    fields = dict(data=[str(d) for d in data], out=str(out), tokenizer=str(tok) if tok else None, steps=6,
+                  batch_size=2, warmup=2, lr=3e-3, model_overrides=dict(TINY), progress=False, eval_windows=8)
+    return TrainConfig(**{**fields, **changes})
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory):
+    return make_tokenized(tmp_path_factory.mktemp("tokenized"), embodiments={"arm": 2, "cart": 3})
+
+
+def test_resumed_run_equals_uninterrupted_run(tokenized, tmp_path: Path) -> None:
+    data, tok = tokenized
+    result = train(_config(data, tmp_path / "straight", tok, ema=0.9))
+    train(_config(data, tmp_path / "cut", tok, ema=0.9, stop_at=3))
+    assert not (tmp_path / "cut" / "eval.json").exists()
+    train(_config(data, tmp_path / "cut", tok, ema=0.9, resume=True))
+    for name in ("model.safetensors", "training_state/model_raw.safetensors"):
+        a, b = load_file(tmp_path / "straight" / name), load_file(tmp_path / "cut" / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    assert result["step"] == 6 and result["perplexity"] > 1 and result["unigram_perplexity"] > 1
+    run = tmp_path / "straight"
+    assert (run / "tokenizer" / "config.json").is_file() and (run / "seeds.json").is_file()
+    assert not list(run.glob(".checkpoint.tmp*"))
+
+
+def test_finetune_adds_embodiment_and_freezes_trunk(tokenized, tmp_path: Path) -> None:
+    data, tok = tokenized
+    train(_config(data[:1], tmp_path / "pre", tok))
+    train(_config(data, tmp_path / "ft", init_from=str(tmp_path / "pre"), freeze_trunk=True))
+    loaded = hma.load(tmp_path / "ft")
+    assert set(loaded.embodiments) == {"arm", "cart"} and loaded.tokenizer.name == "tok"
+    assert loaded.embodiments["cart"].normalizer.mean.shape == (3,)
+    before, after = load_file(tmp_path / "pre" / "model.safetensors"), load_file(tmp_path / "ft" / "model.safetensors")
+    trunk = [k for k in before if not k.startswith(("stems.", "heads."))]
+    assert trunk and all(torch.equal(before[k], after[k]) for k in trunk)
+    assert not torch.equal(before["stems.arm.0.weight"], after["stems.arm.0.weight"])
+    assert "stems.cart.0.weight" in after
+
+
+def test_data_from_another_tokenizer_is_refused_before_training(tokenized, tmp_path: Path) -> None:
+    data, _ = tokenized
+    other = make_tokenized(tmp_path / "other", embodiments={"arm": 2}, seed=7)[1]  # same name, other weights
+    with pytest.raises(DataError, match="tokenizer weights"):
+        train(_config(data, tmp_path / "run", other))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_unknown_embodiment_and_wrong_action_size_are_refused(tokenized, tmp_path: Path) -> None:
+    data, tok = tokenized
+    train(_config(data[:1], tmp_path / "run", tok, steps=2))
+    with pytest.raises(EmbodimentError, match="'cart' in the data is unknown"):
+        train(_config(data, tmp_path / "run", steps=4, resume=True))
+    # Same embodiment name, another action size.
+    wrong = make_dataset(tmp_path / "wrong" / "arm", embodiment="arm", action_dim=5)
+    tokenize_dataset(EpisodeStore(wrong), load_tokenizer(tok), progress=False)
+    with pytest.raises(EmbodimentError, match="'arm' has 5 action values per frame .* expected 2"):
+        train(_config([wrong], tmp_path / "ft", init_from=str(tmp_path / "run")))
+    assert not (tmp_path / "ft" / "model.safetensors").exists()
+
+
+def test_hma_train_cli_prints_perplexities(tokenized, tmp_path: Path, capsys) -> None:
+    from hma.cli import main
+
+    data, tok = tokenized
+    config = tmp_path / "model.json"
+    config.write_text(__import__("json").dumps(hma.config.preset("tiny", **TINY).to_json()))
+    code = main(["train", "--config", str(config), "--data", *map(str, data), "--tokenizer", str(tok),
+                 "--out", str(tmp_path / "run"), "--steps", "3", "--batch-size", "2", "--no-progress",
+                 "--injection", "concat+add", "--setting", "mixed", "--eval-windows", "4"])
+    assert code == 0
+    assert "held-out perplexity" in capsys.readouterr().out
+    assert main(["train", "--preset", "tiny", "--data", str(data[0]), "--tokenizer", str(tok),
+                 "--out", str(tmp_path / "run"), "--steps", "3"]) == 2  # folder holds a model: clear error
+
+
+_RANK_SCRIPT = """
+import sys, torch
+from safetensors.torch import save_file
+from hma.train import TrainConfig, train
+import hma.train.loop as loop
+captured = {}
+original = loop.build_model
+def capture(kind, config):
+    captured["model"] = original(kind, config)
+    return captured["model"]
+loop.build_model = capture
+torch.set_num_threads(1)
+data, tok, out = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+train(TrainConfig(data=data, out=out, tokenizer=tok, steps=4, batch_size=2, warmup=2, lr=3e-3,
+                  model_overrides=dict(num_blocks=1, width=32, num_heads=2, num_frames=4), progress=False, eval_windows=4))
+rank = torch.distributed.get_rank()
+save_file({k: v.contiguous() for k, v in captured["model"].state_dict().items()}, f"{out}/rank{rank}.safetensors")
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_hold_identical_weights(tokenized, tmp_path: Path) -> None:
+    data, tok = tokenized
+    script = tmp_path / "rank.py"
+    script.write_text(textwrap.dedent(_RANK_SCRIPT))
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([torchrun, "--nproc_per_node=2", "--master_port=29517", str(script), ",".join(map(str, data)), str(tok),
+                    str(tmp_path / "run")], check=True, env=env, timeout=300)
+    a, b = load_file(tmp_path / "run" / "rank0.safetensors"), load_file(tmp_path / "run" / "rank1.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(a[k], saved[k]) for k in a)
+    assert __import__("json").loads((tmp_path / "run" / "seeds.json").read_text())["rank_seeds"] == [0, 1]
