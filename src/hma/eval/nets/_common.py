@@ -1,0 +1,127 @@
+"""What the three feature networks share: pixel conventions, weight-file reading, availability.
+
+Pixel convention (the whole of ``hma.eval``): images are (..., H, W, 3) channels-last, either
+uint8 in [0, 255] or floating point in [0, 1]. ``data_range`` overrides the float range (pass
+255 for float arrays holding [0, 255] values).
+
+The standard networks ship as third-party weight files that cannot be downloaded here. Each
+loader takes a path, falls back to an environment variable, and when neither names a file
+returns :class:`Unavailable` instead of a network: a metric computed with anything other than
+the standard weights must never be reported under the standard name.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
+
+from hma.errors import CheckpointError, DataError
+
+
+def as_float_pixels(x: torch.Tensor | np.ndarray, *, data_range: float | None = None) -> tuple[torch.Tensor, float]:
+    """Turn pixels into a floating tensor and say which range they live in.
+
+    uint8 -> float32 with range 255; float16/bfloat16 -> float32 (metrics need the precision);
+    float32/float64 keep their dtype with range ``data_range`` (default 1.0).
+    """
+    t = torch.from_numpy(np.asarray(x)) if isinstance(x, np.ndarray) else x
+    if not isinstance(t, torch.Tensor):
+        raise DataError(f"expected a torch tensor or numpy array of pixels, got {type(x).__name__}")
+    if t.dtype == torch.uint8:
+        return t.to(torch.float32), float(255 if data_range is None else data_range)
+    if not t.is_floating_point():
+        raise DataError(f"pixels have dtype {t.dtype}; expected uint8 in [0, 255] or floats in [0, 1]")
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.to(torch.float32)
+    return t, float(1.0 if data_range is None else data_range)
+
+
+def to_unit_nchw(images_bhwc: torch.Tensor | np.ndarray, *, data_range: float | None = None) -> torch.Tensor:
+    """(B, H, W, 3) pixels in either convention -> float (B, 3, H, W) in [0, 1]."""
+    x, rng = as_float_pixels(images_bhwc, data_range=data_range)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise DataError(f"expected images of shape (B, H, W, 3), got {tuple(x.shape)}")
+    return (x / rng).permute(0, 3, 1, 2)  # (B, 3, H, W)
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A metric that cannot be computed because its standard weight file is not present."""
+
+    metric: str
+    env_var: str
+    file_description: str
+
+    @property
+    def reason(self) -> str:
+        return f"unavailable: set {self.env_var} to the path of {self.file_description}"
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.reason}"
+
+
+def resolve_weights(path: str | os.PathLike | None, env_var: str) -> Path | None:
+    """The weight file to use: ``path`` if given, else ``$env_var`` if set and non-empty."""
+    if path is not None:
+        return Path(path)
+    value = os.environ.get(env_var, "").strip()
+    return Path(value) if value else None
+
+
+def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """Read a .pth/.pt state dict (safe, tensors only) or a .safetensors file."""
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            return load_safetensors(str(path), device="cpu")
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{what} {path} is not a readable safetensors file ({e})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{what} {path} is not a plain PyTorch state dict ({first_line})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{what} {path} holds a {type(state).__name__}, expected a state dict of tensors")
+    return dict(state)
+
+
+def load_checked(
+    module: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    path: Path,
+    what: str,
+    *,
+    ignore_prefixes: Iterable[str] = (),
+) -> None:
+    """Copy ``state`` into ``module``, naming the file and key on any mismatch.
+
+    Keys starting with ``ignore_prefixes`` (classifier heads the metric never uses) are
+    skipped. BatchNorm's ``num_batches_tracked`` may be absent: files written before it
+    existed lack it, and it plays no part in evaluation.
+    """
+    ignore = tuple(ignore_prefixes)
+    expected = module.state_dict()
+    # Unexpected keys first: they say "wrong file" more plainly than a missing key would.
+    unexpected = [k for k in state if k not in expected and not k.startswith(ignore)]
+    if unexpected:
+        raise CheckpointError(f"{what} {path} has the unexpected key {unexpected[0]!r}: it is not the expected weight file")
+    for key, param in expected.items():
+        if key not in state:
+            if key.endswith("num_batches_tracked"):
+                continue
+            raise CheckpointError(f"{what} {path} lacks the key {key!r}: it is not the expected weight file")
+        if state[key].shape != param.shape:
+            raise CheckpointError(
+                f"{what} {path} has {key!r} of shape {tuple(state[key].shape)}, expected {tuple(param.shape)}"
+            )
+    module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
