@@ -66,6 +66,7 @@ def test_shapes_dtypes_and_determinism(kind):
     assert isinstance(tok, Tokenizer)
     frames = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
     tokens = tok.encode(frames)
+    assert hasattr(tok, "vocab_size") == (kind == "discrete") and hasattr(tok, "latent_channels") == (kind == "continuous")
     if kind == "discrete":
         assert tokens.dtype == torch.long and tokens.shape == (3, 8, 8)
         assert 0 <= tokens.min() and tokens.max() < tok.vocab_size

@@ -10,6 +10,7 @@ folder is swapped in. A later run finishes or discards a half-done swap by that 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -189,8 +190,7 @@ def train_tokenizer(
         config = saved.config
         model = saved.model
     else:
-        config.image_size = pool.image_size
-        config.__post_init__()
+        config = dataclasses.replace(config, image_size=pool.image_size)  # re-validated against the frames
         torch.manual_seed(options.seed)  # weight init draws from the default generator
         model = ConvAutoencoder(config)
     if tuple(config.image_size) != pool.image_size:

@@ -3,6 +3,7 @@ saved as ``model.safetensors`` + ``config.json``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -48,10 +49,14 @@ class ConvTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        if self.kind != "discrete":  # so that hasattr() tells the kinds apart, as the protocol says
+            raise AttributeError("a continuous tokenizer has latent_channels, not vocab_size")
         return self.config.vocab_size
 
     @property
     def latent_channels(self) -> int:
+        if self.kind != "continuous":
+            raise AttributeError("a discrete tokenizer has vocab_size, not latent_channels")
         return self.config.latent_channels
 
     @property
@@ -96,8 +101,6 @@ def weights_bytes(model: ConvAutoencoder) -> bytes:
 
 def save_tokenizer(model: ConvAutoencoder, out: str | Path) -> str:
     """Write ``model.safetensors`` and ``config.json`` atomically into ``out``; returns the fingerprint."""
-    import hashlib
-
     out = Path(out)
     data = weights_bytes(model)
     atomic_write_bytes(out / WEIGHTS_FILE, data)
@@ -121,8 +124,6 @@ def read_config(path: Path) -> dict:
 
 def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], str]:
     """Tensors of a safetensors file and its sha256, or a CheckpointError naming the file."""
-    import hashlib
-
     if not file.is_file():
         raise CheckpointError(f"{file} is missing, expected the tokenizer weights")
     data = file.read_bytes()
