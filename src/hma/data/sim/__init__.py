@@ -7,3 +7,11 @@ mixed with random exploration, rendered offscreen and written to the episode sto
 - one module per simulator (``robosuite_env``, ``metaworld_env``, ``gym_env``, ``pusht_env``),
   each importing its simulator lazily so the registry itself needs none of them.
 """
+
+import os as _os
+
+# Simulators render offscreen on machines without a display. MuJoCo picks its GL
+# backend when first imported and defaults to GLFW, which needs a window system; EGL
+# works headless (software or GPU). Users can still choose osmesa or glfw themselves.
+_os.environ.setdefault("MUJOCO_GL", "egl")
+_os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])
