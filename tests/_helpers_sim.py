@@ -6,6 +6,7 @@ env is exercised; only the weights are untrained (a few ms per generated frame).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,4 +64,68 @@ def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> 
             for name, p in model.named_parameters():
                 if "adaln" in name or name.startswith("stems."):
                     p.normal_(0.0, 0.5)
-    return SimpleNamespace(model=model, tokenizer=tok, embodiments=config.embodiments, datasets={EMBODIMENT: str(store.root)})
+    return SimpleNamespace(model=model, tokenizer=tok, embodiments=config.embodiments, config={"train": {"data": [str(store.root)]}})
+
+
+class ToySim:
+    """The ground truth of :func:`make_store`'s world, with GroundTruthSim's interface:
+    the expert pushes the square right, success is the square in the right half."""
+
+    chunk = CHUNK
+
+    def __init__(self) -> None:
+        self.low, self.high = np.full(2, -2.0), np.full(2, 2.0)
+        self.pos = np.zeros(2)
+
+    def _frame(self) -> np.ndarray:
+        frame = np.zeros((IMAGE, IMAGE, 3), np.uint8)
+        x, y = self.pos.astype(int)
+        frame[y : y + 8, x : x + 8] = (230, 60, 40)
+        return frame
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.pos = np.random.default_rng(seed).uniform(4, IMAGE // 2 - 8, size=2)
+        return self._frame()
+
+    def step(self, chunk: np.ndarray):
+        from hma.apps.experts import Transition
+
+        chunk = np.clip(np.asarray(chunk, np.float64).reshape(CHUNK, 2), self.low, self.high)
+        success = False
+        for action in chunk:
+            self.pos = np.clip(self.pos + action, 0, IMAGE - 8)
+            success = success or self.pos[0] > IMAGE // 2
+        return Transition(self._frame(), bool(success), chunk.astype(np.float32))
+
+    def expert_step(self, noise: float, rng: np.random.Generator):
+        expert = np.tile([2.0, 0.0], (CHUNK, 1))
+        return self.step(expert + noise * 2.0 * rng.standard_normal((CHUNK, 2)))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "ToySim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Tiny models run fastest on one thread; with two on a busy 2-core box, torch's
+    threads mostly wait for each other (measured: 12x slower CNN steps)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class RuleClassifier:
+    """Stands in for a trained SuccessClassifier: success = red square in the right half."""
+
+    def episode_success(self, frames: np.ndarray, threshold: float = 0.5) -> bool:
+        red = np.asarray(frames)[..., 0] > 128  # (T, H, W)
+        return bool(red[:, :, IMAGE // 2 + 1 :].any(axis=(1, 2)).any())

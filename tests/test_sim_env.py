@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, make_run, make_store
+from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, make_run, make_store, one_thread
 from hma.errors import DataError, EmbodimentError
 from hma.sampling.maskgit import MaskGITSampling
 from hma.sim import WorldModelEnv, WorldModelPolicy, WorldModelVectorEnv
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

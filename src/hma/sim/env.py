@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from hma.data.store import EpisodeStore
+from hma.data.store import METADATA_FILE, EpisodeStore, find_datasets
 from hma.errors import ConfigError
+from hma.io import read_json
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
 from hma.sim.actions import OutOfRange, action_box, check_action
@@ -39,10 +40,16 @@ def open_run(run: Any):
 
 
 def run_dataset(loaded: Any, embodiment: str) -> Path | None:
-    """The dataset of ``embodiment`` recorded in a loaded run, if the run records one."""
-    paths = getattr(loaded, "datasets", None) or {}
-    path = paths.get(embodiment) if isinstance(paths, dict) else None
-    return Path(path) if path is not None and Path(path).exists() else None
+    """The dataset of ``embodiment`` among the run's training data (``config.json`` ->
+    ``train.data``), if it is still on disk."""
+    paths = (getattr(loaded, "config", None) or {}).get("train", {}).get("data") or []
+    for path in paths:
+        if not Path(path).exists():
+            continue
+        for found in find_datasets([path]):
+            if read_json(found / METADATA_FILE, "dataset metadata").get("embodiment") == embodiment:
+                return found
+    return None
 
 
 class SimCore:

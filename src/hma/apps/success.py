@@ -1,0 +1,128 @@
+"""A small CNN that tells success from a single frame, trained on real frames labelled
+with the simulator's success flags; it judges rollouts in the world model, which has no
+simulator state to ask (policy evaluation, paper sec. 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hma.data.store import EpisodeStore
+from hma.errors import CheckpointError, DataError
+from hma.io import atomic_write_json
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class SmallCNN(nn.Module):
+    """Four stride-2 convolutions and a linear head: frames (B, H, W, 3) uint8 -> (B, out)."""
+
+    def __init__(self, out: int, width: int = 32) -> None:
+        super().__init__()
+        self.out = out
+        self.width = width
+        chans = [3, width, 2 * width, 2 * width, 4 * width]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(4 * width, out)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = rearrange(frames, "b h w c -> b c h w").float() / 127.5 - 1.0  # (B, 3, H, W)
+        x = self.features(x).mean(dim=(2, 3))  # (B, 4*width) global average pool
+        return self.head(x)  # (B, out)
+
+
+class SuccessClassifier:
+    """``predict(frames (N, H, W, 3) uint8) -> success probabilities (N,)``."""
+
+    def __init__(self, net: SmallCNN, image_size: tuple[int, int], embodiment: str) -> None:
+        self.net = net.eval()
+        self.image_size = tuple(image_size)
+        self.embodiment = embodiment
+
+    @torch.inference_mode()
+    def predict(self, frames: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        frames = np.asarray(frames)
+        if frames.shape[1:] != (*self.image_size, 3):
+            raise DataError(f"frames have shape {frames.shape}, expected (N, {self.image_size[0]}, {self.image_size[1]}, 3)")
+        device = next(self.net.parameters()).device
+        probs = [torch.sigmoid(self.net(torch.as_tensor(np.array(frames[i : i + batch_size]), device=device))[:, 0]).cpu()
+                 for i in range(0, len(frames), batch_size)]
+        return torch.cat(probs).numpy() if probs else np.zeros(0, np.float32)
+
+    def episode_success(self, frames: np.ndarray, threshold: float = 0.5) -> bool:
+        """An episode succeeds when any of its frames is judged a success (as the simulators flag it)."""
+        return bool((self.predict(frames) > threshold).any())
+
+    def save(self, out: str | Path) -> None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".{WEIGHTS_FILE}.tmp"
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, tmp)
+        tmp.replace(out / WEIGHTS_FILE)
+        atomic_write_json(out / CONFIG_FILE, {"format": "hma-success-classifier", "width": self.net.width,
+                                              "image_size": list(self.image_size), "embodiment": self.embodiment})
+
+
+def load_success_classifier(path: str | Path) -> SuccessClassifier:
+    path = Path(path)
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+        net = SmallCNN(1, width=int(config["width"]))
+        net.load_state_dict(load_file(path / WEIGHTS_FILE))
+    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"success classifier {path} is missing or unreadable ({type(e).__name__}), expected {CONFIG_FILE} and {WEIGHTS_FILE}") from None
+    return SuccessClassifier(net, tuple(config["image_size"]), config["embodiment"])
+
+
+def train_success_classifier(store: EpisodeStore, *, steps: int = 300, batch_size: int = 64, lr: float = 2e-3,
+                             seed: int = 0, width: int = 16) -> tuple[SuccessClassifier, dict[str, float]]:
+    """Train on every frame of ``store`` with its success flag, success and failure frames
+    drawn equally often (success is rare in most episodes). Returns the classifier and
+    its balanced accuracy on the held-out episodes."""
+    if store.success is None:
+        raise DataError(f"dataset {store.root} has no success flags, expected a simulator that reports success")
+    labels = np.asarray(store.success, bool)
+    if labels.all() or not labels.any():
+        raise DataError(f"dataset {store.root} has {int(labels.sum())} success frames of {len(labels)}, "
+                        f"expected both successes and failures to learn from")
+    from hma.data.windows import split_episodes
+
+    train_eps, held_eps = split_episodes(store.num_episodes)
+    rows = lambda eps: np.concatenate([np.arange(*store.episode_slice(e).indices(store.num_frames)) for e in eps])  # noqa: E731
+    train_rows = rows(train_eps)
+    pos, neg = train_rows[labels[train_rows]], train_rows[~labels[train_rows]]
+    if len(pos) == 0 or len(neg) == 0:
+        pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)  # too few episodes to hold any out
+    rng = np.random.default_rng(seed)
+    with torch.random.fork_rng():  # seeded weight init without touching the caller's global RNG
+        torch.manual_seed(seed)
+        net = SmallCNN(1, width=width)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    for _ in range(steps):
+        idx = np.sort(np.concatenate([rng.choice(pos, batch_size // 2), rng.choice(neg, batch_size // 2)]))
+        frames = torch.as_tensor(np.asarray(store.frames[idx]))  # (B, H, W, 3)
+        target = torch.as_tensor(labels[idx], dtype=torch.float32)
+        loss = F.binary_cross_entropy_with_logits(net(frames)[:, 0], target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    classifier = SuccessClassifier(net, store.image_size, store.embodiment)
+    metrics = {"train_loss": float(loss.detach())}
+    if held_eps:
+        held = rows(held_eps)
+        pred = classifier.predict(np.asarray(store.frames[held])) > 0.5
+        truth = labels[held]
+        recalls = [float((pred[truth == c] == c).mean()) for c in (True, False) if (truth == c).any()]
+        metrics["heldout_balanced_accuracy"] = float(np.mean(recalls))
+    return classifier, metrics

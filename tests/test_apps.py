@@ -1,0 +1,127 @@
+"""Policy evaluation, synthetic data, success classifier and BC on the toy world."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, RuleClassifier, ToySim, make_run, make_store, one_thread
+from hma.apps import evaluate_policies, run_synth_bc, synthesize, train_bc
+from hma.apps.bc import load_bc_policy
+from hma.apps.policy import parse_policy
+from hma.apps.policy_eval import correlations
+from hma.apps.success import load_success_classifier, train_success_classifier
+from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
+from hma.errors import ConfigError, DataError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("apps") / "toy", episodes=10, length=24)
+
+
+@pytest.fixture(scope="module")
+def run(store):
+    return make_run(store)
+
+
+def test_synth_writes_a_valid_resumable_dataset(run, store, tmp_path, monkeypatch):
+    import hma.apps.synth as synth
+
+    calls = {"n": 0}
+    original = synth._generate
+
+    def dies_on_second_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(synth, "_generate", dies_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(run, EMBODIMENT, episodes=3, out=tmp_path / "syn", dataset=store.root, steps=5, batch_size=2)
+    assert not (tmp_path / "syn").exists() and (tmp_path / "syn.partial").exists()
+    monkeypatch.setattr(synth, "_generate", original)
+    out = synthesize(run, EMBODIMENT, episodes=3, out=tmp_path / "syn", dataset=store.root, steps=5, batch_size=2)
+    assert calls["n"] == 2  # the resumed run generated only the missing episode
+    syn = EpisodeStore(out.root, verify=True)
+    assert syn.num_episodes == 3 and syn.embodiment == EMBODIMENT and syn.control_hz == store.control_hz
+    assert syn.num_frames == 3 * 5 * CHUNK and syn.meta["extra"]["synthetic"]["source_dataset"] == str(store.root)
+    ep = syn.episode(0)
+    # Each generated frame is held for the CHUNK control steps of its action chunk.
+    np.testing.assert_array_equal(ep["frames"][0], ep["frames"][1])
+    np.testing.assert_array_equal(ep["frames"][0], store.episode(0)["frames"][0])
+    low, high = store.action_stats["min"], store.action_stats["max"]
+    assert (ep["actions"] >= low - 1e-6).all() and (ep["actions"] <= high + 1e-6).all()
+
+
+def test_synth_rejects_privileged_policies(run, store, tmp_path):
+    with pytest.raises(ConfigError, match="needs the real simulator's state"):
+        synthesize(run, EMBODIMENT, episodes=1, out=tmp_path / "x", dataset=store.root, policy="expert:0", steps=2)
+
+
+def test_success_classifier_learns_the_flag(store, tmp_path):
+    classifier, metrics = train_success_classifier(store, steps=60, batch_size=32, seed=0)
+    assert metrics["heldout_balanced_accuracy"] > 0.85
+    classifier.save(tmp_path / "clf")
+    again = load_success_classifier(tmp_path / "clf")
+    frames = np.asarray(store.frames[:16])
+    np.testing.assert_allclose(again.predict(frames), classifier.predict(frames), atol=1e-6)
+
+
+def test_success_classifier_needs_both_labels(tmp_path):
+    info = DatasetInfo(embodiment=EMBODIMENT, simulator="procedural", action_names=["dx", "dy"], control_hz=20.0,
+                       image_size=(IMAGE, IMAGE))
+    writer = StoreWriter(tmp_path / "never", info)
+    writer.add_episode(np.zeros((4, IMAGE, IMAGE, 3), np.uint8), np.zeros((4, 2), np.float32), np.zeros(4, bool))
+    with pytest.raises(DataError, match="expected both successes and failures"):
+        train_success_classifier(writer.finalize())
+
+
+def test_correlations():
+    p, s = correlations([0.0, 0.5, 1.0, 0.2], [0.1, 0.4, 0.9, 0.3])
+    assert p > 0.95 and s == pytest.approx(1.0)
+    assert all(math.isnan(v) for v in correlations([0.5, 0.5], [0.1, 0.2]))
+
+
+def test_policy_eval_reports_both_rates(run, store, tmp_path):
+    report = evaluate_policies(run, EMBODIMENT, policies=["expert:0", "expert:1", "random"], episodes=3, steps=4,
+                               dataset=store.root, out=tmp_path / "pe", simulator=ToySim(),
+                               classifier=RuleClassifier())
+    assert [r.name for r in report.results] == ["expert:0", "expert:1", "random"]
+    assert report.results[0].real_rate == 1.0  # the noiseless expert always pushes the square right
+    for r in report.results:
+        assert len(r.real) == len(r.model) == 3
+    saved = json.loads((tmp_path / "pe" / "report.json").read_text())
+    assert saved["results"][0]["real_rate"] == 1.0 and "pearson" in saved
+    assert iio.imread(report.plot).ndim == 3
+    assert "Pearson" in report.table()
+
+
+def test_parse_policy_errors(run):
+    space = None
+    for bad, message in (("expert:x", "expected a number"), ("bc", "names no checkpoint"), ("teleop", "is unknown")):
+        with pytest.raises(ConfigError, match=message):
+            parse_policy(bad, run=run, embodiment=EMBODIMENT, space=space)
+
+
+def test_bc_round_trip_and_synth_bc(run, store, tmp_path):
+    policy = train_bc([(store, range(4))], chunk=CHUNK, steps=20)
+    frame = np.asarray(store.frames[0])
+    assert policy.act(frame).shape == (CHUNK, 2)
+    policy.save(tmp_path / "bc")
+    np.testing.assert_allclose(load_bc_policy(tmp_path / "bc").act(frame), policy.act(frame), atol=1e-5)
+    result = run_synth_bc(run, EMBODIMENT, dataset=store.root, out=tmp_path / "sbc", real_episodes=3,
+                          synthetic_episodes=2, eval_episodes=2, steps=4, bc_steps=10, simulator=ToySim())
+    assert set(result) >= {"real_only", "real_plus_synthetic"}
+    assert 0.0 <= result["real_only"] <= 1.0 and EpisodeStore(tmp_path / "sbc" / "synthetic").num_episodes == 2
