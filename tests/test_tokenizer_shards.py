@@ -146,3 +146,14 @@ def test_external_diffusers_autoencoder(setup, tmp_path):
     assert recon.dtype == torch.uint8 and recon.shape == (3, 32, 32, 3)
     shard, _ = tokenize_dataset(EpisodeStore(setup / "data" / "a"), tok, progress=False)
     assert shard.array.shape[1:] == (4, 16, 16) and shard.meta["tokenizer"] == "tiny_vae"
+
+
+def test_train_cli_resume_flag_and_corrupt_state(setup, tmp_path, capsys):
+    data = str(setup / "data")
+    args = ["tokenizer", "train", "--data", data, "--kind", "discrete", "--threads", "1"]
+    assert main([*args, "--out", str(tmp_path / "new"), "--steps", "1", "--resume"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    shutil.copytree(setup / "discrete", tmp_path / "run")
+    (tmp_path / "run" / "training_state" / "optimizer.safetensors").write_bytes(b"\x01" * 20)
+    assert main([*args, "--out", str(tmp_path / "run"), "--steps", "8"]) == 2
+    assert "optimizer.safetensors" in capsys.readouterr().err

@@ -101,7 +101,10 @@ def _finish_pending_save(out: Path) -> None:
     partial, final, old = out / _PARTIAL, out / TRAINING_STATE_DIR, out / _OLD
     weights = out / WEIGHTS_FILE
     if (partial / STATE_FILE).is_file() and weights.is_file():
-        pending = json.loads((partial / STATE_FILE).read_text())
+        try:
+            pending = json.loads((partial / STATE_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pending = {}  # an unfinished state is discarded below
         if pending.get("model_sha256") == sha256_file(weights):
             if final.exists():
                 shutil.rmtree(old, ignore_errors=True)
@@ -202,14 +205,17 @@ def train_tokenizer(
     step, elapsed = 0, 0.0
     if resuming:
         state_dir = out / TRAINING_STATE_DIR
-        state = json.loads((state_dir / STATE_FILE).read_text())
+        try:
+            state = json.loads((state_dir / STATE_FILE).read_text())
+            step, elapsed = int(state["step"]), float(state["elapsed_s"])
+            rng.bit_generator.state = state["numpy_rng"]
+            gen.set_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{state_dir / STATE_FILE} cannot be read ({type(e).__name__}: {e}): the training state is corrupt") from None
         try:
             _load_optimizer(opt, load_safetensors_file(state_dir / OPTIMIZER_FILE, device=str(device)), state["param_groups"])
-        except Exception as e:  # safetensors raises several types for a damaged file
+        except Exception as e:  # safetensors and load_state_dict raise several types for a damaged file
             raise CheckpointError(f"{state_dir / OPTIMIZER_FILE} cannot be read ({e}): the training state is corrupt") from None
-        step, elapsed = int(state["step"]), float(state["elapsed_s"])
-        rng.bit_generator.state = state["numpy_rng"]
-        gen.set_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
 
     sample_frames = pool.fixed(8, seed=options.seed)
     scale_frames = pool.fixed(options.scale_frames, seed=options.seed + 1)
