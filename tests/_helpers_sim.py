@@ -129,3 +129,23 @@ class RuleClassifier:
     def episode_success(self, frames: np.ndarray, threshold: float = 0.5) -> bool:
         red = np.asarray(frames)[..., 0] > 128  # (T, H, W)
         return bool(red[:, :, IMAGE // 2 + 1 :].any(axis=(1, 2)).any())
+
+
+def make_trained_run(store: EpisodeStore, root: Path, *, steps: int = 3):
+    """A real run folder: tokenizer and world model trained for a few steps on ``store``,
+    opened with ``hma.load`` (exercises the run format end to end)."""
+    from hma.tokenizer.shards import tokenize_dataset
+    from hma.tokenizer.train import TrainOptions, train_tokenizer
+    from hma.train.loading import load
+    from hma.train.loop import TrainConfig, train
+
+    config = TokenizerConfig(kind="discrete", name="toy", image_size=(IMAGE, IMAGE), downsample=8,
+                             channels=(8, 16, 16), num_res_blocks=1, vocab_size=256)
+    tokenizer = train_tokenizer([store.root], root / "tok", config,
+                                TrainOptions(steps=steps, batch_size=8, warmup_steps=1, sample_every=10 ** 6,
+                                             log_every=10 ** 6, scale_frames=16), progress=False)
+    tokenize_dataset(store, tokenizer)
+    train(TrainConfig(data=[str(store.root)], out=str(root / "run"), tokenizer=str(root / "tok"), preset="tiny",
+                      steps=steps, batch_size=2, warmup=1, num_frames=4, frame_hz=10.0, checkpoint_every=10 ** 6,
+                      eval_windows=2, progress=False))
+    return load(root / "run")

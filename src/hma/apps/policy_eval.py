@@ -20,6 +20,7 @@ import numpy as np
 from hma.apps.experts import GroundTruthSim
 from hma.apps.policy import ExpertSpec, parse_policy
 from hma.apps.success import SuccessClassifier, train_success_classifier
+from hma.data.sim.registry import get_embodiment
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
 from hma.io import atomic_write_json
@@ -99,6 +100,8 @@ def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | No
     GroundTruthSim's ``chunk``/``reset``/``step``/``expert_step``/``close``)."""
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} is invalid, expected an integer >= 1")
+    if simulator is None:
+        get_embodiment(embodiment)  # fail before any training when there is no simulator to compare with
     loaded = open_run(run)
     path = dataset if dataset is not None else run_dataset(loaded, embodiment)
     if path is None:
