@@ -48,7 +48,7 @@ def _play(args: argparse.Namespace) -> int:
 
     server = make_play_server(args.run, args.embodiment, port=args.port, keymap=args.keymap, dataset=args.dataset,
                               seed=args.seed, record_dir=args.record_dir, record_format=args.record_format)
-    print(f"hma play: open {server.url} (Ctrl-C to stop)")
+    print(f"hma play: open {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     finally:
