@@ -40,7 +40,7 @@ EVAL_DIR = "eval"
 # Trunk sizes that train to something measurable in minutes on a laptop CPU. ``small`` is the
 # ``tiny`` preset itself; ``tiny`` halves depth and width again.
 SCALES: dict[str, dict[str, Any]] = {
-    "tiny": dict(num_blocks=2, width=64, num_heads=4, num_frames=6, diffusion_width=128, diffusion_blocks=2),
+    "tiny": dict(num_blocks=2, width=64, num_heads=4, num_frames=4, diffusion_width=128, diffusion_blocks=2),
     "small": dict(num_blocks=4, width=128, num_heads=4, num_frames=8, diffusion_width=256, diffusion_blocks=3),
 }
 
@@ -136,6 +136,11 @@ def _datasets_by_embodiment(paths: Sequence[str]) -> dict[str, list[Path]]:
     return groups
 
 
+def _warmup(budget: Budget) -> int:
+    """Warmup steps: a tenth of a step budget (at most 100); 20 for a time budget, whose length is unknown up front."""
+    return min(100, max(1, budget.steps // 10)) if budget.steps is not None else 20
+
+
 def _train(opts: ExperimentOptions, label: str, data: Sequence[Path], *, tokenizer: str | None = None,
            init_from: Path | None = None, **changes: Any) -> dict[str, Any]:
     """Train one run of the recipe into OUT/NAME/runs/LABEL; returns steps, seconds and parameters."""
@@ -147,7 +152,7 @@ def _train(opts: ExperimentOptions, label: str, data: Sequence[Path], *, tokeniz
     started = time.perf_counter()
     cfg = TrainConfig(data=[str(d) for d in data], out=str(run), tokenizer=tokenizer, steps=opts.budget.steps,
                       minutes=opts.budget.minutes, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
-                      warmup=min(100, max(1, (opts.budget.steps or 1000) // 10)), progress=opts.progress,
+                      warmup=_warmup(opts.budget), progress=opts.progress,
                       checkpoint_every=10**9, init_from=str(init_from) if init_from else None,
                       model_overrides={} if init_from else dict(SCALES[opts.scale]), **changes)
     train(cfg)

@@ -1,0 +1,67 @@
+"""hma experiment: a recipe trains, evaluates, and writes results.json, its table and its docs section."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _helpers_train import make_tokenized
+
+from hma.cli import main
+from hma.errors import ConfigError
+from hma.eval.experiments import Budget, ExperimentOptions, run_experiment, update_results_section
+
+
+def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
+    datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2, "cart": 3})
+    docs = tmp_path / "docs" / "results.md"
+    docs.parent.mkdir()
+    docs.write_text("# Results\n\nintro kept\n\n<!-- hma-experiment:methods:begin -->\nold methods\n"
+                    "<!-- hma-experiment:methods:end -->\n")
+    out = tmp_path / "exp"
+    assert main(["experiment", "actions", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
+                 "--out", str(out), "--steps", "2", "--horizon", "2", "--eval-episodes", "1",
+                 "--results-md", str(docs), "--threads", "1", "--no-progress"]) == 0
+
+    result = json.loads((out / "actions" / "results.json").read_text())
+    assert [r["label"] for r in result["rows"]] == ["passive video", "forward dynamics", "full dynamics"]
+    for row in result["rows"]:
+        assert row["steps"] == 2 and row["params"] > 0 and row["perplexity"] > 1
+        assert isinstance(row["delta_psnr"], float)
+    assert result["budget"].startswith("2 optimizer steps")
+    assert len(result["findings"]) == 2
+
+    table = (out / "actions" / "results.md").read_text()
+    assert "| passive video |" in table and "| full dynamics |" in table
+    text = docs.read_text()
+    assert text.startswith("# Results\n\nintro kept")
+    # Sections keep the canonical order (actions before methods) and the other section is untouched.
+    assert text.index("hma-experiment:actions:begin") < text.index("old methods")
+    assert result["command"] in text and result["date"] in text and table.strip() in text
+    assert result["command"].startswith("hma experiment actions --data") and "--steps 2" in result["command"]
+
+    # A second run into the same folder is refused instead of mixing old and new runs.
+    assert main(["experiment", "actions", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
+                 "--out", str(out), "--steps", "2", "--results-md", str(docs)]) == 2
+
+
+def test_results_section_is_replaced_not_duplicated(tmp_path):
+    doc = tmp_path / "results.md"
+    update_results_section(doc, "injection", "first injection")
+    update_results_section(doc, "actions", "actions table")
+    update_results_section(doc, "injection", "second injection")
+    text = doc.read_text()
+    assert text.count("hma-experiment:injection:begin") == 1 and "first injection" not in text
+    assert text.index("actions table") < text.index("second injection")
+
+
+def test_methods_needs_both_token_kinds(tmp_path):
+    datasets, tokenizer = make_tokenized(tmp_path)
+    opts = ExperimentOptions(data=[str(d) for d in datasets], tokenizers=[str(tokenizer)], out=tmp_path / "exp",
+                             budget=Budget(steps=1), results_md=tmp_path / "results.md")
+    with pytest.raises(ConfigError, match="needs a continuous tokenizer"):
+        run_experiment("methods", opts)
+    with pytest.raises(ConfigError, match="exactly one training budget"):
+        Budget(steps=1, minutes=1.0)
+    with pytest.raises(ConfigError, match="unknown"):
+        run_experiment("scaling", opts)

@@ -1,0 +1,100 @@
+"""hma eval: held-out evaluation, metrics.json schema, report files, delta-PSNR draws."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from _helpers_eval import EMBODIMENTS, make_run
+
+import hma.eval
+from hma.cli import main
+from hma.errors import ConfigError, DataError
+from hma.eval import runner
+
+CONTEXT, HORIZON = 2, 3
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("eval_run"))
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, tmp_path_factory):
+    run, datasets, _ = trained
+    out = tmp_path_factory.mktemp("eval_out")
+    assert main(["eval", "--run", str(run), "--data", *map(str, datasets), "--out", str(out),
+                 "--horizon", str(HORIZON), "--context", str(CONTEXT), "--threads", "1"]) == 0
+    return out
+
+
+def test_metrics_json_schema(evaluated):
+    m = json.loads((evaluated / runner.METRICS_FILE).read_text())
+    assert set(m["per_embodiment"]) == set(EMBODIMENTS)
+    for r in m["per_embodiment"].values():
+        for key in ("psnr", "ssim", "delta_psnr", "perplexity", "fps", "recon_psnr"):
+            assert isinstance(r[key], float) and np.isfinite(r[key]), key
+        assert 0 < r["psnr"] <= runner.PSNR_CAP_DB and -1 <= r["ssim"] <= 1
+        assert r["perplexity"] >= 1 and r["perplexity_tokens"] > 0 and r["fps"] > 0
+        assert r["clips"] == 20 // (CONTEXT + HORIZON)  # one held-out episode of 20 steps, clips do not overlap
+        assert set(r["modes"]) == {"teacher-forced", "autoregressive"}
+        assert r["headline_mode"] == "autoregressive" and r["psnr"] == r["modes"]["autoregressive"]["psnr"]
+        for mode in r["modes"].values():
+            assert len(mode["psnr_by_horizon"]) == HORIZON and mode["random_draws"] == 3
+        for key, env in (("lpips", "HMA_LPIPS_WEIGHTS"), ("fid", "HMA_FID_INCEPTION_WEIGHTS"), ("fvd", "HMA_FVD_I3D_WEIGHTS")):
+            if not os.environ.get(env):
+                assert r[key] is None and "unavailable" in r["notes"][key]
+    assert m["overall"]["clips"] == sum(r["clips"] for r in m["per_embodiment"].values())
+    assert m["overall"]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in m["per_embodiment"].values()]))
+    assert m["options"]["horizon"] == HORIZON and m["options"]["holdout"] == 0.1
+
+
+def test_report_files_are_valid(evaluated):
+    report = (evaluated / runner.REPORT_FILE).read_text()
+    for name in EMBODIMENTS:
+        assert f"| {name} |" in report and f"videos/{name}.gif" in report
+        gif = iio.imread(evaluated / runner.VIDEO_DIR / f"{name}.gif", index=None)
+        # One frame per clip frame; real | teacher-forced | autoregressive side by side.
+        assert gif.shape[0] == CONTEXT + HORIZON and gif.shape[2] > 3 * gif.shape[1] * 0.9
+    plot = iio.imread(evaluated / runner.PSNR_PLOT_FILE)
+    assert plot.ndim == 3 and plot.shape[0] > 100 and plot.std() > 0
+
+
+def test_delta_psnr_uses_every_random_draw(trained, tmp_path, monkeypatch):
+    run, datasets, _ = trained
+    calls = []
+    original = runner._random_actions
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_random_actions", counting)
+    r = hma.eval.evaluate(run, datasets[:1], tmp_path, horizon=2, mode="autoregressive", random_draws=4, report=False)
+    scores = r["per_embodiment"]["arm"]["modes"]["autoregressive"]
+    assert len(calls) == 4 and scores["random_draws"] == 4
+    assert scores["delta_psnr"] == pytest.approx(scores["psnr"] - scores["psnr_random_actions"], abs=1e-4)
+    with pytest.raises(ConfigError, match="at least 3"):
+        hma.eval.evaluate(run, datasets[:1], tmp_path, random_draws=2)
+
+
+def test_passive_run_ignores_actions(tmp_path):
+    # A video-setting run is evaluated with actions hidden, and every draw shares the
+    # sampling noise, so true and random actions give the same frames: delta-PSNR is 0.
+    run, datasets, _ = make_run(tmp_path, setting="video", steps=3)
+    r = hma.eval.evaluate(run, datasets, tmp_path / "out", horizon=2, mode="autoregressive", temperature=1.0,
+                          report=False)
+    for scores in r["per_embodiment"].values():
+        assert scores["delta_psnr"] == pytest.approx(0.0, abs=1e-5) and scores["perplexity"] > 1
+
+
+def test_bad_inputs(trained, tmp_path):
+    run, datasets, _ = trained
+    with pytest.raises(DataError, match="no held-out episode fits"):
+        hma.eval.evaluate(run, datasets[:1], tmp_path, horizon=40, report=False)
+    with pytest.raises(ConfigError, match="evaluation mode"):
+        hma.eval.evaluate(run, datasets[:1], tmp_path, mode="sideways")
