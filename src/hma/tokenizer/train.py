@@ -231,7 +231,7 @@ def train_tokenizer(
             config.latent_scale = measure_latent_scale(model, scale_frames)
             model.train()
         _save(out, model, opt, {
-            "step": step, "elapsed_s": elapsed, "seed": options.seed,
+            "step": step, "elapsed_s": elapsed, "options": dataclasses.asdict(options),
             "numpy_rng": rng.bit_generator.state, "torch_rng": _generator_state(gen),
         })
 
