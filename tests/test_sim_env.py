@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -31,6 +32,12 @@ def run(store):
 def test_check_env_passes(run):
     env = WorldModelEnv(run, EMBODIMENT, max_episode_steps=4)
     check_env(env, skip_render_check=False)
+
+
+def test_registered_with_gymnasium(run):
+    env = gymnasium.make("hma/WorldModel-v0", run=run, embodiment=EMBODIMENT, max_episode_steps=2)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (IMAGE, IMAGE, 3) and env.unwrapped.embodiment == EMBODIMENT
 
 
 def test_spaces_come_from_the_dataset(run, store):

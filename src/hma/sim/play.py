@@ -147,6 +147,7 @@ class PlaySession:
             "recording": self.recording is not None,
             "action": self.last_action.tolist(),
             "keymap": {k: {"dim": b.dim, "value": b.value} for k, b in self.keymap.items()},
+            "action_names": list(self.env.core.rollout.spec.action_names),
             "fps": self.env.metadata["render_fps"],
         }
 
