@@ -29,7 +29,8 @@ def test_identical_frames_give_infinite_psnr_and_unit_ssim() -> None:
     assert M.psnr(video, video.clone()).shape == (2, 3)
     assert torch.isinf(M.psnr(video, video.clone())).all()
     assert torch.allclose(M.ssim(video, video.clone()), torch.ones(2, 3))
-    images = video[:, 0].numpy()  # numpy uint8 images work the same way
+    images = video[:, 0].numpy()  # numpy uint8 images work the same way, read-only ones too (memmaps)
+    images.flags.writeable = False
     assert np.isinf(M.psnr(images, images.copy()).numpy()).all()
     assert torch.allclose(M.ssim(images, images.copy()), torch.ones(2))
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics as pure functions (HMA paper Sec. 5; definitions in docs/hma-reference).
+"""Evaluation metrics as pure functions (the HMA paper's evaluation; definitions in docs/hma-reference).
 
 Pixel convention: frames are channels-last, images (B, H, W, 3) or videos (B, T, H, W, 3),
 given as torch tensors or numpy arrays, either uint8 in [0, 255] or floats in [0, 1]. Pass
@@ -24,7 +24,7 @@ from scipy import linalg
 
 from hma.errors import ConfigError, DataError
 from hma.eval.nets import LPIPS, FIDInceptionV3, I3DLayer, InceptionI3D
-from hma.eval.nets._common import as_float_pixels
+from hma.eval.nets._common import as_float_pixels, to_tensor
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -146,12 +146,11 @@ def perplexity(
 
 def action_error(pred: ArrayLike, true: ArrayLike, *, kind: Literal["mse", "mae"] = "mse") -> torch.Tensor:
     """Mean squared (``mse``) or absolute (``mae``) error per sample between action chunks (B, ...) -> (B,)."""
-    p = torch.from_numpy(np.asarray(pred)) if isinstance(pred, np.ndarray) else pred
-    t = torch.from_numpy(np.asarray(true)) if isinstance(true, np.ndarray) else true
+    p, t = to_tensor(pred), to_tensor(true)
     if p.shape != t.shape or p.ndim < 1:
         raise DataError(f"predicted actions have shape {tuple(p.shape)} but true actions have {tuple(t.shape)}; expected equal shapes (B, ...)")
-    diff = (p.to(torch.float64 if p.dtype == torch.float64 else torch.float32)
-            - t.to(device=p.device, dtype=torch.float64 if p.dtype == torch.float64 else torch.float32))
+    dtype = p.dtype if p.dtype in (torch.float32, torch.float64) else torch.float32
+    diff = p.to(dtype) - t.to(device=p.device, dtype=dtype)  # (B, ...)
     if kind == "mse":
         err = diff.pow(2)
     elif kind == "mae":
@@ -187,11 +186,11 @@ def sample_random_actions(
         missing = [k for k in ("mean", "std", "min", "max") if k not in source]
         if missing:
             raise DataError(f"action stats lack {', '.join(missing)}; expected mean, std, min and max arrays")
-        mean, std, lo, hi = (torch.as_tensor(np.asarray(source[k]), dtype=torch.float32, device=device)
+        mean, std, lo, hi = (to_tensor(np.asarray(source[k])).to(device=device, dtype=torch.float32)
                              for k in ("mean", "std", "min", "max"))
         z = torch.randn(*shape, mean.shape[-1], generator=generator, device=device)  # (*n, A)
         return torch.minimum(torch.maximum(mean + std * z, lo), hi)
-    actions = torch.as_tensor(np.asarray(source) if isinstance(source, np.ndarray) else source, dtype=torch.float32)
+    actions = to_tensor(source).to(torch.float32)
     if actions.ndim != 2 or actions.shape[0] == 0:
         raise DataError(f"expected a non-empty (N, A) array of dataset actions, got shape {tuple(actions.shape)}")
     rows = torch.randint(actions.shape[0], shape, generator=generator, device=device)  # (*n,)

@@ -26,15 +26,24 @@ from safetensors.torch import load_file as load_safetensors
 from hma.errors import CheckpointError, DataError
 
 
+def to_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A tensor as is; an array (or memmap) shared without copying unless it is read-only."""
+    if isinstance(x, torch.Tensor):
+        return x
+    a = np.asarray(x)
+    # torch cannot share read-only memory (e.g. a dataset's np.load(mmap_mode="r") frames).
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def as_float_pixels(x: torch.Tensor | np.ndarray, *, data_range: float | None = None) -> tuple[torch.Tensor, float]:
     """Turn pixels into a floating tensor and say which range they live in.
 
     uint8 -> float32 with range 255; float16/bfloat16 -> float32 (metrics need the precision);
     float32/float64 keep their dtype with range ``data_range`` (default 1.0).
     """
-    t = torch.from_numpy(np.asarray(x)) if isinstance(x, np.ndarray) else x
-    if not isinstance(t, torch.Tensor):
+    if not isinstance(x, (torch.Tensor, np.ndarray)):
         raise DataError(f"expected a torch tensor or numpy array of pixels, got {type(x).__name__}")
+    t = to_tensor(x)
     if t.dtype == torch.uint8:
         return t.to(torch.float32), float(255 if data_range is None else data_range)
     if not t.is_floating_point():

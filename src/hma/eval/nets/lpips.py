@@ -83,10 +83,9 @@ class LPIPS(nn.Module):
     def forward(self, a_nchw: torch.Tensor, b_nchw: torch.Tensor) -> torch.Tensor:
         """a, b: float (B, 3, H, W) in [0, 1] -> distances (B,)."""
         lins = (self.lin0, self.lin1, self.lin2, self.lin3, self.lin4)
-        dist = 0
-        for lin, fa, fb in zip(lins, self._taps(a_nchw), self._taps(b_nchw)):
-            dist = dist + lin((fa - fb).pow(2)).mean(dim=(1, 2, 3))  # (B,)
-        return dist
+        per_layer = [lin((fa - fb).pow(2)).mean(dim=(1, 2, 3))  # (B,): spatial average of the weighted difference
+                     for lin, fa, fb in zip(lins, self._taps(a_nchw), self._taps(b_nchw))]
+        return torch.stack(per_layer).sum(dim=0)  # (B,)
 
     @torch.no_grad()
     def distance(
