@@ -35,7 +35,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from einops import rearrange
 from torch import nn
 
-from hma.config import ModelConfig
+from hma.config import EmbodimentSpec, ModelConfig
 from hma.errors import ConfigError, EmbodimentError
 
 
@@ -211,6 +211,15 @@ class VideoDiffusion(nn.Module):
         nn.init.zeros_(self.ada_out[-1].bias)
         nn.init.zeros_(self.patch_out.weight)
 
+    def add_embodiment(self, spec: EmbodimentSpec) -> None:
+        """Add a robot: a new action stem, nothing else changes (as the world model does)."""
+        if spec.name in self.stems:
+            raise EmbodimentError(f"embodiment {spec.name!r} already exists in this model")
+        D = self.config.d_model
+        ref = self.first_frame
+        self.config.action_dims[spec.name] = spec.chunk_dim
+        self.stems[spec.name] = nn.Sequential(nn.Linear(spec.chunk_dim, D), nn.SiLU(), nn.Linear(D, D)).to(ref)
+
     def _stem(self, embodiment: str) -> nn.Module:
         if embodiment not in self.stems:
             raise EmbodimentError(f"embodiment {embodiment!r} is unknown to this model; expected one of {sorted(self.stems)}")
@@ -294,14 +303,18 @@ class DiffusionRollout:
 
     @torch.inference_mode()
     def reset(self, context: torch.Tensor, actions: torch.Tensor) -> None:
-        """context (B, T0, C, h, w) clean latents, actions (B, T0, k*A) taken at each of them."""
+        """context (B, T0, C, h, w) clean latents, actions (B, T0 - 1, k*A) taken between them
+        (as :meth:`hma.sampling.engine.Engine.reset`)."""
         cfg = self.model.config
         B, T0 = context.shape[:2]
+        if actions.shape[:2] != (B, T0 - 1):
+            raise ConfigError(f"context of shape {tuple(context.shape)} needs actions of shape (B, T0 - 1, k*A) = "
+                              f"({B}, {T0 - 1}, k*A), got {tuple(actions.shape)}")
         self.cache = FrameCache(depth=cfg.depth, batch=B, tokens=cfg.num_tokens, heads=cfg.heads,
                                 head_dim=cfg.d_model // cfg.heads, slots=self.window,
                                 device=context.device, dtype=context.dtype)
         for t in range(T0):
-            prev = actions[:, max(t - 1, 0)]  # (B, k*A)
+            prev = actions[:, t - 1] if t else context.new_zeros(B, actions.shape[2])  # (B, k*A), unused at t = 0
             self._pass(context[:, t], prev, 0, first=t == 0)
             self.cache.frame += 1
         self.last_action = None

@@ -1,0 +1,50 @@
+"""`hma bench`: seconds per generated frame of MaskGIT (cached, uncached), MAR and the diffusion baseline."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure generation speed per frame (random weights)")
+    p.add_argument("--json", dest="json_out", default=None, help="write the results to this JSON file")
+    p.add_argument("--presets", nargs="+", default=["tiny", "base"], help="model presets to measure")
+    p.add_argument("--repeats", type=int, default=3, help="timed frames per measurement (median reported)")
+    p.add_argument("--methods", nargs="+", default=["maskgit", "mar", "diffusion"],
+                   help="any of maskgit, mar, diffusion")
+    p.add_argument("--maskgit-steps", type=int, default=2, help="MaskGIT unmasking steps per frame")
+    p.add_argument("--mar-diffusion-steps", type=int, default=100, help="diffusion-head steps per MAR token")
+    p.add_argument("--diffusion-steps", type=int, default=50, help="DDIM steps of the diffusion baseline")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import os
+    import platform
+
+    from hma.config import PRESETS
+    from hma.errors import ConfigError
+    from hma.io import atomic_write_json
+    from hma.sampling.bench import BenchSettings, format_table, results_json, run_bench
+
+    for name in args.presets:
+        if name not in PRESETS:
+            raise ConfigError(f"preset {name!r} is unknown, expected one of {', '.join(PRESETS)}")
+    for method in args.methods:
+        if method not in ("maskgit", "mar", "diffusion"):
+            raise ConfigError(f"method {method!r} is unknown, expected maskgit, mar or diffusion")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats} is invalid, expected an integer >= 1")
+    settings = BenchSettings(maskgit_steps=args.maskgit_steps, mar_diffusion_steps=args.mar_diffusion_steps,
+                             diffusion_steps=args.diffusion_steps, repeats=args.repeats, methods=tuple(args.methods))
+    load_before = os.getloadavg()
+    results = run_bench(args.presets, settings, threads=args.threads)
+    machine = {"cpu_count": os.cpu_count(), "threads": args.threads or os.cpu_count(), "processor": platform.processor() or platform.machine(),
+               "load_average_before": list(load_before), "load_average_after": list(os.getloadavg())}
+    print(format_table(results))
+    print(f"load average before {load_before[0]:.2f}, after {machine['load_average_after'][0]:.2f} "
+          f"on {machine['cpu_count']} cores")
+    if args.json_out:
+        atomic_write_json(args.json_out, results_json(results, machine))
+    return 0

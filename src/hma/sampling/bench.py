@@ -1,0 +1,203 @@
+"""Generation speed: seconds per generated frame, the paper's Table 1 measure.
+
+Every method runs on random weights of the same preset (speed does not depend on what
+was learned), batch 1, fp32, under ``torch.inference_mode`` with all CPU threads. Each
+measurement starts from a full window (the context plus two warm-up frames, so the
+cache has already slid once), then times ``repeats`` single frames and reports the
+median; decoding the frame to pixels with a random tokenizer of the same grid is timed
+on its own. Methods:
+
+- ``maskgit`` cached / uncached: the engine's two paths, K unmasking steps per frame;
+- ``mar`` cached: MAR, each revealed token drawn by the diffusion head;
+- ``diffusion``: the IRASim-style baseline, one DDIM step = one cached single-frame pass.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from hma.baselines.diffusion import DiffusionConfig, DiffusionRollout, VideoDiffusion
+from hma.config import EmbodimentSpec, ModelConfig, preset
+from hma.model import WorldModel
+from hma.sampling.engine import CacheMode, Engine
+from hma.sampling.mar import MARSampling
+from hma.sampling.maskgit import MaskGITSampling
+
+ACTION_DIM = 7  # a 7-DoF arm (6 joints + gripper), one control step per frame
+BENCH_IMAGE_SIZE = {"tiny": 64, "base": 256, "xl": 256}  # pixels; the paper's 256x256 for 16x16 grids
+
+
+@dataclass
+class BenchResult:
+    preset: str
+    method: str  # "maskgit" | "mar" | "diffusion"
+    cached: bool
+    steps: int  # unmasking steps (maskgit, mar) or DDIM steps (diffusion)
+    sec_per_frame: float
+    decode_sec_per_frame: float | None  # None: no tokenizer to decode with
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    maskgit_steps: int | None = None  # None: 2 (the paper's evaluation setting)
+    mar_steps: int = 2
+    mar_diffusion_steps: int = 100  # the paper's respaced head steps
+    diffusion_steps: int = 50  # DDIM steps of the baseline
+    repeats: int = 3
+    methods: tuple[str, ...] = ("maskgit", "mar", "diffusion")
+
+
+def _model_config(name: str, kind: str) -> ModelConfig:
+    spec = EmbodimentSpec(name="arm", action_dim=ACTION_DIM, chunk=1, mean=[0.0] * ACTION_DIM, std=[1.0] * ACTION_DIM)
+    return preset(name, kind=kind, embodiments={"arm": spec})
+
+
+def _tokenizer(config: ModelConfig, image_size: int):
+    """A random-weight tokenizer of the model's grid, or None if hma.tokenizer cannot build one."""
+    try:
+        from hma.tokenizer.config import TokenizerConfig
+        from hma.tokenizer.modeling import ConvAutoencoder
+        from hma.tokenizer.trained import ConvTokenizer
+    except ImportError:
+        return None
+    downsample = image_size // config.grid[0]
+    if config.kind == "discrete":
+        # Explicit FSQ levels whose product is the model's vocabulary (2^18 = 8^6 at base).
+        levels = {2 ** 10: (8, 5, 5, 5), 2 ** 18: (8, 8, 8, 8, 8, 8)}.get(config.vocab_size)
+        if levels is None:
+            return None
+        tcfg = TokenizerConfig(kind="discrete", image_size=(image_size, image_size), downsample=downsample,
+                               fsq_levels=levels)
+    else:
+        tcfg = TokenizerConfig(kind="continuous", image_size=(image_size, image_size), downsample=downsample,
+                               latent_channels=config.latent_channels)
+    return ConvTokenizer(ConvAutoencoder(tcfg))
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _context(config: ModelConfig, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if config.kind == "discrete":
+        tokens = torch.randint(0, config.vocab_size, (1, frames, *config.grid), generator=generator)
+    else:
+        tokens = torch.randn(1, frames, config.latent_channels, *config.grid, generator=generator)
+    actions = torch.randn(1, frames - 1, ACTION_DIM, generator=generator)
+    return tokens, actions
+
+
+def _decode_seconds(tokenizer, frame: torch.Tensor, repeats: int) -> float | None:
+    if tokenizer is None:
+        return None
+    tokenizer.decode(frame)  # warm-up
+    return _median_seconds(lambda: tokenizer.decode(frame), repeats)
+
+
+@torch.inference_mode()
+def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSettings) -> BenchResult:
+    """Seconds per frame of MaskGIT or MAR generation in steady state (window full)."""
+    kind = "discrete" if method == "maskgit" else "continuous"
+    config = _model_config(name, kind)
+    torch.manual_seed(0)
+    model = WorldModel(config).eval()
+    if kind == "discrete":
+        sampling = MaskGITSampling(steps=settings.maskgit_steps or 2)
+    else:
+        sampling = MARSampling(steps=settings.mar_steps, diffusion_steps=settings.mar_diffusion_steps)
+    g = torch.Generator().manual_seed(0)
+    context, actions = _context(config, config.num_frames - 1, g)
+    engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling)
+    engine.reset(context, actions)
+    action = torch.randn(1, ACTION_DIM, generator=g)
+    for _ in range(2):  # the window fills, then slides once: steady state from here on
+        frame = engine.step(action, g)
+    seconds = _median_seconds(lambda: engine.step(action, g), settings.repeats)
+    decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
+    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode)
+
+
+@torch.inference_mode()
+def bench_diffusion(name: str, settings: BenchSettings) -> BenchResult:
+    """Seconds per frame of the video diffusion baseline at the same trunk size."""
+    config = _model_config(name, "continuous")
+    torch.manual_seed(0)
+    model = VideoDiffusion(DiffusionConfig.from_model_config(config)).eval()
+    g = torch.Generator().manual_seed(0)
+    context, actions = _context(config, config.num_frames - 1, g)
+    rollout = DiffusionRollout(model, embodiment="arm", steps=settings.diffusion_steps)
+    rollout.reset(context, actions)
+    action = torch.randn(1, ACTION_DIM, generator=g)
+    for _ in range(2):
+        frame = rollout.step(action, g)
+    seconds = _median_seconds(lambda: rollout.step(action, g), settings.repeats)
+    decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
+    return BenchResult(name, "diffusion", True, rollout.steps, seconds, decode)
+
+
+def run_bench(presets: list[str], settings: BenchSettings, *, threads: int | None = None,
+              log: Callable[[str], None] = print) -> list[BenchResult]:
+    """Measure every method at every preset; ``log`` gets one line per finished measurement.
+
+    ``threads`` defaults to every core: speed is what is measured here. On a busy machine
+    fewer threads can be faster (OpenMP threads wait for each other).
+    """
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    results = []
+    for name in presets:
+        jobs: list[Callable[[], BenchResult]] = []
+        if "maskgit" in settings.methods:
+            jobs += [lambda n=name: bench_world_model(n, "maskgit", CacheMode.CACHED, settings),
+                     lambda n=name: bench_world_model(n, "maskgit", CacheMode.UNCACHED, settings)]
+        if "mar" in settings.methods:
+            jobs.append(lambda n=name: bench_world_model(n, "mar", CacheMode.CACHED, settings))
+        if "diffusion" in settings.methods:
+            jobs.append(lambda n=name: bench_diffusion(n, settings))
+        for job in jobs:
+            result = job()
+            results.append(result)
+            log(f"{result.preset:5s} {result.method:9s} {'cached' if result.cached else 'uncached':8s} "
+                f"{result.sec_per_frame:8.4f} s/frame")
+    return results
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """Per-frame times with fps (with and without decoding) and, per preset, the ratios
+    uncached / cached and diffusion / cached for MaskGIT, all from the same run."""
+    lines = [f"{'preset':6s} {'method':9s} {'path':8s} {'steps':>5s} {'s/frame':>9s} {'decode s':>9s} "
+             f"{'fps':>7s} {'fps+dec':>7s}"]
+    for r in results:
+        dec = r.decode_sec_per_frame
+        fps_dec = f"{1 / (r.sec_per_frame + dec):7.2f}" if dec is not None else "    n/a"
+        dec_text = f"{dec:9.4f}" if dec is not None else "      n/a"
+        lines.append(f"{r.preset:6s} {r.method:9s} {'cached' if r.cached else 'uncached':8s} {r.steps:5d} "
+                     f"{r.sec_per_frame:9.4f} {dec_text} {1 / r.sec_per_frame:7.2f} {fps_dec}")
+    for name in dict.fromkeys(r.preset for r in results):
+        by = {(r.method, r.cached): r.sec_per_frame for r in results if r.preset == name}
+        cached = by.get(("maskgit", True))
+        if cached is None:
+            continue
+        parts = []
+        if ("maskgit", False) in by:
+            parts.append(f"maskgit uncached/cached = {by[('maskgit', False)] / cached:.1f}x")
+        if ("diffusion", True) in by:
+            parts.append(f"diffusion/maskgit cached = {by[('diffusion', True)] / cached:.1f}x")
+        if ("mar", True) in by:
+            parts.append(f"mar/maskgit cached = {by[('mar', True)] / cached:.1f}x")
+        lines.append(f"{name}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def results_json(results: list[BenchResult], machine: dict) -> dict:
+    return {"results": [asdict(r) for r in results], "machine": machine}

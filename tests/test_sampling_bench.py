@@ -1,0 +1,47 @@
+"""`hma bench` plumbing: one fast measurement, the table's ratios and the JSON layout."""
+
+import json
+
+import pytest
+
+from _helpers_sampling import one_thread
+from hma.cli import main
+from hma.sampling.bench import BenchResult, BenchSettings, bench_world_model, format_table, results_json
+from hma.sampling.engine import CacheMode
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
+
+def test_one_measurement_reports_time_and_decode() -> None:
+    result = bench_world_model("tiny", "maskgit", CacheMode.CACHED, BenchSettings(repeats=1))
+    assert (result.preset, result.method, result.cached, result.steps) == ("tiny", "maskgit", True, 2)
+    assert 0 < result.sec_per_frame < 60
+    assert result.decode_sec_per_frame is not None and result.decode_sec_per_frame > 0
+
+
+def test_table_shows_the_ratios_side_by_side() -> None:
+    results = [BenchResult("base", "maskgit", True, 2, 0.5, 0.01), BenchResult("base", "maskgit", False, 2, 5.0, 0.01),
+               BenchResult("base", "diffusion", True, 50, 10.0, None)]
+    table = format_table(results)
+    assert "maskgit uncached/cached = 10.0x" in table
+    assert "diffusion/maskgit cached = 20.0x" in table
+    data = results_json(results, {"cpu_count": 2})
+    assert data["results"][0] == {"preset": "base", "method": "maskgit", "cached": True, "steps": 2,
+                                  "sec_per_frame": 0.5, "decode_sec_per_frame": 0.01}
+
+
+def test_cli_rejects_an_unknown_preset(capsys) -> None:
+    assert main(["bench", "--presets", "huge"]) == 2
+    assert "preset 'huge'" in capsys.readouterr().err
+
+
+def test_cli_writes_json(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--presets", "tiny", "--methods", "maskgit", "--repeats", "1", "--threads", "1",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["method"], r["cached"]) for r in rows] == [("maskgit", True), ("maskgit", False)]
