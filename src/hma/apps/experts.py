@@ -58,10 +58,6 @@ class GroundTruthSim:
             chunk.append(action)
         return Transition(self.env.frame(), success, np.asarray(chunk, np.float32))
 
-    @property
-    def has_success(self) -> bool:
-        return self.env.success() is not None
-
     def close(self) -> None:
         self.env.close()
 
