@@ -24,14 +24,14 @@ def test_one_measurement_reports_time_and_decode() -> None:
 
 
 def test_table_shows_the_ratios_side_by_side() -> None:
-    results = [BenchResult("base", "maskgit", True, 2, 0.5, 0.01), BenchResult("base", "maskgit", False, 2, 5.0, 0.01),
-               BenchResult("base", "diffusion", True, 50, 10.0, None)]
+    results = [BenchResult("base", "maskgit", True, 2, 0.5, 0.01, 0.4), BenchResult("base", "maskgit", False, 2, 5.0, 0.01, 3.2),
+               BenchResult("base", "diffusion", True, 50, 10.0, None, 8.0)]
     table = format_table(results)
-    assert "maskgit uncached/cached = 10.0x" in table
-    assert "diffusion/maskgit cached = 20.0x" in table
+    assert "base (wall): maskgit uncached/cached = 10.0x, diffusion/maskgit cached = 20.0x" in table
+    assert "base (cpu): maskgit uncached/cached = 8.0x, diffusion/maskgit cached = 20.0x" in table
     data = results_json(results, {"cpu_count": 2})
     assert data["results"][0] == {"preset": "base", "method": "maskgit", "cached": True, "steps": 2,
-                                  "sec_per_frame": 0.5, "decode_sec_per_frame": 0.01}
+                                  "sec_per_frame": 0.5, "decode_sec_per_frame": 0.01, "cpu_sec_per_frame": 0.4}
 
 
 def test_cli_rejects_an_unknown_preset(capsys) -> None:

@@ -41,6 +41,9 @@ class BenchResult:
     steps: int  # unmasking steps (maskgit, mar) or DDIM steps (diffusion)
     sec_per_frame: float
     decode_sec_per_frame: float | None  # None: no tokenizer to decode with
+    # Process CPU time per frame: with one thread, what an otherwise idle core would take;
+    # on a shared machine it is the figure that other jobs disturb least.
+    cpu_sec_per_frame: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,13 +83,15 @@ def _tokenizer(config: ModelConfig, image_size: int):
     return ConvTokenizer(ConvAutoencoder(tcfg))
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+def _median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall-clock and process-CPU seconds of ``repeats`` calls."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def _context(config: ModelConfig, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +107,7 @@ def _decode_seconds(tokenizer, frame: torch.Tensor, repeats: int) -> float | Non
     if tokenizer is None:
         return None
     tokenizer.decode(frame)  # warm-up
-    return _median_seconds(lambda: tokenizer.decode(frame), repeats)
+    return _median_seconds(lambda: tokenizer.decode(frame), repeats)[0]
 
 
 @torch.inference_mode()
@@ -123,9 +128,9 @@ def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSe
     action = torch.randn(1, ACTION_DIM, generator=g)
     for _ in range(2):  # the window fills, then slides once: steady state from here on
         frame = engine.step(action, g)
-    seconds = _median_seconds(lambda: engine.step(action, g), settings.repeats)
+    seconds, cpu = _median_seconds(lambda: engine.step(action, g), settings.repeats)
     decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
-    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode)
+    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode, cpu)
 
 
 @torch.inference_mode()
@@ -141,9 +146,9 @@ def bench_diffusion(name: str, settings: BenchSettings) -> BenchResult:
     action = torch.randn(1, ACTION_DIM, generator=g)
     for _ in range(2):
         frame = rollout.step(action, g)
-    seconds = _median_seconds(lambda: rollout.step(action, g), settings.repeats)
+    seconds, cpu = _median_seconds(lambda: rollout.step(action, g), settings.repeats)
     decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
-    return BenchResult(name, "diffusion", True, rollout.steps, seconds, decode)
+    return BenchResult(name, "diffusion", True, rollout.steps, seconds, decode, cpu)
 
 
 def run_bench(presets: list[str], settings: BenchSettings, *, threads: int | None = None,
@@ -168,7 +173,7 @@ def run_bench(presets: list[str], settings: BenchSettings, *, threads: int | Non
             result = job()
             results.append(result)
             log(f"{result.preset:5s} {result.method:9s} {'cached' if result.cached else 'uncached':8s} "
-                f"{result.sec_per_frame:8.4f} s/frame")
+                f"{result.sec_per_frame:8.4f} s/frame ({result.cpu_sec_per_frame:.4f} s CPU)")
     return results
 
 
@@ -176,26 +181,27 @@ def format_table(results: list[BenchResult]) -> str:
     """Per-frame times with fps (with and without decoding) and, per preset, the ratios
     uncached / cached and diffusion / cached for MaskGIT, all from the same run."""
     lines = [f"{'preset':6s} {'method':9s} {'path':8s} {'steps':>5s} {'s/frame':>9s} {'decode s':>9s} "
-             f"{'fps':>7s} {'fps+dec':>7s}"]
+             f"{'fps':>7s} {'fps+dec':>7s} {'cpu s':>9s}"]
     for r in results:
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):7.2f}" if dec is not None else "    n/a"
         dec_text = f"{dec:9.4f}" if dec is not None else "      n/a"
         lines.append(f"{r.preset:6s} {r.method:9s} {'cached' if r.cached else 'uncached':8s} {r.steps:5d} "
-                     f"{r.sec_per_frame:9.4f} {dec_text} {1 / r.sec_per_frame:7.2f} {fps_dec}")
+                     f"{r.sec_per_frame:9.4f} {dec_text} {1 / r.sec_per_frame:7.2f} {fps_dec} {r.cpu_sec_per_frame:9.4f}")
     for name in dict.fromkeys(r.preset for r in results):
-        by = {(r.method, r.cached): r.sec_per_frame for r in results if r.preset == name}
-        cached = by.get(("maskgit", True))
-        if cached is None:
-            continue
-        parts = []
-        if ("maskgit", False) in by:
-            parts.append(f"maskgit uncached/cached = {by[('maskgit', False)] / cached:.1f}x")
-        if ("diffusion", True) in by:
-            parts.append(f"diffusion/maskgit cached = {by[('diffusion', True)] / cached:.1f}x")
-        if ("mar", True) in by:
-            parts.append(f"mar/maskgit cached = {by[('mar', True)] / cached:.1f}x")
-        lines.append(f"{name}: " + ", ".join(parts))
+        for clock in ("sec_per_frame", "cpu_sec_per_frame"):
+            by = {(r.method, r.cached): getattr(r, clock) for r in results if r.preset == name}
+            cached = by.get(("maskgit", True))
+            if not cached:
+                continue
+            parts = []
+            if ("maskgit", False) in by:
+                parts.append(f"maskgit uncached/cached = {by[('maskgit', False)] / cached:.1f}x")
+            if ("diffusion", True) in by:
+                parts.append(f"diffusion/maskgit cached = {by[('diffusion', True)] / cached:.1f}x")
+            if ("mar", True) in by:
+                parts.append(f"mar/maskgit cached = {by[('mar', True)] / cached:.1f}x")
+            lines.append(f"{name} ({'wall' if clock == 'sec_per_frame' else 'cpu'}): " + ", ".join(parts))
     return "\n".join(lines)
 
 
