@@ -8,7 +8,7 @@ import os
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from _helpers_eval import EMBODIMENTS, make_run
+from _helpers_eval import EMBODIMENTS, make_run, train_run
 
 import hma.eval
 from hma.cli import main
@@ -82,10 +82,11 @@ def test_delta_psnr_uses_every_random_draw(trained, tmp_path, monkeypatch):
         hma.eval.evaluate(run, datasets[:1], tmp_path, random_draws=2)
 
 
-def test_passive_run_ignores_actions(tmp_path):
+def test_passive_run_ignores_actions(trained, tmp_path):
     # A video-setting run is evaluated with actions hidden, and every draw shares the
     # sampling noise, so true and random actions give the same frames: delta-PSNR is 0.
-    run, datasets, _ = make_run(tmp_path, setting="video", steps=3)
+    _, datasets, tokenizer = trained
+    run = train_run(tmp_path / "passive", datasets, tokenizer, setting="video", steps=3)
     r = hma.eval.evaluate(run, datasets, tmp_path / "out", horizon=2, mode="autoregressive", temperature=1.0,
                           report=False)
     for scores in r["per_embodiment"].values():
