@@ -54,7 +54,7 @@ def test_ddim_rollout_shapes_and_same_seed_same_video() -> None:
 
     def rollout(seed: int) -> torch.Tensor:
         r = DiffusionRollout(model, embodiment="arm", steps=4)
-        r.reset(batch["frames"][:, :2], batch["actions"][:, :1])
+        r.reset(batch["frames"][:, :2], batch["actions"][:, :2])
         g = torch.Generator().manual_seed(seed)
         return torch.stack([r.step(batch["actions"][:, 1 + i], g) for i in range(3)], dim=1)
 
@@ -70,9 +70,9 @@ def test_cached_single_frame_pass_equals_the_window_pass() -> None:
     model = _perturbed_model()
     g = torch.Generator().manual_seed(0)
     frames = torch.randn(2, 3, 4, 8, 8, generator=g)
-    actions = torch.randn(2, 3, 3, generator=g)  # between the 3 frames, then at the last one
+    actions = torch.randn(2, 3, 3, generator=g)  # taken at each frame; the last leads to the new one
     r = DiffusionRollout(model, embodiment="arm", window=4)
-    r.reset(frames, actions[:, :2])
+    r.reset(frames, actions)
     noisy = torch.randn(2, 4, 8, 8, generator=g)
     with torch.inference_mode():
         cached = r._pass(noisy, actions[:, 2], 300, first=False)  # (B, C, h, w)
@@ -88,7 +88,7 @@ def test_cache_memory_is_constant_over_a_long_rollout() -> None:
     model = _perturbed_model()
     batch = _batch()
     r = DiffusionRollout(model, embodiment="arm", steps=1)
-    r.reset(batch["frames"][:, :1], batch["actions"][:, :0])
+    r.reset(batch["frames"][:, :1], batch["actions"][:, :1])
     sizes = set()
     for _ in range(3 * TINY.num_frames):
         r.step(batch["actions"][:, 0])

@@ -303,18 +303,19 @@ class DiffusionRollout:
 
     @torch.inference_mode()
     def reset(self, context: torch.Tensor, actions: torch.Tensor) -> None:
-        """context (B, T0, C, h, w) clean latents, actions (B, T0 - 1, k*A) taken between them
-        (as :meth:`hma.sampling.engine.Engine.reset`)."""
+        """context (B, T0, C, h, w) clean latents; actions (B, T0, k*A), ``actions[:, t]`` taken
+        at frame t, as :meth:`WorldModel.prefill` reads them (the last one is not used: the
+        action taken at the last frame is the argument of the first :meth:`step`)."""
         cfg = self.model.config
         B, T0 = context.shape[:2]
-        if actions.shape[:2] != (B, T0 - 1):
-            raise ConfigError(f"context of shape {tuple(context.shape)} needs actions of shape (B, T0 - 1, k*A) = "
-                              f"({B}, {T0 - 1}, k*A), got {tuple(actions.shape)}")
+        if actions.shape[:2] != (B, T0):
+            raise ConfigError(f"context of shape {tuple(context.shape)} needs actions of shape (B, T0, k*A) = "
+                              f"({B}, {T0}, k*A), got {tuple(actions.shape)}")
         self.cache = FrameCache(depth=cfg.depth, batch=B, tokens=cfg.num_tokens, heads=cfg.heads,
                                 head_dim=cfg.d_model // cfg.heads, slots=self.window,
                                 device=context.device, dtype=context.dtype)
         for t in range(T0):
-            prev = actions[:, t - 1] if t else context.new_zeros(B, actions.shape[2])  # (B, k*A), unused at t = 0
+            prev = actions[:, max(t - 1, 0)]  # (B, k*A) the action that led to frame t; unused at t = 0
             self._pass(context[:, t], prev, 0, first=t == 0)
             self.cache.frame += 1
         self.last_action = None

@@ -141,9 +141,9 @@ def bench_diffusion(name: str, settings: BenchSettings) -> BenchResult:
     model = VideoDiffusion(DiffusionConfig.from_model_config(config)).eval()
     g = torch.Generator().manual_seed(0)
     context, actions = _context(config, config.num_frames - 1, g)
-    rollout = DiffusionRollout(model, embodiment="arm", steps=settings.diffusion_steps)
-    rollout.reset(context, actions)
     action = torch.randn(1, ACTION_DIM, generator=g)
+    rollout = DiffusionRollout(model, embodiment="arm", steps=settings.diffusion_steps)
+    rollout.reset(context, torch.cat([actions, action[:, None]], dim=1))  # (B, T0, k*A)
     for _ in range(2):
         frame = rollout.step(action, g)
     seconds, cpu = _median_seconds(lambda: rollout.step(action, g), settings.repeats)

@@ -22,13 +22,14 @@ with MAR's diffusion head (:mod:`hma.sampling.mar`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 
 import torch
 from torch import Tensor
 
 from hma.errors import ConfigError
-from hma.model import KVCache, WorldModel
+from hma.model import KVCache, WorldModel, WorldModelOutput
 from hma.model.cache import Slide
 from hma.sampling.mar import MARSampling, unmask_latent_frame
 from hma.sampling.maskgit import MaskGITSampling, unmask_token_frame
@@ -110,18 +111,18 @@ class Engine:
         self._remember(frame, action)
         return frame
 
-    def _output(self, out) -> Tensor:
+    def _output(self, out: WorldModelOutput) -> Tensor:
         """The last frame's logits (B, S, V) / (B, S, F, Vf), or its diffusion condition (B, S, D)."""
         return out.logits[:, -1] if self.discrete else out.cond[:, -1]
 
-    def _cached_predictor(self, action: Tensor):
+    def _cached_predictor(self, action: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         def predict(frame: Tensor, masked: Tensor) -> Tensor:
             out = self.model.forward_frame(frame, action, embodiment=self.embodiment, frame_mask=masked, cache=self.cache)
             return self._output(out)
 
         return predict
 
-    def _window_predictor(self, action: Tensor):
+    def _window_predictor(self, action: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         past, past_actions = self.past, self.past_actions
         # Window actions follow the model's convention (actions[:, t] taken at frame t); the
         # new frame's own action is not known yet and does not reach any frame in the window.
