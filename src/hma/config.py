@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,35 @@ class Setting(str, enum.Enum):
             raise ConfigError(f"setting {text!r} is unknown, expected one of {', '.join(s.value for s in cls)}") from None
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+# JSON checks per annotation (strings under `from __future__ import annotations`).
+_JSON_TYPES = {
+    "str": lambda x: isinstance(x, str),
+    "int": _is_int,
+    "float": _is_number,
+    "tuple[int, int]": lambda x: isinstance(x, (list, tuple)) and len(x) == 2 and all(_is_int(v) for v in x),
+    "list[float]": lambda x: isinstance(x, list) and all(_is_number(v) for v in x),
+    "list[str]": lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x),
+    "dict[str, EmbodimentSpec]": lambda x: isinstance(x, dict),
+}
+
+
+def _check_json_types(cls: type, d: dict[str, Any], *, where: str) -> None:
+    """Reject a JSON field of the wrong type, so a damaged config.json fails with its field
+    named rather than deep inside a model constructor."""
+    for f in dataclasses.fields(cls):
+        check = _JSON_TYPES.get(f.type)
+        if f.name in d and check is not None and not check(d[f.name]):
+            raise ConfigError(f"{where} field {f.name!r} is {d[f.name]!r}, expected {f.type}")
+
+
 @dataclass
 class EmbodimentSpec:
     """One robot as the model sees it: the stem input is ``action_dim * chunk`` numbers."""
@@ -107,6 +137,9 @@ class EmbodimentSpec:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "EmbodimentSpec":
+        if not isinstance(d, dict):
+            raise ConfigError(f"embodiment spec is {d!r}, expected a JSON object")
+        _check_json_types(cls, d, where=f"embodiment {d.get('name')!r}")
         return cls(**d)
 
 
@@ -182,6 +215,7 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"model config has unknown field(s) {', '.join(unknown)}, expected only {', '.join(sorted(known))}")
+        _check_json_types(cls, d, where="model config")
         return cls(**d)
 
 
