@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hma.config import EmbodimentSpec, ModelConfig
-from hma.errors import CheckpointError
+from hma.errors import CheckpointError, HmaError
 from hma.train import checkpoint as ckpt
 from hma.train.kinds import build_model
 
@@ -29,14 +29,30 @@ def load(run: str | Path, *, device: str | torch.device = "cpu") -> LoadedRun:
 
     run = Path(run)
     config = ckpt.read_run_config(run)
-    if "model" not in config:
-        raise CheckpointError(f"{run / ckpt.CONFIG_FILE} has no 'model' section, expected a training run's config")
-    model_config = ModelConfig.from_json(config["model"])
-    model = build_model(config.get("kind", "hma"), model_config)
-    ckpt.load_model_weights(model, run / ckpt.MODEL_FILE)
+    model_config, model = _build(run / ckpt.CONFIG_FILE, config)
+    ckpt.load_model_weights(model, run / ckpt.MODEL_FILE, sha256=config.get(ckpt.WEIGHTS_SHA256))
     tokenizer = load_tokenizer(run / ckpt.TOKENIZER_DIR)
+    for key in ("tokenizer", "train"):
+        if not isinstance(config.get(key, {}), dict):
+            raise CheckpointError(f"{run / ckpt.CONFIG_FILE} has {key!r} {config[key]!r}, expected a JSON object")
     expected = config.get("tokenizer", {}).get("fingerprint")
     if expected and getattr(tokenizer, "fingerprint", expected) != expected:
         raise CheckpointError(f"{run / ckpt.TOKENIZER_DIR} has weights {tokenizer.fingerprint[:12]}, expected {expected[:12]} as trained")
     return LoadedRun(model=model.to(device).eval(), tokenizer=tokenizer, embodiments=dict(model_config.embodiments),
                      config=config, path=run)
+
+
+def _build(config_file: Path, config: dict) -> tuple[ModelConfig, nn.Module]:
+    """The model a run's config.json describes; any field that cannot build one is a CheckpointError."""
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{config_file} has no 'model' object, expected a training run's config")
+    # A hand-edited or damaged field (a string width, a negative ratio) fails deep inside
+    # the model's constructor; the user needs the file, not that traceback.
+    try:
+        model_config = ModelConfig.from_json(config["model"])
+        return model_config, build_model(config.get("kind", "hma"), model_config)
+    except HmaError as e:
+        raise CheckpointError(f"{config_file}: {e}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as e:
+        raise CheckpointError(f"{config_file} does not describe a buildable model ({type(e).__name__}: {e}), "
+                              "expected the config.json written by `hma train`") from None
