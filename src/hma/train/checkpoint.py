@@ -5,7 +5,9 @@ position (JSON) and every random generator's state (safetensors), so ``--resume`
 exactly. A checkpoint is first written complete into a temporary folder inside the run,
 then moved into place file by file with renames; ``step`` is recorded in both
 ``config.json`` and ``training_state/state.json`` and a resume refuses a pair that disagree
-(a crash between two renames).
+(a crash between two renames). ``config.json`` also records the sha256 of
+``model.safetensors``, so :func:`hma.load` refuses weights damaged on disk (a flipped bit
+inside a tensor still parses as safetensors).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from hma.errors import CheckpointError
-from hma.io import read_json
+from hma.io import read_json, sha256_file
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -34,6 +36,7 @@ STATE_FILE = "state.json"
 TOKENIZER_DIR = "tokenizer"
 SEEDS_FILE = "seeds.json"
 EVAL_FILE = "eval.json"
+WEIGHTS_SHA256 = "weights_sha256"  # config.json key: checksum of model.safetensors
 
 
 def _contiguous(sd: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -75,7 +78,8 @@ def save_checkpoint(run: Path, *, model_state: dict[str, Tensor], config: dict[s
     (tmp / STATE_DIR).mkdir(parents=True)
     step = int(state["step"])
     save_file(_contiguous(model_state), tmp / MODEL_FILE, metadata={"step": str(step)})
-    (tmp / CONFIG_FILE).write_text(json.dumps({**config, "step": step}, indent=2) + "\n")
+    checksum = sha256_file(tmp / MODEL_FILE)
+    (tmp / CONFIG_FILE).write_text(json.dumps({**config, "step": step, WEIGHTS_SHA256: checksum}, indent=2) + "\n")
     opt_tensors, opt_meta = optimizer_to_files(optimizer)
     save_file(opt_tensors, tmp / STATE_DIR / OPTIMIZER_FILE)
     save_file(_contiguous(rng), tmp / STATE_DIR / RNG_FILE)
@@ -105,12 +109,19 @@ def read_run_config(run: Path) -> dict[str, Any]:
     return read_json(run / CONFIG_FILE, "run config")
 
 
-def load_model_weights(model: nn.Module, path: Path, *, strict: bool = True) -> None:
+def load_model_weights(model: nn.Module, path: Path, *, strict: bool = True, sha256: str | None = None) -> None:
+    """Load ``path`` into ``model``; with ``sha256``, refuse a file whose checksum differs."""
+    if sha256 is not None and sha256_file(path) != sha256:
+        raise CheckpointError(f"{path} fails the checksum recorded in {CONFIG_FILE}: the weights are corrupt")
     try:
         weights = load_file(path)
     except Exception as e:  # safetensors raises its own error types for truncated files
         raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # tensor shapes differ from the ones config.json describes
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"{path} does not fit the model its config.json describes ({first})") from None
     if strict and (missing or unexpected):
         raise CheckpointError(f"{path} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
@@ -131,4 +142,7 @@ def load_state_tensors(run: Path, name: str) -> dict[str, Tensor]:
     path = run / STATE_DIR / name
     if not path.is_file():
         raise CheckpointError(f"{path} is missing from the training state")
-    return load_file(path)
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types for truncated files
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
