@@ -137,14 +137,18 @@ def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], str]:
 def load_trained_tokenizer(path: str | Path) -> ConvTokenizer:
     """Open a tokenizer folder written by :func:`save_tokenizer` (on the CPU; use ``.to()``)."""
     path = Path(path)
+    file = path / CONFIG_FILE
+    raw = read_config(path)
+    # A damaged field (a string where a size belongs) fails deep inside the config or the
+    # model's constructor; the user needs the file named, not that traceback.
     try:
-        config = TokenizerConfig.from_json(read_config(path), where=str(path / CONFIG_FILE))
+        config = TokenizerConfig.from_json(raw, where=str(file))
+        model = ConvAutoencoder(config)
     except HmaError as e:
-        raise CheckpointError(str(e)) from None
-    except TypeError as e:
-        raise CheckpointError(f"{path / CONFIG_FILE} does not describe a tokenizer ({e})") from None
+        raise CheckpointError(str(e) if str(file) in str(e) else f"{file}: {e}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, RuntimeError) as e:
+        raise CheckpointError(f"{file} does not describe a tokenizer ({type(e).__name__}: {e})") from None
     tensors, fingerprint = read_weights(path / WEIGHTS_FILE)
-    model = ConvAutoencoder(config)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
