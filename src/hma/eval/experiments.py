@@ -175,7 +175,8 @@ def _row(label: str, trained: dict[str, Any], evaluated: dict[str, Any], *, embo
     return {"label": label, **{k: scores.get(k) for k in keys}, **trained}
 
 
-def single_stream_fps(run: Path, data: Sequence[Path], *, frames: int, seed: int = 0) -> float:
+def single_stream_fps(run: Path, data: Sequence[Path], *, frames: int, seed: int = 0,
+                      diffusion_steps: int | None = None) -> float:
     """Frames per second of one environment (batch 1) rolled out from a held-out clip, decoding excluded.
 
     This is the paper's speed measure (generation wall time per frame); the batched FPS in
@@ -196,7 +197,7 @@ def single_stream_fps(run: Path, data: Sequence[Path], *, frames: int, seed: int
     clips = _clips(store, spec, frame_hz=float(loaded.config["model"]["frame_hz"]), length=frames + 1, held=held)
     tokens = _encode(loaded.tokenizer, clips.frames[:1], device)  # (1, L, ...)
     actions = torch.from_numpy(clips.actions[:1]).to(device)  # (1, L, k*A)
-    gen = _generator(loaded, store.embodiment, EvalOptions(), passive=False)
+    gen = _generator(loaded, store.embodiment, EvalOptions(diffusion_steps=diffusion_steps), passive=False)
     generate_autoregressive(gen, tokens[:, :2], actions[:, :2], 1, seed=seed)  # warm-up (allocations, kernels)
     _, seconds = generate_autoregressive(gen, tokens, actions, 1, seed=seed)
     return frames / seconds
@@ -275,11 +276,15 @@ def _methods(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
         name = label.split()[0].lower()
         trained = _train(opts, name, data, tokenizer=tok, model=model)
         row = _row(label, trained, _evaluate(opts, name, data))
-        row["fps_single"] = single_stream_fps(opts.out / RUNS_DIR / name, data, frames=8, seed=opts.seed)
+        row["fps_single"] = single_stream_fps(opts.out / RUNS_DIR / name, data, frames=8, seed=opts.seed,
+                                              diffusion_steps=opts.eval_kwargs.get("diffusion_steps"))
         rows.append(row)
     fastest = max(rows, key=lambda r: r["fps_single"])
     best = max(rows, key=lambda r: r["psnr"])
-    findings = [f"fastest generation (batch 1): {fastest['label']} at {fastest['fps_single']:.1f} FPS",
+    diffusion = rows[-1]
+    findings = [f"fastest generation (batch 1): {fastest['label']} at {fastest['fps_single']:.1f} FPS; "
+                + ", ".join(f"{r['label']} {r['fps_single'] / diffusion['fps_single']:.1f}x" for r in rows[:-1])
+                + " the diffusion baseline's speed",
                 f"highest PSNR: {best['label']} at {best['psnr']:.2f} dB (compare with each tokenizer's own "
                 f"reconstruction PSNR, the ceiling of its row)"]
     return rows, findings
