@@ -89,8 +89,9 @@ def is_current(store: EpisodeStore, tokenizer: Tokenizer) -> bool:
     if any(meta.get(k) != v for k, v in ident.items()):
         return False
     name, _, _ = _array_spec(tokenizer, store.num_frames)
-    spec = meta.get("files", {}).get(name, {})
-    return (path / name).is_file() and (path / name).stat().st_size == spec.get("bytes")
+    spec = meta.get("files")
+    spec = spec.get(name) if isinstance(spec, dict) else None
+    return isinstance(spec, dict) and (path / name).is_file() and (path / name).stat().st_size == spec.get("bytes")
 
 
 def tokenize_dataset(store: EpisodeStore, tokenizer: Tokenizer, *, batch_size: int = 256, chunk_frames: int = 4096,
@@ -164,8 +165,12 @@ def open_token_shard(dataset: str | Path | EpisodeStore, tokenizer: str | Tokeni
         raise DataError(f"{path} was made by tokenizer weights {str(meta.get('fingerprint'))[:12]}, expected {tokenizer.fingerprint[:12]} (re-run `hma tokenize`)")
     if meta.get("dataset_frames_sha256") != store.meta["files"][FRAMES_FILE]["sha256"] or meta.get("num_frames") != store.num_frames:
         raise DataError(f"{path} was made from other frames than {store.root / FRAMES_FILE} now holds (re-run `hma tokenize`)")
-    file = path / str(meta.get("file"))
-    spec = meta.get("files", {}).get(meta.get("file"), {})
+    files = meta.get("files")
+    if not isinstance(meta.get("file"), str) or not isinstance(files, dict) or not isinstance(files.get(meta["file"]), dict):
+        raise DataError(f"{path / SHARD_META_FILE} does not describe its array (fields 'file' and 'files'), "
+                        "expected the metadata written by `hma tokenize`")
+    file = path / meta["file"]
+    spec = files[meta["file"]]
     if not file.is_file() or file.stat().st_size != spec.get("bytes"):
         size = file.stat().st_size if file.is_file() else 0
         raise DataError(f"{file} has {size} bytes, expected {spec.get('bytes')}: the shard is truncated or missing")
