@@ -326,6 +326,21 @@ def _mode_scores(pred_frames: np.ndarray, real: np.ndarray, random_frames: list[
     }
 
 
+def _generate_clips(gen, mode: EvalMode, tokens: Tensor, actions: Tensor, opts: EvalOptions, *,
+                    window: int) -> tuple[Tensor, float]:
+    """Generate every clip (B, L, ...) in batches of ``opts.batch_size``: frames (B, H, ...) and rollout seconds."""
+    out, seconds = [], 0.0
+    for i in range(0, tokens.shape[0], opts.batch_size):
+        tok, act = tokens[i : i + opts.batch_size], actions[i : i + opts.batch_size]
+        if mode is EvalMode.AUTOREGRESSIVE:
+            frames, secs = generate_autoregressive(gen, tok, act, opts.context, seed=opts.seed + i)
+            seconds += secs
+        else:
+            frames = generate_teacher_forced(gen, tok, act, opts.context, window=window, seed=opts.seed + i)
+        out.append(frames)
+    return torch.cat(out), seconds
+
+
 def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: _FeatureNets, *,
                          horizon: int, holdout: float, passive: bool, device: torch.device) -> tuple[dict, dict]:
     """Metrics of one dataset and the arrays the report shows (first clip, real and generated)."""
@@ -355,23 +370,12 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: _
     shown: dict[str, np.ndarray] = {"real": clips.frames[0]}
     generated_frames, seconds = 0, 0.0
     for mode in opts.mode.modes:
-        def run(actions: Tensor) -> Tensor:
-            nonlocal generated_frames, seconds
-            out = []
-            for i in range(0, tokens.shape[0], opts.batch_size):
-                tok, act = tokens[i : i + opts.batch_size], actions[i : i + opts.batch_size]
-                if mode is EvalMode.AUTOREGRESSIVE:
-                    frames, secs = generate_autoregressive(gen, tok, act, opts.context, seed=opts.seed + i)
-                    if actions is true_actions:  # speed is measured on the true-action rollout only
-                        generated_frames += frames.shape[0] * frames.shape[1]
-                        seconds += secs
-                else:
-                    frames = generate_teacher_forced(gen, tok, act, opts.context, window=window, seed=opts.seed + i)
-                out.append(frames)
-            return torch.cat(out)  # (B, H, ...)
-
-        pred = _decode(loaded.tokenizer, run(true_actions))  # (B, H, h, w, 3)
-        randoms = [_decode(loaded.tokenizer, run(r)) for r in random_actions]
+        frames, secs = _generate_clips(gen, mode, tokens, true_actions, opts, window=window)  # (B, H, ...)
+        if mode is EvalMode.AUTOREGRESSIVE:  # speed is measured on the true-action rollout only
+            generated_frames, seconds = frames.shape[0] * frames.shape[1], secs
+        pred = _decode(loaded.tokenizer, frames)  # (B, H, h, w, 3)
+        randoms = [_decode(loaded.tokenizer, _generate_clips(gen, mode, tokens, r, opts, window=window)[0])
+                   for r in random_actions]
         result["modes"][mode.value] = _mode_scores(pred, real, randoms, nets)
         shown[mode.value] = np.concatenate([clips.frames[0, : opts.context], pred[0]])
     headline = EvalMode.AUTOREGRESSIVE if EvalMode.AUTOREGRESSIVE in opts.mode.modes else EvalMode.TEACHER_FORCED
