@@ -16,7 +16,7 @@ from hma.io import sha256_file
 from hma.tokenizer import load_tokenizer, open_token_shard, tokenize_dataset
 from hma.tokenizer.external import DiffusersKLTokenizer
 
-from _helpers_tokenizer import make_image_store, train_tiny
+from _helpers_tokenizer import make_image_store, one_thread, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,8 @@ def test_open_token_shard_rejects_bad_shards(setup, tmp_path):
 
 def test_eval_prints_and_writes_figures(setup, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    assert main(["tokenizer", "eval", "--tokenizer", str(setup / "discrete"), "--data", str(setup / "data"), "--json", str(out)]) == 0
+    with one_thread():
+        assert main(["tokenizer", "eval", "--tokenizer", str(setup / "discrete"), "--data", str(setup / "data"), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "PSNR" in printed and "encode+decode" in printed
     figures = json.loads(out.read_text())
@@ -123,6 +124,7 @@ def test_cli_reports_corrupt_checkpoint(setup, tmp_path, capsys):
     assert "model.safetensors" in capsys.readouterr().err
 
 
+@one_thread()
 def test_external_diffusers_autoencoder(setup, tmp_path):
     from diffusers import AutoencoderKL
 
@@ -148,9 +150,10 @@ def test_external_diffusers_autoencoder(setup, tmp_path):
     assert shard.array.shape[1:] == (4, 16, 16) and shard.meta["tokenizer"] == "tiny_vae"
 
 
+@one_thread()
 def test_train_cli_resume_flag_and_corrupt_state(setup, tmp_path, capsys):
     data = str(setup / "data")
-    args = ["tokenizer", "train", "--data", data, "--kind", "discrete", "--threads", "1"]
+    args = ["tokenizer", "train", "--data", data, "--kind", "discrete"]
     assert main([*args, "--out", str(tmp_path / "new"), "--steps", "1", "--resume"]) == 2
     assert "--resume" in capsys.readouterr().err
     shutil.copytree(setup / "discrete", tmp_path / "run")
