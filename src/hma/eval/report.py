@@ -78,6 +78,7 @@ def psnr_plot(result: Mapping[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")  # files only, never a display
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = {"autoregressive": "-", "teacher-forced": "--"}
@@ -86,11 +87,12 @@ def psnr_plot(result: Mapping[str, Any], path: Path) -> None:
             ys = scores["psnr_by_horizon"]
             ax.plot(range(1, len(ys) + 1), ys, styles.get(mode, ":"), color=f"C{i % 10}", marker="o", markersize=3,
                     label=f"{name} ({mode})")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("frames generated after the context")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title("PSNR vs horizon (held-out episodes)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, handlelength=3)  # long enough to tell dashed (teacher-forced) from solid
     atomic_write_bytes(path, _png_bytes(fig))
     plt.close(fig)
 
