@@ -135,3 +135,13 @@ def test_find_datasets(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no hma dataset"):
         find_datasets([tmp_path / "empty"])
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    make_store(tmp_path / "d")
+    for f in ("metadata.json", "actions.npy", "episode_starts.npy"):
+        mode = os.stat(tmp_path / "d" / f).st_mode
+        assert mode & stat.S_IRGRP and mode & stat.S_IROTH, f
