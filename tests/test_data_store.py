@@ -137,11 +137,15 @@ def test_find_datasets(tmp_path):
         find_datasets([tmp_path / "empty"])
 
 
-def test_written_files_are_readable_by_others(tmp_path):
+def test_written_files_get_umask_permissions_not_owner_only(tmp_path):
     import os
     import stat
 
-    make_store(tmp_path / "d")
+    mask = os.umask(0o022)
+    try:
+        make_store(tmp_path / "d")
+    finally:
+        os.umask(mask)
     for f in ("metadata.json", "actions.npy", "episode_starts.npy"):
         mode = os.stat(tmp_path / "d" / f).st_mode
         assert mode & stat.S_IRGRP and mode & stat.S_IROTH, f

@@ -24,7 +24,8 @@ def _umask() -> int:
 
 # mkstemp creates files readable by their owner only; datasets and checkpoints are meant
 # to be shared, so finished files get the permissions a plain open() would have given.
-_FILE_MODE = 0o666 & ~_umask()
+def _file_mode() -> int:
+    return 0o666 & ~_umask()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -50,7 +51,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -74,7 +75,7 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(f, array)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
