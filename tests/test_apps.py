@@ -79,6 +79,16 @@ def test_success_classifier_learns_the_flag(store, tmp_path):
     np.testing.assert_allclose(again.predict(frames), classifier.predict(frames), atol=1e-6)
 
 
+def test_success_classifier_trains_on_reconstructions_too(run, store, monkeypatch):
+    import hma.apps.success as success
+
+    assert success.reconstruct(np.asarray(store.frames[:2]), run.tokenizer).shape == (2, IMAGE, IMAGE, 3)
+    seen = []
+    monkeypatch.setattr(success, "reconstruct", lambda frames, tok: seen.append(len(frames)) or 255 - np.asarray(frames))
+    classifier, _ = train_success_classifier(store, steps=2, batch_size=8, tokenizer=run.tokenizer)
+    assert seen == [store.num_frames] and classifier.predict(np.asarray(store.frames[:3])).shape == (3,)
+
+
 def test_success_classifier_needs_both_labels(tmp_path):
     info = DatasetInfo(embodiment=EMBODIMENT, simulator="procedural", action_names=["dx", "dy"], control_hz=20.0,
                        image_size=(IMAGE, IMAGE))

@@ -110,7 +110,7 @@ def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | No
     out = Path(out)
     metrics: dict[str, float] = {}
     if classifier is None:
-        classifier, metrics = train_success_classifier(store, seed=seed)
+        classifier, metrics = train_success_classifier(store, seed=seed, tokenizer=loaded.tokenizer)
         classifier.save(out / "success_classifier")
     venv = WorldModelVectorEnv(loaded, embodiment, episodes, dataset=store, context_frames=1,
                                max_episode_steps=10 ** 9, sampling=sampling)

@@ -85,11 +85,22 @@ def load_success_classifier(path: str | Path) -> SuccessClassifier:
     return SuccessClassifier(net, tuple(config["image_size"]), config["embodiment"])
 
 
+def reconstruct(frames: np.ndarray, tokenizer, batch_size: int = 256) -> np.ndarray:
+    """Frames (N, H, W, 3) after a round trip through the tokenizer (encode, decode)."""
+    out = [tokenizer.decode(tokenizer.encode(np.array(frames[i : i + batch_size]))).cpu().numpy()
+           for i in range(0, len(frames), batch_size)]
+    return np.concatenate(out)
+
+
 def train_success_classifier(store: EpisodeStore, *, steps: int = 300, batch_size: int = 64, lr: float = 2e-3,
-                             seed: int = 0, width: int = 16) -> tuple[SuccessClassifier, dict[str, float]]:
+                             seed: int = 0, width: int = 16, tokenizer=None) -> tuple[SuccessClassifier, dict[str, float]]:
     """Train on every frame of ``store`` with its success flag, success and failure frames
     drawn equally often (success is rare in most episodes). Returns the classifier and
-    its balanced accuracy on the held-out episodes."""
+    its balanced accuracy on the held-out episodes.
+
+    With ``tokenizer``, half of the training frames are shown as tokenizer reconstructions:
+    generated frames come out of the same decoder, and a classifier that has only seen
+    crisp real frames mistakes decoder artifacts for task states."""
     if store.success is None:
         raise DataError(f"dataset {store.root} has no success flags, expected a simulator that reports success")
     labels = np.asarray(store.success, bool)
@@ -108,10 +119,14 @@ def train_success_classifier(store: EpisodeStore, *, steps: int = 300, batch_siz
     with torch.random.fork_rng():  # seeded weight init without touching the caller's global RNG
         torch.manual_seed(seed)
         net = SmallCNN(1, width=width)
+    recon = reconstruct(store.frames, tokenizer) if tokenizer is not None else None  # (N, H, W, 3)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     for _ in range(steps):
         idx = np.sort(np.concatenate([rng.choice(pos, batch_size // 2), rng.choice(neg, batch_size // 2)]))
-        frames = torch.as_tensor(np.asarray(store.frames[idx]))  # (B, H, W, 3)
+        frames = np.asarray(store.frames[idx])  # (B, H, W, 3)
+        if recon is not None:
+            frames = np.where(rng.random(len(idx))[:, None, None, None] < 0.5, recon[idx], frames)
+        frames = torch.as_tensor(frames)
         target = torch.as_tensor(labels[idx], dtype=torch.float32)
         loss = F.binary_cross_entropy_with_logits(net(frames)[:, 0], target)
         opt.zero_grad(set_to_none=True)
