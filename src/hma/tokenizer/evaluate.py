@@ -31,9 +31,10 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, per channel, averaged)."""
-    x = rearrange(a.double(), "b h w c -> b c h w") / 255.0  # (B, 3, H, W)
-    y = rearrange(b.double(), "b h w c -> b c h w") / 255.0
-    coords = torch.arange(11, dtype=torch.float64) - 5
+    # float32: float64 depthwise convolutions take a slow path on the CPU, and SSIM needs no more precision.
+    x = rearrange(a.float(), "b h w c -> b c h w") / 255.0  # (B, 3, H, W)
+    y = rearrange(b.float(), "b h w c -> b c h w") / 255.0
+    coords = torch.arange(11, dtype=torch.float32) - 5
     g = torch.exp(-(coords**2) / (2 * 1.5**2))
     g = g / g.sum()
     window = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).to(x.device)  # (3, 1, 11, 11), depthwise
