@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -336,13 +337,15 @@ def _markers(name: str) -> tuple[str, str]:
 def update_results_section(path: Path, name: str, body: str) -> None:
     """Replace experiment ``name``'s section of ``path`` (creating the file), atomically.
 
-    Sections keep the order of :data:`EXPERIMENTS`; a lock file serializes recipes that
-    finish at the same time so neither loses the other's section.
+    Sections keep the order of :data:`EXPERIMENTS`. Recipes finishing at the same time are
+    serialized by a lock on the folder (its inode, unlike the file's, survives the atomic
+    rename, and no lock file is left behind), so neither loses the other's section.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         text = path.read_text() if path.exists() else f"{RESULTS_TITLE}\n{RESULTS_INTRO}"
         sections = {}
         for other in EXPERIMENTS:
@@ -356,6 +359,8 @@ def update_results_section(path: Path, name: str, body: str) -> None:
         head = text.rstrip("\n") + "\n"
         ordered = [sections[n] for n in EXPERIMENTS if n in sections]
         atomic_write_bytes(path, (head + "\n" + "\n\n".join(ordered) + "\n").encode())
+    finally:
+        os.close(folder)  # closing releases the lock
 
 
 def _section(name: str, recipe: Recipe, result: dict[str, Any]) -> str:
