@@ -78,12 +78,13 @@ class TokenizerReport:
         return asdict(self)
 
     def table(self) -> str:
+        width = max([len("embodiment")] + [len(r.embodiment) for r in self.per_embodiment]) + 2
         lines = [f"tokenizer {self.tokenizer} ({self.kind}, grid {self.grid[0]}x{self.grid[1]}), held-out episodes:",
-                 f"{'embodiment':<24}{'frames':>8}{'PSNR dB':>9}{'SSIM':>8}{'codes used':>12}{'perplexity':>12}"]
+                 f"{'embodiment':<{width}}{'frames':>8}{'PSNR dB':>9}{'SSIM':>8}{'codes used':>12}{'perplexity':>12}"]
         for r in self.per_embodiment + [EmbodimentReport("all", sum(r.frames for r in self.per_embodiment), self.psnr, self.ssim, self.code_usage, self.perplexity)]:
             usage = f"{100 * r.code_usage:11.1f}%" if r.code_usage is not None else f"{'-':>12}"
             ppl = f"{r.perplexity:12.1f}" if r.perplexity is not None else f"{'-':>12}"
-            lines.append(f"{r.embodiment:<24}{r.frames:>8}{r.psnr:>9.2f}{r.ssim:>8.4f}{usage}{ppl}")
+            lines.append(f"{r.embodiment:<{width}}{r.frames:>8}{r.psnr:>9.2f}{r.ssim:>8.4f}{usage}{ppl}")
         lines.append(f"throughput (batch 64, {self.threads} threads): encode {self.encode_fps:.0f} frames/s, "
                      f"decode {self.decode_fps:.0f} frames/s, encode+decode {self.roundtrip_fps:.0f} frames/s")
         return "\n".join(lines)
