@@ -38,7 +38,7 @@ def _actions(shape):
 def test_any_action_is_accepted_in_range_or_rejected(env, data):
     space = env.action_space
     action = data.draw(_actions(space.shape))
-    # Actions are float32: a float64 beyond float32's range becomes inf and is rejected as such.
+    # Actions are float32: a float64 beyond float32's range is rejected (as out of range), not cast to inf.
     with np.errstate(over="ignore"):
         finite = not np.issubdtype(action.dtype, np.floating) or np.isfinite(action.astype(np.float32)).all()
     valid = np.issubdtype(action.dtype, np.floating) and action.shape == space.shape and finite

@@ -43,7 +43,7 @@ class BCPolicy:
 
     @torch.inference_mode()
     def act(self, frame: np.ndarray) -> np.ndarray:
-        frame = np.asarray(frame)
+        frame = np.array(frame, copy=True)  # owned and writable: torch refuses read-only views
         if frame.shape != (*self.image_size, 3):
             raise DataError(f"frame has shape {frame.shape}, expected ({self.image_size[0]}, {self.image_size[1]}, 3)")
         device = next(self.net.parameters()).device

@@ -51,9 +51,13 @@ def check_action(action: object, space: spaces.Box, *, embodiment: str, out_of_r
         raise EmbodimentError(f"action for {embodiment!r} has shape {tuple(arr.shape)}, expected {tuple(expected)} (chunk, action_dim)"
                               if batch_size is None else
                               f"actions for {embodiment!r} have shape {tuple(arr.shape)}, expected {tuple(expected)} (envs, chunk, action_dim)")
-    arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         raise EmbodimentError(f"action for {embodiment!r} contains NaN or inf ({arr.reshape(-1)[~np.isfinite(arr.reshape(-1))][0]}), expected finite values")
+    big = np.finfo(np.float32).max
+    if (np.abs(arr) > big).any():
+        value = arr.reshape(-1)[np.abs(arr.reshape(-1)) > big][0]
+        raise EmbodimentError(f"action for {embodiment!r} holds {value:g}, beyond float32's range; expected values within the action space")
+    arr = arr.astype(np.float32)
     outside = (arr < space.low) | (arr > space.high)
     if outside.any():
         if out_of_range is OutOfRange.RAISE:
