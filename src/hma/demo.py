@@ -30,7 +30,11 @@ class DemoBudget:
 
     episodes: int | None = None  # the tiny suite's own default when None
     tokenizer_minutes: float = 3.0
-    train_minutes: float = 4.5
+    train_minutes: float = 5.0
+    # Short windows and a higher learning rate: on 2 CPU cores they take the tiny model
+    # from worse than a unigram model to a held-out perplexity near 4 within the budget.
+    num_frames: int = 4
+    lr: float = 1e-3
     eval_episodes: int = 2
     horizon: int = 8
 
@@ -66,7 +70,8 @@ def run_demo(out: str | Path = "demo_out", budget: DemoBudget = DemoBudget(), *,
                               "--minutes", str(budget.tokenizer_minutes), "--seed", str(seed)], hma)
     _stage(out, "tokenize", ["tokenize", "--data", str(data), "--tokenizer", str(tok)], hma)
     _stage(out, "train", ["train", "--preset", "tiny", "--data", str(data), "--tokenizer", str(tok), "--out", str(run),
-                          "--minutes", str(budget.train_minutes), "--seed", str(seed)], hma)
+                          "--minutes", str(budget.train_minutes), "--num-frames", str(budget.num_frames),
+                          "--lr", str(budget.lr), "--seed", str(seed)], hma)
     _stage(out, "eval", ["eval", "--run", str(run), "--data", str(data), "--out", str(ev),
                          "--episodes", str(budget.eval_episodes), "--horizon", str(budget.horizon)], hma)
     report = ev / "report.md"

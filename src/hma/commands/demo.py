@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (finished stages are reused)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per embodiment (tiny suite default if omitted)")
     p.add_argument("--tokenizer-minutes", type=float, default=3.0)
-    p.add_argument("--train-minutes", type=float, default=4.5)
+    p.add_argument("--train-minutes", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
 

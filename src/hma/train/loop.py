@@ -267,6 +267,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     bar = tqdm(total=schedule.total_steps if total_known else None, initial=step,
                disable=not (dist.main and cfg.progress), dynamic_ncols=True)
     started, probe_steps, timed_from = time.perf_counter(), 20, step
+    warm_at = started
     stop = min(x for x in (schedule.total_steps, cfg.stop_at) if x is not None)
     model.train()
     while step < stop:
@@ -283,15 +284,22 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if ema is not None:
             ema.update(model)
         step += 1
-        if not total_known and step - timed_from == probe_steps:
+        if not total_known and step - timed_from in (5, probe_steps):
             # A timed run fixes its schedule length once it knows its speed (all ranks agree).
-            per_step = (time.perf_counter() - started) / probe_steps
-            budget = torch.tensor([cfg.minutes * 60 / per_step], device=dist.device)
-            if dist.world_size > 1:
-                torch_dist.all_reduce(budget, op=torch_dist.ReduceOp.MIN)
-            schedule.total_steps = max(step + 1, int(budget.item()))
-            stop = schedule.total_steps if cfg.stop_at is None else min(schedule.total_steps, cfg.stop_at)
-            bar.total, total_known = schedule.total_steps, True
+            # The first steps pay for allocation and warm-up, so speed is measured after
+            # them and only the time still left is divided by it.
+            now = time.perf_counter()
+            if step - timed_from == 5:
+                warm_at = now
+            else:
+                per_step = (now - warm_at) / (probe_steps - 5)
+                left = cfg.minutes * 60 - (now - started)
+                budget = torch.tensor([step + left / per_step], device=dist.device)
+                if dist.world_size > 1:
+                    torch_dist.all_reduce(budget, op=torch_dist.ReduceOp.MIN)
+                schedule.total_steps = max(step + 1, int(budget.item()))
+                stop = schedule.total_steps if cfg.stop_at is None else min(schedule.total_steps, cfg.stop_at)
+                bar.total, total_known = schedule.total_steps, True
         if dist.main and (step % cfg.log_every == 0 or step == stop):
             rate = tokens_per_batch * bar.format_dict["rate"] if bar.format_dict.get("rate") else float("nan")
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{rate:,.0f}")
