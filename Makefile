@@ -27,8 +27,12 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
+# Speed figures, printed side by side; run them on an otherwise idle machine.
 bench: install
 	$(BIN)/python benchmarks/bench_windows.py
+	$(BIN)/python benchmarks/bench_tokenizer.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/hma bench --presets tiny base
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
