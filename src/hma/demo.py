@@ -74,10 +74,27 @@ def run_demo(out: str | Path = "demo_out", budget: DemoBudget = DemoBudget(), *,
                           "--lr", str(budget.lr), "--seed", str(seed)], hma)
     _stage(out, "eval", ["eval", "--run", str(run), "--data", str(data), "--out", str(ev),
                          "--episodes", str(budget.eval_episodes), "--horizon", str(budget.horizon)], hma)
+    gif = _montage(sorted((ev / "videos").glob("*.gif")), out / "demo.gif")
     report = ev / "report.md"
     minutes = (time.perf_counter() - started) / 60
     print(f"\n[demo] finished in {minutes:.1f} min. Report: {report}")
-    print(f"[demo] metrics: {ev / 'metrics.json'}")
+    print(f"[demo] metrics: {ev / 'metrics.json'}; real vs generated video of every robot: {gif}")
     print("[demo] play with the model in your browser:")
     print(f"    hma play --run {run} --embodiment <name from the report>")
     return report
+
+
+def _montage(gifs: list[Path], out: Path) -> Path:
+    """Stack the per-robot real-vs-generated GIFs of the report into one GIF (the README's)."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    from hma.io import atomic_write_bytes
+
+    clips = [iio.imread(g, index=None)[..., :3] for g in gifs]  # each (T, H, W, 3)
+    frames = min(len(c) for c in clips)
+    width = max(c.shape[2] for c in clips)
+    rows = [np.pad(c[:frames], ((0, 0), (0, 0), (0, width - c.shape[2]), (0, 0))) for c in clips]
+    video = np.concatenate(rows, axis=1)  # (T, sum H, W, 3)
+    atomic_write_bytes(out, iio.imwrite("<bytes>", video, extension=".gif", duration=200, loop=0))
+    return out
