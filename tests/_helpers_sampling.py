@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 
 import torch
 
 from hma.config import EmbodimentSpec, preset
 from hma.model import WorldModel
+from _helpers_threads import one_thread  # noqa: F401 (re-exported for the tests)
 
 ACTION_DIM = 3
 
@@ -40,13 +39,3 @@ def context_and_actions(model: WorldModel, *, batch: int, context: int, new: int
     return frames, actions
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread, then restore: these models are tiny, and on a shared 2-core
-    machine a second OpenMP thread only adds waiting (measured: 20x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

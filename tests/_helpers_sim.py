@@ -6,7 +6,6 @@ env is exercised; only the weights are untrained (a few ms per generated frame).
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +18,7 @@ from hma.model import WorldModel
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.trained import ConvTokenizer
+from _helpers_threads import one_thread  # noqa: F401 (re-exported for the tests)
 
 IMAGE = 32
 EMBODIMENT = "toy"
@@ -111,16 +111,6 @@ class ToySim:
         self.close()
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models run fastest on one thread; with two on a busy 2-core box, torch's
-    threads mostly wait for each other (measured: 12x slower CNN steps)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class RuleClassifier:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
-import torch
 
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.train import TrainOptions, train_tokenizer
+from _helpers_threads import one_thread  # noqa: F401 (re-exported for the tests)
 
 
 def make_image_store(root: Path, *, embodiment: str = "toy", episodes: int = 4, length: int = 16,
@@ -46,15 +44,6 @@ def tiny_config(kind: str, *, name: str = "tiny", image_size: int = 32) -> Token
                            channels=(16, 32), num_res_blocks=1, vocab_size=1024, latent_channels=4)
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny convolutions run fastest on one thread, and the test machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_tiny(data: list[Path], out: Path, kind: str, *, steps: int = 40, seed: int = 0, checkpoint_minutes: float = 2.0):

@@ -83,6 +83,23 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         raise
 
 
+def atomic_save_safetensors(path: str | os.PathLike, tensors: dict) -> None:
+    """Save a dict of tensors as safetensors to ``path`` atomically (contiguous copies)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
     """Hex SHA-256 of a file, read in chunks so large memmaps never load whole."""
     h = hashlib.sha256()

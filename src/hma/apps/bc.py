@@ -15,13 +15,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from hma.apps.experts import GroundTruthSim
 from hma.apps.success import SmallCNN
 from hma.data.store import EpisodeStore
 from hma.errors import CheckpointError, ConfigError, DataError
-from hma.io import atomic_write_json
+from hma.io import atomic_save_safetensors, atomic_write_json
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -53,9 +53,7 @@ class BCPolicy:
     def save(self, out: str | Path) -> None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".{WEIGHTS_FILE}.tmp"
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, tmp)
-        tmp.replace(out / WEIGHTS_FILE)
+        atomic_save_safetensors(out / WEIGHTS_FILE, self.net.state_dict())
         atomic_write_json(out / CONFIG_FILE, {
             "format": "hma-bc-policy", "width": self.net.width, "chunk": self.chunk, "action_dim": self.action_dim,
             "mean": self.mean.tolist(), "std": self.std.tolist(), "image_size": list(self.image_size)})

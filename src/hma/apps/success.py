@@ -11,12 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from hma.data.store import EpisodeStore
 from hma.errors import CheckpointError, DataError
-from hma.io import atomic_write_json
+from hma.io import atomic_save_safetensors, atomic_write_json
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -67,9 +67,7 @@ class SuccessClassifier:
     def save(self, out: str | Path) -> None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".{WEIGHTS_FILE}.tmp"
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, tmp)
-        tmp.replace(out / WEIGHTS_FILE)
+        atomic_save_safetensors(out / WEIGHTS_FILE, self.net.state_dict())
         atomic_write_json(out / CONFIG_FILE, {"format": "hma-success-classifier", "width": self.net.width,
                                               "image_size": list(self.image_size), "embodiment": self.embodiment})
 
