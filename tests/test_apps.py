@@ -135,3 +135,22 @@ def test_bc_round_trip_and_synth_bc(run, store, tmp_path):
                           synthetic_episodes=2, eval_episodes=2, steps=4, bc_steps=10, simulator=ToySim())
     assert set(result) >= {"real_only", "real_plus_synthetic"}
     assert 0.0 <= result["real_only"] <= 1.0 and EpisodeStore(tmp_path / "sbc" / "synthetic").num_episodes == 2
+
+
+def test_policy_eval_section_goes_into_results_md_beside_experiments(tmp_path):
+    import argparse
+
+    from hma.apps.policy_eval import PolicyEvalReport, PolicyResult
+    from hma.commands.sim import _write_policy_eval_section
+    from hma.eval.experiments import update_results_section
+
+    md = tmp_path / "results.md"
+    update_results_section(md, "actions", "## actions: table\n\n| run | x |\n|---|---|\n| a | 1 |")
+    results = [PolicyResult("expert:0", [True, True], [True, False], [True, True]),
+               PolicyResult("random", [False, False], [False, False], [False, False])]
+    report = PolicyEvalReport("toy", 2, 5, results, pearson=0.5, spearman=0.4)
+    _write_policy_eval_section(argparse.Namespace(results_md=str(md)), report)
+    text = md.read_text()
+    assert "| expert:0 | 1.00 | 0.50 |" in text and "| random | 0.00 | 0.00 |" in text
+    assert "Pearson 0.500, Spearman 0.400" in text
+    assert text.index("hma-experiment:actions:begin") < text.index("hma-experiment:policy-eval:begin")

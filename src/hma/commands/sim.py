@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, help="real dataset with success flags (default: the run's)")
     p.add_argument("--out", default="policy_eval", help="folder for report.json and correlation.png")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
     p.set_defaults(func=_policy_eval)
 
     p = sub.add_parser("synth", help="generate synthetic trajectories with the world model into a dataset")
@@ -62,7 +63,31 @@ def _policy_eval(args: argparse.Namespace) -> int:
     report = evaluate_policies(args.run, args.embodiment, policies=args.policies, episodes=args.episodes,
                                steps=args.steps, dataset=args.dataset, out=args.out, seed=args.seed)
     print(report.table())
+    if args.results_md:
+        _write_policy_eval_section(args, report)
     return 0
+
+
+def _write_policy_eval_section(args: argparse.Namespace, report) -> None:
+    """Record the run in docs/results.md: the command, the date and the table it printed."""
+    import datetime as dt
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from hma.eval.experiments import update_results_section
+
+    command = "hma " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(f"| {r.name} | {r.real_rate:.2f} | {r.model_rate:.2f} |" for r in report.results)
+    body = (f"## policy-eval: success rates in the real simulator vs in the world model\n\n"
+            f"Claim (paper): Pearson 0.95 between learned-simulator and ground-truth success over 4 policies.\n\n"
+            f"Command ({date}):\n\n```\n{command}\n```\n\n"
+            f"| policy | real simulator | world model |\n|---|---|---|\n{rows}\n\n"
+            f"- Pearson {report.pearson:.3f}, Spearman {report.spearman:.3f} over {len(report.results)} policies "
+            f"x {report.episodes} episodes ({report.embodiment})\n")
+    update_results_section(Path(args.results_md), "policy-eval", body)
+    print(f"updated {args.results_md}")
 
 
 def _synth(args: argparse.Namespace) -> int:

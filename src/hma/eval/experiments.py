@@ -33,6 +33,8 @@ from hma.eval.report import format_value, markdown_table
 from hma.io import atomic_write_bytes, atomic_write_json
 
 EXPERIMENTS = ("actions", "transfer", "methods", "injection")
+# docs/results.md sections, in order: the experiments, then the simulator-use reports.
+RESULT_SECTIONS = EXPERIMENTS + ("policy-eval",)
 RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
 RUNS_DIR = "runs"
@@ -337,7 +339,7 @@ def _markers(name: str) -> tuple[str, str]:
 def update_results_section(path: Path, name: str, body: str) -> None:
     """Replace experiment ``name``'s section of ``path`` (creating the file), atomically.
 
-    Sections keep the order of :data:`EXPERIMENTS`. Recipes finishing at the same time are
+    Sections keep the order of :data:`RESULT_SECTIONS`. Recipes finishing at the same time are
     serialized by a lock on the folder (its inode, unlike the file's, survives the atomic
     rename, and no lock file is left behind), so neither loses the other's section.
     """
@@ -348,7 +350,7 @@ def update_results_section(path: Path, name: str, body: str) -> None:
         fcntl.flock(folder, fcntl.LOCK_EX)
         text = path.read_text() if path.exists() else f"{RESULTS_TITLE}\n{RESULTS_INTRO}"
         sections = {}
-        for other in EXPERIMENTS:
+        for other in RESULT_SECTIONS:
             begin, end = _markers(other)
             m = re.search(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", text, flags=re.S)
             if m:
@@ -357,7 +359,7 @@ def update_results_section(path: Path, name: str, body: str) -> None:
         begin, end = _markers(name)
         sections[name] = f"{begin}\n{body.strip()}\n{end}"
         head = text.rstrip("\n") + "\n"
-        ordered = [sections[n] for n in EXPERIMENTS if n in sections]
+        ordered = [sections[n] for n in RESULT_SECTIONS if n in sections]
         atomic_write_bytes(path, (head + "\n" + "\n\n".join(ordered) + "\n").encode())
     finally:
         os.close(folder)  # closing releases the lock
