@@ -31,7 +31,7 @@ def _free_port() -> int:
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
 
-    def __init__(self, url: str, *, timeout: float = 20.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
         import websocket
 
         self.profile = tempfile.mkdtemp(prefix="hma-chromium-")
@@ -70,7 +70,7 @@ class Browser:
         result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
         return result.get("result", {}).get("value")
 
-    def wait_for(self, expression: str, timeout: float = 20.0):
+    def wait_for(self, expression: str, timeout: float = 60.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = self.eval(expression)

@@ -104,8 +104,10 @@ def test_kill_train_then_resume(pipeline, tmp_path):
     hma.load(run)
     state = json.loads((run / "training_state" / "state.json").read_text())
     assert state["step"] == step
+    (run / ".checkpoint.tmp.999999").mkdir(exist_ok=True)  # as a writer killed mid-save leaves it
     run_hma(*args)
     assert _config_step(run) == 16 and json.loads((run / "eval.json").read_text())["step"] == 16
+    assert not list(run.glob(".checkpoint.tmp.*")), "a dead writer's temporary checkpoint folder was left behind"
     # Resuming restores weights, optimizer, schedule, data position and random state: the
     # result is the uninterrupted run's.
     cli("train", "--data", pipeline.data, "--tokenizer", pipeline.tokenizer, "--config", pipeline.model_config,

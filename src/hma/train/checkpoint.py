@@ -74,7 +74,10 @@ def save_checkpoint(run: Path, *, model_state: dict[str, Tensor], config: dict[s
     """Write one complete checkpoint of a run (see the module docstring for the layout)."""
     run.mkdir(parents=True, exist_ok=True)
     tmp = run / f".checkpoint.tmp.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # Only one process writes a run's checkpoints, so any other temporary folder was left
+    # by a writer that was killed mid-save: it never became the checkpoint, remove it.
+    for stale in run.glob(".checkpoint.tmp.*"):
+        shutil.rmtree(stale, ignore_errors=True)
     (tmp / STATE_DIR).mkdir(parents=True)
     step = int(state["step"])
     save_file(_contiguous(model_state), tmp / MODEL_FILE, metadata={"step": str(step)})
@@ -112,7 +115,8 @@ def read_run_config(run: Path) -> dict[str, Any]:
 def load_model_weights(model: nn.Module, path: Path, *, strict: bool = True, sha256: str | None = None) -> None:
     """Load ``path`` into ``model``; with ``sha256``, refuse a file whose checksum differs."""
     if sha256 is not None and sha256_file(path) != sha256:
-        raise CheckpointError(f"{path} fails the checksum recorded in {CONFIG_FILE}: the weights are corrupt")
+        raise CheckpointError(f"{path} fails the checksum recorded in {path.parent / CONFIG_FILE}: "
+                              "the weights or their recorded checksum are corrupt")
     try:
         weights = load_file(path)
     except Exception as e:  # safetensors raises its own error types for truncated files
