@@ -154,3 +154,35 @@ def test_policy_eval_section_goes_into_results_md_beside_experiments(tmp_path):
     assert "| expert:0 | 1.00 | 0.50 |" in text and "| random | 0.00 | 0.00 |" in text
     assert "Pearson 0.500, Spearman 0.400" in text
     assert text.index("hma-experiment:actions:begin") < text.index("hma-experiment:policy-eval:begin")
+
+
+def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path, monkeypatch):
+    import hma.apps.bc as bc
+    import hma.sim.env as sim_env
+    from hma.cli import main
+
+    original = sim_env.open_run
+    monkeypatch.setattr(sim_env, "open_run", lambda path: run if path == "toy-run" else original(path))
+    monkeypatch.setattr(bc, "GroundTruthSim", lambda embodiment, size: ToySim())
+    md = tmp_path / "results.md"
+    md.write_text("# Results\n\nintro kept\n")
+    args = ["experiment", "synth-bc", "--run", "toy-run", "--embodiment", EMBODIMENT, "--data", str(store.root),
+            "--out", str(tmp_path / "exp"), "--real-episodes", "3", "--synthetic-episodes", "2", "--eval-episodes", "2",
+            "--bc-steps", "10", "--results-md", str(md)]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "exp" / "synth-bc" / "synth_bc.json").read_text())
+    text = md.read_text()
+    assert text.startswith("# Results\n\nintro kept\n") and text.count("hma-experiment:synth-bc:begin") == 1
+    assert f"| real only | 3 | {result['real_only']:.2f} |" in text
+    assert f"| real + synthetic | 3 + 2 | {result['real_plus_synthetic']:.2f} |" in text
+    assert "hma experiment synth-bc --run toy-run" in text and "--synthetic-episodes 2" in text
+    assert EpisodeStore(tmp_path / "exp" / "synth-bc" / "synthetic").num_episodes == 2
+
+
+def test_experiment_cli_names_what_each_recipe_needs(tmp_path, capsys):
+    from hma.cli import main
+
+    assert main(["experiment", "synth-bc", "--out", str(tmp_path)]) == 2
+    assert "needs --run and --embodiment" in capsys.readouterr().err
+    assert main(["experiment", "actions", "--out", str(tmp_path), "--steps", "2"]) == 2
+    assert "needs --data and --tokenizer" in capsys.readouterr().err

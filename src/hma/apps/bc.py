@@ -165,3 +165,26 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
         sim.close()
     atomic_write_json(out / "synth_bc.json", result)
     return result
+
+
+def synth_bc_section(result: dict[str, Any], command: str, date: str | None = None) -> str:
+    """The docs/results.md section of one :func:`run_synth_bc` result: command, date, table, finding."""
+    import datetime as dt
+
+    date = date or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    real, mixed = result["real_only"], result["real_plus_synthetic"]
+    n = result["eval_episodes"]
+    if mixed > real:
+        finding = f"synthetic episodes helped here: {mixed:.2f} vs {real:.2f} success"
+    elif mixed < real:
+        finding = f"synthetic episodes did not help here: {mixed:.2f} vs {real:.2f} success"
+    else:
+        finding = f"no difference here: both {real:.2f} success"
+    return (f"## synth-bc: behaviour cloning on real vs real + world-model episodes\n\n"
+            f"Claim (paper): adding world-model generated trajectories to a few real ones improves the cloned policy.\n\n"
+            f"Command ({date}):\n\n```\n{command}\n```\n\n"
+            f"| training data | episodes | success in the real simulator |\n|---|---|---|\n"
+            f"| real only | {result['real_episodes']} | {real:.2f} |\n"
+            f"| real + synthetic | {result['real_episodes']} + {result['synthetic_episodes']} | {mixed:.2f} |\n\n"
+            f"- {finding} ({n} episodes of {result['steps']} frames per policy, {result['embodiment']}; "
+            f"one seed, so differences of one or two episodes are noise)\n")

@@ -6,6 +6,7 @@ import argparse
 import shlex
 
 DEFAULT_RESULTS_MD = "docs/results.md"
+SIM_EXPERIMENTS = ("synth-bc",)  # experiments that use a trained world model instead of training runs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,13 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from hma.eval.experiments import EXPERIMENTS, SCALES
 
-    p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale")
-    p.add_argument("name", choices=EXPERIMENTS)
-    p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets (e.g. the tiny suite)")
-    p.add_argument("--tokenizer", nargs="+", required=True,
+    p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale",
+                       description="Recipes actions, transfer, methods, injection train runs (--data, --tokenizer and "
+                                   "--steps or --minutes); synth-bc uses a trained world model (--run, --embodiment).")
+    p.add_argument("name", choices=EXPERIMENTS + SIM_EXPERIMENTS)
+    p.add_argument("--data", nargs="+", default=None,
+                   help="dataset folders or folders of datasets (e.g. the tiny suite); synth-bc: the real dataset "
+                        "(default: the run's)")
+    p.add_argument("--tokenizer", nargs="+", default=None,
                    help="tokenizer folder(s): a discrete one, plus a continuous one for `methods`")
     p.add_argument("--out", required=True, help="experiment folder; runs, evaluations and results go to OUT/NAME/")
-    budget = p.add_mutually_exclusive_group(required=True)
+    budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="optimizer steps per trained run")
     budget.add_argument("--minutes", type=float, help="wall-clock training minutes per trained run")
     p.add_argument("--scale", default="tiny", choices=list(SCALES), help="trunk size")
@@ -43,11 +48,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--horizon", type=int, default=None, help="frames generated per evaluation clip")
-    p.add_argument("--eval-episodes", type=int, default=4, help="held-out episodes per embodiment evaluated")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help="held-out episodes per embodiment evaluated (default 4); synth-bc: episodes each policy "
+                        "runs in the real simulator (default 20)")
     p.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name)")
     p.add_argument("--results-md", default=DEFAULT_RESULTS_MD, help="markdown file whose section this experiment rewrites")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    sb = p.add_argument_group("synth-bc (behaviour cloning on real vs real + synthetic episodes)")
+    sb.add_argument("--run", default=None, help="trained world-model run that generates the synthetic episodes")
+    sb.add_argument("--embodiment", default=None, help="embodiment with a simulator to score the policies in")
+    sb.add_argument("--real-episodes", type=int, default=10, help="real episodes both policies are cloned from")
+    sb.add_argument("--synthetic-episodes", type=int, default=90, help="world-model episodes added to the second")
+    sb.add_argument("--bc-steps", type=int, default=500, help="optimizer steps of each behaviour-cloning policy")
+    sb.add_argument("--perturb", type=float, default=0.1,
+                    help="noise std on the recorded actions that drive the synthetic episodes, fraction of their range")
     p.set_defaults(func=_experiment)
 
 
@@ -80,7 +95,7 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = ["hma", "experiment", args.name, "--data", *args.data, "--tokenizer", *args.tokenizer, "--out", args.out]
     parts += ["--steps", str(args.steps)] if args.steps is not None else ["--minutes", f"{args.minutes:g}"]
     parts += ["--scale", args.scale, "--batch-size", str(args.batch_size), "--lr", f"{args.lr:g}", "--seed", str(args.seed),
-              "--eval-episodes", str(args.eval_episodes)]
+              "--eval-episodes", str(args.eval_episodes or 4)]
     results_md = None if args.results_md == DEFAULT_RESULTS_MD else args.results_md
     for flag, value in (("--horizon", args.horizon), ("--target", args.target), ("--results-md", results_md),
                         ("--threads", args.threads)):
@@ -92,16 +107,66 @@ def _command_line(args: argparse.Namespace) -> str:
 def _experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from hma.errors import ConfigError
     from hma.eval.experiments import Budget, ExperimentOptions, run_experiment
 
     _threads(args.threads)
+    if args.name in SIM_EXPERIMENTS:
+        return _synth_bc(args)
+    missing = [flag for flag, value in (("--data", args.data), ("--tokenizer", args.tokenizer)) if not value]
+    if missing:
+        raise ConfigError(f"experiment {args.name!r} trains runs and needs {' and '.join(missing)}")
     opts = ExperimentOptions(data=args.data, tokenizers=args.tokenizer, out=Path(args.out),
                              budget=Budget(steps=args.steps, minutes=args.minutes), scale=args.scale,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed, horizon=args.horizon,
-                             eval_episodes=args.eval_episodes, target=args.target, results_md=Path(args.results_md),
+                             eval_episodes=args.eval_episodes or 4, target=args.target, results_md=Path(args.results_md),
                              command=_command_line(args), progress=not args.no_progress)
     result = run_experiment(args.name, opts)
     for f in result["findings"]:
         print(f)
     print(f"wrote {Path(args.out) / args.name}/results.json and updated {args.results_md}")
+    return 0
+
+
+def _synth_bc_command(args: argparse.Namespace) -> str:
+    parts = ["hma", "experiment", "synth-bc", "--run", args.run, "--embodiment", args.embodiment]
+    if args.data:
+        parts += ["--data", *args.data]
+    parts += ["--out", args.out, "--real-episodes", str(args.real_episodes), "--synthetic-episodes",
+              str(args.synthetic_episodes), "--eval-episodes", str(args.eval_episodes or 20), "--bc-steps",
+              str(args.bc_steps), "--perturb", f"{args.perturb:g}", "--seed", str(args.seed)]
+    results_md = None if args.results_md == DEFAULT_RESULTS_MD else args.results_md
+    for flag, value in (("--results-md", results_md), ("--threads", args.threads)):
+        if value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _synth_bc(args: argparse.Namespace) -> int:
+    """Behaviour cloning on real episodes vs real + world-model episodes, scored in the real simulator."""
+    from pathlib import Path
+
+    from hma.apps.bc import run_synth_bc, synth_bc_section
+    from hma.errors import ConfigError
+    from hma.eval.experiments import update_results_section
+    from hma.sim.env import open_run, run_dataset
+
+    missing = [flag for flag, value in (("--run", args.run), ("--embodiment", args.embodiment)) if not value]
+    if missing:
+        raise ConfigError(f"experiment 'synth-bc' needs {' and '.join(missing)} (a trained world model and its embodiment)")
+    if args.data and len(args.data) != 1:
+        raise ConfigError(f"synth-bc takes one real dataset folder, got {len(args.data)}: {' '.join(args.data)}")
+    run = open_run(args.run)
+    dataset = args.data[0] if args.data else run_dataset(run, args.embodiment)
+    if dataset is None:
+        raise ConfigError(f"the run records no dataset of {args.embodiment!r} on disk; pass --data with its real episodes")
+    result = run_synth_bc(run, args.embodiment, dataset=dataset, out=Path(args.out) / "synth-bc",
+                          real_episodes=args.real_episodes, synthetic_episodes=args.synthetic_episodes,
+                          eval_episodes=args.eval_episodes or 20, bc_steps=args.bc_steps, perturb=args.perturb,
+                          seed=args.seed)
+    body = synth_bc_section(result, _synth_bc_command(args))
+    update_results_section(Path(args.results_md), "synth-bc", body)
+    print(f"real only {result['real_only']:.2f}, real + synthetic {result['real_plus_synthetic']:.2f} success "
+          f"({result['eval_episodes']} episodes each, {result['embodiment']})")
+    print(f"wrote {Path(args.out) / 'synth-bc'}/synth_bc.json and updated {args.results_md}")
     return 0
