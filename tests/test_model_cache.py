@@ -77,7 +77,33 @@ def test_evict_slide_keeps_the_window_without_recomputing() -> None:
     tokens, actions = _inputs("discrete", T + 1)
     cache = model.new_cache(2, slide=Slide.EVICT)
     model.prefill(tokens[:, :T], actions[:, :T], embodiment="arm", cache=cache)
-    kept = [k[:, :, 1:].clone() for k in cache.keys]
+    kept = [k.clone() for k in cache.keys]
     out = model.forward_frame(tokens[:, T], actions[:, T - 1], embodiment="arm", cache=cache)
     assert cache.length == T - 1 and out.logits.shape == (2, 1, 16, 64)
-    assert all(torch.equal(k[:, :, : T - 1], old) for k, old in zip(cache.keys, kept))
+    assert cache.slots == list(range(1, T))  # the oldest frame's slot 0 now holds the new frame
+    assert all(torch.equal(k[:, :, 1:], old[:, :, 1:]) for k, old in zip(cache.keys, kept))
+
+
+@pytest.mark.parametrize("injection", ["concat+modulate", "cross_attention"])
+@torch.no_grad()
+def test_evict_ring_equals_a_cache_kept_in_time_order(injection: str) -> None:
+    """The ring never moves keys; re-ordering them into time order after every frame (what a
+    shifting cache does) must give the same outputs over a rollout that wraps the ring twice."""
+    model = _model("discrete", injection)
+    for block in model.trunk.blocks:  # a distinct learned bias per frame distance (it starts at zero)
+        block.time_bias.normal_(generator=torch.Generator().manual_seed(1))
+    frames = 3 * T + 1
+    tokens, actions = _inputs("discrete", frames)
+    ring, ordered = model.new_cache(2, slide=Slide.EVICT), model.new_cache(2, slide=Slide.EVICT)
+    for cache in (ring, ordered):
+        model.prefill(tokens[:, :2], actions[:, :2], embodiment="arm", cache=cache)
+    for t in range(2, frames):
+        outs = [model.forward_frame(tokens[:, t], actions[:, t - 1], embodiment="arm", cache=c) for c in (ring, ordered)]
+        torch.testing.assert_close(outs[0].logits, outs[1].logits, atol=1e-5, rtol=1e-5)
+        for c in (ring, ordered):
+            model.commit_frame(tokens[:, t], actions[:, t - 1], embodiment="arm", cache=c)
+        n = ordered.length
+        for k in (*ordered.keys, *ordered.values):
+            k[:, :, :n] = k[:, :, ordered.slots].clone()
+        ordered.slots = list(range(n))
+    assert sorted(ring.slots) != ring.slots  # the ring did wrap

@@ -67,7 +67,8 @@ class Block(nn.Module):
             self.q_cross = None
 
     def forward(self, x: Tensor, action_emb: Tensor, *, time_bias_index: Tensor,
-                kv_buffer: KV | None = None, start: int = 0, action_context: Tensor | None = None) -> Tensor:
+                kv_buffer: KV | None = None, start: int = 0, read: int | None = None,
+                action_context: Tensor | None = None) -> Tensor:
         """x (B,T,S,D): T new frames occupying window slots start..start+T-1; action_emb (B,T,D).
 
         Without ``kv_buffer`` the frames attend causally among themselves (window mode,
@@ -92,7 +93,8 @@ class Block(nn.Module):
         if kv_buffer is not None:
             kv_buffer[0][:, :, start : start + t] = k
             kv_buffer[1][:, :, start : start + t] = v
-            k, v = kv_buffer[0][:, :, : start + t], kv_buffer[1][:, :, : start + t]  # (B*S,H,start+T,Dh)
+            read = start + t if read is None else read
+            k, v = kv_buffer[0][:, :, :read], kv_buffer[1][:, :, :read]  # (B*S,H,read,Dh)
         bias = self.time_bias[:, time_bias_index.clamp(min=0)]  # (H,Tq,Tk)
         bias = bias.masked_fill(time_bias_index < 0, float("-inf")).to(q.dtype)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])  # (B*S,H,T,Dh)
@@ -139,10 +141,14 @@ class Trunk(nn.Module):
         self.norm = nn.LayerNorm(width)
 
     def forward(self, x: Tensor, action_emb: Tensor, *, kv_buffers: list[KV] | None = None, start: int = 0,
+                read: int | None = None, bias_index: Tensor | None = None,
                 action_context: Tensor | None = None) -> Tensor:
-        """x (B,T,S,D) new frames at window slots start.. -> normed output (B,T,S,D); see :meth:`Block.forward`."""
-        index = time_bias_index(start, x.shape[1], x.device)
+        """x (B,T,S,D) new frames at window slots start.. -> normed output (B,T,S,D); see :meth:`Block.forward`.
+
+        ``read`` and ``bias_index`` (Tq, read) describe a ring-buffer cache whose slots are not
+        in time order; by default slots 0..start+T-1 hold the frames in order."""
+        index = time_bias_index(start, x.shape[1], x.device) if bias_index is None else bias_index
         for i, block in enumerate(self.blocks):
             x = block(x, action_emb, time_bias_index=index, kv_buffer=None if kv_buffers is None else kv_buffers[i],
-                      start=start, action_context=action_context)
+                      start=start, read=read, action_context=action_context)
         return self.norm(x)

@@ -234,6 +234,7 @@ class WorldModel(nn.Module):
         if cache.length == cache.max_frames:
             self._slide(cache)
         n = cache.length
+        slot = cache.free_slot()
         tok = self._embed_tokens(frame_tokens[:, None], None if frame_mask is None else frame_mask[:, None])  # (B,1,S,D)
         b = tok.shape[0]
         if n == 0:
@@ -242,15 +243,18 @@ class WorldModel(nn.Module):
             act = self.hidden_action.expand(b, 1, -1)
         else:
             act = self._action_embed(action_prev[:, None], None, embodiment)  # (B,1,D)
-        # Slot n is free: writing the new frame's keys/values (and action) there lets the
-        # attention read one contiguous buffer; only a commit counts the slot as taken.
-        cache.action_emb[:, n] = act[:, 0]
-        h = self.trunk(self._assemble(tok, act), act, kv_buffers=list(zip(cache.keys, cache.values)), start=n,
-                       action_context=cache.action_emb[:, : n + 1])
+        # The free slot takes the new frame's keys/values; the kept frames and it fill slots
+        # 0..n (a ring once the cache has slid), so the attention reads one contiguous buffer.
+        # Only a commit counts the slot as taken. Bias index: frame distance of each slot.
+        distance = {s: n - i for i, s in enumerate(cache.slots)} | {slot: 0}
+        index = torch.tensor([[distance[s] for s in range(n + 1)]], device=tok.device)  # (1, n+1)
+        cache.action_emb[:, n] = act[:, 0]  # action embeddings stay in time order (cross-attention reads them)
+        h = self.trunk(self._assemble(tok, act), act, kv_buffers=list(zip(cache.keys, cache.values)), start=slot,
+                       read=n + 1, bias_index=index, action_context=cache.action_emb[:, : n + 1])
         if not commit:
             return self._outputs(h, embodiment)
         cache.token_emb[:, n] = tok[:, 0]
-        cache.length = n + 1
+        cache.slots.append(slot)
         return None
 
     def prefill(self, tokens: Tensor, actions: Tensor | None, *, embodiment: str, cache: KVCache) -> None:
@@ -275,14 +279,11 @@ class WorldModel(nn.Module):
     def _slide(self, cache: KVCache) -> None:
         """Drop the oldest frame (see :class:`Slide` for the two ways)."""
         n = cache.length - 1
-        cache.token_emb[:, :n] = cache.token_emb[:, 1:].clone()
         cache.action_emb[:, :n] = cache.action_emb[:, 1:].clone()
         if cache.slide == Slide.EVICT:
-            for kc, vc in zip(cache.keys, cache.values):
-                kc[:, :, :n] = kc[:, :, 1:].clone()
-                vc[:, :, :n] = vc[:, :, 1:].clone()
-            cache.length = n
+            cache.slots.pop(0)  # its slot is the next frame's; the kept keys/values stay where they are
             return
+        cache.token_emb[:, :n] = cache.token_emb[:, 1:].clone()
         cache.action_emb[:, 0] = self.no_action  # as the uncached window sees its first frame
         self._encode_cache(cache, n)
 
@@ -290,7 +291,7 @@ class WorldModel(nn.Module):
         tok, act = cache.token_emb[:, :n], cache.action_emb[:, :n]  # (B,n,S,D), (B,n,D)
         self.trunk(self._assemble(tok, act), act, kv_buffers=list(zip(cache.keys, cache.values)), start=0,
                    action_context=act)
-        cache.length = n
+        cache.slots = list(range(n))
 
     # -- training objective ----------------------------------------------------------
     def loss(self, batch: dict, *, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
