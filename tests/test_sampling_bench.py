@@ -21,17 +21,31 @@ def test_one_measurement_reports_time_and_decode() -> None:
     assert (result.preset, result.method, result.cached, result.steps) == ("tiny", "maskgit", True, 2)
     assert 0 < result.sec_per_frame < 60
     assert result.decode_sec_per_frame is not None and result.decode_sec_per_frame > 0
+    assert result.flops_per_frame is not None and result.flops_per_frame > 0
+
+
+def test_flop_counts_show_what_the_cache_saves() -> None:
+    """A cached frame costs K single-frame passes plus one commit pass; an uncached one K
+    passes over the whole window (8 frames at tiny): the FLOP ratio is 8K / (K + 1)."""
+    flops = {(mode, k): bench_world_model("tiny", "maskgit", mode, BenchSettings(repeats=1, maskgit_steps=k)).flops_per_frame
+             for mode in CacheMode for k in (2, 4)}
+    for k in (2, 4):
+        ratio = flops[(CacheMode.UNCACHED, k)] / flops[(CacheMode.CACHED, k)]
+        assert 8 * k / (k + 1) * 0.9 < ratio < 8 * k / (k + 1) * 1.25, (k, ratio)
+    assert flops[(CacheMode.CACHED, 4)] / flops[(CacheMode.CACHED, 2)] == pytest.approx(5 / 3, rel=0.05)
 
 
 def test_table_shows_the_ratios_side_by_side() -> None:
-    results = [BenchResult("base", "maskgit", True, 2, 0.5, 0.01, 0.4), BenchResult("base", "maskgit", False, 2, 5.0, 0.01, 3.2),
-               BenchResult("base", "diffusion", True, 50, 10.0, None, 8.0)]
+    results = [BenchResult("base", "maskgit", True, 2, 0.5, 0.01, 0.4, 3e9), BenchResult("base", "maskgit", False, 2, 5.0, 0.01, 3.2, 24e9),
+               BenchResult("base", "diffusion", True, 50, 10.0, None, 8.0, 51e9)]
     table = format_table(results)
     assert "base (wall): maskgit uncached/cached = 10.0x, diffusion/maskgit cached = 20.0x" in table
     assert "base (cpu): maskgit uncached/cached = 8.0x, diffusion/maskgit cached = 20.0x" in table
+    assert "base (FLOPs): maskgit uncached/cached = 8.0x, diffusion/maskgit cached = 17.0x" in table
     data = results_json(results, {"cpu_count": 2})
     assert data["results"][0] == {"preset": "base", "method": "maskgit", "cached": True, "steps": 2,
-                                  "sec_per_frame": 0.5, "decode_sec_per_frame": 0.01, "cpu_sec_per_frame": 0.4}
+                                  "sec_per_frame": 0.5, "decode_sec_per_frame": 0.01, "cpu_sec_per_frame": 0.4,
+                                  "flops_per_frame": 3e9}
 
 
 def test_cli_rejects_an_unknown_preset(capsys) -> None:

@@ -44,6 +44,9 @@ class BenchResult:
     # Process CPU time per frame: with one thread, what an otherwise idle core would take;
     # on a shared machine it is the figure that other jobs disturb least.
     cpu_sec_per_frame: float = 0.0
+    # Floating-point operations of one generated frame (matmuls and attention, counted by
+    # torch.utils.flop_counter): the ratio a perfect implementation would reach.
+    flops_per_frame: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,20 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, floa
     return statistics.median(wall), statistics.median(cpu)
 
 
+def _flops(fn: Callable[[], object]) -> float:
+    """Floating-point operations of one call: matmuls, plus CPU attention kernels that the
+    counter does not know by default (counted as the same attention FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def attention(query, key, value, *args, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: attention}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
 def _context(config: ModelConfig, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     if config.kind == "discrete":
         tokens = torch.randint(0, config.vocab_size, (1, frames, *config.grid), generator=generator)
@@ -129,8 +146,9 @@ def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSe
     for _ in range(2):  # the window fills, then slides once: steady state from here on
         frame = engine.step(action, g)
     seconds, cpu = _median_seconds(lambda: engine.step(action, g), settings.repeats)
+    flops = _flops(lambda: engine.step(action, g))
     decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
-    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode, cpu)
+    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode, cpu, flops)
 
 
 @torch.inference_mode()
@@ -147,8 +165,9 @@ def bench_diffusion(name: str, settings: BenchSettings) -> BenchResult:
     for _ in range(2):
         frame = rollout.step(action, g)
     seconds, cpu = _median_seconds(lambda: rollout.step(action, g), settings.repeats)
+    flops = _flops(lambda: rollout.step(action, g))
     decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
-    return BenchResult(name, "diffusion", True, rollout.steps, seconds, decode, cpu)
+    return BenchResult(name, "diffusion", True, rollout.steps, seconds, decode, cpu, flops)
 
 
 def run_bench(presets: list[str], settings: BenchSettings, *, threads: int | None = None,
@@ -181,15 +200,16 @@ def format_table(results: list[BenchResult]) -> str:
     """Per-frame times with fps (with and without decoding) and, per preset, the ratios
     uncached / cached and diffusion / cached for MaskGIT, all from the same run."""
     lines = [f"{'preset':6s} {'method':9s} {'path':8s} {'steps':>5s} {'s/frame':>9s} {'decode s':>9s} "
-             f"{'fps':>7s} {'fps+dec':>7s} {'cpu s':>9s}"]
+             f"{'fps':>7s} {'fps+dec':>7s} {'cpu s':>9s} {'GFLOP':>8s}"]
     for r in results:
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):7.2f}" if dec is not None else "    n/a"
         dec_text = f"{dec:9.4f}" if dec is not None else "      n/a"
         lines.append(f"{r.preset:6s} {r.method:9s} {'cached' if r.cached else 'uncached':8s} {r.steps:5d} "
-                     f"{r.sec_per_frame:9.4f} {dec_text} {1 / r.sec_per_frame:7.2f} {fps_dec} {r.cpu_sec_per_frame:9.4f}")
+                     f"{r.sec_per_frame:9.4f} {dec_text} {1 / r.sec_per_frame:7.2f} {fps_dec} {r.cpu_sec_per_frame:9.4f} "
+                     f"{r.flops_per_frame / 1e9 if r.flops_per_frame else float('nan'):8.2f}")
     for name in dict.fromkeys(r.preset for r in results):
-        for clock in ("sec_per_frame", "cpu_sec_per_frame"):
+        for clock in ("sec_per_frame", "cpu_sec_per_frame", "flops_per_frame"):
             by = {(r.method, r.cached): getattr(r, clock) for r in results if r.preset == name}
             cached = by.get(("maskgit", True))
             if not cached:
@@ -201,7 +221,8 @@ def format_table(results: list[BenchResult]) -> str:
                 parts.append(f"diffusion/maskgit cached = {by[('diffusion', True)] / cached:.1f}x")
             if ("mar", True) in by:
                 parts.append(f"mar/maskgit cached = {by[('mar', True)] / cached:.1f}x")
-            lines.append(f"{name} ({'wall' if clock == 'sec_per_frame' else 'cpu'}): " + ", ".join(parts))
+            label = {"sec_per_frame": "wall", "cpu_sec_per_frame": "cpu", "flops_per_frame": "FLOPs"}[clock]
+            lines.append(f"{name} ({label}): " + ", ".join(parts))
     return "\n".join(lines)
 
 
