@@ -59,3 +59,14 @@ def test_cli_writes_json(tmp_path) -> None:
                  "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["results"]
     assert [(r["method"], r["cached"]) for r in rows] == [("maskgit", True), ("maskgit", False)]
+
+
+def test_cli_writes_its_speed_section(tmp_path) -> None:
+    md = tmp_path / "results.md"
+    assert main(["bench", "--presets", "tiny", "--methods", "maskgit", "--repeats", "1", "--threads", "1",
+                 "--results-md", str(md), "--json", str(tmp_path / "b.json")]) == 0
+    text = md.read_text()
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert text.count("hma-experiment:speed:begin") == 1 and "hma bench --presets tiny" in text
+    assert f"| tiny | maskgit | cached | 2 | {rows[0]['sec_per_frame']:.4f} |" in text
+    assert "- tiny (FLOPs): maskgit uncached/cached = " in text

@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mar-diffusion-steps", type=int, default=100, help="diffusion-head steps per MAR token")
     p.add_argument("--diffusion-steps", type=int, default=50, help="DDIM steps of the diffusion baseline")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
     p.set_defaults(func=_bench)
 
 
@@ -47,4 +48,37 @@ def _bench(args: argparse.Namespace) -> int:
           f"on {machine['cpu_count']} cores")
     if args.json_out:
         atomic_write_json(args.json_out, results_json(results, machine))
+    if args.results_md:
+        _write_speed_section(args.results_md, results, machine, args.argv)
     return 0
+
+
+def _write_speed_section(path: str, results, machine: dict, argv: list[str]) -> None:
+    """The run's table and ratios as the ``speed`` section of docs/results.md, with command and date."""
+    import datetime as dt
+    import shlex
+    from pathlib import Path
+
+    from hma.eval.experiments import update_results_section
+    from hma.sampling.bench import format_table
+
+    command = "hma " + shlex.join(argv)
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = []
+    for r in results:
+        dec = r.decode_sec_per_frame
+        fps_dec = f"{1 / (r.sec_per_frame + dec):.2f}" if dec is not None else "n/a"
+        flops = f"{r.flops_per_frame / 1e9:.1f}" if r.flops_per_frame else "n/a"
+        rows.append(f"| {r.preset} | {r.method} | {'cached' if r.cached else 'uncached'} | {r.steps} | "
+                    f"{r.sec_per_frame:.4f} | {1 / r.sec_per_frame:.2f} | {fps_dec} | {flops} |")
+    ratios = [line for line in format_table(results).splitlines() if "/cached" in line]
+    body = (f"## speed: seconds per generated frame (random weights, batch 1, fp32)\n\n"
+            f"Claim (paper): MaskGIT HMA generates frames about 15x faster than a video diffusion model "
+            f"(Table 1: 22.72 vs 0.28 FPS on a GPU, different model sizes).\n\n"
+            f"Command ({date}, {machine['threads']} thread(s) on {machine['cpu_count']} cores, load average "
+            f"{machine['load_average_before'][0]:.2f} before):\n\n```\n{command}\n```\n\n"
+            f"| preset | method | path | steps | s/frame | fps | fps with decoding | GFLOP/frame |\n"
+            f"|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            + "\n".join(f"- {line}" for line in ratios) + "\n")
+    update_results_section(Path(path), "speed", body)
+    print(f"updated {path}")

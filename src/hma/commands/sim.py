@@ -77,7 +77,7 @@ def _write_policy_eval_section(args: argparse.Namespace, report) -> None:
 
     from hma.eval.experiments import update_results_section
 
-    command = "hma " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "hma " + shlex.join(getattr(args, "argv", sys.argv[1:]))
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(f"| {r.name} | {r.real_rate:.2f} | {r.model_rate:.2f} |" for r in report.results)
     body = (f"## policy-eval: success rates in the real simulator vs in the world model\n\n"

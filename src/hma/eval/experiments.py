@@ -34,7 +34,7 @@ from hma.io import atomic_write_bytes, atomic_write_json
 
 EXPERIMENTS = ("actions", "transfer", "methods", "injection")
 # docs/results.md sections, in order: the experiments, then the simulator-use reports.
-RESULT_SECTIONS = EXPERIMENTS + ("policy-eval", "synth-bc")
+RESULT_SECTIONS = EXPERIMENTS + ("policy-eval", "synth-bc", "speed")
 RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
 RUNS_DIR = "runs"
