@@ -11,6 +11,7 @@ flags. All episodes of one policy are generated together by a
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,11 +24,13 @@ from hma.apps.success import SuccessClassifier, train_success_classifier
 from hma.data.sim.registry import get_embodiment
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
+from hma.eval.report import side_by_side_gif
 from hma.io import atomic_write_json
 from hma.sim.env import open_run, run_dataset
 from hma.sim.vector_env import WorldModelVectorEnv
 
 DEFAULT_POLICIES = ("expert:0", "expert:0.3", "expert:1", "random")
+VIDEOS_DIR = "videos"  # per policy: its first episode, real simulator beside world model
 
 
 @dataclass
@@ -94,7 +97,8 @@ def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | No
                       steps: int | None = None, dataset: str | Path | None = None, out: str | Path = "policy_eval",
                       seed: int = 0, classifier: SuccessClassifier | None = None, sampling: Any = None,
                       simulator: GroundTruthSim | None = None) -> PolicyEvalReport:
-    """Roll every policy out in both simulators; write ``report.json`` and ``correlation.png`` to ``out``.
+    """Roll every policy out in both simulators; write ``report.json``, ``correlation.png`` and
+    ``videos/POLICY.gif`` (first episode, real beside world model) to ``out``.
 
     ``simulator`` replaces the registry's simulator of ``embodiment`` (anything with
     GroundTruthSim's ``chunk``/``reset``/``step``/``expert_step``/``close``)."""
@@ -122,7 +126,11 @@ def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | No
             raise ConfigError(f"the simulator takes {sim.chunk} control steps per frame, the model {chunk}")
         for text in policies or DEFAULT_POLICIES:
             policy = parse_policy(text, run=loaded, embodiment=embodiment, space=venv.single_action_space, dataset=store)
-            results.append(_evaluate_one(text, policy, sim, venv, classifier, episodes=episodes, steps=steps, seed=seed))
+            result, real_video, model_video = _evaluate_one(text, policy, sim, venv, classifier, episodes=episodes,
+                                                            steps=steps, seed=seed)
+            results.append(result)
+            side_by_side_gif(real_video, {"world model": model_video}, out / VIDEOS_DIR / f"{_file_name(text)}.gif",
+                             context=1)
     pearson, spearman = correlations([r.real_rate for r in results], [r.model_rate for r in results])
     report = PolicyEvalReport(embodiment, episodes, steps, results, pearson, spearman, metrics)
     report.plot = str(_plot(report, out / "correlation.png"))
@@ -130,8 +138,16 @@ def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | No
     return report
 
 
+def _file_name(policy: str) -> str:
+    """A policy's text as a file name: expert:0.7 -> expert_0.7, bc:/path/ckpt -> bc_ckpt."""
+    kind, _, arg = policy.partition(":")
+    arg = Path(arg).name if kind == "bc" else arg
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{kind}_{arg}" if arg else kind)
+
+
 def _evaluate_one(name: str, policy, sim: GroundTruthSim, venv: WorldModelVectorEnv, classifier: SuccessClassifier, *,
-                  episodes: int, steps: int, seed: int) -> PolicyResult:
+                  episodes: int, steps: int, seed: int) -> tuple[PolicyResult, np.ndarray, np.ndarray]:
+    """The policy's result, and its first episode in the real simulator and in the world model (T, H, W, 3)."""
     rng = np.random.default_rng([seed, 1])
     first_frames, real_chunks, real_frames, real_success = [], [], [], []
     image_policies = [policy() for _ in range(episodes)] if not isinstance(policy, ExpertSpec) else None
@@ -169,7 +185,7 @@ def _evaluate_one(name: str, policy, sim: GroundTruthSim, venv: WorldModelVector
     videos = np.stack(generated, axis=1)  # (E, steps+1, H, W, 3)
     model_success = [classifier.episode_success(v) for v in videos]
     real_by_classifier = [classifier.episode_success(v) for v in real_frames]
-    return PolicyResult(name, real_success, model_success, real_by_classifier)
+    return PolicyResult(name, real_success, model_success, real_by_classifier), real_frames[0], videos[0]
 
 
 def _plot(report: PolicyEvalReport, path: Path) -> Path:
