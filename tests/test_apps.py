@@ -189,3 +189,9 @@ def test_experiment_cli_names_what_each_recipe_needs(tmp_path, capsys):
     assert "needs --run and --embodiment" in capsys.readouterr().err
     assert main(["experiment", "actions", "--out", str(tmp_path), "--steps", "2"]) == 2
     assert "needs --data and --tokenizer" in capsys.readouterr().err
+
+
+def test_synth_bc_rejects_empty_counts(run, store, tmp_path):
+    for key in ("real_episodes", "synthetic_episodes", "eval_episodes", "bc_steps"):
+        with pytest.raises(ConfigError, match=f"{key}=0 is invalid"):
+            run_synth_bc(run, EMBODIMENT, dataset=store.root, out=tmp_path / "sbc", simulator=ToySim(), **{key: 0})

@@ -141,8 +141,10 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
     store = EpisodeStore(dataset)
     if store.num_episodes < real_episodes:
         raise DataError(f"dataset {store.root} has {store.num_episodes} episodes, expected at least {real_episodes} real ones")
-    if synthetic_episodes < 1:
-        raise ConfigError(f"synthetic_episodes={synthetic_episodes} is invalid, expected an integer >= 1")
+    for name, value in (("real_episodes", real_episodes), ("synthetic_episodes", synthetic_episodes),
+                        ("eval_episodes", eval_episodes), ("bc_steps", bc_steps)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}={value!r} is invalid, expected an integer >= 1")
     out = Path(out)
     real = list(range(real_episodes))
     synthetic = synthesize(run, embodiment, episodes=synthetic_episodes, out=out / "synthetic", dataset=store,
