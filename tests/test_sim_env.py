@@ -149,3 +149,19 @@ def test_world_model_policy_predicts_bounded_chunks(run):
         action = policy.act(obs)
         assert action.shape == (CHUNK, 2) and env.action_space.contains(action)
         obs, *_ = env.step(action)
+
+
+def test_run_dataset_is_found_from_another_folder(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from hma.sim.env import run_dataset
+
+    store = make_store(tmp_path / "project" / "data" / "toy", episodes=2, length=8)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    relative = SimpleNamespace(config={"train": {"data": ["data/toy"]}}, path=tmp_path / "project" / "run")
+    assert run_dataset(relative, EMBODIMENT) == store.root  # relative to the folder holding the run
+    resolved = SimpleNamespace(config={"train": {"data": ["gone/toy"], "data_resolved": [str(store.root)]}}, path=None)
+    assert run_dataset(resolved, EMBODIMENT) == store.root  # the absolute path recorded at training time
+    assert run_dataset(SimpleNamespace(config={"train": {"data": ["gone/toy"]}}, path=None), EMBODIMENT) is None

@@ -41,10 +41,15 @@ def open_run(run: Any):
 
 def run_dataset(loaded: Any, embodiment: str) -> Path | None:
     """The dataset of ``embodiment`` among the run's training data (``config.json`` ->
-    ``train.data``), if it is still on disk."""
-    paths = (getattr(loaded, "config", None) or {}).get("train", {}).get("data") or []
+    ``train.data``), if it is still on disk: as recorded, relative to the folder that holds
+    the run, or at the absolute path recorded at training time."""
+    train = (getattr(loaded, "config", None) or {}).get("train", {})
+    recorded = [Path(p) for p in train.get("data") or []]
+    run_path = getattr(loaded, "path", None)
+    paths = [*recorded, *(Path(run_path).parent / p for p in recorded if run_path is not None and not p.is_absolute()),
+             *(Path(p) for p in train.get("data_resolved") or [])]
     for path in paths:
-        if not Path(path).exists():
+        if not path.exists():
             continue
         for found in find_datasets([path]):
             if read_json(found / METADATA_FILE, "dataset metadata").get("embodiment") == embodiment:

@@ -234,6 +234,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     run_config = {"kind": model_kind, "model": model_config.to_json(),
                   "tokenizer": {"name": tokenizer.name, "kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint},
                   "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "model_overrides"}}
+    # Absolute too: commands run from another folder (policy-eval, synth, play) find the data.
+    run_config["train"]["data_resolved"] = [str(Path(d).resolve()) for d in cfg.data]
     writer = None
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
