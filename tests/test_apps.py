@@ -65,6 +65,27 @@ def test_synth_writes_a_valid_resumable_dataset(run, store, tmp_path, monkeypatc
     assert (ep["actions"] >= low - 1e-6).all() and (ep["actions"] <= high + 1e-6).all()
 
 
+def test_synth_killed_inside_a_batch_resumes_to_the_uninterrupted_result(run, store, tmp_path, monkeypatch):
+    from hma.data.store import StoreWriter
+
+    kwargs = dict(episodes=5, dataset=store.root, steps=4, batch_size=3, seed=1)
+    original = StoreWriter.add_episode
+
+    def dies_after_four(self, *args, **kw):
+        if self.num_staged == 4:  # episode 4 is the second of the second batch
+            raise KeyboardInterrupt
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(StoreWriter, "add_episode", dies_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(run, EMBODIMENT, out=tmp_path / "killed", **kwargs)
+    monkeypatch.setattr(StoreWriter, "add_episode", original)
+    resumed = synthesize(run, EMBODIMENT, out=tmp_path / "killed", **kwargs)
+    whole = synthesize(run, EMBODIMENT, out=tmp_path / "whole", **kwargs)
+    np.testing.assert_array_equal(np.asarray(resumed.frames), np.asarray(whole.frames))
+    np.testing.assert_array_equal(np.asarray(resumed.actions), np.asarray(whole.actions))
+
+
 def test_synth_rejects_privileged_policies(run, store, tmp_path):
     with pytest.raises(ConfigError, match="needs the real simulator's state"):
         synthesize(run, EMBODIMENT, episodes=1, out=tmp_path / "x", dataset=store.root, policy="expert:0", steps=2)

@@ -10,7 +10,8 @@ The native store has one row per control step while the model makes one frame pe
 ``k`` control steps, so each generated frame is held for its ``k`` rows, next to the k
 actions of its chunk; training windows (stride k) then see exactly the generated frames
 and chunks. Writing goes through :class:`~hma.data.store.StoreWriter`, so a killed run
-resumes at the first unwritten episode.
+resumes at the batch of the first unwritten episode and ends with what an uninterrupted
+run writes.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
         "source_dataset": str(store.root), "seed": seed}})
     writer = StoreWriter(out, info)
     venv, image_policy = None, None
-    for first in range(writer.num_staged, episodes, batch_size):
+    # A killed run may have written part of a batch: redo that whole batch (same episodes,
+    # same seed, same batch size, so the same frames) and keep only its missing episodes.
+    staged = writer.num_staged
+    for first in range(staged - staged % batch_size, episodes, batch_size):
         ids = list(range(first, min(first + batch_size, episodes)))
         if venv is None or venv.num_envs != len(ids):
             venv = WorldModelVectorEnv(loaded, embodiment, len(ids), dataset=store, context_frames=1,
@@ -70,9 +74,11 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
             if isinstance(image_policy, ExpertSpec):
                 raise ConfigError(f"policy {policy!r} needs the real simulator's state; synthetic data takes an "
                                   f"image policy (bc:CHECKPOINT, world-model, random) or recorded actions")
-        for frames, actions in _generate(venv, store, [sources[i % len(sources)] for i in ids], image_policy,
-                                         steps=steps, perturb=perturb, seed=seed * 1_000_003 + first):
-            writer.add_episode(frames, actions)
+        batch = _generate(venv, store, [sources[i % len(sources)] for i in ids], image_policy,
+                          steps=steps, perturb=perturb, seed=seed * 1_000_003 + first)
+        for i, (frames, actions) in zip(ids, batch):
+            if i >= staged:
+                writer.add_episode(frames, actions)
     return writer.finalize()
 
 
