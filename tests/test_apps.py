@@ -192,15 +192,17 @@ def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path
     md.write_text("# Results\n\nintro kept\n")
     args = ["experiment", "synth-bc", "--run", "toy-run", "--embodiment", EMBODIMENT, "--data", str(store.root),
             "--out", str(tmp_path / "exp"), "--real-episodes", "3", "--synthetic-episodes", "2", "--eval-episodes", "2",
-            "--bc-steps", "10", "--results-md", str(md)]
+            "--bc-steps", "10", "--results-md", str(md), "--seed", "4", "--repeats", "2"]
     assert main(args) == 0
-    result = json.loads((tmp_path / "exp" / "synth-bc" / "synth_bc.json").read_text())
+    results = [json.loads((tmp_path / "exp" / "synth-bc" / f"seed_{s}" / "synth_bc.json").read_text()) for s in (4, 5)]
     text = md.read_text()
     assert text.startswith("# Results\n\nintro kept\n") and text.count("hma-experiment:synth-bc:begin") == 1
-    assert f"| real only | 3 | {result['real_only']:.2f} |" in text
-    assert f"| real + synthetic | 3 + 2 | {result['real_plus_synthetic']:.2f} |" in text
-    assert "hma experiment synth-bc --run toy-run" in text and "--synthetic-episodes 2" in text
-    assert EpisodeStore(tmp_path / "exp" / "synth-bc" / "synthetic").num_episodes == 2
+    assert "| training data | episodes | seed 4 | seed 5 | mean |" in text
+    for key, label in (("real_only", "real only | 3"), ("real_plus_synthetic", "real + synthetic | 3 + 2")):
+        a, b = results[0][key], results[1][key]
+        assert f"| {label} | {a:.2f} | {b:.2f} | {(a + b) / 2:.2f} |" in text
+    assert "hma experiment synth-bc --run toy-run" in text and "--synthetic-episodes 2" in text and "--repeats 2" in text
+    assert EpisodeStore(tmp_path / "exp" / "synth-bc" / "seed_5" / "synthetic").num_episodes == 2
 
 
 def test_experiment_cli_names_what_each_recipe_needs(tmp_path, capsys):
@@ -210,6 +212,16 @@ def test_experiment_cli_names_what_each_recipe_needs(tmp_path, capsys):
     assert "needs --run and --embodiment" in capsys.readouterr().err
     assert main(["experiment", "actions", "--out", str(tmp_path), "--steps", "2"]) == 2
     assert "needs --data and --tokenizer" in capsys.readouterr().err
+
+
+def test_synth_bc_section_calls_small_differences_noise():
+    from hma.apps.bc import synth_bc_section
+
+    base = dict(embodiment="toy", real_episodes=10, synthetic_episodes=90, eval_episodes=20, steps=39)
+    close = synth_bc_section([{**base, "seed": 0, "real_only": 0.50, "real_plus_synthetic": 0.45}], "cmd")
+    assert "- no clear difference here: 0.45 with synthetic episodes vs 0.50 without" in close
+    far = synth_bc_section([{**base, "seed": s, "real_only": 0.1, "real_plus_synthetic": 0.8} for s in range(3)], "cmd")
+    assert "- synthetic episodes helped here: 0.80 vs 0.10 success (mean of 3 seed(s)" in far
 
 
 def test_synth_bc_rejects_empty_counts(run, store, tmp_path):

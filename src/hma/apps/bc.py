@@ -158,7 +158,7 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
             "real_plus_synthetic": train_bc([(store, real), (synthetic, range(synthetic.num_episodes))], chunk=chunk,
                                             steps=bc_steps, seed=seed, name="bc-real+synth"),
         }
-        result: dict[str, Any] = {"embodiment": embodiment, "real_episodes": real_episodes,
+        result: dict[str, Any] = {"embodiment": embodiment, "seed": seed, "real_episodes": real_episodes,
                                   "synthetic_episodes": synthetic_episodes, "eval_episodes": eval_episodes, "steps": steps}
         for key, policy in policies.items():
             policy.save(out / key)
@@ -169,24 +169,39 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
     return result
 
 
-def synth_bc_section(result: dict[str, Any], command: str, date: str | None = None) -> str:
-    """The docs/results.md section of one :func:`run_synth_bc` result: command, date, table, finding."""
+def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str | None = None) -> str:
+    """The docs/results.md section of one or more :func:`run_synth_bc` results (one per seed):
+    command, date, a table with each seed's success rates and their mean, and the finding."""
     import datetime as dt
 
+    if not results:
+        raise ConfigError("synth_bc_section needs at least one result")
     date = date or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    real, mixed = result["real_only"], result["real_plus_synthetic"]
-    n = result["eval_episodes"]
-    if mixed > real:
+    first = results[0]
+    real = float(np.mean([r["real_only"] for r in results]))
+    mixed = float(np.mean([r["real_plus_synthetic"] for r in results]))
+    seeds = ", ".join(f"seed {r.get('seed', i)}" for i, r in enumerate(results))
+    header = "| training data | episodes | " + " | ".join(f"seed {r.get('seed', i)}" for i, r in enumerate(results))
+    header += " | mean |\n|---|---|" + "---|" * (len(results) + 1) + "\n"
+    rows = ""
+    for key, label, episodes in (("real_only", "real only", f"{first['real_episodes']}"),
+                                 ("real_plus_synthetic", "real + synthetic",
+                                  f"{first['real_episodes']} + {first['synthetic_episodes']}")):
+        values = " | ".join(f"{r[key]:.2f}" for r in results)
+        rows += f"| {label} | {episodes} | {values} | {np.mean([r[key] for r in results]):.2f} |\n"
+    n = first["eval_episodes"]
+    # A success rate over N episodes has a standard error of at most 0.5/sqrt(N); the
+    # difference of two such rates at most sqrt(2) times that.
+    noise = 0.5 * np.sqrt(2 / (n * len(results)))
+    if abs(mixed - real) <= 2 * noise:
+        finding = f"no clear difference here: {mixed:.2f} with synthetic episodes vs {real:.2f} without"
+    elif mixed > real:
         finding = f"synthetic episodes helped here: {mixed:.2f} vs {real:.2f} success"
-    elif mixed < real:
-        finding = f"synthetic episodes did not help here: {mixed:.2f} vs {real:.2f} success"
     else:
-        finding = f"no difference here: both {real:.2f} success"
+        finding = f"synthetic episodes hurt here: {mixed:.2f} vs {real:.2f} success"
     return (f"## synth-bc: behaviour cloning on real vs real + world-model episodes\n\n"
             f"Claim (paper): adding world-model generated trajectories to a few real ones improves the cloned policy.\n\n"
             f"Command ({date}):\n\n```\n{command}\n```\n\n"
-            f"| training data | episodes | success in the real simulator |\n|---|---|---|\n"
-            f"| real only | {result['real_episodes']} | {real:.2f} |\n"
-            f"| real + synthetic | {result['real_episodes']} + {result['synthetic_episodes']} | {mixed:.2f} |\n\n"
-            f"- {finding} ({n} episodes of {result['steps']} frames per policy, {result['embodiment']}; "
-            f"one seed, so differences of one or two episodes are noise)\n")
+            f"Success in the real simulator ({n} episodes of {first['steps']} frames per policy, {first['embodiment']}; "
+            f"{seeds}):\n\n" + header + rows + "\n"
+            f"- {finding} (mean of {len(results)} seed(s); a difference under {2 * noise:.2f} is within two standard errors of no difference)\n")

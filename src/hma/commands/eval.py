@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sb.add_argument("--real-episodes", type=int, default=10, help="real episodes both policies are cloned from")
     sb.add_argument("--synthetic-episodes", type=int, default=90, help="world-model episodes added to the second")
     sb.add_argument("--bc-steps", type=int, default=500, help="optimizer steps of each behaviour-cloning policy")
+    sb.add_argument("--repeats", type=int, default=1,
+                    help="run the comparison with seeds SEED..SEED+N-1 and report each and their mean")
     sb.add_argument("--perturb", type=float, default=0.1,
                     help="noise std on the recorded actions that drive the synthetic episodes, fraction of their range")
     p.set_defaults(func=_experiment)
@@ -134,7 +136,7 @@ def _synth_bc_command(args: argparse.Namespace) -> str:
         parts += ["--data", *args.data]
     parts += ["--out", args.out, "--real-episodes", str(args.real_episodes), "--synthetic-episodes",
               str(args.synthetic_episodes), "--eval-episodes", str(args.eval_episodes or 20), "--bc-steps",
-              str(args.bc_steps), "--perturb", f"{args.perturb:g}", "--seed", str(args.seed)]
+              str(args.bc_steps), "--perturb", f"{args.perturb:g}", "--seed", str(args.seed), "--repeats", str(args.repeats)]
     results_md = None if args.results_md == DEFAULT_RESULTS_MD else args.results_md
     for flag, value in (("--results-md", results_md), ("--threads", args.threads)):
         if value is not None:
@@ -160,13 +162,17 @@ def _synth_bc(args: argparse.Namespace) -> int:
     dataset = args.data[0] if args.data else run_dataset(run, args.embodiment)
     if dataset is None:
         raise ConfigError(f"the run records no dataset of {args.embodiment!r} on disk; pass --data with its real episodes")
-    result = run_synth_bc(run, args.embodiment, dataset=dataset, out=Path(args.out) / "synth-bc",
-                          real_episodes=args.real_episodes, synthetic_episodes=args.synthetic_episodes,
-                          eval_episodes=args.eval_episodes or 20, bc_steps=args.bc_steps, perturb=args.perturb,
-                          seed=args.seed)
-    body = synth_bc_section(result, _synth_bc_command(args))
-    update_results_section(Path(args.results_md), "synth-bc", body)
-    print(f"real only {result['real_only']:.2f}, real + synthetic {result['real_plus_synthetic']:.2f} success "
-          f"({result['eval_episodes']} episodes each, {result['embodiment']})")
-    print(f"wrote {Path(args.out) / 'synth-bc'}/synth_bc.json and updated {args.results_md}")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats} is invalid, expected an integer >= 1")
+    results = []
+    for seed in range(args.seed, args.seed + args.repeats):
+        out = Path(args.out) / "synth-bc" / f"seed_{seed}"
+        result = run_synth_bc(run, args.embodiment, dataset=dataset, out=out, real_episodes=args.real_episodes,
+                              synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes or 20,
+                              bc_steps=args.bc_steps, perturb=args.perturb, seed=seed)
+        results.append(result)
+        print(f"seed {seed}: real only {result['real_only']:.2f}, real + synthetic {result['real_plus_synthetic']:.2f} "
+              f"success ({result['eval_episodes']} episodes each, {result['embodiment']}); wrote {out}/synth_bc.json")
+    update_results_section(Path(args.results_md), "synth-bc", synth_bc_section(results, _synth_bc_command(args)))
+    print(f"updated {args.results_md}")
     return 0
