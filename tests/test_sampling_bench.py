@@ -70,3 +70,12 @@ def test_cli_writes_its_speed_section(tmp_path) -> None:
     assert text.count("hma-experiment:speed:begin") == 1 and "hma bench --presets tiny" in text
     assert f"| tiny | maskgit | cached | 2 | {rows[0]['sec_per_frame']:.4f} |" in text
     assert "- tiny (FLOPs): maskgit uncached/cached = " in text
+
+
+def test_cli_reports_an_unwritable_results_file_in_one_line(tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["bench", "--presets", "tiny", "--methods", "maskgit", "--repeats", "1", "--threads", "1",
+                 "--json", str(blocker / "bench.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hma: error: ") and str(blocker) in err and "\n" not in err

@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except HmaError as e:
         print(f"hma: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the user gave cannot be read or written
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"hma: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("hma: interrupted", file=sys.stderr)
         return 130
