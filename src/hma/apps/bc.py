@@ -172,11 +172,11 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
 def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str | None = None) -> str:
     """The docs/results.md section of one or more :func:`run_synth_bc` results (one per seed):
     command, date, a table with each seed's success rates and their mean, and the finding."""
-    import datetime as dt
+    from hma.eval.experiments import results_date
 
     if not results:
         raise ConfigError("synth_bc_section needs at least one result")
-    date = date or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = date or results_date()
     first = results[0]
     real = float(np.mean([r["real_only"] for r in results]))
     mixed = float(np.mean([r["real_plus_synthetic"] for r in results]))

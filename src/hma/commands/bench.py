@@ -55,15 +55,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _write_speed_section(path: str, results, machine: dict, argv: list[str]) -> None:
     """The run's table and ratios as the ``speed`` section of docs/results.md, with command and date."""
-    import datetime as dt
-    import shlex
     from pathlib import Path
 
-    from hma.eval.experiments import update_results_section
+    from hma.eval.experiments import results_date, shown_command, update_results_section
     from hma.sampling.bench import format_table
 
-    command = "hma " + shlex.join(argv)
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command, date = shown_command(argv), results_date()
     rows = []
     for r in results:
         dec = r.decode_sec_per_frame

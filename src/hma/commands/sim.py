@@ -70,15 +70,12 @@ def _policy_eval(args: argparse.Namespace) -> int:
 
 def _write_policy_eval_section(args: argparse.Namespace, report) -> None:
     """Record the run in docs/results.md: the command, the date and the table it printed."""
-    import datetime as dt
-    import shlex
     import sys
     from pathlib import Path
 
-    from hma.eval.experiments import update_results_section
+    from hma.eval.experiments import results_date, shown_command, update_results_section
 
-    command = "hma " + shlex.join(getattr(args, "argv", sys.argv[1:]))
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command, date = shown_command(getattr(args, "argv", sys.argv[1:])), results_date()
     rows = "\n".join(f"| {r.name} | {r.real_rate:.2f} | {r.model_rate:.2f} |" for r in report.results)
     body = (f"## policy-eval: success rates in the real simulator vs in the world model\n\n"
             f"Claim (paper): Pearson 0.95 between learned-simulator and ground-truth success over 4 policies.\n\n"

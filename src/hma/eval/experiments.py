@@ -336,6 +336,18 @@ def _markers(name: str) -> tuple[str, str]:
     return f"<!-- hma-experiment:{name}:begin -->", f"<!-- hma-experiment:{name}:end -->"
 
 
+def results_date() -> str:
+    """The date a results section records: UTC, to the minute."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def shown_command(argv: Sequence[str]) -> str:
+    """The ``hma`` command line a results section quotes, from the arguments as typed."""
+    import shlex
+
+    return "hma " + shlex.join(argv)
+
+
 def update_results_section(path: Path, name: str, body: str) -> None:
     """Replace experiment ``name``'s section of ``path`` (creating the file), atomically.
 
@@ -398,7 +410,7 @@ def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
     result = {
         "experiment": name,
         "command": opts.command,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": results_date(),
         "budget": opts.budget.describe(),
         "scale_config": ", ".join(f"{k} {v}" for k, v in SCALES[opts.scale].items()),
         "options": {"scale": opts.scale, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
