@@ -29,9 +29,10 @@ class Slide(str, enum.Enum):
     first frame with the "no action" embedding), so every later output equals the
     uncached window over the same last frames; costs one (max_frames-1)-frame pass per slide.
     ``evict``: the oldest frame's keys/values are dropped and the rest kept as they are (its
-    slot is reused by the next frame, no compute, no copy). The kept frames' deeper-layer keys still carry what they saw
-    of the dropped frame, so outputs differ slightly from the uncached window (a
-    Transformer-XL-style longer memory); it is the fast choice for long rollouts.
+    slot is reused by the next frame: no compute, no copy). The kept frames' deeper-layer
+    keys still carry what they saw of the dropped frame, so outputs differ slightly from the
+    uncached window (a Transformer-XL-style longer memory); it is the fast choice for long
+    rollouts.
     """
 
     EXACT = "exact"
