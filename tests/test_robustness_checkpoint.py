@@ -13,6 +13,7 @@ from hma.errors import CheckpointError, ConfigError, DataError, HmaError
 from hma.tokenizer import load_tokenizer
 from hma.train import TrainConfig, train
 
+from _helpers_files import flip_byte
 from _helpers_robustness import make_pipeline
 
 # What hma.load reads: the run's weights and config, and the run's copy of the tokenizer.
@@ -66,9 +67,7 @@ def test_flipped_bit_in_weights(pipeline, tmp_path_factory, name, pos, byte):
     # Weights are checksummed (config.json records model.safetensors' sha256, the tokenizer's
     # fingerprint is its sha256), so even a flip inside a tensor's bytes is caught.
     run = _copy_run(pipeline, tmp_path_factory)
-    data = bytearray((run / name).read_bytes())
-    data[int(len(data) * pos)] ^= byte
-    (run / name).write_bytes(bytes(data))
+    flip_byte(run / name, pos, byte)
     _load_fails_naming(run, name)
 
 
@@ -77,9 +76,7 @@ def test_flipped_bit_in_weights(pipeline, tmp_path_factory, name, pos, byte):
        byte=st.integers(1, 255))
 def test_flipped_byte_in_config(pipeline, tmp_path_factory, name, pos, byte):
     run = _copy_run(pipeline, tmp_path_factory)
-    data = bytearray((run / name).read_bytes())
-    data[int(len(data) * pos)] ^= byte
-    (run / name).write_bytes(bytes(data))
+    flip_byte(run / name, pos, byte)
     try:
         hma.load(run)
     except HmaError as e:

@@ -13,6 +13,7 @@ from hma.errors import DataError
 from hma.tokenizer import load_tokenizer
 from hma.tokenizer.shards import open_token_shard
 
+from _helpers_files import flip_byte, mangle_json_field
 from _helpers_robustness import make_pipeline
 
 TOKENIZER = "tok"
@@ -48,9 +49,7 @@ def test_truncated_shard(pipeline, tmp_path_factory, cut):
 @given(pos=st.floats(0.0, 0.999), byte=st.integers(1, 255))
 def test_flipped_byte_in_shard_fails_verification(pipeline, tmp_path_factory, pos, byte):
     dataset, shard = _copy_dataset(pipeline, tmp_path_factory)
-    data = bytearray((shard / "tokens.npy").read_bytes())
-    data[int(len(data) * pos)] ^= byte
-    (shard / "tokens.npy").write_bytes(bytes(data))
+    flip_byte(shard / "tokens.npy", pos, byte)
     with pytest.raises(DataError, match=str(shard / "tokens.npy")):
         open_token_shard(dataset, TOKENIZER, verify=True)
 
@@ -62,13 +61,7 @@ def test_flipped_byte_in_shard_fails_verification(pipeline, tmp_path_factory, po
        drop=st.booleans())
 def test_mangled_shard_metadata(pipeline, tmp_path_factory, key, value, drop):
     dataset, shard = _copy_dataset(pipeline, tmp_path_factory)
-    meta = json.loads((shard / "tokens.json").read_text())
-    original = meta[key]
-    if drop:
-        del meta[key]
-    else:
-        meta[key] = value
-    (shard / "tokens.json").write_text(json.dumps(meta))
+    original = mangle_json_field(shard / "tokens.json", key, value, drop)
     try:
         # With the tokenizer itself (not its name) the fingerprint is checked too.
         open_token_shard(dataset, load_tokenizer(pipeline.tokenizer), verify=True)

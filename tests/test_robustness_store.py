@@ -1,6 +1,5 @@
 """Property-based fuzzing of the episode store reader: any damage -> one DataError."""
 
-import json
 import shutil
 
 import numpy as np
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 from hma.data.store import EpisodeStore
 from hma.errors import DataError
 
+from _helpers_files import flip_byte, mangle_json_field
 from _helpers_store import make_store
 
 FILES = ["frames.npy", "actions.npy", "episode_starts.npy", "success.npy", "metadata.json"]
@@ -53,10 +53,7 @@ def test_truncated_file(pristine, tmp_path_factory, name, cut):
 def test_flipped_byte_fails_checksum_or_header(pristine, tmp_path_factory, name, pos, byte):
     root = _copy(pristine, tmp_path_factory)
     path = root / name
-    data = bytearray(path.read_bytes())
-    i = int(len(data) * pos)
-    data[i] ^= byte
-    path.write_bytes(bytes(data))
+    flip_byte(path, pos, byte)
     with pytest.raises(DataError):
         _open_fully(root)
 
@@ -74,13 +71,7 @@ _JSON = st.recursive(
        value=_JSON, drop=st.booleans())
 def test_mangled_metadata_field(pristine, tmp_path_factory, key, value, drop):
     root = _copy(pristine, tmp_path_factory)
-    meta = json.loads((root / "metadata.json").read_text())
-    original = meta[key]
-    if drop:
-        del meta[key]
-    else:
-        meta[key] = value
-    (root / "metadata.json").write_text(json.dumps(meta))
+    original = mangle_json_field(root / "metadata.json", key, value, drop)
     try:
         _open_fully(root)
     except DataError:
