@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--embodiments", nargs="*", default=None, help="only these embodiments of the suite")
     p.add_argument("--overwrite", action="store_true", help="replace finished datasets instead of skipping them")
+    p.add_argument("--no-counterfactual", dest="counterfactual", action="store_false",
+                   help="skip the counterfactual branches of the held-out episodes (DATASET/counterfactual/)")
     p.set_defaults(func=_generate)
 
     p = dsub.add_parser("info", help="print a table of datasets")
@@ -46,10 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from hma.data.sim.branches import BranchPlan
     from hma.data.sim.suite import generate_suite
 
     generate_suite(args.suite, args.out, episodes=args.episodes, image_size=args.image_size,
-                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite)
+                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite,
+                   branches=BranchPlan() if args.counterfactual else None)
     from hma.data.inspect import info_table
 
     print(info_table([args.out]))

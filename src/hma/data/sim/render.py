@@ -22,7 +22,9 @@ class CameraSpec:
     distance: float = 1.0
     azimuth: float = 90.0
     elevation: float = -45.0
-    track_body: str | None = None  # a free camera that follows this body (e.g. a running cheetah)
+    # A free camera whose lookat x follows this body (e.g. a running cheetah); y and z stay
+    # at ``lookat``'s.
+    track_body: str | None = None
 
 
 class FastRenderer:
@@ -46,15 +48,19 @@ class FastRenderer:
         self._option = mujoco.MjvOption()
         for group in hidden_geom_groups:
             self._option.geomgroup[group] = 0
+        self._track = None
         if camera.name is not None:
             self._camera: object = camera.name
         else:
             cam = mujoco.MjvCamera()
+            # MuJoCo's own tracking camera moves only part of the way towards its body on
+            # each render and keeps that state across episodes, so a frame would depend on
+            # which frames were rendered before it (a new episode opened with the previous
+            # one's pan). Following the body ourselves makes every frame a function of the
+            # simulator state alone, which exact replays from a branch point rely on.
+            cam.type = mujoco.mjtCamera.mjCAMERA_FREE
             if camera.track_body is not None:
-                cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-                cam.trackbodyid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, camera.track_body)
-            else:
-                cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+                self._track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, camera.track_body)
             cam.lookat[:] = camera.lookat
             cam.distance = camera.distance
             cam.azimuth = camera.azimuth
@@ -63,6 +69,8 @@ class FastRenderer:
 
     def render(self, data) -> np.ndarray:
         """The current frame, uint8 (S, S, 3), right way up (mujoco.Renderer flips it)."""
+        if self._track is not None:
+            self._camera.lookat[0] = data.xpos[self._track][0]
         self._renderer.update_scene(data, camera=self._camera, scene_option=self._option)
         return self._renderer.render().copy()
 

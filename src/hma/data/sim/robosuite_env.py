@@ -19,10 +19,13 @@ class RobosuiteLiftSim:
         import robosuite
 
         # hard_reset=False keeps one MuJoCo model for the whole run instead of recompiling
-        # it every episode; robosuite's own renderer is off because ours is faster.
+        # it every episode; robosuite's own renderer is off because ours is faster. The
+        # fixed seed fixes the cube's size, which robosuite draws when it builds the model:
+        # every instance must simulate the same world, or a branch replayed in a new
+        # instance would not reproduce its episode.
         self.env = robosuite.make(
             "Lift", robots=robot, has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False,
-            control_freq=control_hz, hard_reset=False, horizon=1_000_000, initialization_noise=None,
+            control_freq=control_hz, hard_reset=False, horizon=1_000_000, initialization_noise=None, seed=0,
         )
         self.env.reset()
         self.action_low, self.action_high = (np.asarray(x, dtype=np.float64) for x in self.env.action_spec)

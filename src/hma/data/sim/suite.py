@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from tqdm.auto import tqdm
 
+from hma.data.sim.branches import BranchPlan, episode_rng, generate_branches
 from hma.data.sim.registry import FRAME_HZ, EmbodimentSpec, get_embodiment
 from hma.data.sim.rollout import BehaviourMix, rollout
 from hma.data.store import METADATA_FILE, DatasetInfo, StoreWriter
@@ -68,19 +67,24 @@ def dataset_info(spec: EmbodimentSpec, *, image_size: int, seed: int, episode_st
     )
 
 
-def episode_rng(seed: int, name: str, episode: int) -> np.random.Generator:
-    """Episode ``episode`` depends only on (seed, embodiment, episode): a resumed run
-    regenerates exactly what an uninterrupted one would have."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode()), episode])
-
-
 def generate_dataset(spec: EmbodimentSpec, out: str | Path, *, episodes: int, episode_steps: int,
-                     image_size: int = 64, seed: int = 0, overwrite: bool = False) -> Path:
-    """Write (or resume, or skip if finished) one embodiment's dataset folder."""
+                     image_size: int = 64, seed: int = 0, overwrite: bool = False,
+                     branches: BranchPlan | None = BranchPlan()) -> Path:
+    """Write (or resume, or skip if finished) one embodiment's dataset folder, then its
+    counterfactual branches (:mod:`hma.data.sim.branches`) unless ``branches`` is None."""
     out = Path(out)
     if (out / METADATA_FILE).exists() and not overwrite:
         tqdm.write(f"{spec.name}: {out} is complete, skipping (--overwrite replaces it)")
-        return out
+    else:
+        _generate_episodes(spec, out, episodes=episodes, episode_steps=episode_steps, image_size=image_size,
+                           seed=seed, overwrite=overwrite)
+    if branches is not None:
+        generate_branches(spec, out, plan=branches, overwrite=overwrite)
+    return out
+
+
+def _generate_episodes(spec: EmbodimentSpec, out: Path, *, episodes: int, episode_steps: int, image_size: int,
+                       seed: int, overwrite: bool) -> None:
     writer = StoreWriter(out, dataset_info(spec, image_size=image_size, seed=seed, episode_steps=episode_steps),
                          overwrite=overwrite)
     start = writer.num_staged
@@ -95,11 +99,11 @@ def generate_dataset(spec: EmbodimentSpec, out: str | Path, *, episodes: int, ep
         finally:
             env.close()
     writer.finalize()
-    return out
 
 
 def generate_suite(suite: str, out: str | Path, *, episodes: int | None = None, image_size: int = 64,
-                   seed: int = 0, embodiments: Sequence[str] | None = None, overwrite: bool = False) -> list[Path]:
+                   seed: int = 0, embodiments: Sequence[str] | None = None, overwrite: bool = False,
+                   branches: BranchPlan | None = BranchPlan()) -> list[Path]:
     """Generate every dataset of ``suite`` under ``out`` (one folder per embodiment)."""
     s = get_suite(suite)
     names = list(s.embodiments)
@@ -118,6 +122,6 @@ def generate_suite(suite: str, out: str | Path, *, episodes: int | None = None, 
         spec = get_embodiment(name)
         paths.append(generate_dataset(
             spec, Path(out) / name, episodes=episodes or s.episodes, episode_steps=s.episode_steps(spec),
-            image_size=image_size, seed=seed, overwrite=overwrite,
+            image_size=image_size, seed=seed, overwrite=overwrite, branches=branches,
         ))
     return paths
