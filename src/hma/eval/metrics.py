@@ -34,6 +34,7 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 MIN_RANDOM_DRAWS = 3
+MOTION_THRESHOLD = 8.0  # of 255: a pixel "moved" between two futures (see motion_mask)
 _FRAMES_PER_CHUNK = 32  # bounds SSIM/LPIPS memory on long videos
 
 
@@ -99,6 +100,51 @@ def ssim(pred: ArrayLike, target: ArrayLike, *, data_range: float | None = None)
         for pc, tc in zip(p.split(_FRAMES_PER_CHUNK), t.split(_FRAMES_PER_CHUNK))
     ]
     return torch.cat(out).reshape(lead)
+
+
+def motion_mask(future_a: ArrayLike, future_b: ArrayLike, *, threshold: float = MOTION_THRESHOLD) -> torch.Tensor:
+    """Pixels where two futures of the same start differ: bool (..., H, W).
+
+    A pixel counts when any channel differs by more than ``threshold`` (of 255, or of the
+    float range): what the actions changed, so a static background cannot dominate a score.
+    """
+    a, b, lead = _paired_frames(future_a, future_b, None)
+    moved = (a - b).abs().amax(dim=-1) > threshold / 255.0  # (N, H, W)
+    return moved.reshape(*lead, *moved.shape[1:])
+
+
+def masked_psnr(pred: ArrayLike, target: ArrayLike, mask: ArrayLike) -> torch.Tensor:
+    """PSNR in dB over the pixels of ``mask`` (..., H, W), pooled over all frames of each leading index.
+
+    ``pred``/``target`` are videos (B, T, H, W, 3) with mask (B, T, H, W): one value per clip
+    (B,). NaN where a clip's mask is empty.
+    """
+    p, t, lead = _paired_frames(pred, target, None)
+    m = to_tensor(mask).to(device=p.device, dtype=p.dtype).reshape(*p.shape[:-1])  # (N, H, W)
+    err = ((p - t).pow(2).mean(dim=-1) * m).reshape(lead[0], -1).sum(dim=1)  # (B,)
+    count = m.reshape(lead[0], -1).sum(dim=1)  # (B,)
+    mse = err / count  # NaN for an empty mask
+    return -10 * torch.log10(mse)
+
+
+def bootstrap_interval(values: ArrayLike, *, confidence: float = 0.95, resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (N,) (NaNs dropped).
+
+    Resamples the N values with replacement ``resamples`` times; the interval holds the
+    central ``confidence`` share of the resampled means. One value gives a zero-width interval.
+    """
+    v = np.asarray(to_tensor(values).double().cpu(), dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise DataError("bootstrap_interval got no finite values; expected at least one")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence {confidence} is invalid; expected a value between 0 and 1")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(v.size, size=(resamples, v.size))].mean(axis=1)  # (R,)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 def delta_psnr(

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from hma.eval.counterfactual import follows_other_actions
 from hma.io import atomic_write_bytes
 
 # (metrics key, column title, format) of the per-embodiment table.
@@ -66,6 +67,51 @@ def mode_table(result: Mapping[str, Any]) -> str:
     return markdown_table(header, rows)
 
 
+COUNTERFACTUAL_GIF_SUFFIX = "_counterfactual.gif"
+
+
+def _interval(s: Mapping[str, float] | None) -> str:
+    return "–" if s is None else f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
+
+
+def counterfactual_table(result: Mapping[str, Any]) -> str:
+    """Per-embodiment scores against the simulator's counterfactual branches, with 95% intervals."""
+    header = ["embodiment", "clips", "ΔPSNR (dB)", "ceiling (dB)", "fraction", "PSNR true (dB)", "CF PSNR (dB)",
+              "true pred vs CF (dB)", "follows other actions", "motion PSNR true", "motion PSNR CF",
+              "tokenizer motion PSNR"]
+    rows = []
+    for name, r in result["per_embodiment"].items():
+        cf = r.get("counterfactual")
+        if cf is None:
+            continue
+        rows.append([name, str(cf["clips"]), _interval(cf["delta_psnr"]), _interval(cf["ceiling"]),
+                     format_value(cf["fraction_of_ceiling"], "{:.2f}"), _interval(cf["psnr_true"]),
+                     _interval(cf["psnr_counterfactual"]), _interval(cf["psnr_true_vs_counterfactual"]),
+                     "yes" if follows_other_actions(cf) else "no", _interval(cf["motion_psnr_true"]),
+                     _interval(cf["motion_psnr_counterfactual"]), _interval(cf["tokenizer_motion_psnr"])])
+    return markdown_table(header, rows)
+
+
+def _counterfactual_section(result: Mapping[str, Any], videos: Sequence[str]) -> list[str]:
+    s = result["overall"]["counterfactual"]
+    return [
+        "\n## Against the simulator: counterfactual branches\n",
+        "Each held-out clip is paired with the simulator's rollout from the same state under other actions "
+        "(random draws of the training actions, smooth exploration, the noisy expert). Autoregressive; "
+        "means with 95% bootstrap intervals over clips. ΔPSNR uses the other actions as the random ones; "
+        "the ceiling is the ΔPSNR of a perfect model seen through this tokenizer; motion PSNR counts only "
+        "the pixels where the two futures differ.\n",
+        counterfactual_table(result),
+        f"\nΔPSNR interval above 0: {s['delta_psnr_above_zero']}/{s['embodiments']} robots; ΔPSNR >= 50% of the "
+        f"ceiling: {s['half_of_ceiling']}/{s['embodiments']}; follows the other actions (CF PSNR within 1 dB of "
+        f"true-action PSNR and above the true-action prediction's PSNR against the CF future): "
+        f"{s['follows_other_actions']}/{s['embodiments']}.\n",
+        "\nSame start, two action sequences (top: true actions, bottom: other actions; left: simulator, "
+        "right: model):\n",
+        "\n".join(videos) + "\n",
+    ]
+
+
 def _png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
@@ -104,8 +150,27 @@ def side_by_side_gif(real: np.ndarray, generated: Mapping[str, np.ndarray], path
     Context frames (copied from the real clip) get a grey bar under them, generated frames a
     red one, so a viewer can tell where generation starts.
     """
+    _write_gif(_side_by_side(real, generated, context=context), path, fps=fps)
+
+
+def counterfactual_gif(shown: Mapping[str, Any], path: Path, *, context: int, fps: float = 4.0) -> None:
+    """Two rows from the same start: simulator beside model under the true actions (top) and
+    under the other actions (bottom)."""
+    top = _side_by_side(shown["simulator, true actions"], {"model": shown["model, true actions"]}, context=context)
+    bottom = _side_by_side(shown["simulator, other actions"], {"model": shown["model, other actions"]},
+                           context=context)
+    gap = np.full((top.shape[0], 6, *top.shape[2:]), 255, dtype=np.uint8)
+    _write_gif(np.concatenate([top, gap, bottom], axis=1), path, fps=fps)
+
+
+def _write_gif(frames: np.ndarray, path: Path, *, fps: float) -> None:
     import imageio.v3 as iio
 
+    atomic_write_bytes(path, iio.imwrite("<bytes>", frames, extension=".gif", duration=1000 / fps, loop=0))
+
+
+def _side_by_side(real: np.ndarray, generated: Mapping[str, np.ndarray], *, context: int) -> np.ndarray:
+    """Frames (L, H', W', 3) of :func:`side_by_side_gif`."""
     scale = max(1, 128 // real.shape[1])  # small simulator frames are hard to see at 64 px
     panels = [real, *generated.values()]
     frames = []
@@ -118,8 +183,7 @@ def side_by_side_gif(real: np.ndarray, generated: Mapping[str, np.ndarray], path
             row.append(np.concatenate([img, bar]))
             row.append(np.full((row[-1].shape[0], 2, 3), 255, dtype=np.uint8))
         frames.append(np.concatenate(row[:-1], axis=1))
-    data = iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
-    atomic_write_bytes(path, data)
+    return np.stack(frames)
 
 
 def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.ndarray]], out: Path) -> None:
@@ -129,12 +193,16 @@ def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.
     out = Path(out)
     opts = result["options"]
     psnr_plot(result, out / PSNR_PLOT_FILE)
-    videos = []
+    videos, cf_videos = [], []
     for name, arrays in shown.items():
-        generated = {k: v for k, v in arrays.items() if k != "real"}
+        generated = {k: v for k, v in arrays.items() if k not in ("real", "counterfactual")}
         rel = f"{VIDEO_DIR}/{name}.gif"
         side_by_side_gif(arrays["real"], generated, out / rel, context=opts["context"])
         videos.append(f"- {name}: ![{name}]({rel}) (left: real; then {', '.join(generated)})")
+        if "counterfactual" in arrays:
+            rel = f"{VIDEO_DIR}/{name}{COUNTERFACTUAL_GIF_SUFFIX}"
+            counterfactual_gif(arrays["counterfactual"], out / rel, context=opts["context"])
+            cf_videos.append(f"- {name}: ![{name}]({rel}) (other actions: {arrays['counterfactual']['policy']})")
     notes = sorted({f"{k}: {v}" for r in result["per_embodiment"].values() for k, v in r["notes"].items()})
     text = [
         f"# Evaluation of `{result['run']}`\n",
@@ -147,6 +215,7 @@ def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.
         eval_table(result),
         "\n## By mode\n",
         mode_table(result),
+        *(_counterfactual_section(result, cf_videos) if cf_videos else []),
         f"\n## PSNR vs horizon\n\n![PSNR vs horizon]({PSNR_PLOT_FILE})\n",
         "\n## Real vs generated (first held-out clip)\n",
         "\n".join(videos) + "\n",

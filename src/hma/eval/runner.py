@@ -392,8 +392,51 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: _
             loaded, store, spec, held, frame_hz=frame_hz, opts=opts, passive=passive, device=device)
     else:
         notes["perplexity"] = "defined for discrete-token (MaskGIT) runs only"
+    found = _evaluate_counterfactual(loaded, store, spec, gen, opts, held=held, horizon=horizon, window=window,
+                                     device=device)
+    if found is not None:
+        result["counterfactual"], shown["counterfactual"] = found
     result["notes"] = notes
     return result, shown
+
+
+def _evaluate_counterfactual(loaded, store: EpisodeStore, spec, gen, opts: EvalOptions, *, held: Sequence[int],
+                             horizon: int, window: int, device: torch.device) -> tuple[dict, dict] | None:
+    """Scores against the simulator's counterfactual branches (:mod:`hma.eval.counterfactual`), when the dataset has them.
+
+    Both futures of a clip pair are rolled out autoregressively from the same context and sampling noise.
+    """
+    from hma.data.sim.branches import open_branches
+    from hma.eval.counterfactual import counterfactual_clips, counterfactual_scores
+
+    found = open_branches(store.root)
+    if found is None:
+        return None
+    norm = spec.normalizer
+    clips = counterfactual_clips(store, *found, held=held, chunk=spec.chunk, context=opts.context, horizon=horizon,
+                                 mean=norm.mean[: store.action_dim], std=norm.std[: store.action_dim])
+    if clips is None:
+        return None
+    c = opts.context
+    tokens = _encode(loaded.tokenizer, clips.frames, device)  # (B, L, ...)
+    futures = {}
+    for name, actions in (("true", clips.actions), ("counterfactual", clips.cf_actions)):
+        pred, _ = _generate_clips(gen, EvalMode.AUTOREGRESSIVE, tokens, torch.from_numpy(actions).to(device), opts,
+                                  window=window)
+        futures[name] = _decode(loaded.tokenizer, pred)  # (B, H, h, w, 3)
+    recon = _decode(loaded.tokenizer, tokens[:, c:])
+    recon_cf = _decode(loaded.tokenizer, _encode(loaded.tokenizer, clips.cf_future, device))
+    real = clips.frames[:, c:]
+    scores = counterfactual_scores(futures["true"], futures["counterfactual"], real, clips.cf_future, recon, recon_cf,
+                                   policies=clips.policies, psnr_cap=PSNR_CAP_DB, seed=opts.seed)
+    # Show the pair whose two futures differ most: the one where following the actions is visible.
+    i = int(np.argmax(np.abs(real.astype(np.int16) - clips.cf_future).reshape(len(real), -1).mean(axis=1)))
+    ctx = clips.frames[i, :c]
+    shown = {"simulator, true actions": clips.frames[i], "model, true actions": np.concatenate([ctx, futures["true"][i]]),
+             "simulator, other actions": np.concatenate([ctx, clips.cf_future[i]]),
+             "model, other actions": np.concatenate([ctx, futures["counterfactual"][i]]),
+             "policy": clips.policies[i]}
+    return scores, shown
 
 
 def _store_perplexity(loaded, store: EpisodeStore, spec, held: Sequence[int], *, frame_hz: float,
@@ -455,6 +498,10 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
     overall: dict[str, Any] = {k: _finite_mean(r.get(k) for r in per.values())
                                for k in (*HEADLINE_KEYS, "perplexity", "fps", "recon_psnr")}
     overall["clips"] = sum(r["clips"] for r in per.values())
+    if any("counterfactual" in r for r in per.values()):
+        from hma.eval.counterfactual import counterfactual_summary
+
+        overall["counterfactual"] = counterfactual_summary(per)
     overall["modes"] = {m.value: {k: _finite_mean(r["modes"][m.value].get(k) for r in per.values())
                                   for k in ("psnr", "ssim", "delta_psnr")} for m in opts.mode.modes}
     result = {
