@@ -119,3 +119,30 @@ def test_factorized_vocabulary_round_trips_digits() -> None:
     assert out.logits.shape == (4, 4, 16, 2, 32)
     first, last = _train(model, batch, 40)
     assert last < first
+
+
+def test_changed_token_weight_weighs_the_tokens_that_differ_from_the_frame_before() -> None:
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_config())
+    batch = {**_batch("discrete"), "setting": Setting.FORWARD}
+    batch["frames"][:, 1:, :2] = batch["frames"][:, :1, :2]  # the top half of every frame repeats frame 0
+    losses = {}
+    for w in (1.0, 5.0):
+        model.config.changed_token_weight = w
+        losses[w], _ = model.loss(batch, generator=torch.Generator().manual_seed(3))
+    # The same masks and logits, weighted by hand: changed tokens count 5x.
+    tokens = batch["frames"]
+    changed = torch.zeros_like(tokens, dtype=torch.bool)
+    changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
+    assert changed[:, 1:, :2].sum() == 0 and changed[:, 1:, 2:].float().mean() > 0.9
+    from hma.model.objectives import sample_masks
+
+    masks = sample_masks(4, 4, 16, Setting.FORWARD, generator=torch.Generator().manual_seed(3), device=tokens.device)
+    out = model(tokens, batch["actions"], embodiment="arm",
+                token_mask=masks.tokens.reshape(4, 4, 4, 4), action_mask=masks.actions)
+    weight = 1.0 + 4.0 * changed.flatten(2).float()
+    expected = model.token_cross_entropy(out.logits, tokens, masks.tokens, weight=weight)
+    assert float(losses[5.0]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(losses[5.0]) != pytest.approx(float(losses[1.0]), rel=1e-3)
+    with pytest.raises(ConfigError, match="changed_token_weight"):
+        tiny_model_config(changed_token_weight=0.0)

@@ -111,7 +111,7 @@ def test_training_is_seeded_and_resumable(stores, tmp_path, monkeypatch):
 
     # Kill a run after step 6 (it saves every step), then resume it to step 12.
     calls = {"n": 0}
-    real_sample = FramePool.sample
+    real_sample = FramePool.sample_with_source
 
     def sample_then_die(self, rng, batch_size):
         calls["n"] += 1
@@ -119,10 +119,10 @@ def test_training_is_seeded_and_resumable(stores, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_sample(self, rng, batch_size)
 
-    monkeypatch.setattr(FramePool, "sample", sample_then_die)
+    monkeypatch.setattr(FramePool, "sample_with_source", sample_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_tiny(data, tmp_path / "resumed", "continuous", steps=12, checkpoint_minutes=0.0)
-    monkeypatch.setattr(FramePool, "sample", real_sample)
+    monkeypatch.setattr(FramePool, "sample_with_source", real_sample)
     assert json.loads((tmp_path / "resumed" / "training_state" / "state.json").read_text())["step"] == 6
     resumed = train_tiny(data, tmp_path / "resumed", "continuous", steps=12)
     state = json.loads((tmp_path / "resumed" / "training_state" / "state.json").read_text())
@@ -157,3 +157,37 @@ def test_corrupt_or_truncated_checkpoint_names_the_file(trained, tmp_path):
         load_tokenizer(run)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_tokenizer(tmp_path / "nowhere")
+
+
+def test_foreground_weight_counts_the_pixels_that_differ_from_the_background(tmp_path):
+    from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
+    from hma.tokenizer.modeling import reconstruction_loss
+    from hma.tokenizer.train import _foreground_weight
+
+    # A fixed grey background and a white 4x4 square at a new place in every frame.
+    rng = np.random.default_rng(0)
+    frames = np.full((20, 16, 16, 3), 90, dtype=np.uint8)
+    for t in range(20):
+        y, x = rng.integers(0, 12, 2)
+        frames[t, y : y + 4, x : x + 4] = 255
+    info = DatasetInfo(embodiment="sq", simulator="synthetic", action_names=["a"], control_hz=10.0, image_size=(16, 16))
+    with StoreWriter(tmp_path / "sq", info) as w:
+        w.add_episode(frames, np.zeros((20, 1), np.float32))
+    pool = FramePool([EpisodeStore(tmp_path / "sq")])
+    background = pool.backgrounds()
+    assert (background == 90).all()  # the square is rarely at any one pixel: the median is the background
+    config = TokenizerConfig(kind="discrete", image_size=(16, 16), downsample=4, foreground_weight=5.0)
+    weight = _foreground_weight(frames[:3], background[[0, 0, 0]], config, torch.device("cpu"))
+    assert weight.shape == (3, 1, 16, 16)
+    np.testing.assert_array_equal(weight[:, 0].numpy() == 5.0, frames[:3, :, :, 0] == 255)
+    # Uniform weights are the plain loss; the weights move the loss towards the foreground's error.
+    x = torch.rand(3, 3, 16, 16)
+    recon = x.clone()
+    recon[:, :, :8] += 0.5  # wrong only in the top half
+    plain = reconstruction_loss(recon, x, config)
+    assert float(reconstruction_loss(recon, x, config, pixel_weight=torch.ones(3, 1, 16, 16))) == pytest.approx(float(plain))
+    top = torch.ones(3, 1, 16, 16)
+    top[:, :, :8] = 5.0
+    assert float(reconstruction_loss(recon, x, config, pixel_weight=top)) > float(plain)
+    with pytest.raises(ConfigError, match="foreground weight"):
+        TokenizerConfig(foreground_weight=0.5)

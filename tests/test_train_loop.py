@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import hma
 from _helpers_train import TINY, make_dataset, make_tokenized, one_thread  # noqa: F401 (fixture)
 from hma.data.store import EpisodeStore
-from hma.errors import DataError, EmbodimentError
+from hma.errors import ConfigError, DataError, EmbodimentError
 from hma.tokenizer import load_tokenizer, tokenize_dataset
 from hma.train import TrainConfig, train
 
@@ -135,3 +135,13 @@ def test_torchrun_two_processes_hold_identical_weights(tokenized, tmp_path: Path
     saved = load_file(tmp_path / "run" / "model.safetensors")
     assert all(torch.equal(a[k], saved[k]) for k in a)
     assert __import__("json").loads((tmp_path / "run" / "seeds.json").read_text())["rank_seeds"] == [0, 1]
+
+
+def test_precision_is_bf16_where_asked_or_on_cuda_and_unknown_ones_are_refused() -> None:
+    from hma.train.loop import _use_bf16
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not _use_bf16("auto", cpu) and _use_bf16("auto", cuda)
+    assert _use_bf16("bf16", cpu) and not _use_bf16("fp32", cuda)
+    with pytest.raises(ConfigError, match="fp16"):
+        _use_bf16("fp16", cpu)

@@ -165,6 +165,11 @@ class ModelConfig:
     # Objective
     corrupt_max: float = 0.2  # MaskGIT random-token corruption: up to this fraction of inputs
     action_loss_weight: float = 1.0
+    # Weight of a masked token whose id differs from the same position's in the frame before
+    # (discrete only). Most tokens of robot video repeat the previous frame; the few that
+    # change carry what the actions did, and a plain mean lets a model that copies the past
+    # look almost perfect.
+    changed_token_weight: float = 1.0
     diffusion_width: int = 256  # MAR per-token diffusion head (reference: 1024 wide, 4 blocks)
     diffusion_blocks: int = 3
     diffusion_train_steps: int = 1000
@@ -176,6 +181,8 @@ class ModelConfig:
             raise ConfigError(f"model kind {self.kind!r} is unknown, expected 'discrete' or 'continuous'")
         if self.width % self.num_heads:
             raise ConfigError(f"width {self.width} is not divisible by num_heads {self.num_heads}")
+        if self.changed_token_weight <= 0:
+            raise ConfigError(f"changed_token_weight={self.changed_token_weight} is invalid; expected a positive weight")
         if self.vocab_factors < 1:
             raise ConfigError(f"vocab_factors={self.vocab_factors} must be at least 1")
         Injection.parse(self.injection)

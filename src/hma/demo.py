@@ -74,7 +74,7 @@ def run_demo(out: str | Path = "demo_out", budget: DemoBudget = DemoBudget(), *,
                           "--lr", str(budget.lr), "--seed", str(seed)], hma)
     _stage(out, "eval", ["eval", "--run", str(run), "--data", str(data), "--out", str(ev),
                          "--episodes", str(budget.eval_episodes), "--horizon", str(budget.horizon)], hma)
-    gif = _montage(sorted((ev / "videos").glob("*.gif")), out / "demo.gif")
+    gif = _montage(_demo_clips(ev / "videos"), out / "demo.gif")
     report = ev / "report.md"
     minutes = (time.perf_counter() - started) / 60
     print(f"\n[demo] finished in {minutes:.1f} min. Report: {report}")
@@ -82,6 +82,15 @@ def run_demo(out: str | Path = "demo_out", budget: DemoBudget = DemoBudget(), *,
     print("[demo] play with the model in your browser:")
     print(f"    hma play --run {run} --embodiment <name from the report>")
     return report
+
+
+def _demo_clips(videos: Path) -> list[Path]:
+    """The GIFs of the demo's montage: same start, two action sequences, simulator beside model,
+    where the data has counterfactual branches; else real beside generated."""
+    from hma.eval.report import COUNTERFACTUAL_GIF_SUFFIX
+
+    both = sorted(videos.glob(f"*{COUNTERFACTUAL_GIF_SUFFIX}"))
+    return both or sorted(videos.glob("*.gif"))
 
 
 def _montage(gifs: list[Path], out: Path) -> Path:

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kl-weight", type=float, default=1e-5, help="continuous: weight of the KL term")
     p.add_argument("--recon-loss", choices=["l1", "l2", "l1+l2"], default="l1+l2")
     p.add_argument("--grad-loss-weight", type=float, default=0.0, help="weight of an L1 loss on image gradients (0: off)")
+    p.add_argument("--foreground-weight", type=float, default=1.0,
+                   help="loss weight of pixels that differ from their dataset's median background: the robot "
+                        "and what it moves (1: plain mean)")
     p.add_argument("--sample-every", type=int, default=500, help="steps between reconstruction grids in OUT/samples/")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -39,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True, help="tokenizer folder")
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--max-frames", type=int, default=2048, help="held-out frames per embodiment (evenly spaced)")
+    p.add_argument("--frame-hz", type=float, default=10.0,
+                   help="frame rate of the ceiling's clips on counterfactual branches (default: %(default)s)")
+    p.add_argument("--horizon", type=int, default=8,
+                   help="generated frames of the ceiling's clips, after 2 context frames (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
@@ -76,7 +83,7 @@ def _train(args: argparse.Namespace) -> int:
         kind=args.kind, name=args.name or out.resolve().name, downsample=args.downsample,
         channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, vocab_size=args.vocab_size,
         fsq_levels=tuple(args.fsq_levels or ()), latent_channels=args.latent_channels, kl_weight=args.kl_weight,
-        recon_loss=args.recon_loss, grad_loss_weight=args.grad_loss_weight,
+        recon_loss=args.recon_loss, grad_loss_weight=args.grad_loss_weight, foreground_weight=args.foreground_weight,
     )
     options = TrainOptions(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                            seed=args.seed, sample_every=args.sample_every)
@@ -86,6 +93,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from hma.eval.counterfactual import tokenizer_ceiling
     from hma.io import atomic_write_json
     from hma.tokenizer.evaluate import evaluate_tokenizer
     from hma.tokenizer.loading import load_tokenizer
@@ -94,8 +102,16 @@ def _eval(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer).to(device)
     report = evaluate_tokenizer(tokenizer, args.data, max_frames=args.max_frames)
     print(report.table())
+    ceiling = tokenizer_ceiling(tokenizer, args.data, frame_hz=args.frame_hz, horizon=args.horizon)
+    if ceiling:
+        print(f"on counterfactual branches ({args.frame_hz:g} Hz, 2 context + {args.horizon} frames; mean [95% interval]):")
+        for name, c in ceiling.items():
+            motion = c["tokenizer_motion_psnr"]
+            print(f"  {name}: ceiling ΔPSNR {c['ceiling']['mean']:.2f} [{c['ceiling']['lo']:.2f}, {c['ceiling']['hi']:.2f}] dB, "
+                  f"motion PSNR {'–' if motion is None else format(motion['mean'], '.2f')} dB, "
+                  f"{100 * c['moving_pixels']:.1f}% moving pixels, {c['clips']} clips")
     if args.json:
-        atomic_write_json(args.json, report.to_json())
+        atomic_write_json(args.json, {**report.to_json(), "counterfactual": ceiling})
         print(f"wrote {args.json}")
     return 0
 

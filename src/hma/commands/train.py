@@ -26,6 +26,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows evaluated at the end")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="autocast precision: auto = bf16 on CUDA, fp32 on the CPU (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -39,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--injection", default=None, help="action injection, '+'-joined: concat, modulate, add, cross_attention")
     p.add_argument("--frame-hz", type=float, default=None, help="common frame rate of the windows")
     p.add_argument("--num-frames", type=int, default=None, help="window length T (default: the preset's)")
+    p.add_argument("--changed-token-weight", type=float, default=None,
+                   help="loss weight of masked tokens that differ from the frame before (default 1: plain mean)")
     _common(p)
     p.set_defaults(func=_train)
 
@@ -57,7 +61,7 @@ def _config(args: argparse.Namespace, **extra):
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
         grad_clip=args.grad_clip, ema=args.ema, setting=args.setting, seed=args.seed, tau=args.tau,
         holdout=args.holdout, checkpoint_every=args.checkpoint_every, eval_windows=args.eval_windows,
-        resume=args.resume, progress=not args.no_progress, **extra,
+        resume=args.resume, progress=not args.no_progress, precision=args.precision, **extra,
     )
 
 
@@ -73,8 +77,10 @@ def _report(result: dict) -> int:
 def _train(args: argparse.Namespace) -> int:
     from hma.train import train
 
+    overrides = {} if args.changed_token_weight is None else {"changed_token_weight": args.changed_token_weight}
     cfg = _config(args, tokenizer=args.tokenizer, preset=args.preset, config_file=args.config, model=args.model,
-                  injection=args.injection, frame_hz=args.frame_hz, num_frames=args.num_frames)
+                  injection=args.injection, frame_hz=args.frame_hz, num_frames=args.num_frames,
+                  model_overrides=overrides)
     return _report(train(cfg))
 
 

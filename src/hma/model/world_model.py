@@ -317,7 +317,12 @@ class WorldModel(nn.Module):
 
         metrics: dict[str, float] = {}
         if c.kind == "discrete":
-            token_loss = self.token_cross_entropy(out.logits, tokens, masks.tokens)
+            weight = None
+            if c.changed_token_weight != 1.0:
+                changed = torch.zeros_like(tokens, dtype=torch.bool)  # (B,T,h,w); frame 0 is never masked
+                changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
+                weight = 1.0 + (c.changed_token_weight - 1.0) * changed.flatten(2).float()  # (B,T,S)
+            token_loss = self.token_cross_entropy(out.logits, tokens, masks.tokens, weight=weight)
             metrics["token_ce"] = float(token_loss.detach())
         else:
             target = rearrange(tokens, "b t c h w -> (b t h w) c").to(out.cond.dtype)
@@ -333,8 +338,9 @@ class WorldModel(nn.Module):
         metrics["loss"] = float(loss.detach())
         return loss, metrics
 
-    def token_cross_entropy(self, logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
-        """Mean cross-entropy (nats, summed over vocabulary digits) of tokens (B,T,h,w) at mask (B,T,S)."""
+    def token_cross_entropy(self, logits: Tensor, tokens: Tensor, mask: Tensor, *, weight: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy (nats, summed over vocabulary digits) of tokens (B,T,h,w) at mask (B,T,S),
+        weighted by ``weight`` (B,T,S) when given."""
         c = self.config
         target = rearrange(tokens, "b t h w -> b t (h w)").long()  # (B,T,S)
         if c.vocab_factors == 1:
@@ -345,4 +351,6 @@ class WorldModel(nn.Module):
                              reduction="none")
         ce = rearrange(ce, "(n f) -> n f", f=c.vocab_factors).sum(-1)  # (B*T*S,)
         m = mask.reshape(-1).to(ce.dtype)
-        return (ce * m).sum() / m.sum().clamp(min=1.0)
+        if weight is not None:
+            m = m * weight.reshape(-1).to(ce.dtype)
+        return (ce * m).sum() / m.sum().clamp(min=1e-6)

@@ -41,6 +41,11 @@ class TokenizerConfig:
     kl_weight: float = 1e-5  # continuous only: keeps latents near a unit Gaussian without blurring
     recon_loss: str = "l1+l2"
     grad_loss_weight: float = 0.0  # L1 between image gradients (edges); off by default
+    # Loss weight of the pixels that differ from their dataset's background (the per-pixel
+    # median over its training frames): the robot and what it moves. A plain mean is
+    # dominated by the static background, and thin moving parts are the first a small
+    # tokenizer gives up.
+    foreground_weight: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +64,8 @@ class TokenizerConfig:
             self.vocab_size = math.prod(self.fsq_levels)
         if self.latent_channels < 1:
             raise ConfigError(f"latent_channels {self.latent_channels} is invalid, expected >= 1")
+        if self.foreground_weight < 1:
+            raise ConfigError(f"foreground weight {self.foreground_weight} is invalid, expected >= 1 (1 = plain mean)")
         if self.recon_loss not in RECON_LOSSES:
             raise ConfigError(f"reconstruction loss {self.recon_loss!r} is unknown, expected one of {', '.join(RECON_LOSSES)}")
 

@@ -41,13 +41,29 @@ class FramePool:
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         """(B, H, W, 3) uint8 frames drawn uniformly over datasets, then over their training rows."""
+        return self.sample_with_source(rng, batch_size)[0]
+
+    def sample_with_source(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`sample`, plus the dataset index of each frame (B,)."""
         which = rng.integers(len(self.stores), size=batch_size)
         out = np.empty((batch_size, *self.image_size, 3), dtype=np.uint8)
         for d in np.unique(which):
             slots = np.flatnonzero(which == d)
             rows = np.sort(rng.choice(self.rows[d], size=len(slots)))  # sorted reads are kinder to the memmap
             out[slots] = self.stores[d].frames[rows]
-        return out
+        return out, which
+
+    def backgrounds(self, *, frames: int = 256, seed: int = 0) -> np.ndarray:
+        """(D, H, W, 3) uint8: per dataset, the per-pixel median of up to ``frames`` training frames.
+
+        Where a robot moves, the median shows what lies behind it most of the time.
+        """
+        rng = np.random.default_rng(seed)
+        out = []
+        for store, rows in zip(self.stores, self.rows):
+            take = np.sort(rng.choice(rows, size=min(frames, len(rows)), replace=False))
+            out.append(np.median(np.asarray(store.frames[take]), axis=0).astype(np.uint8))
+        return np.stack(out)
 
     def fixed(self, n: int, *, seed: int = 0) -> np.ndarray:
         """A reproducible set of ``n`` training frames (for sample grids and the latent scale)."""

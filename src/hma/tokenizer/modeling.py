@@ -115,13 +115,18 @@ class ConvAutoencoder(nn.Module):
         return AutoencoderOutput(self.decoder(z), kl)
 
 
-def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, config: TokenizerConfig) -> torch.Tensor:
-    """Pixel loss (L1, L2 or both) plus an optional L1 on image gradients, which sharpens edges."""
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, config: TokenizerConfig, *,
+                        pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixel loss (L1, L2 or both) plus an optional L1 on image gradients, which sharpens edges.
+
+    ``pixel_weight`` (B, 1, H, W) weighs the pixel loss (normalized to a weighted mean).
+    """
     loss = recon.new_zeros(())
+    w = None if pixel_weight is None else pixel_weight / pixel_weight.mean()
     if "l1" in config.recon_loss:
-        loss = loss + F.l1_loss(recon, target)
+        loss = loss + (F.l1_loss(recon, target) if w is None else ((recon - target).abs() * w).mean())
     if "l2" in config.recon_loss:
-        loss = loss + F.mse_loss(recon, target)
+        loss = loss + (F.mse_loss(recon, target) if w is None else ((recon - target).pow(2) * w).mean())
     if config.grad_loss_weight > 0:
         def grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]

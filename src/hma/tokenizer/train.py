@@ -41,6 +41,7 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 SAMPLES_DIR = "samples"
 LOG_FILE = "log.jsonl"
+FOREGROUND_THRESHOLD = 8  # of 255: a pixel this far from its background (any channel) is foreground
 _PARTIAL = TRAINING_STATE_DIR + ".partial"
 _OLD = TRAINING_STATE_DIR + ".old"
 
@@ -161,6 +162,14 @@ def write_sample_grid(model: ConvAutoencoder, frames: np.ndarray, path: Path) ->
     tmp.replace(path)
 
 
+def _foreground_weight(frames: np.ndarray, backgrounds: np.ndarray, config: TokenizerConfig,
+                       device: torch.device) -> torch.Tensor:
+    """(B, 1, H, W): ``config.foreground_weight`` where a frame (B, H, W, 3) differs from its background, else 1."""
+    differs = np.abs(frames.astype(np.int16) - backgrounds).max(axis=-1) > FOREGROUND_THRESHOLD  # (B, H, W)
+    weight = 1.0 + (config.foreground_weight - 1.0) * differs.astype(np.float32)
+    return torch.from_numpy(weight[:, None]).to(device)
+
+
 def _code_usage(counts: torch.Tensor) -> tuple[float, float]:
     """(fraction of codes used, perplexity = exp(entropy of the code histogram))."""
     total = counts.sum().clamp_min(1)
@@ -217,6 +226,7 @@ def train_tokenizer(
         except Exception as e:  # safetensors and load_state_dict raise several types for a damaged file
             raise CheckpointError(f"{state_dir / OPTIMIZER_FILE} cannot be read ({e}): the training state is corrupt") from None
 
+    backgrounds = pool.backgrounds(seed=options.seed) if config.foreground_weight > 1 else None
     sample_frames = pool.fixed(8, seed=options.seed)
     scale_frames = pool.fixed(options.scale_frames, seed=options.seed + 1)
     budget_s = None if options.minutes is None else options.minutes * 60.0
@@ -245,9 +255,11 @@ def train_tokenizer(
         progress_frac = max(step / options.steps if options.steps else 0.0, elapsed / budget_s if budget_s else 0.0)
         for g in opt.param_groups:
             g["lr"] = options.lr * lr_factor(step, progress_frac, options.warmup_steps)
-        x = frames_to_unit(pool.sample(rng, options.batch_size), image_size=config.image_size, device=device, dtype=torch.float32)
+        frames, source = pool.sample_with_source(rng, options.batch_size)
+        x = frames_to_unit(frames, image_size=config.image_size, device=device, dtype=torch.float32)
         result = model(x, generator=gen)
-        recon_loss = reconstruction_loss(result.recon, x, config)
+        weight = None if backgrounds is None else _foreground_weight(frames, backgrounds[source], config, device)
+        recon_loss = reconstruction_loss(result.recon, x, config, pixel_weight=weight)
         loss = recon_loss + (config.kl_weight * result.aux_loss if config.kind == "continuous" else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,7 +1,8 @@
 """The training loop: one process or one rank of ``torchrun`` (DDP).
 
 ``train(TrainConfig)`` builds (or resumes, or fine-tunes) a model on pre-tokenized data,
-runs AdamW with warmup + cosine, gradient clipping, optional EMA and bf16 autocast on CUDA,
+runs AdamW with warmup + cosine, gradient clipping, optional EMA and bf16 autocast (on CUDA by
+default, on the CPU with ``precision="bf16"``),
 writes checkpoints and TensorBoard logs from rank 0, and finally evaluates held-out
 perplexity against a unigram (token-frequency) baseline into ``RUN/eval.json``.
 """
@@ -64,6 +65,18 @@ class TrainConfig:
     eval_windows: int = 256
     progress: bool = True
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. tiny test models
+    # Autocast precision of the forward pass: "auto" is bf16 on CUDA and fp32 elsewhere;
+    # "bf16" also on a CPU with fast bf16 matmuls (AVX-512 BF16 / AMX), "fp32" never.
+    precision: str = "auto"
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is unknown; expected one of: {', '.join(PRECISIONS)}")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 @dataclass
@@ -264,7 +277,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     from tqdm.auto import tqdm
 
-    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=dist.device.type == "cuda")
+    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=_use_bf16(cfg.precision, dist.device))
     tokens_per_batch = cfg.batch_size * model_config.num_frames * model_config.tokens_per_frame * dist.world_size
     bar = tqdm(total=schedule.total_steps if total_known else None, initial=step,
                disable=not (dist.main and cfg.progress), dynamic_ncols=True)
