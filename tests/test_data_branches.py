@@ -141,3 +141,52 @@ def test_a_dataset_without_a_seed_cannot_branch(tmp_path, reacher_with_branches)
     (out / METADATA_FILE).write_text(json.dumps(meta))
     with pytest.raises(DataError, match="extra.seed"):
         branches_mod.generate_branches(spec, out, plan=PLAN)
+
+
+def test_metaworld_push_reset_redraws_an_object_too_close_to_its_goal():
+    """Meta-World's own redraw loop repeats the frozen draw forever; ours draws again."""
+    spec = get_embodiment("metaworld_push_sawyer")
+    env = spec.make(SMALL_IMAGE)
+    try:
+        space = env.env._random_reset_space
+        seed = next(s for s in range(1000)
+                    if np.linalg.norm(np.subtract(*np.random.default_rng(s).uniform(space.low, space.high)[[0, 1, 3, 4]]
+                                                  .reshape(2, 2))) < 0.15)
+        env.reset(np.random.default_rng(seed))
+        vec = env.env._last_rand_vec
+        assert np.linalg.norm(vec[:2] - vec[3:5]) >= 0.15
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("name", ["gym_reacher", "pusht"])
+def test_drawing_the_robot_larger_leaves_its_dynamics_alone(name):
+    """Reacher's thicker links and PushT's larger pusher are drawn only: the state follows plain gymnasium's."""
+    import gymnasium as gym
+
+    spec = get_embodiment(name)
+    env = spec.make(SMALL_IMAGE)
+    if name == "gym_reacher":
+        plain = gym.make("Reacher-v5", frame_skip=5).unwrapped
+        state = lambda e: np.concatenate([e.data.qpos, e.data.qvel])  # noqa: E731
+        ours = env.env
+    else:
+        import gym_pusht  # noqa: F401
+
+        plain = gym.make("gym_pusht/PushT-v0", obs_type="state").unwrapped
+        state = lambda e: np.array([*e.agent.position, *e.agent.velocity, *e.block.position, e.block.angle])  # noqa: E731
+        ours = env._env.unwrapped
+    try:
+        env.reset(np.random.default_rng(5))
+        seed = int(np.random.default_rng(5).integers(2**31))  # what env.reset drew to seed the simulator
+        plain.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        for _ in range(30):
+            a = env.explore(rng.uniform(-1, 1, len(env.action_low))).astype(np.float32)
+            env.step(a)
+            env.frame()
+            plain.step(a)
+        np.testing.assert_array_equal(state(ours), state(plain))
+    finally:
+        env.close()
+        plain.close()

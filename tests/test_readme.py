@@ -128,3 +128,11 @@ def test_readme_names_the_two_commands_and_ci_calls_make_test():
 def test_readme_results_match_docs_results():
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_readme.py"), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_python_dash_m_hma_is_the_hma_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hma", "data", "generate", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--no-counterfactual" in done.stdout

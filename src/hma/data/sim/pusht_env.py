@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 _GOAL_XY = np.array([256.0, 256.0])  # gym-pusht's fixed goal pose is (256, 256, pi/4)
+# The pusher is drawn with this radius (of 512) instead of its physical 15: at 64x64 that
+# is 4.5 px instead of 2, which an image tokenizer would erase. Only the drawing grows.
+_DRAWN_PUSHER_RADIUS = 36
+_PUSHER_RGB = (20, 50, 200)
 
 
 class PushTSim:
@@ -16,10 +20,9 @@ class PushTSim:
         import gymnasium as gym
         import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 
-        # pixels_agent_pos renders the observation without the action marker that the
-        # visualisation image draws: the video must not show the action it is paired with.
-        self._env = gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", render_mode="rgb_array",
-                             observation_width=image_size, observation_height=image_size)
+        # frame() draws the pixels itself, so the env's observation skips rendering.
+        self._env = gym.make("gym_pusht/PushT-v0", obs_type="environment_state_agent_pos")
+        self._image_size = image_size
         self._obs: dict = {}
         self._info: dict = {}
         self._success = False
@@ -33,7 +36,19 @@ class PushTSim:
         self._success = bool(self._info["is_success"])
 
     def frame(self) -> np.ndarray:
-        return np.ascontiguousarray(self._obs["pixels"], dtype=np.uint8)
+        """gym-pusht's own 512x512 drawing with an enlarged pusher under the T, box-filtered
+        down: gym-pusht's bilinear resize reads only a few source pixels per output pixel at
+        512 -> 64, so edges alias. Never the action marker of gym-pusht's visualisation: the
+        video must not show the action it is paired with."""
+        import pygame
+        from gym_pusht.envs.pymunk_override import DrawOptions, to_pygame
+
+        env = self._env.unwrapped
+        screen = env._draw()  # goal, walls, pusher and T
+        pygame.draw.circle(screen, _PUSHER_RGB, to_pygame(env.agent.position, screen), _DRAWN_PUSHER_RADIUS)
+        env.space.debug_draw(DrawOptions(screen))  # the T (and the physical pusher) over it again
+        small = pygame.transform.smoothscale(screen, (self._image_size, self._image_size))
+        return np.ascontiguousarray(pygame.surfarray.array3d(small).transpose(1, 0, 2))  # (S, S, 3), rows are y
 
     def success(self) -> bool | None:
         return self._success

@@ -10,8 +10,10 @@ from hma.data.sim.base import scale_to_box
 from hma.data.sim.render import CameraSpec, FastRenderer
 
 ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
-# Closer than robosuite's agentview, where the cube is a few pixels at 64x64.
-_CAMERA = CameraSpec(lookat=(-0.1, 0.0, 0.95), distance=1.0, azimuth=180.0, elevation=-30.0)
+# Closer than robosuite's agentview, where the cube is a few pixels at 64x64, and from
+# 30 degrees off head-on, so the arm does not hide behind its own gripper.
+# The gripper and cube stayed in view on every step of generated Panda and Jaco episodes.
+_CAMERA = CameraSpec(lookat=(-0.12, 0.0, 0.97), distance=0.7, azimuth=150.0, elevation=-30.0)
 
 
 class RobosuiteLiftSim:

@@ -1,0 +1,7 @@
+"""``python -m hma``: the same CLI as the ``hma`` command."""
+
+import sys
+
+from hma.cli import main
+
+sys.exit(main())
