@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from _helpers_eval import make_run
+from _helpers_eval import add_branches, make_run
 
 from hma.cli import main
 from hma.data.sim.branches import BRANCHES_DIR, Branch, BranchPolicy, open_branches
@@ -121,37 +121,11 @@ def test_clip_pairs_share_the_context_and_split_at_the_branch_point(tmp_path):
                                 mean=np.zeros(1, np.float32), std=np.ones(1, np.float32)) is None
 
 
-def _add_branches(dataset, *, steps=(2, 5, 8), draws: int = 3) -> None:
-    """Counterfactual branches of the last episode of a moving-square dataset: the square follows other actions."""
-    store = EpisodeStore(dataset)
-    e = store.num_episodes - 1
-    ep = store.episode(e)
-    rng = np.random.default_rng(7)
-    branches, episodes = [], []
-    for step in steps:
-        ys, xs = np.nonzero(ep["frames"][step, :, :, 0])
-        for d in range(draws):
-            pos = np.array([xs.min(), ys.min()])
-            n = len(ep["actions"]) - step
-            actions = rng.integers(-2, 3, size=(n, store.action_dim)).astype(np.float32)
-            frames = np.zeros((n, 16, 16, 3), dtype=np.uint8)
-            for t in range(n):
-                frames[t, pos[1] : pos[1] + 4, pos[0] : pos[0] + 4] = 255
-                pos = np.clip(pos + actions[t, :2].astype(int), 0, 12)
-            branches.append({"episode": e, "step": step, "policy": "random", "draw": d})
-            episodes.append((frames, actions))
-    info = DatasetInfo(embodiment=store.embodiment, simulator="synthetic", action_names=store.action_names,
-                       control_hz=store.control_hz, image_size=store.image_size, extra={"branches": branches})
-    with StoreWriter(dataset / BRANCHES_DIR, info) as w:
-        for frames, actions in episodes:
-            w.add_episode(frames, actions)
-
-
 @pytest.fixture(scope="module")
 def evaluated_with_branches(tmp_path_factory):
     run, datasets, _ = make_run(tmp_path_factory.mktemp("cf_run"))
     for d in datasets:
-        _add_branches(d)
+        add_branches(d)
     out = tmp_path_factory.mktemp("cf_eval")
     assert main(["eval", "--run", str(run), "--data", *map(str, datasets), "--out", str(out), "--horizon", "3",
                  "--context", "2", "--mode", "autoregressive", "--threads", "1"]) == 0

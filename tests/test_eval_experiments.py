@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from _helpers_eval import add_branches
 from _helpers_train import make_tokenized
 
 from hma.cli import main
@@ -65,3 +66,26 @@ def test_methods_needs_both_token_kinds(tmp_path):
         Budget(steps=1, minutes=1.0)
     with pytest.raises(ConfigError, match="unknown"):
         run_experiment("scaling", opts)
+
+
+def test_levers_recipe_scores_every_lever_against_the_counterfactual_branches(tmp_path):
+    from hma.eval.experiments import LEVERS
+
+    datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2})
+    docs = tmp_path / "results.md"
+    argv = ["experiment", "levers", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
+            "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--scale", "tiny",
+            "--results-md", str(docs), "--threads", "1", "--no-progress"]
+    assert main(argv) == 2  # no branches yet: a one-line error saying what the recipe needs
+    for d in datasets:
+        add_branches(d, steps=(2, 6, 10))
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "exp" / "levers" / "results.json").read_text())
+    assert [r["label"] for r in result["rows"]] == [label for label, *_ in LEVERS]
+    for row in result["rows"]:
+        assert row["cf_embodiments"] == 1 and isinstance(row["cf_mean_delta_psnr"], float)
+        assert row["robots"].endswith("of 1")
+    config = json.loads((tmp_path / "exp" / "levers" / "runs" / "forward_5hz_changed" / "config.json").read_text())
+    assert config["model"]["frame_hz"] == 5.0 and config["model"]["changed_token_weight"] == 5.0
+    assert config["train"]["setting"] == "forward"
+    assert "## levers:" in docs.read_text() and len(result["findings"]) == len(LEVERS)

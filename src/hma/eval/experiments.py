@@ -48,6 +48,8 @@ EVAL_DIR = "eval"
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": dict(num_blocks=2, width=64, num_heads=4, num_frames=4, diffusion_width=128, diffusion_blocks=2),
     "small": dict(num_blocks=4, width=128, num_heads=4, num_frames=8, diffusion_width=256, diffusion_blocks=3),
+    # What `hma demo` trains: the tiny preset on 4-frame windows.
+    "demo": dict(num_blocks=4, width=128, num_heads=4, num_frames=4, diffusion_width=256, diffusion_blocks=3),
 }
 
 RESULTS_TITLE = "# Results\n"
@@ -325,8 +327,13 @@ BASE_HZ = 10.0
 
 
 def _levers(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
+    from hma.data.sim.branches import open_branches
+
     tok = _need_tokenizer(opts, "discrete", "levers")
     data = [d for ds in _datasets_by_embodiment(opts.data).values() for d in ds]
+    if not any(open_branches(d) for d in data):
+        raise DataError("experiment 'levers' scores runs against counterfactual branches, and the data has none; "
+                        "expected datasets written by `hma data generate` (DATASET/counterfactual/)")
     _tokenize(data, tok)
     base_horizon = opts.horizon or 8
     rows, findings = [], []
@@ -336,8 +343,8 @@ def _levers(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
         evaluated = _evaluate(opts, name, data, horizon=max(1, round(base_horizon * hz / BASE_HZ)))
         cf = evaluated["overall"].get("counterfactual")
         if cf is None:
-            raise DataError("experiment 'levers' scores runs against counterfactual branches, and the data has "
-                            "none; expected datasets written by `hma data generate` (DATASET/counterfactual/)")
+            raise DataError(f"no counterfactual branch fits the evaluation of {label!r} ({hz:g} Hz); expected "
+                            "branches with enough frames after them (a shorter --horizon)")
         row = _row(label, trained, evaluated)
         row.update({f"cf_{k}": v for k, v in cf.items()})
         row["robots"] = f"{cf['delta_psnr_above_zero']}/{cf['half_of_ceiling']}/{cf['follows_other_actions']} of {cf['embodiments']}"
