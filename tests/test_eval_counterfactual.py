@@ -56,6 +56,15 @@ def test_an_action_blind_model_scores_zero_and_does_not_follow_the_other_actions
     assert all(h["mean"] == 0.0 for h in s["delta_psnr"]["by_horizon"])
 
 
+def test_a_nearly_action_blind_model_does_not_pass_on_noise(futures):
+    future, cf_future, recon, recon_cf = futures
+    rng = np.random.default_rng(3)
+    jitter = np.clip(recon.astype(np.int16) + rng.integers(-1, 2, recon.shape), 0, 255).astype(np.uint8)
+    s = counterfactual_scores(recon, jitter, future, cf_future, recon, recon_cf, policies=["random"] * 24)
+    assert abs(s["counterfactual_gain"]["mean"]) < 0.05
+    assert not follows_other_actions(s)
+
+
 def test_the_interval_shrinks_with_more_clips():
     rng = np.random.default_rng(1)
     widths = []
