@@ -22,6 +22,10 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
         assert m["psnr"] > 5 and "delta_psnr" in m, name
     report = (out / "report.md").read_text()
     assert "ΔPSNR" in report and (out / "psnr_vs_horizon.png").stat().st_size > 0
+    # Scored against the simulator's branches, and the GIF shows the same start under two action sequences.
+    assert all("counterfactual" in m for m in metrics["per_embodiment"].values())
+    assert "counterfactual branches" in report and (out / "demo.gif").stat().st_size > 0
+    assert len(list((out / "videos").glob("*_counterfactual.gif"))) == len(metrics["per_embodiment"])
     assert "hma play --run" in first.stdout
     stages = sorted(p.stem for p in (out / ".stages").iterdir())
     assert stages == ["data", "eval", "tokenize", "tokenizer", "train"]
