@@ -38,10 +38,10 @@ def make_image_store(root: Path, *, embodiment: str = "toy", episodes: int = 4, 
     return w.finalize()
 
 
-def tiny_config(kind: str, *, name: str = "tiny", image_size: int = 32) -> TokenizerConfig:
+def tiny_config(kind: str, *, name: str = "tiny", image_size: int = 32, **changes) -> TokenizerConfig:
     """A 4x-downsampling tokenizer small enough to train in seconds."""
     return TokenizerConfig(kind=kind, name=name, image_size=(image_size, image_size), downsample=4,
-                           channels=(16, 32), num_res_blocks=1, vocab_size=1024, latent_channels=4)
+                           channels=(16, 32), num_res_blocks=1, vocab_size=1024, latent_channels=4, **changes)
 
 
 

@@ -146,3 +146,23 @@ def test_changed_token_weight_weighs_the_tokens_that_differ_from_the_frame_befor
     assert float(losses[5.0]) != pytest.approx(float(losses[1.0]), rel=1e-3)
     with pytest.raises(ConfigError, match="changed_token_weight"):
         tiny_model_config(changed_token_weight=0.0)
+
+
+@pytest.mark.parametrize("factors", [1, 2])
+def test_training_loss_scores_the_masked_tokens_of_the_full_logits(factors: int) -> None:
+    # The loss runs the vocabulary heads on the masked positions only; it must equal the
+    # cross-entropy of the full forward's logits at those positions.
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_config(vocab_size=64 if factors == 1 else 1000, vocab_factors=factors))
+    batch = {**_batch("discrete"), "setting": Setting.FULL}
+    loss, metrics = model.loss(batch, generator=torch.Generator().manual_seed(5))
+    from hma.model.objectives import sample_masks
+
+    masks = sample_masks(4, 4, 16, Setting.FULL, generator=torch.Generator().manual_seed(5), device=torch.device("cpu"))
+    assert 0 < masks.tokens.float().mean() < 1
+    out = model(batch["frames"], batch["actions"], embodiment="arm", token_mask=masks.tokens.reshape(4, 4, 4, 4),
+                action_mask=masks.actions)
+    expected = model.token_cross_entropy(out.logits, batch["frames"], masks.tokens)
+    assert metrics["token_ce"] == pytest.approx(float(expected), rel=1e-5)
+    action = ((out.action_pred - batch["actions"]).pow(2).mean(-1) * masks.action_loss).sum() / masks.action_loss.sum()
+    assert float(loss) == pytest.approx(float(expected + action), rel=1e-5)

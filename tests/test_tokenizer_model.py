@@ -78,6 +78,30 @@ def test_shapes_dtypes_and_determinism(kind):
     assert torch.equal(recon, tok.decode(tokens))
 
 
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_patch_encoder_tokens_change_only_where_their_pixels_change(kind):
+    from _helpers_tokenizer import tiny_config
+    from hma.tokenizer.modeling import ConvAutoencoder
+
+    torch.manual_seed(0)
+    frames = np.random.default_rng(0).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    frames[1] = frames[0]
+    frames[1, 8:12, 20:24] = 255 - frames[1, 8:12, 20:24]  # the pixels of token (2, 5) only
+    changed = {}
+    for encoder in ("patch", "conv"):
+        tok = ConvTokenizer(ConvAutoencoder(tiny_config(kind, encoder=encoder)))
+        t = tok.encode(frames).float()
+        diff = (t[0] - t[1]).abs()
+        changed[encoder] = diff if kind == "discrete" else diff.amax(0)  # (8, 8)
+    assert changed["patch"][2, 5] > 0
+    changed["patch"][2, 5] = 0
+    assert changed["patch"].max() == 0  # no other token moved
+    if kind == "continuous":  # the convolutional encoder's latents move around the patch too
+        assert (changed["conv"] > 0).sum() > 1
+    with pytest.raises(ConfigError, match="encoder 'mlp' is unknown"):
+        TokenizerConfig(encoder="mlp")
+
+
 def test_encode_rejects_wrong_frames():
     tok = ConvTokenizer(random_model("discrete"))
     with pytest.raises(DataError, match=r"expected uint8\[B, 32, 32, 3\]"):

@@ -114,6 +114,26 @@ def test_eval_prints_and_writes_figures(setup, tmp_path, capsys):
     assert [r["embodiment"] for r in figures["per_embodiment"]] == ["a", "b"]
     assert figures["per_embodiment"][0]["frames"] == 12  # the last episode of three is held out
     assert 0 < figures["code_usage"] <= 1 and figures["roundtrip_fps"] > 0 and figures["psnr"] > 5
+    assert 0 <= figures["static_token_changes"] <= 1 and "static flips" in printed
+
+
+def test_static_token_changes_count_flips_only_where_no_pixel_moved():
+    from hma.tokenizer.evaluate import static_token_changes
+
+    frames = np.zeros((3, 8, 8, 3), np.uint8)  # 2x2 grid of 4x4-pixel patches
+    frames[1, 0:4, 0:4] = 200  # frame 0 -> 1: the top-left patch moves
+    frames[2, 0:4, 0:4] = 200
+    frames[2, 5, 5] = 5  # frame 1 -> 2: a change below the threshold
+    tokens = np.zeros((3, 2, 2), np.int64)
+    tokens[1, 0, 0] = 1  # follows the moved patch: not a flip
+    tokens[1, 1, 1] = 7  # the bottom-right patch did not move: a flip
+    tokens[2] = tokens[1]
+    tokens[2, 0, 1] = 3  # static: a flip
+    flips, static = static_token_changes(frames, tokens, pairs=np.array([0, 1]))
+    assert (flips, static) == (2, 3 + 4)
+    assert static_token_changes(frames, tokens, pairs=np.array([], np.int64)) == (0, 0)
+    with pytest.raises(DataError, match="token grid"):
+        static_token_changes(frames[:, :7], tokens, pairs=np.array([0]))
 
 
 def test_cli_reports_corrupt_checkpoint(setup, tmp_path, capsys):

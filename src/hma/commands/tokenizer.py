@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--downsample", type=int, default=8, help="frame size / token grid size (8: 64x64 -> 8x8)")
     p.add_argument("--channels", type=int, nargs="+", default=None, help="width of each stride-2 stage")
     p.add_argument("--res-blocks", type=int, default=2, help="residual blocks at the token resolution")
+    p.add_argument("--encoder", choices=("conv", "patch"), default="conv",
+                   help="conv: each token sees most of the frame; patch: each token sees its own pixels only, "
+                        "so a static background keeps its tokens while the robot moves")
     p.add_argument("--vocab-size", type=int, default=4096, help="discrete: about 2^10 to 2^16 (FSQ levels from the FSQ paper)")
     p.add_argument("--fsq-levels", type=int, nargs="+", default=None, help="discrete: explicit FSQ levels (overrides --vocab-size)")
     p.add_argument("--latent-channels", type=int, default=8, help="continuous: latent channels per token")
@@ -81,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resume was given but {out / TRAINING_STATE_DIR} does not exist, expected a run to resume")
     config = TokenizerConfig(
         kind=args.kind, name=args.name or out.resolve().name, downsample=args.downsample,
-        channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, vocab_size=args.vocab_size,
+        channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, encoder=args.encoder, vocab_size=args.vocab_size,
         fsq_levels=tuple(args.fsq_levels or ()), latent_channels=args.latent_channels, kl_weight=args.kl_weight,
         recon_loss=args.recon_loss, grad_loss_weight=args.grad_loss_weight, foreground_weight=args.foreground_weight,
     )

@@ -157,15 +157,19 @@ class WorldModel(nn.Module):
 
     def _outputs(self, h: Tensor, embodiment: str) -> WorldModelOutput:
         """Normed trunk output (B,T,S',D) -> token logits / diffusion condition and action prediction."""
-        s = self.config.tokens_per_frame
-        spatial = h[:, :, :s]  # (B,T,S,D)
-        feature = h[:, :, s] if Injection.CONCAT in self.injection else spatial.mean(dim=2)  # (B,T,D)
-        action_pred = self.heads[embodiment](feature)  # (B,T,k*A)
+        spatial = h[:, :, : self.config.tokens_per_frame]  # (B,T,S,D)
+        action_pred = self._action_pred(h, embodiment)  # (B,T,k*A)
         if self.config.kind == "continuous":
             return WorldModelOutput(logits=None, cond=spatial, action_pred=action_pred)
         logits = [head(spatial) for head in self.token_heads]  # F x (B,T,S,Vf)
         logits = logits[0] if len(logits) == 1 else torch.stack(logits, dim=3)  # (B,T,S,V) or (B,T,S,F,Vf)
         return WorldModelOutput(logits=logits, cond=None, action_pred=action_pred)
+
+    def _action_pred(self, h: Tensor, embodiment: str) -> Tensor:
+        """Normed trunk output (B,T,S',D) -> (B,T,k*A): from the action slot, or the frame's mean token."""
+        s = self.config.tokens_per_frame
+        feature = h[:, :, s] if Injection.CONCAT in self.injection else h[:, :, :s].mean(dim=2)  # (B,T,D)
+        return self.heads[embodiment](feature)
 
     # -- full-window forward ---------------------------------------------------------
     def forward(self, tokens: Tensor, actions: Tensor, *, embodiment: str, token_mask: Tensor | None = None,
@@ -175,15 +179,19 @@ class WorldModel(nn.Module):
         tokens (B,T,h,w) long or (B,T,C,h,w) float; actions (B,T,k*A) normalized;
         token_mask (B,T,h,w) True = masked; action_mask (B,T) True = hidden.
         """
+        return self._outputs(self._window_hidden(tokens, actions, embodiment, token_mask, action_mask), embodiment)
+
+    def _window_hidden(self, tokens: Tensor, actions: Tensor, embodiment: str, token_mask: Tensor | None,
+                       action_mask: Tensor | None) -> Tensor:
+        """The trunk's normed output over a window: (B,T,S',D)."""
         self.check_actions(embodiment, actions)
-        b, t = tokens.shape[:2]
+        t = tokens.shape[1]
         if t > self.config.num_frames:
             raise ConfigError(f"window of {t} frames is longer than the model's {self.config.num_frames}")
         tok = self._embed_tokens(tokens, token_mask)  # (B,T,S,D)
         act = self._window_actions(actions, action_mask, embodiment)  # (B,T,D)
         x = self._assemble(tok, act)  # (B,T,S',D)
-        h = self.trunk(x, act, action_context=act)
-        return self._outputs(h, embodiment)
+        return self.trunk(x, act, action_context=act)
 
     def _window_actions(self, actions: Tensor, action_mask: Tensor | None, embodiment: str) -> Tensor:
         """Frame t's conditioning is action t-1: shift right, "no action" at frame 0. -> (B,T,D)"""
@@ -313,7 +321,7 @@ class WorldModel(nn.Module):
             corrupt = (torch.rand(tokens.shape, generator=generator, device=tokens.device) < rate) & ~token_mask
             noise = torch.randint(0, c.vocab_size, tokens.shape, generator=generator, device=tokens.device)
             inputs = torch.where(corrupt, noise, tokens)
-        out = self(inputs, actions, embodiment=embodiment, token_mask=token_mask, action_mask=masks.actions)
+        h = self._window_hidden(inputs, actions, embodiment, token_mask, masks.actions)  # (B,T,S',D)
 
         metrics: dict[str, float] = {}
         if c.kind == "discrete":
@@ -322,21 +330,37 @@ class WorldModel(nn.Module):
                 changed = torch.zeros_like(tokens, dtype=torch.bool)  # (B,T,h,w); frame 0 is never masked
                 changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
                 weight = 1.0 + (c.changed_token_weight - 1.0) * changed.flatten(2).float()  # (B,T,S)
-            token_loss = self.token_cross_entropy(out.logits, tokens, masks.tokens, weight=weight)
+            token_loss = self._masked_token_loss(h[:, :, : c.tokens_per_frame], tokens, masks.tokens, weight)
             metrics["token_ce"] = float(token_loss.detach())
         else:
-            target = rearrange(tokens, "b t c h w -> (b t h w) c").to(out.cond.dtype)
-            token_loss = self.diffusion(target, rearrange(out.cond, "b t s d -> (b t s) d"),
+            cond = h[:, :, : c.tokens_per_frame]  # (B,T,S,D)
+            target = rearrange(tokens, "b t c h w -> (b t h w) c").to(cond.dtype)
+            token_loss = self.diffusion(target, rearrange(cond, "b t s d -> (b t s) d"),
                                         masks.tokens.reshape(-1), generator=generator)
             metrics["diffusion_mse"] = float(token_loss.detach())
-        scored = masks.action_loss.to(out.action_pred.dtype)  # (B,T)
-        per_frame = (out.action_pred - actions.to(out.action_pred.dtype)).pow(2).mean(-1)  # (B,T)
+        action_pred = self._action_pred(h, embodiment)  # (B,T,k*A)
+        scored = masks.action_loss.to(action_pred.dtype)  # (B,T)
+        per_frame = (action_pred - actions.to(action_pred.dtype)).pow(2).mean(-1)  # (B,T)
         action_loss = (per_frame * scored).sum() / scored.sum().clamp(min=1.0)
         if masks.action_loss.any():
             metrics["action_mse"] = float(action_loss.detach())
         loss = token_loss + c.action_loss_weight * action_loss
         metrics["loss"] = float(loss.detach())
         return loss, metrics
+
+    def _masked_token_loss(self, spatial: Tensor, tokens: Tensor, mask: Tensor, weight: Tensor | None) -> Tensor:
+        """token_cross_entropy of the heads' logits at the masked positions only: the vocabulary
+        heads run on the scored tokens instead of all of them (about half, by the cosine schedule).
+        spatial (B,T,S,D), tokens (B,T,h,w), mask and weight (B,T,S)."""
+        c = self.config
+        picked = spatial[mask]  # (N,D)
+        target = rearrange(tokens, "b t h w -> b t (h w)")[mask].long()  # (N,)
+        digits = torch.stack([torch.div(target, c.factor_size ** i, rounding_mode="floor") % c.factor_size
+                              for i in range(c.vocab_factors)], dim=-1)  # (N,F)
+        ce = sum(F.cross_entropy(head(picked).float(), digits[:, i], reduction="none")
+                 for i, head in enumerate(self.token_heads))  # (N,)
+        w = torch.ones_like(ce) if weight is None else weight[mask].to(ce.dtype)
+        return (ce * w).sum() / w.sum().clamp(min=1e-6)
 
     def token_cross_entropy(self, logits: Tensor, tokens: Tensor, mask: Tensor, *, weight: Tensor | None = None) -> Tensor:
         """Mean cross-entropy (nats, summed over vocabulary digits) of tokens (B,T,h,w) at mask (B,T,S),

@@ -13,6 +13,10 @@ from hma.tokenizer.protocol import TokenizerKind
 CONFIG_FORMAT = "hma-tokenizer"
 CONFIG_VERSION = 1
 RECON_LOSSES = ("l1", "l2", "l1+l2")
+# "conv": overlapping 4x4 convolutions, residual blocks of 3x3 convolutions and GroupNorm at
+# the token grid, so a token depends on most of the frame. "patch": non-overlapping 2x2
+# convolutions and per-token layers, so a token depends on its own patch of pixels only.
+ENCODERS = ("conv", "patch")
 
 
 def default_channels(downsample: int) -> tuple[int, ...]:
@@ -34,6 +38,7 @@ class TokenizerConfig:
     downsample: int = 8  # 64x64 frames -> 8x8 tokens; 4 gives 16x16 grids
     channels: tuple[int, ...] = ()  # one width per stride-2 stage; empty = default_channels(downsample)
     num_res_blocks: int = 2  # residual blocks at the token resolution, in encoder and decoder
+    encoder: str = "conv"  # one of ENCODERS; the decoder is convolutional either way
     fsq_levels: tuple[int, ...] = ()  # discrete only; empty = FSQ paper levels for vocab_size
     vocab_size: int = 4096  # discrete only; the exact size is prod(fsq_levels)
     latent_channels: int = 8  # continuous only
@@ -66,6 +71,8 @@ class TokenizerConfig:
             raise ConfigError(f"latent_channels {self.latent_channels} is invalid, expected >= 1")
         if self.foreground_weight < 1:
             raise ConfigError(f"foreground weight {self.foreground_weight} is invalid, expected >= 1 (1 = plain mean)")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"encoder {self.encoder!r} is unknown, expected one of {', '.join(ENCODERS)}")
         if self.recon_loss not in RECON_LOSSES:
             raise ConfigError(f"reconstruction loss {self.recon_loss!r} is unknown, expected one of {', '.join(RECON_LOSSES)}")
 

@@ -7,6 +7,13 @@ the token resolution keep the cost where the tensors are small: measured on this
 project's 2-core CPU, adding blocks at 32x32 halved encode+decode throughput for little
 reconstruction gain. The discrete variant ends in FSQ, the continuous one in a diagonal
 Gaussian (KL-regularized, as in latent diffusion's autoencoders).
+
+The patch encoder (``encoder="patch"``) sees one token's patch of pixels per token:
+non-overlapping 2x2 stride-2 convolutions, then per-token residual layers with a norm over
+channels. Its tokens change only where their pixels change, so the tokens of a static
+background stay put while the robot moves; with the convolutional encoder a moving arm
+flips tokens across the frame (the "static flips" of ``hma tokenizer eval``), which a world
+model must then learn to predict as well.
 """
 
 from __future__ import annotations
@@ -51,6 +58,43 @@ class Encoder(nn.Module):
         return self.net(x)  # (B, 3, H, W) -> (B, out_channels, h, w)
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of each position: a per-token norm (GroupNorm pools over the frame)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, C, h, w)
+
+
+class TokenResBlock(nn.Module):
+    """A residual MLP applied to each token position alone."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ChannelNorm(channels), nn.SiLU(), nn.Conv2d(channels, channels, 1),
+                                  ChannelNorm(channels), nn.SiLU(), nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)  # (B, C, h, w)
+
+
+class PatchEncoder(nn.Module):
+    def __init__(self, channels: tuple[int, ...], num_res_blocks: int, out_channels: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 2, stride=2)]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.SiLU(), nn.Conv2d(c_in, c_out, 2, stride=2)]
+        layers += [TokenResBlock(channels[-1]) for _ in range(num_res_blocks)]
+        layers += [ChannelNorm(channels[-1]), nn.SiLU(), nn.Conv2d(channels[-1], out_channels, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, 3, H, W) -> (B, out_channels, h, w), each token from its own patch
+
+
 class Decoder(nn.Module):
     def __init__(self, channels: tuple[int, ...], num_res_blocks: int, in_channels: int) -> None:
         super().__init__()
@@ -86,7 +130,8 @@ class ConvAutoencoder(nn.Module):
             self.quantizer = None
             bottleneck = config.latent_channels
             enc_out = 2 * bottleneck  # mean and log-variance
-        self.encoder = Encoder(config.channels, config.num_res_blocks, enc_out)
+        encoder = PatchEncoder if config.encoder == "patch" else Encoder
+        self.encoder = encoder(config.channels, config.num_res_blocks, enc_out)
         self.decoder = Decoder(config.channels, config.num_res_blocks, bottleneck)
 
     def encode_ids(self, x: torch.Tensor) -> torch.Tensor:
