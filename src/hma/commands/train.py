@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--injection", default=None, help="action injection, '+'-joined: concat, modulate, add, cross_attention")
     p.add_argument("--frame-hz", type=float, default=None, help="common frame rate of the windows")
     p.add_argument("--num-frames", type=int, default=None, help="window length T (default: the preset's)")
+    p.add_argument("--num-blocks", type=int, default=None,
+                   help="trunk depth (default: the preset's); on a few CPU minutes a shallower trunk takes "
+                        "twice the steps and followed the actions better (docs/results.md)")
     p.add_argument("--changed-token-weight", type=float, default=None,
                    help="loss weight of masked tokens that differ from the frame before (default 1: plain mean)")
     _common(p)
@@ -77,7 +80,8 @@ def _report(result: dict) -> int:
 def _train(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    overrides = {} if args.changed_token_weight is None else {"changed_token_weight": args.changed_token_weight}
+    overrides = {k: v for k, v in (("changed_token_weight", args.changed_token_weight),
+                                   ("num_blocks", args.num_blocks)) if v is not None}
     cfg = _config(args, tokenizer=args.tokenizer, preset=args.preset, config_file=args.config, model=args.model,
                   injection=args.injection, frame_hz=args.frame_hz, num_frames=args.num_frames,
                   model_overrides=overrides)
