@@ -94,9 +94,11 @@ def test_hma_train_cli_prints_perplexities(tokenized, tmp_path: Path, capsys) ->
     config.write_text(__import__("json").dumps(hma.config.preset("tiny", **TINY).to_json()))
     code = main(["train", "--config", str(config), "--data", *map(str, data), "--tokenizer", str(tok),
                  "--out", str(tmp_path / "run"), "--steps", "3", "--batch-size", "2", "--no-progress",
-                 "--injection", "concat+add", "--setting", "mixed", "--eval-windows", "4"])
+                 "--injection", "concat+add", "--setting", "mixed", "--eval-windows", "4", "--num-blocks", "1"])
     assert code == 0
     assert "held-out perplexity" in capsys.readouterr().out
+    written = __import__("json").loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert written["num_blocks"] == 1 and written["injection"] == "concat+add"
     assert main(["train", "--preset", "tiny", "--data", str(data[0]), "--tokenizer", str(tok),
                  "--out", str(tmp_path / "run"), "--steps", "3"]) == 2  # folder holds a model: clear error
 
