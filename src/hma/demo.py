@@ -26,7 +26,7 @@ STAGES_DIR = ".stages"
 
 @dataclass(frozen=True)
 class DemoBudget:
-    """Sizes of the demo; the defaults finish in about 10 minutes on 2 CPU cores."""
+    """Sizes of the demo; the defaults finish in about 13 minutes on 2 CPU cores."""
 
     # 16 per robot instead of the tiny suite's 8: action effects are learned from the
     # training episodes' variety, and two held-out episodes give 48 branch clips per robot.

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--downsample", type=int, default=8, help="frame size / token grid size (8: 64x64 -> 8x8)")
     p.add_argument("--channels", type=int, nargs="+", default=None, help="width of each stride-2 stage")
     p.add_argument("--res-blocks", type=int, default=2, help="residual blocks at the token resolution")
+    # hma.tokenizer.config.ENCODERS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--encoder", choices=("conv", "patch"), default="conv",
                    help="conv: each token sees most of the frame; patch: each token sees its own pixels only, "
                         "so a static background keeps its tokens while the robot moves")

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-frames", type=int, default=None, help="window length T (default: the preset's)")
     p.add_argument("--num-blocks", type=int, default=None,
                    help="trunk depth (default: the preset's); on a few CPU minutes a shallower trunk takes "
-                        "twice the steps and followed the actions better (docs/results.md)")
+                        "more steps (the demo trains 2 blocks)")
     p.add_argument("--changed-token-weight", type=float, default=None,
                    help="loss weight of masked tokens that differ from the frame before (default 1: plain mean)")
     _common(p)

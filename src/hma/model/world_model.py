@@ -122,6 +122,13 @@ class WorldModel(nn.Module):
         return spec
 
     # -- pieces of the forward pass --------------------------------------------------
+    def _digits(self, ids: Tensor) -> Tensor:
+        """Token ids (...) -> their vocabulary digits (..., F): id = sum_i digit_i * Vf**i."""
+        c = self.config
+        ids = ids.long()
+        return torch.stack([torch.div(ids, c.factor_size ** i, rounding_mode="floor") % c.factor_size
+                            for i in range(c.vocab_factors)], dim=-1)
+
     def _embed_tokens(self, tokens: Tensor, token_mask: Tensor | None) -> Tensor:
         """tokens (B,T,h,w) long or (B,T,C,h,w) float -> (B,T,S,D), masked positions -> mask token."""
         c = self.config
@@ -129,9 +136,8 @@ class WorldModel(nn.Module):
         if grid != c.grid:
             raise ConfigError(f"token grid {grid} does not match the model's grid {c.grid}")
         if c.kind == "discrete":
-            flat = rearrange(tokens, "b t h w -> b t (h w)").long()
-            x = sum(emb(torch.div(flat, c.factor_size ** i, rounding_mode="floor") % c.factor_size)
-                    for i, emb in enumerate(self.token_embed))  # (B,T,S,D)
+            digits = self._digits(rearrange(tokens, "b t h w -> b t (h w)"))  # (B,T,S,F)
+            x = sum(emb(digits[..., i]) for i, emb in enumerate(self.token_embed))  # (B,T,S,D)
         else:
             x = self.latent_in(rearrange(tokens, "b t c h w -> b t (h w) c").to(self.mask_token.dtype))  # (B,T,S,D)
         if token_mask is not None:
@@ -352,11 +358,8 @@ class WorldModel(nn.Module):
         """token_cross_entropy of the heads' logits at the masked positions only: the vocabulary
         heads run on the scored tokens instead of all of them (about half, by the cosine schedule).
         spatial (B,T,S,D), tokens (B,T,h,w), mask and weight (B,T,S)."""
-        c = self.config
         picked = spatial[mask]  # (N,D)
-        target = rearrange(tokens, "b t h w -> b t (h w)")[mask].long()  # (N,)
-        digits = torch.stack([torch.div(target, c.factor_size ** i, rounding_mode="floor") % c.factor_size
-                              for i in range(c.vocab_factors)], dim=-1)  # (N,F)
+        digits = self._digits(rearrange(tokens, "b t h w -> b t (h w)")[mask])  # (N,F)
         ce = sum(F.cross_entropy(head(picked).float(), digits[:, i], reduction="none")
                  for i, head in enumerate(self.token_heads))  # (N,)
         w = torch.ones_like(ce) if weight is None else weight[mask].to(ce.dtype)
@@ -366,11 +369,9 @@ class WorldModel(nn.Module):
         """Mean cross-entropy (nats, summed over vocabulary digits) of tokens (B,T,h,w) at mask (B,T,S),
         weighted by ``weight`` (B,T,S) when given."""
         c = self.config
-        target = rearrange(tokens, "b t h w -> b t (h w)").long()  # (B,T,S)
         if c.vocab_factors == 1:
             logits = logits[:, :, :, None]  # (B,T,S,1,V)
-        digits = torch.stack([torch.div(target, c.factor_size ** i, rounding_mode="floor") % c.factor_size
-                              for i in range(c.vocab_factors)], dim=-1)  # (B,T,S,F)
+        digits = self._digits(rearrange(tokens, "b t h w -> b t (h w)"))  # (B,T,S,F)
         ce = F.cross_entropy(rearrange(logits, "b t s f v -> (b t s f) v").float(), digits.reshape(-1),
                              reduction="none")
         ce = rearrange(ce, "(n f) -> n f", f=c.vocab_factors).sum(-1)  # (B*T*S,)
