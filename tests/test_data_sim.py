@@ -148,3 +148,17 @@ def test_cli_generates_the_whole_tiny_suite(tmp_path, capsys):
         assert s.num_frames == tiny.episodes * tiny.episode_steps(spec)
         assert s.frames.shape[1:] == (64, 64, 3)
     assert "robosuite_lift_panda" in capsys.readouterr().out
+
+
+def test_cli_branch_every_spaces_the_branch_points(tmp_path, capsys):
+    from hma.data.sim.branches import open_branches
+
+    assert main(["data", "generate", "--suite", "tiny", "--out", str(tmp_path), "--embodiments", "gym_reacher",
+                 "--episodes", "2", "--image-size", "16", "--branch-every", "5"]) == 0
+    store, branches = open_branches(tmp_path / "gym_reacher")
+    assert store.meta["extra"]["plan"]["every_frames"] == 5
+    stride = get_embodiment("gym_reacher").stride
+    steps = sorted({b.step for b in branches})
+    assert len(steps) >= 2 and all(b - a == 5 * stride for a, b in zip(steps, steps[1:]))
+    assert main(["data", "generate", "--suite", "tiny", "--out", str(tmp_path / "x"), "--branch-every", "0"]) == 2
+    assert "--branch-every 0 is invalid" in capsys.readouterr().err

@@ -89,3 +89,24 @@ def test_levers_recipe_scores_every_lever_against_the_counterfactual_branches(tm
     assert config["model"]["frame_hz"] == 5.0 and config["model"]["changed_token_weight"] == 5.0
     assert config["train"]["setting"] == "forward"
     assert "## levers:" in docs.read_text() and len(result["findings"]) == len(LEVERS)
+
+
+def test_world_model_recipe_writes_one_row_per_robot_with_its_branch_scores(tmp_path):
+    datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2, "cart": 3})
+    docs = tmp_path / "results.md"
+    argv = ["experiment", "world-model", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
+            "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--scale", "tiny",
+            "--results-md", str(docs), "--threads", "1", "--no-progress"]
+    assert main(argv) == 2  # no branches: a one-line error saying what the recipe needs
+    for d in datasets:
+        add_branches(d, steps=(2, 6, 10))
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "exp" / "world-model" / "results.json").read_text())
+    assert sorted(r["label"] for r in result["rows"]) == ["arm", "cart"]
+    for row in result["rows"]:
+        assert row["clips"] > 0 and row["follows"] in ("yes", "no") and row["steps"] == 2
+        assert row["delta"].count("[") == 1 and isinstance(row["ceiling"], float)
+    config = json.loads((tmp_path / "exp" / "world-model" / "runs" / "demo_recipe" / "config.json").read_text())
+    assert config["model"]["changed_token_weight"] == 10.0 and config["train"]["setting"] == "forward"
+    text = docs.read_text()
+    assert "## world-model:" in text and "| arm |" in text and "of 2 robots" in text

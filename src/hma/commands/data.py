@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace finished datasets instead of skipping them")
     p.add_argument("--no-counterfactual", dest="counterfactual", action="store_false",
                    help="skip the counterfactual branches of the held-out episodes (DATASET/counterfactual/)")
+    p.add_argument("--branch-every", type=int, default=None, metavar="FRAMES",
+                   help="frames between branch points of a held-out episode (default 2); larger is cheaper, "
+                        "for slow simulators such as robosuite")
     p.set_defaults(func=_generate)
 
     p = dsub.add_parser("info", help="print a table of datasets")
@@ -51,9 +54,15 @@ def _generate(args: argparse.Namespace) -> int:
     from hma.data.sim.branches import BranchPlan
     from hma.data.sim.suite import generate_suite
 
+    from hma.errors import ConfigError
+
+    if args.branch_every is not None and args.branch_every < 1:
+        raise ConfigError(f"--branch-every {args.branch_every} is invalid; expected a positive number of frames")
+    plan = None
+    if args.counterfactual:
+        plan = BranchPlan() if args.branch_every is None else BranchPlan(every_frames=args.branch_every)
     generate_suite(args.suite, args.out, episodes=args.episodes, image_size=args.image_size,
-                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite,
-                   branches=BranchPlan() if args.counterfactual else None)
+                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite, branches=plan)
     from hma.data.inspect import info_table
 
     print(info_table([args.out]))

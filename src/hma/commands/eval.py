@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from hma.eval.experiments import EXPERIMENTS, SCALES
 
     p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale",
-                       description="Recipes actions, transfer, methods, injection train runs (--data, --tokenizer and "
+                       description="Recipes actions, transfer, methods, injection, levers, world-model train runs (--data, --tokenizer and "
                                    "--steps or --minutes); synth-bc uses a trained world model (--run, --embodiment).")
     p.add_argument("name", choices=EXPERIMENTS + SIM_EXPERIMENTS)
     p.add_argument("--data", nargs="+", default=None,

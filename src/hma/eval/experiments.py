@@ -15,7 +15,9 @@ table, and whether the paper's claim held here):
 - ``injection``: concat vs modulate vs add vs cross-attention (paper's ablation);
 - ``levers``: what makes a model follow its actions within a few minutes of CPU training
   (setting, loss weighting, frame rate), scored against the simulator's counterfactual
-  branches (:mod:`hma.eval.counterfactual`).
+  branches (:mod:`hma.eval.counterfactual`);
+- ``world-model``: one model trained with the demo's recipe on every robot of the data
+  (the default suite's 12 for the long run), one row per robot against its branches.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from hma.errors import ConfigError, DataError
 from hma.eval.report import format_value, markdown_table
 from hma.io import atomic_write_bytes, atomic_write_json
 
-EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers")
+EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model")
 # docs/results.md sections, in order: the experiments, then the simulator-use reports.
 RESULT_SECTIONS = EXPERIMENTS + ("policy-eval", "synth-bc", "speed")
 RESULTS_FILE = "results.json"
@@ -48,8 +50,8 @@ EVAL_DIR = "eval"
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": dict(num_blocks=2, width=64, num_heads=4, num_frames=4, diffusion_width=128, diffusion_blocks=2),
     "small": dict(num_blocks=4, width=128, num_heads=4, num_frames=8, diffusion_width=256, diffusion_blocks=3),
-    # What `hma demo` trains: the tiny preset on 4-frame windows.
-    "demo": dict(num_blocks=4, width=128, num_heads=4, num_frames=4, diffusion_width=256, diffusion_blocks=3),
+    # What `hma demo` trains (hma.demo.DemoBudget): the tiny preset with two blocks on 4-frame windows.
+    "demo": dict(num_blocks=2, width=128, num_heads=4, num_frames=4, diffusion_width=256, diffusion_blocks=3),
 }
 
 RESULTS_TITLE = "# Results\n"
@@ -326,14 +328,20 @@ LEVERS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
 BASE_HZ = 10.0
 
 
-def _levers(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
+def _branched_data(opts: ExperimentOptions, recipe: str) -> list[Path]:
+    """Every dataset of ``opts.data``; a one-line error when none has counterfactual branches."""
     from hma.data.sim.branches import open_branches
 
-    tok = _need_tokenizer(opts, "discrete", "levers")
     data = [d for ds in _datasets_by_embodiment(opts.data).values() for d in ds]
     if not any(open_branches(d) for d in data):
-        raise DataError("experiment 'levers' scores runs against counterfactual branches, and the data has none; "
+        raise DataError(f"experiment {recipe!r} scores runs against counterfactual branches, and the data has none; "
                         "expected datasets written by `hma data generate` (DATASET/counterfactual/)")
+    return data
+
+
+def _levers(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
+    tok = _need_tokenizer(opts, "discrete", "levers")
+    data = _branched_data(opts, "levers")
     _tokenize(data, tok)
     base_horizon = opts.horizon or 8
     rows, findings = [], []
@@ -353,6 +361,51 @@ def _levers(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
         findings.append(f"{label}: ΔPSNR (95% interval) per robot " + ", ".join(
             f"{n} {r['counterfactual']['delta_psnr']['mean']:.2f} [{r['counterfactual']['delta_psnr']['lo']:.2f}, "
             f"{r['counterfactual']['delta_psnr']['hi']:.2f}]" for n, r in per.items() if "counterfactual" in r))
+    return rows, findings
+
+
+# What `hma demo` trains with (hma.demo.DemoBudget), minus the model size that --scale sets.
+DEMO_RECIPE: dict[str, Any] = {"setting": "forward", "frame_hz": BASE_HZ}
+DEMO_MODEL: dict[str, Any] = {"changed_token_weight": 10.0}
+
+
+def _interval(scores: dict[str, Any]) -> str:
+    return f"{scores['mean']:.2f} [{scores['lo']:.2f}, {scores['hi']:.2f}]"
+
+
+def _world_model(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
+    from hma.eval.counterfactual import follows_other_actions
+
+    tok = _need_tokenizer(opts, "discrete", "world-model")
+    data = _branched_data(opts, "world-model")
+    _tokenize(data, tok)
+    trained = _train(opts, "demo_recipe", data, tokenizer=tok, model_changes=DEMO_MODEL, **DEMO_RECIPE)
+    evaluated = _evaluate(opts, "demo_recipe", data, horizon=opts.horizon or 8)
+    rows = []
+    for name, r in evaluated["per_embodiment"].items():
+        cf = r.get("counterfactual")
+        if cf is None:
+            continue
+        rows.append({"label": name, "delta": _interval(cf["delta_psnr"]), "ceiling": cf["ceiling"]["mean"],
+                     "fraction": cf["fraction_of_ceiling"], "psnr_true": cf["psnr_true"]["mean"],
+                     "psnr_cf": cf["psnr_counterfactual"]["mean"], "psnr_cross": cf["psnr_true_vs_counterfactual"]["mean"],
+                     "follows": "yes" if follows_other_actions(cf) else "no",
+                     "motion": (cf.get("motion_psnr_true") or {}).get("mean"),
+                     "tokenizer_motion": (cf.get("tokenizer_motion_psnr") or {}).get("mean"),
+                     "clips": cf["clips"], **trained})
+    summary = evaluated["overall"].get("counterfactual")
+    if summary is None:
+        raise DataError("experiment 'world-model' scores the run against counterfactual branches, and no branch fits "
+                        "the evaluation; expected datasets written by `hma data generate` (DATASET/counterfactual/)")
+    n = summary["embodiments"]
+    findings = [
+        f"{trained['steps']} optimizer steps in {trained['train_seconds'] / 60:.1f} min on {n} robots",
+        f"ΔPSNR interval above 0 for {summary['delta_psnr_above_zero']} of {n} robots; ΔPSNR >= 50% of the ceiling "
+        f"for {summary['half_of_ceiling']}; follows the other actions for {summary['follows_other_actions']} "
+        f"(mean ΔPSNR {summary['mean_delta_psnr']:.2f} dB of a mean ceiling {summary['mean_ceiling']:.2f} dB)",
+        "follows: the prediction under the other actions is within 1 dB of the true-action PSNR and closer to the "
+        "simulator's other future than the true-action prediction is",
+    ]
     return rows, findings
 
 
@@ -385,6 +438,15 @@ RECIPES: dict[str, Recipe] = {
          ("cf_mean_fraction_of_ceiling", "fraction", "{:.2f}"),
          ("robots", "robots: ΔPSNR>0 / ≥50% ceiling / follows", "{}"), ("psnr", "PSNR (dB)", "{:.2f}"),
          PERPLEXITY, *TRAINING], _levers),
+    "world-model": Recipe(
+        "One world model on every robot, against the simulator's counterfactual branches",
+        "A world model trained on heterogeneous robots follows each robot's actions (paper: ΔPSNR > 0 for the "
+        "action-conditioned model); here per robot, with the ceiling this tokenizer allows.",
+        [("delta", "ΔPSNR (dB) [95%]", "{}"), ("ceiling", "ceiling (dB)", "{:.2f}"), ("fraction", "fraction", "{:.2f}"),
+         ("psnr_true", "PSNR true actions", "{:.2f}"), ("psnr_cf", "PSNR other actions", "{:.2f}"),
+         ("psnr_cross", "PSNR true pred. vs other future", "{:.2f}"), ("follows", "follows", "{}"),
+         ("motion", "motion PSNR", "{:.2f}"), ("tokenizer_motion", "tokenizer motion PSNR", "{:.2f}"),
+         ("clips", "clips", "{:d}")], _world_model),
 }
 
 
