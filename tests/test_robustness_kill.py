@@ -120,7 +120,7 @@ def test_kill_train_then_resume(pipeline, tmp_path):
 def test_kill_synth_then_resume(pipeline, tmp_path):
     out = tmp_path / "synth"
     partial = out.with_name("synth.partial")
-    args = ["synth", "--run", pipeline.run, "--embodiment", EMBODIMENT, "--episodes", 24, "--steps", 4,
+    args = ["synth", "--run", pipeline.run, "--embodiment", EMBODIMENT, "--episodes", 24, "--frames", 4,
             "--out", out]
     kill_when(args, lambda: _staged(partial) >= 1)
     assert 1 <= _staged(partial) < 24 and not (out / "metadata.json").exists()
@@ -129,7 +129,7 @@ def test_kill_synth_then_resume(pipeline, tmp_path):
     run_hma(*args)
     store = EpisodeStore(out, verify=True)
     assert store.num_episodes == 24 and not partial.exists()
-    cli("synth", "--run", pipeline.run, "--embodiment", EMBODIMENT, "--episodes", 24, "--steps", 4,
+    cli("synth", "--run", pipeline.run, "--embodiment", EMBODIMENT, "--episodes", 24, "--frames", 4,
         "--out", tmp_path / "uninterrupted")
     _same_dataset(out, tmp_path / "uninterrupted")
 

@@ -32,7 +32,7 @@ def test_env_opens_run_folder_and_finds_its_dataset(run):
 def test_synth_command_writes_a_valid_dataset(run, tmp_path, capsys):
     out = tmp_path / "synthetic"
     assert main(["synth", "--run", str(run.path), "--embodiment", EMBODIMENT, "--episodes", "2", "--out", str(out),
-                 "--steps", "3"]) == 0
+                 "--frames", "3"]) == 0
     store = EpisodeStore(out, verify=True)
     assert store.num_episodes == 2 and store.num_frames == 2 * 3 * CHUNK
     assert main(["synth", "--run", str(run.path), "--embodiment", EMBODIMENT, "--episodes", "2", "--out", str(out)]) == 2

@@ -16,14 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for metrics.json, report.md, the plot and the videos")
     p.add_argument("--horizon", type=int, default=None, help="frames generated per clip (default: the model's window - 1)")
     p.add_argument("--context", type=int, default=2, help="true frames each clip starts from")
-    p.add_argument("--mode", default="both", choices=["teacher-forced", "autoregressive", "both"])
+    p.add_argument("--mode", default="both", choices=["teacher-forced", "autoregressive", "both"],
+                   help="teacher-forced: each frame from the true ones before it; autoregressive: from generated ones")
     p.add_argument("--episodes", type=int, default=None, help="held-out episodes per embodiment (default: all)")
     p.add_argument("--random-draws", type=int, default=3, help="random-action draws behind delta-PSNR (>= 3)")
     p.add_argument("--unmask-steps", type=int, default=2, help="MaskGIT/MAR unmasking steps per frame")
     p.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature (0: greedy)")
     p.add_argument("--diffusion-steps", type=int, default=None, help="DDIM steps of the MAR head or diffusion baseline")
     p.add_argument("--batch-size", type=int, default=16, help="clips generated together")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-action draws and of sampling")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=_eval)
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale",
                        description="Recipes actions, transfer, methods, injection, levers, world-model train runs (--data, --tokenizer and "
                                    "--steps or --minutes); synth-bc uses a trained world model (--run, --embodiment).")
-    p.add_argument("name", choices=EXPERIMENTS + SIM_EXPERIMENTS)
+    p.add_argument("name", choices=EXPERIMENTS + SIM_EXPERIMENTS, help="recipe to run")
     p.add_argument("--data", nargs="+", default=None,
                    help="dataset folders or folders of datasets (e.g. the tiny suite); synth-bc: the real dataset "
                         "(default: the run's)")
@@ -44,9 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--steps", type=int, help="optimizer steps per trained run")
     budget.add_argument("--minutes", type=float, help="wall-clock training minutes per trained run")
     p.add_argument("--scale", default="tiny", choices=list(SCALES), help="trunk size")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8, help="windows per batch of every trained run")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of every trained run")
+    p.add_argument("--seed", type=int, default=0, help="seed of the runs and their evaluation")
     p.add_argument("--horizon", type=int, default=None, help="frames generated per evaluation clip")
     p.add_argument("--eval-episodes", type=int, default=None,
                    help="held-out episodes per embodiment evaluated (default 4); synth-bc: episodes each policy "
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name)")
     p.add_argument("--results-md", default=DEFAULT_RESULTS_MD, help="markdown file whose section this experiment rewrites")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     sb = p.add_argument_group("synth-bc (behaviour cloning on real vs real + synthetic episodes)")
     sb.add_argument("--run", default=None, help="trained world-model run that generates the synthetic episodes")
     sb.add_argument("--embodiment", default=None, help="embodiment with a simulator to score the policies in")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from hma.config import PRESETS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     model = sub.add_parser("model", help="inspect world-model presets and runs")
     msub = model.add_subparsers(dest="model_command", metavar="MODEL_COMMAND", required=True)
     p = msub.add_parser("info", help="parameter counts: trunk, per-embodiment stem/head, output heads, total")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--preset", help="tiny, base or xl")
+    which.add_argument("--preset", choices=list(PRESETS), help="a model preset")
     which.add_argument("--run", help="a trained run folder")
-    p.add_argument("--kind", default="discrete", choices=["discrete", "continuous"])
+    p.add_argument("--kind", default="discrete", choices=["discrete", "continuous"],
+                   help="token kind the heads predict: discrete codes or continuous latents")
     p.add_argument("--embodiments", type=int, default=1, help="number of (7-dof, chunk 1) embodiments to count")
     p.set_defaults(func=_info)
 

@@ -3,52 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="drive the world model with the keyboard in a browser")
     p.add_argument("--run", required=True, help="trained run folder")
-    p.add_argument("--embodiment", required=True)
-    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 picks a free one)")
+    p.add_argument("--embodiment", required=True, help="robot to drive (one the run was trained on)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but loopback lets other machines drive the model")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (0 picks a free one)")
     p.add_argument("--keymap", default=None, help='JSON file {"KeyName": {"dim": int, "value": -1..1}}')
     p.add_argument("--dataset", default=None, help="dataset for contexts and action bounds (default: the run's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the context episode drawn at reset and of sampling")
     p.add_argument("--record-dir", default=".", help="where recordings are written")
-    p.add_argument("--record-format", choices=["gif", "mp4"], default="gif")
+    p.add_argument("--record-format", choices=["gif", "mp4"], default="gif", help="file format of recordings")
     p.set_defaults(func=_play)
 
     p = sub.add_parser("policy-eval", help="success rates of policies in the real simulator and in the world model")
-    p.add_argument("--run", required=True)
-    p.add_argument("--embodiment", required=True)
+    p.add_argument("--run", required=True, help="trained run folder (the world model)")
+    p.add_argument("--embodiment", required=True, help="robot whose simulator and world model score the policies")
     p.add_argument("--policies", nargs="+", default=None,
                    help="expert:NOISE, random, bc:CHECKPOINT or world-model (default: experts at noise 0, 0.3, 0.6, 1.0, and random)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per policy")
-    p.add_argument("--steps", type=int, default=None, help="frames per episode (default: the simulator's episode length)")
+    p.add_argument("--frames", type=int, default=None, help="frames per episode (default: the simulator's episode length)")
     p.add_argument("--dataset", default=None, help="real dataset with success flags (default: the run's)")
     p.add_argument("--out", default="policy_eval", help="folder for report.json and correlation.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts and of the policies' noise")
     p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
     p.set_defaults(func=_policy_eval)
 
     p = sub.add_parser("synth", help="generate synthetic trajectories with the world model into a dataset")
-    p.add_argument("--run", required=True)
-    p.add_argument("--embodiment", required=True)
-    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--run", required=True, help="trained run folder (the world model)")
+    p.add_argument("--embodiment", required=True, help="robot to generate episodes of")
+    p.add_argument("--episodes", type=int, required=True, help="episodes to generate")
     p.add_argument("--out", required=True, help="dataset folder to write (resumable)")
     p.add_argument("--policy", default=None,
                    help="expert:NOISE, bc:CHECKPOINT, world-model or random; default: perturbed recorded actions")
     p.add_argument("--perturb", type=float, default=0.1, help="noise std on recorded actions, fraction of their range")
-    p.add_argument("--steps", type=int, default=None, help="frames per episode (default: the source episode's)")
+    p.add_argument("--frames", type=int, default=None, help="frames per episode (default: the source episode's)")
     p.add_argument("--dataset", default=None, help="dataset of contexts and recorded actions (default: the run's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the contexts, the perturbations and sampling")
     p.set_defaults(func=_synth)
 
 
 def _play(args: argparse.Namespace) -> int:
     from hma.sim.play import make_play_server
 
-    server = make_play_server(args.run, args.embodiment, port=args.port, keymap=args.keymap, dataset=args.dataset,
-                              seed=args.seed, record_dir=args.record_dir, record_format=args.record_format)
+    if args.host not in LOOPBACK:
+        print(f"hma play: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
+              "can drive the model and write recordings", file=sys.stderr, flush=True)
+    server = make_play_server(args.run, args.embodiment, host=args.host, port=args.port, keymap=args.keymap,
+                              dataset=args.dataset, seed=args.seed, record_dir=args.record_dir,
+                              record_format=args.record_format)
     print(f"hma play: open {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
@@ -61,7 +70,7 @@ def _policy_eval(args: argparse.Namespace) -> int:
     from hma.apps.policy_eval import evaluate_policies
 
     report = evaluate_policies(args.run, args.embodiment, policies=args.policies, episodes=args.episodes,
-                               steps=args.steps, dataset=args.dataset, out=args.out, seed=args.seed)
+                               steps=args.frames, dataset=args.dataset, out=args.out, seed=args.seed)
     print(report.table())
     if args.results_md:
         _write_policy_eval_section(args, report)
@@ -70,7 +79,6 @@ def _policy_eval(args: argparse.Namespace) -> int:
 
 def _write_policy_eval_section(args: argparse.Namespace, report) -> None:
     """Record the run in docs/results.md: the command, the date and the table it printed."""
-    import sys
     from pathlib import Path
 
     from hma.eval.experiments import results_date, shown_command, update_results_section
@@ -91,6 +99,6 @@ def _synth(args: argparse.Namespace) -> int:
     from hma.apps.synth import synthesize
 
     store = synthesize(args.run, args.embodiment, episodes=args.episodes, out=args.out, policy=args.policy,
-                       perturb=args.perturb, steps=args.steps, dataset=args.dataset, seed=args.seed)
+                       perturb=args.perturb, steps=args.frames, dataset=args.dataset, seed=args.seed)
     print(store)
     return 0

@@ -12,14 +12,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = tsub.add_parser("train", help="train a discrete (FSQ) or continuous (KL) tokenizer on the training episodes")
     p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
-    p.add_argument("--kind", choices=["discrete", "continuous"], required=True)
+    p.add_argument("--kind", choices=["discrete", "continuous"], required=True,
+                   help="discrete: FSQ codes for MaskGIT; continuous: KL latents for MAR and the diffusion baseline")
     p.add_argument("--out", required=True, help="run folder (resumed automatically when it holds a training_state/)")
     p.add_argument("--resume", action="store_true", help="require an existing run in --out to resume")
     p.add_argument("--minutes", type=float, default=None, help="training time budget (total over resumes)")
     p.add_argument("--steps", type=int, default=None, help="training steps (2000 if neither --steps nor --minutes)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64, help="frames per optimizer step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialization and the frame order")
     p.add_argument("--name", default=None, help="tokenizer name, used for token shard folders (default: --out's folder name)")
     p.add_argument("--downsample", type=int, default=8, help="frame size / token grid size (8: 64x64 -> 8x8)")
     p.add_argument("--channels", type=int, nargs="+", default=None, help="width of each stride-2 stage")
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fsq-levels", type=int, nargs="+", default=None, help="discrete: explicit FSQ levels (overrides --vocab-size)")
     p.add_argument("--latent-channels", type=int, default=8, help="continuous: latent channels per token")
     p.add_argument("--kl-weight", type=float, default=1e-5, help="continuous: weight of the KL term")
-    p.add_argument("--recon-loss", choices=["l1", "l2", "l1+l2"], default="l1+l2")
+    p.add_argument("--recon-loss", choices=["l1", "l2", "l1+l2"], default="l1+l2", help="pixel reconstruction loss")
     p.add_argument("--grad-loss-weight", type=float, default=0.0, help="weight of an L1 loss on image gradients (0: off)")
     p.add_argument("--foreground-weight", type=float, default=1.0,
                    help="loss weight of pixels that differ from their dataset's median background: the robot "
@@ -44,23 +45,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = tsub.add_parser("eval", help="reconstruction PSNR/SSIM on held-out episodes, code usage, throughput")
     p.add_argument("--tokenizer", required=True, help="tokenizer folder")
-    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
     p.add_argument("--max-frames", type=int, default=2048, help="held-out frames per embodiment (evenly spaced)")
     p.add_argument("--frame-hz", type=float, default=10.0,
                    help="frame rate of the ceiling's clips on counterfactual branches (default: %(default)s)")
     p.add_argument("--horizon", type=int, default=8,
                    help="generated frames of the ceiling's clips, after 2 context frames (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("tokenize", help="write token / latent shards beside datasets (DATASET/tokens/<tokenizer>/)")
-    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
     p.add_argument("--tokenizer", required=True, help="tokenizer folder")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=256, help="frames encoded together")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=_tokenize)
 
 

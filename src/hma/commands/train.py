@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hma.config import PRESETS, Setting
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets (tokenized)")
@@ -14,16 +16,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     length.add_argument("--minutes", type=float, help="train for this wall-clock budget")
     p.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step without changing the schedule")
     p.add_argument("--batch-size", type=int, default=8, help="windows per batch per process")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps before the cosine decay")
-    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (0: off)")
     p.add_argument("--ema", type=float, default=None, help="EMA decay (e.g. 0.999); model.safetensors then holds the EMA")
-    p.add_argument("--setting", default="full", help="video, forward, full, policy or mixed (per sample)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--setting", default="full", choices=[s.value for s in Setting],
+                   help="what is masked: frames (video), frames given actions (forward), both (full), actions given frames (policy), or one of those per sample (mixed)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initialization and the batch stream (rank r of n draws seed * n + r)")
     p.add_argument("--tau", type=float, default=3.0, help="dataset mixture temperature")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of episodes held out for evaluation")
-    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--checkpoint-every", type=int, default=500, help="optimizer steps between checkpoints")
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows evaluated at the end")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
@@ -34,10 +38,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a world model on tokenized datasets (also under torchrun: python -m hma.train)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--preset", default=None, help="model preset: tiny, base or xl (default tiny)")
+    which.add_argument("--preset", default=None, choices=list(PRESETS), help="model preset (default tiny)")
     which.add_argument("--config", default=None, help="JSON model config instead of a preset")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder the data was tokenized with")
-    p.add_argument("--model", default="hma", help="model kind: hma (masked autoregression) or diffusion (baseline)")
+    # hma.train.kinds.MODEL_KINDS, spelled out: importing it would load torch for every CLI call.
+    p.add_argument("--model", default="hma", choices=("hma", "diffusion"),
+                   help="hma: masked autoregression; diffusion: the video diffusion baseline")
     p.add_argument("--injection", default=None, help="action injection, '+'-joined: concat, modulate, add, cross_attention")
     p.add_argument("--frame-hz", type=float, default=None, help="common frame rate of the windows")
     p.add_argument("--num-frames", type=int, default=None, help="window length T (default: the preset's)")

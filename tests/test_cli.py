@@ -1,0 +1,85 @@
+"""The command line as argparse users expect it: help on every option, defaults shown, choices where the set is known."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from hma.cli import build_parser, main
+
+
+def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("hma",)):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, path + (name,))
+
+
+def test_every_option_and_positional_has_help():
+    missing = []
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            if not action.help:
+                missing.append(f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, "options without help: " + ", ".join(missing)
+
+
+def test_help_shows_defaults_but_not_empty_ones(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "AdamW weight decay (default: 0.05)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_spelled_out_choices_match_the_library():
+    from hma.commands.data import SUITE_NAMES
+    from hma.data.sim.suite import SUITES
+    from hma.tokenizer.config import ENCODERS
+    from hma.train.kinds import MODEL_KINDS
+
+    choices = {}
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if action.choices is not None and action.option_strings:
+                choices[(" ".join(path), action.option_strings[0])] = tuple(action.choices)
+    assert choices[("hma tokenizer train", "--encoder")] == tuple(ENCODERS)
+    assert choices[("hma train", "--model")] == tuple(MODEL_KINDS)
+    assert choices[("hma data generate", "--suite")] == SUITE_NAMES == tuple(SUITES)
+    assert choices[("hma train", "--setting")] == ("video", "forward", "full", "policy", "mixed")
+
+
+def test_unknown_choice_is_one_line_naming_the_choices(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["data", "generate", "--suite", "huge", "--out", "x"])
+    assert err.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_play_warns_when_it_listens_beyond_loopback(monkeypatch, capsys):
+    import hma.sim.play as play
+
+    seen = {}
+
+    class Server:
+        url = "http://0.0.0.0:1/"
+
+        def serve_forever(self):
+            pass
+
+        def server_close(self):
+            pass
+
+    def fake(run, embodiment, **kwargs):
+        seen.update(kwargs)
+        return Server()
+
+    monkeypatch.setattr(play, "make_play_server", fake)
+    assert main(["play", "--run", "r", "--embodiment", "e"]) == 0
+    assert seen["host"] == "127.0.0.1" and "warning" not in capsys.readouterr().err
+    assert main(["play", "--run", "r", "--embodiment", "e", "--host", "0.0.0.0"]) == 0
+    assert seen["host"] == "0.0.0.0" and "warning: listening on 0.0.0.0" in capsys.readouterr().err
