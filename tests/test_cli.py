@@ -83,3 +83,27 @@ def test_play_warns_when_it_listens_beyond_loopback(monkeypatch, capsys):
     assert seen["host"] == "127.0.0.1" and "warning" not in capsys.readouterr().err
     assert main(["play", "--run", "r", "--embodiment", "e", "--host", "0.0.0.0"]) == 0
     assert seen["host"] == "0.0.0.0" and "warning: listening on 0.0.0.0" in capsys.readouterr().err
+
+
+LONG_COMMANDS = [("data", "generate"), ("data", "import-lerobot"), ("data", "export-lerobot"), ("tokenizer", "train"),
+                 ("tokenizer", "eval"), ("tokenize",), ("train",), ("finetune",), ("eval",), ("experiment",),
+                 ("policy-eval",), ("synth",), ("demo",), ("bench",)]
+
+
+def test_every_long_command_takes_no_progress():
+    parsers = {path[1:]: parser for path, parser in _parsers(build_parser())}
+    lacking = [" ".join(c) for c in LONG_COMMANDS
+               if not any("--no-progress" in a.option_strings for a in parsers[c]._actions)]
+    assert not lacking, "long commands without --no-progress: " + ", ".join(lacking)
+
+
+def test_no_progress_turns_off_the_bars_and_only_for_that_call(tmp_path, capsys, monkeypatch):
+    import os
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    argv = ["data", "generate", "--suite", "tiny", "--embodiments", "gym_reacher", "--episodes", "2",
+            "--image-size", "16", "--no-counterfactual"]
+    assert main([*argv, "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert "ep/s" not in capsys.readouterr().err and "TQDM_DISABLE" not in os.environ
+    assert main([*argv, "--out", str(tmp_path / "loud")]) == 0
+    assert "gym_reacher: 100%" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import sys
 
 from hma import __version__
 from hma.errors import HmaError
+from hma.progress import progress_bars
 
 # Command modules under hma.commands, in the order they appear in `hma --help`.
 COMMAND_MODULES = [
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for the results it records
     try:
-        result = args.func(args)
+        with progress_bars(not getattr(args, "no_progress", False)):
+            result = args.func(args)
     except HmaError as e:
         print(f"hma: error: {e}", file=sys.stderr)
         return 2

@@ -75,9 +75,13 @@ def _stage(out: Path, name: str, argv: list[str], run: Callable[[list[str]], int
     atomic_write_json(stamp, {"command": shown, "seconds": round(time.perf_counter() - t, 1)})
 
 
-def run_demo(out: str | Path = "demo_out", budget: DemoBudget = DemoBudget(), *, seed: int = 0) -> Path:
+def run_demo(out: str | Path = "demo_out", budget: DemoBudget = DemoBudget(), *, seed: int = 0,
+             progress: bool = True) -> Path:
     """Run every stage into ``out`` and return the path of the report."""
-    from hma.cli import main as hma
+    from hma.cli import main as cli
+
+    def hma(argv: list[str]) -> int:
+        return cli(argv if progress else [*argv, "--no-progress"])
 
     out = Path(out)
     data, tok, run, ev = out / "data", out / "tokenizer", out / "run", out

@@ -124,7 +124,9 @@ def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | No
     with simulator or GroundTruthSim(embodiment, store.image_size[0]) as sim:
         if sim.chunk != chunk:
             raise ConfigError(f"the simulator takes {sim.chunk} control steps per frame, the model {chunk}")
-        for text in policies or DEFAULT_POLICIES:
+        from hma.progress import bar
+
+        for text in bar(policies or DEFAULT_POLICIES, desc=f"policy-eval {embodiment}", unit="policy", leave=False):
             policy = parse_policy(text, run=loaded, embodiment=embodiment, space=venv.single_action_space, dataset=store)
             result, real_video, model_video = _evaluate_one(text, policy, sim, venv, classifier, episodes=episodes,
                                                             steps=steps, seed=seed)

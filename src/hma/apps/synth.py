@@ -64,6 +64,9 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
     # A killed run may have written part of a batch: redo that whole batch (same episodes,
     # same seed, same batch size, so the same frames) and keep only its missing episodes.
     staged = writer.num_staged
+    from hma.progress import bar as progress_bar
+
+    bar = progress_bar(total=episodes, initial=staged, desc=f"synth {embodiment}", unit="ep", leave=False)
     for first in range(staged - staged % batch_size, episodes, batch_size):
         ids = list(range(first, min(first + batch_size, episodes)))
         if venv is None or venv.num_envs != len(ids):
@@ -79,6 +82,8 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
         for i, (frames, actions) in zip(ids, batch):
             if i >= staged:
                 writer.add_episode(frames, actions)
+                bar.update(1)
+    bar.close()
     return writer.finalize()
 
 

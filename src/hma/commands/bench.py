@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hma.commands import add_progress
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure generation speed per frame (random weights)")
@@ -17,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--diffusion-steps", type=int, default=50, help="DDIM steps of the diffusion baseline")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
+    add_progress(p)
     p.set_defaults(func=_bench)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hma.commands import add_progress
+
 # hma.data.sim.suite.SUITES, spelled out: importing it costs every CLI call a third of a second.
 SUITE_NAMES = ("tiny", "default")
 
@@ -25,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--branch-every", type=int, default=None, metavar="FRAMES",
                    help="frames between branch points of a held-out episode (default 2); larger is cheaper, "
                         "for slow simulators such as robosuite")
+    add_progress(p)
     p.set_defaults(func=_generate)
 
     p = dsub.add_parser("info", help="print a table of datasets")
@@ -44,12 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", default=None, help="video/image feature key, e.g. observation.images.front")
     p.add_argument("--embodiment", default=None, help="embodiment name (default: robot_type or folder name)")
     p.add_argument("--image-size", type=int, default=None, help="resize frames to this square size")
+    add_progress(p)
     p.set_defaults(func=_import_lerobot)
 
     p = dsub.add_parser("export-lerobot", help="write a native dataset as a LeRobotDataset v3.0 folder")
     p.add_argument("src", help="native dataset folder")
     p.add_argument("out", help="LeRobotDataset v3.0 folder to write")
     p.add_argument("--codec", default="libsvtav1", help="video codec (libsvtav1, libx264, ...)")
+    add_progress(p)
     p.set_defaults(func=_export_lerobot)
 
 

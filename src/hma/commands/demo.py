@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hma.commands import add_progress
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from hma.demo import DemoBudget
@@ -15,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer-minutes", type=float, default=d.tokenizer_minutes, help="tokenizer training budget")
     p.add_argument("--train-minutes", type=float, default=d.train_minutes, help="world-model training budget")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the tokenizer and the training")
+    add_progress(p)
     p.set_defaults(func=_demo)
 
 
@@ -22,5 +25,5 @@ def _demo(args: argparse.Namespace) -> int:
     from hma.demo import DemoBudget, run_demo
 
     budget = DemoBudget(episodes=args.episodes, tokenizer_minutes=args.tokenizer_minutes, train_minutes=args.train_minutes)
-    run_demo(args.out, budget, seed=args.seed)
+    run_demo(args.out, budget, seed=args.seed, progress=not args.no_progress)
     return 0

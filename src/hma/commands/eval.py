@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from hma.commands import add_progress
 import shlex
 
 DEFAULT_RESULTS_MD = "docs/results.md"
@@ -27,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random-action draws and of sampling")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_progress(p)
     p.set_defaults(func=_eval)
 
     from hma.eval.experiments import EXPERIMENTS, SCALES
@@ -55,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name)")
     p.add_argument("--results-md", default=DEFAULT_RESULTS_MD, help="markdown file whose section this experiment rewrites")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress(p)
     sb = p.add_argument_group("synth-bc (behaviour cloning on real vs real + synthetic episodes)")
     sb.add_argument("--run", default=None, help="trained world-model run that generates the synthetic episodes")
     sb.add_argument("--embodiment", default=None, help="embodiment with a simulator to score the policies in")

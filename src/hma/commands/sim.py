@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from hma.commands import add_progress
 import sys
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="policy_eval", help="folder for report.json and correlation.png")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts and of the policies' noise")
     p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
+    add_progress(p)
     p.set_defaults(func=_policy_eval)
 
     p = sub.add_parser("synth", help="generate synthetic trajectories with the world model into a dataset")
@@ -46,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames per episode (default: the source episode's)")
     p.add_argument("--dataset", default=None, help="dataset of contexts and recorded actions (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the contexts, the perturbations and sampling")
+    add_progress(p)
     p.set_defaults(func=_synth)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from hma.commands import add_progress
 import time
 
 
@@ -41,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-every", type=int, default=500, help="steps between reconstruction grids in OUT/samples/")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_progress(p)
     p.set_defaults(func=_train)
 
     p = tsub.add_parser("eval", help="reconstruction PSNR/SSIM on held-out episodes, code usage, throughput")
@@ -54,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_progress(p)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("tokenize", help="write token / latent shards beside datasets (DATASET/tokens/<tokenizer>/)")
@@ -62,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="frames encoded together")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_progress(p)
     p.set_defaults(func=_tokenize)
 
 
@@ -92,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     options = TrainOptions(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                            seed=args.seed, sample_every=args.sample_every)
-    tokenizer = train_tokenizer(args.data, out, config, options, device=device)
+    tokenizer = train_tokenizer(args.data, out, config, options, device=device, progress=not args.no_progress)
     print(f"wrote {out}: {tokenizer} fingerprint {tokenizer.fingerprint[:12]}")
     return 0
 
@@ -130,7 +135,7 @@ def _tokenize(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer).to(device)
     for store in open_datasets(args.data):
         t0 = time.perf_counter()
-        shard, skipped = tokenize_dataset(store, tokenizer, batch_size=args.batch_size)
+        shard, skipped = tokenize_dataset(store, tokenizer, batch_size=args.batch_size, progress=not args.no_progress)
         if skipped:
             print(f"{shard.path}: up to date, skipped")
         else:

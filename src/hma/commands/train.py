@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hma.commands import add_progress
+
 from hma.config import PRESETS, Setting
 
 
@@ -32,7 +34,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="autocast precision: auto = bf16 on CUDA, fp32 on the CPU (default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

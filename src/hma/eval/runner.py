@@ -483,7 +483,9 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
     per: dict[str, dict] = {}
     shown: dict[str, dict[str, np.ndarray]] = {}
     skipped: dict[str, str] = {}
-    for store in open_datasets(data):
+    from hma.progress import bar
+
+    for store in bar(open_datasets(data), desc="eval", unit="robot", leave=False):
         if store.embodiment not in loaded.embodiments:
             skipped[str(store.root)] = f"embodiment {store.embodiment!r} is unknown to the run"
             continue

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from hma.data.store import FRAMES_FILE, EpisodeStore
 from hma.errors import ConfigError, DataError
 from hma.io import atomic_write_json, sha256_file
+from hma.progress import bar as progress_bar
 from hma.tokenizer.protocol import Tokenizer
 
 TOKENS_DIR = "tokens"
@@ -118,7 +118,7 @@ def tokenize_dataset(store: EpisodeStore, tokenizer: Tokenizer, *, batch_size: i
         array = np.lib.format.open_memmap(partial / name, mode="w+", dtype=dtype, shape=shape)
     else:
         array = np.load(partial / name, mmap_mode="r+")
-    bar = tqdm(total=store.num_frames, initial=done, disable=not progress, unit="frame", dynamic_ncols=True,
+    bar = progress_bar(total=store.num_frames, initial=done, show=progress, unit="frame", dynamic_ncols=True,
                desc=f"{store.embodiment} -> tokens/{tokenizer.name}")
     for start in range(done, store.num_frames, chunk_frames):
         end = min(start + chunk_frames, store.num_frames)

@@ -25,9 +25,9 @@ import torch
 from einops import rearrange
 from safetensors.torch import load_file as load_safetensors_file
 from safetensors.torch import save as save_safetensors_bytes
-from tqdm.auto import tqdm
 
 from hma.data.store import open_datasets
+from hma.progress import bar as progress_bar
 from hma.errors import CheckpointError, ConfigError
 from hma.io import atomic_write_bytes, atomic_write_json, sha256_file
 from hma.tokenizer.config import TokenizerConfig
@@ -246,7 +246,7 @@ def train_tokenizer(
         })
 
     total = options.steps if options.steps is not None else None
-    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"train {config.kind} tokenizer", unit="step", dynamic_ncols=True)
+    bar = progress_bar(total=total, initial=step, show=progress, desc=f"train {config.kind} tokenizer", unit="step", dynamic_ncols=True)
     last_save = time.monotonic()
     log_path = out / LOG_FILE
     window_loss: list[float] = []

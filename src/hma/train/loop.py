@@ -275,12 +275,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if dist.world_size > 1:
             torch_dist.barrier()
 
-    from tqdm.auto import tqdm
+    from hma.progress import bar as progress_bar
 
     autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=_use_bf16(cfg.precision, dist.device))
     tokens_per_batch = cfg.batch_size * model_config.num_frames * model_config.tokens_per_frame * dist.world_size
-    bar = tqdm(total=schedule.total_steps if total_known else None, initial=step,
-               disable=not (dist.main and cfg.progress), dynamic_ncols=True)
+    bar = progress_bar(total=schedule.total_steps if total_known else None, initial=step,
+                       show=dist.main and cfg.progress, dynamic_ncols=True)
     started, probe_steps, timed_from = time.perf_counter(), 20, step
     warm_at = started
     stop = min(x for x in (schedule.total_steps, cfg.stop_at) if x is not None)

@@ -362,7 +362,9 @@ def import_lerobot(
             }},
         )
         writer = StoreWriter(out, info)
-        for i in range(writer.num_staged, len(source.episodes)):
+        from hma.progress import bar
+
+        for i in bar(range(writer.num_staged, len(source.episodes)), desc="import-lerobot", unit="ep", leave=False):
             ref = source.episodes[i]
             episode = first if i == 0 else source.read_episode(ref, image_size=image_size)
             if episode.frames.shape[1:3] != (height, width):

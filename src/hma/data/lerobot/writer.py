@@ -113,7 +113,9 @@ def write_lerobot_v3(
     data_files = _DataFiles(partial, _data_schema(store.action_dim, has_success), limit_bytes=data_files_size_in_mb * _MB)
     video_files = _VideoFiles(partial, camera, encoder=encoder, fps=fps, size=(height, width), limit_bytes=video_files_size_in_mb * _MB)
     episode_rows, episode_stats = [], []
-    for e in range(store.num_episodes):
+    from hma.progress import bar
+
+    for e in bar(range(store.num_episodes), desc="export-lerobot", unit="ep", leave=False):
         episode = store.episode(e)
         frames = np.asarray(episode["frames"])  # (T, H, W, 3)
         first = int(store.episode_starts[e])

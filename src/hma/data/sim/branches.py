@@ -158,11 +158,11 @@ def generate_branches(spec: EmbodimentSpec, dataset: str | Path, *, plan: Branch
     writer = StoreWriter(out, info, overwrite=overwrite)
     start = writer.num_staged
     if start < len(branches):
-        from tqdm.auto import tqdm
+        from hma.progress import bar
 
         env = spec.make(store.image_size[0])
         try:
-            for b in tqdm(branches[start:], desc=f"{spec.name} branches", unit="branch", leave=False):
+            for b in bar(branches[start:], desc=f"{spec.name} branches", unit="branch", leave=False):
                 recorded = store.episode(b.episode)["actions"]
                 replay_to(env, spec, seed=seed, episode=b.episode, actions=recorded, step=b.step)
                 rows = list(branch_actions(env, b, steps=len(recorded) - b.step, train_actions=train_actions,

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
-
 from hma.data.sim.branches import BranchPlan, episode_rng, generate_branches
 from hma.data.sim.registry import FRAME_HZ, EmbodimentSpec, get_embodiment
 from hma.data.sim.rollout import BehaviourMix, rollout
+from hma import progress
 from hma.data.store import METADATA_FILE, DatasetInfo, StoreWriter
 from hma.errors import ConfigError, EmbodimentError
 
@@ -74,7 +73,7 @@ def generate_dataset(spec: EmbodimentSpec, out: str | Path, *, episodes: int, ep
     counterfactual branches (:mod:`hma.data.sim.branches`) unless ``branches`` is None."""
     out = Path(out)
     if (out / METADATA_FILE).exists() and not overwrite:
-        tqdm.write(f"{spec.name}: {out} is complete, skipping (--overwrite replaces it)")
+        progress.write(f"{spec.name}: {out} is complete, skipping (--overwrite replaces it)")
     else:
         _generate_episodes(spec, out, episodes=episodes, episode_steps=episode_steps, image_size=image_size,
                            seed=seed, overwrite=overwrite)
@@ -91,7 +90,7 @@ def _generate_episodes(spec: EmbodimentSpec, out: Path, *, episodes: int, episod
     if start < episodes:
         env = spec.make(image_size)
         try:
-            with tqdm(total=episodes, initial=start, desc=spec.name, unit="ep", leave=True) as bar:
+            with progress.bar(total=episodes, initial=start, desc=spec.name, unit="ep", leave=True) as bar:
                 for e in range(start, episodes):
                     ep = rollout(env, episode_steps, spec.control_hz, episode_rng(seed, spec.name, e))
                     writer.add_episode(ep.frames, ep.actions, ep.success)
