@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, make_run, make_store, one_thread
-from hma.errors import DataError, EmbodimentError
+from hma.errors import ConfigError, DataError, EmbodimentError
 from hma.sampling.maskgit import MaskGITSampling
 from hma.sim import WorldModelEnv, WorldModelPolicy, WorldModelVectorEnv
 
@@ -35,9 +35,33 @@ def test_check_env_passes(run):
 
 
 def test_registered_with_gymnasium(run):
+    assert gymnasium.spec("hma/WorldModel-v0").max_episode_steps == 100
     env = gymnasium.make("hma/WorldModel-v0", run=run, embodiment=EMBODIMENT, max_episode_steps=2)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (IMAGE, IMAGE, 3) and env.unwrapped.embodiment == EMBODIMENT
+    check_env(env.unwrapped)
+
+
+def test_make_truncates_at_the_max_episode_steps_it_was_given(run):
+    # Beyond the env's own default of 100: the TimeLimit of gymnasium.make decides, not the env.
+    env = gymnasium.make("hma/WorldModel-v0", run=run, embodiment=EMBODIMENT, max_episode_steps=103)
+    env.reset(seed=0)
+    action = env.action_space.low
+    truncations = [env.step(action)[3] for _ in range(103)]
+    assert truncations.index(True) == 102 and env.unwrapped.core.max_episode_steps is None
+
+
+def test_make_vec_gives_the_batched_env(run):
+    venv = gymnasium.make_vec("hma/WorldModel-v0", num_envs=8, run=run, embodiment=EMBODIMENT, max_episode_steps=2)
+    assert isinstance(venv, WorldModelVectorEnv) and venv.num_envs == 8
+    assert venv.core.max_episode_steps == 2 and venv.metadata["render_fps"] == round(run.model.config.frame_hz)
+    assert venv.render_mode is None and venv.render() is None
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (8, IMAGE, IMAGE, 3)
+    with pytest.raises(ConfigError, match="reset_mask"):
+        venv.reset(options={"reset_mask": np.ones(8, bool)})
+    default = gymnasium.make_vec("hma/WorldModel-v0", num_envs=2, run=run, embodiment=EMBODIMENT)
+    assert default.core.max_episode_steps == 100  # the spec's limit reaches the vector env
 
 
 def test_spaces_come_from_the_dataset(run, store):
@@ -49,7 +73,8 @@ def test_spaces_come_from_the_dataset(run, store):
 
 
 def test_step_contract_and_truncation(run):
-    env = WorldModelEnv(run, EMBODIMENT, max_episode_steps=3)
+    assert WorldModelEnv(run, EMBODIMENT).render_mode is None  # gymnasium's default: no rendering asked for
+    env = WorldModelEnv(run, EMBODIMENT, max_episode_steps=3, render_mode="rgb_array")
     obs, info = env.reset(seed=0)
     assert obs.dtype == np.uint8 and obs.shape == (IMAGE, IMAGE, 3)
     truncations = []

@@ -7,7 +7,9 @@ from hma.sim.policy import WorldModelPolicy
 from hma.sim.rollout import WorldModelRollout
 from hma.sim.vector_env import WorldModelVectorEnv
 
-# gymnasium.make("hma/WorldModel-v0", run=RUN, embodiment=NAME) builds a WorldModelEnv.
-gymnasium.register(id="hma/WorldModel-v0", entry_point="hma.sim.env:WorldModelEnv")
+# gymnasium.make("hma/WorldModel-v0", run=RUN, embodiment=NAME) builds a WorldModelEnv;
+# gymnasium.make_vec(..., num_envs=N) the batched WorldModelVectorEnv (one model call per step).
+gymnasium.register(id="hma/WorldModel-v0", entry_point="hma.sim.env:make_registered",
+                   vector_entry_point="hma.sim.vector_env:WorldModelVectorEnv", max_episode_steps=100)
 
 __all__ = ["WorldModelEnv", "WorldModelPolicy", "WorldModelRollout", "WorldModelVectorEnv"]

@@ -2,7 +2,8 @@
 
 ``reset`` puts context frames into the model; each ``step`` takes one action chunk and
 returns the next generated frame. There is no reward model: reward is 0, episodes never
-terminate and are truncated after ``max_episode_steps``. Out-of-range actions are
+terminate and are truncated after ``max_episode_steps`` (by the env itself, or by
+gymnasium's TimeLimit when made with ``gymnasium.make``). Out-of-range actions are
 clipped to the dataset's range by default (``out_of_range="raise"`` rejects them);
 wrong shapes, non-float dtypes and NaN/inf always raise :class:`hma.errors.EmbodimentError`.
 """
@@ -61,7 +62,8 @@ class SimCore:
     """What the single and the vector env share: the rollout, the spaces, the clock."""
 
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None, context_frames: int | None,
-                 max_episode_steps: int, sampling: MaskGITSampling | MARSampling | None, out_of_range: str) -> None:
+                 max_episode_steps: int | None, sampling: MaskGITSampling | MARSampling | None,
+                 out_of_range: str) -> None:
         self.loaded = open_run(run)
         self.embodiment = embodiment
         self.rollout = WorldModelRollout(self.loaded, embodiment, sampling=sampling)
@@ -88,8 +90,8 @@ class SimCore:
         self.context_frames = context_frames if context_frames is not None else max(1, window // 2)
         if not 1 <= self.context_frames <= window:
             raise ConfigError(f"context_frames={self.context_frames} is invalid, expected 1 to {window} (the model's window)")
-        if max_episode_steps < 1:
-            raise ConfigError(f"max_episode_steps={max_episode_steps} is invalid, expected an integer >= 1")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ConfigError(f"max_episode_steps={max_episode_steps} is invalid, expected an integer >= 1 or None")
         self.max_episode_steps = max_episode_steps
         self.out_of_range = OutOfRange(out_of_range)
         self.generator = torch.Generator(device=self.rollout.device)
@@ -119,6 +121,15 @@ class SimCore:
         self.steps += 1
         return self.rollout.step(actions.reshape(len(actions), -1), self.generator)
 
+    @property
+    def truncated(self) -> bool:
+        return self.max_episode_steps is not None and self.steps >= self.max_episode_steps
+
+
+def make_registered(**kwargs: Any) -> "WorldModelEnv":
+    """The entry point of ``hma/WorldModel-v0``: gymnasium.make's TimeLimit truncates, not the env."""
+    return WorldModelEnv(**kwargs, max_episode_steps=None)
+
 
 class WorldModelEnv(gym.Env):
     """A learned simulator of one embodiment.
@@ -129,7 +140,8 @@ class WorldModelEnv(gym.Env):
         dataset: the dataset that gives the action bounds and default contexts (default:
             the one recorded in the run for this embodiment).
         context_frames: frames of context a default reset takes from an episode (default: half the window).
-        max_episode_steps: steps until ``truncated`` is True.
+        max_episode_steps: steps until ``truncated`` is True (None: never; ``gymnasium.make``
+            leaves the limit to its TimeLimit wrapper, so that its ``max_episode_steps`` holds).
         sampling: :class:`MaskGITSampling` / :class:`MARSampling` (default: 2 unmasking steps, as the paper).
         out_of_range: "clip" (default) or "raise" for finite actions outside the Box.
     """
@@ -137,9 +149,9 @@ class WorldModelEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
-                 context_frames: int | None = None, max_episode_steps: int = 100,
+                 context_frames: int | None = None, max_episode_steps: int | None = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
-                 render_mode: str | None = "rgb_array") -> None:
+                 render_mode: str | None = None) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
@@ -165,8 +177,7 @@ class WorldModelEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         action = check_action(action, self.action_space, embodiment=self.embodiment, out_of_range=self.core.out_of_range)
         self._frame = self.core.step(action[None])[0]
-        truncated = self.core.steps >= self.core.max_episode_steps
-        return self._frame.copy(), 0.0, False, truncated, {"step": self.core.steps}
+        return self._frame.copy(), 0.0, False, self.core.truncated, {"step": self.core.steps}
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
