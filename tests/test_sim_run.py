@@ -44,3 +44,40 @@ def test_policy_eval_command_reports_a_simulator_it_lacks(run, tmp_path, capsys)
                  "--out", str(tmp_path / "pe")])
     err = capsys.readouterr().err
     assert code == 2 and "unknown embodiment 'toy'" in err
+
+
+def test_load_puts_model_and_tokenizer_on_the_device_asked_for(run):
+    import hma
+    from hma.sim.env import open_run
+
+    # The meta device stands in for a GPU: nothing may stay behind on the CPU.
+    loaded = hma.load(run.path, device="meta")
+    assert {p.device.type for p in loaded.model.parameters()} == {"meta"}
+    assert {p.device.type for p in loaded.tokenizer.model.parameters()} == {"meta"}
+    cpu = hma.load(run.path)
+    assert open_run(cpu) is cpu and next(cpu.tokenizer.model.parameters()).device.type == "cpu"
+    open_run(cpu, "meta")  # a loaded run moves in place when a device is given
+    assert next(cpu.model.parameters()).device.type == "meta" and cpu.tokenizer.device.type == "meta"
+
+
+@pytest.mark.parametrize("command", ["synth", "policy-eval", "play"])
+def test_device_option_reaches_the_library(command, run, tmp_path, monkeypatch):
+    import hma.apps.policy_eval
+    import hma.apps.synth
+    import hma.sim.play
+
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    target = {"synth": (hma.apps.synth, "synthesize"), "policy-eval": (hma.apps.policy_eval, "evaluate_policies"),
+              "play": (hma.sim.play, "make_play_server")}[command]
+    monkeypatch.setattr(*target, record)
+    argv = [command, "--run", str(run.path), "--embodiment", EMBODIMENT, "--device", "cuda:3"]
+    if command == "synth":
+        argv += ["--episodes", "1", "--out", str(tmp_path / "s")]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert seen["device"] == "cuda:3"

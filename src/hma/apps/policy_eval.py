@@ -96,17 +96,18 @@ def default_steps(store: EpisodeStore, chunk: int) -> int:
 def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | None = None, episodes: int = 10,
                       steps: int | None = None, dataset: str | Path | None = None, out: str | Path = "policy_eval",
                       seed: int = 0, classifier: SuccessClassifier | None = None, sampling: Any = None,
-                      simulator: GroundTruthSim | None = None) -> PolicyEvalReport:
+                      simulator: GroundTruthSim | None = None, device: str | None = None) -> PolicyEvalReport:
     """Roll every policy out in both simulators; write ``report.json``, ``correlation.png`` and
     ``videos/POLICY.gif`` (first episode, real beside world model) to ``out``.
 
     ``simulator`` replaces the registry's simulator of ``embodiment`` (anything with
-    GroundTruthSim's ``chunk``/``reset``/``step``/``expert_step``/``close``)."""
+    GroundTruthSim's ``chunk``/``reset``/``step``/``expert_step``/``close``). ``device``: as
+    :class:`hma.sim.WorldModelEnv`'s."""
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} is invalid, expected an integer >= 1")
     if simulator is None:
         get_embodiment(embodiment)  # fail before any training when there is no simulator to compare with
-    loaded = open_run(run)
+    loaded = open_run(run, device)
     path = dataset if dataset is not None else run_dataset(loaded, embodiment)
     if path is None:
         raise DataError(f"the run records no dataset of {embodiment!r} on disk; pass --dataset with its real episodes")

@@ -34,18 +34,19 @@ from hma.sim.vector_env import WorldModelVectorEnv
 def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, policy: str | None = None,
                perturb: float = 0.1, steps: int | None = None, dataset: str | Path | EpisodeStore | None = None,
                source_episodes: Sequence[int] | None = None, seed: int = 0, batch_size: int = 8,
-               sampling: Any = None) -> EpisodeStore:
+               sampling: Any = None, device: str | None = None) -> EpisodeStore:
     """Generate ``episodes`` trajectories into the dataset folder ``out`` (resumable) and return it.
 
     ``source_episodes``: the real episodes whose first frames (and actions) are used,
     cycled (default: the training episodes of ``dataset``). ``perturb``: noise std as a
-    fraction of each action dimension's half range in the dataset.
+    fraction of each action dimension's half range in the dataset. ``device``: as
+    :class:`hma.sim.WorldModelEnv`'s.
     """
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} is invalid, expected an integer >= 1")
     if perturb < 0:
         raise ConfigError(f"perturb={perturb} is invalid, expected a number >= 0")
-    loaded = open_run(run)
+    loaded = open_run(run, device)
     if isinstance(dataset, EpisodeStore):
         store = dataset
     else:

@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the context episode drawn at reset and of sampling")
     p.add_argument("--record-dir", default=".", help="where recordings are written")
     p.add_argument("--record-format", choices=["gif", "mp4"], default="gif", help="file format of recordings")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=_play)
 
     p = sub.add_parser("policy-eval", help="success rates of policies in the real simulator and in the world model")
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="policy_eval", help="folder for report.json and correlation.png")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts and of the policies' noise")
     p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_progress(p)
     p.set_defaults(func=_policy_eval)
 
@@ -49,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames per episode (default: the source episode's)")
     p.add_argument("--dataset", default=None, help="dataset of contexts and recorded actions (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the contexts, the perturbations and sampling")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_progress(p)
     p.set_defaults(func=_synth)
 
@@ -61,7 +64,7 @@ def _play(args: argparse.Namespace) -> int:
               "can drive the model and write recordings", file=sys.stderr, flush=True)
     server = make_play_server(args.run, args.embodiment, host=args.host, port=args.port, keymap=args.keymap,
                               dataset=args.dataset, seed=args.seed, record_dir=args.record_dir,
-                              record_format=args.record_format)
+                              record_format=args.record_format, device=args.device)
     print(f"hma play: open {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
@@ -74,7 +77,8 @@ def _policy_eval(args: argparse.Namespace) -> int:
     from hma.apps.policy_eval import evaluate_policies
 
     report = evaluate_policies(args.run, args.embodiment, policies=args.policies, episodes=args.episodes,
-                               steps=args.frames, dataset=args.dataset, out=args.out, seed=args.seed)
+                               steps=args.frames, dataset=args.dataset, out=args.out, seed=args.seed,
+                               device=args.device)
     print(report.table())
     if args.results_md:
         _write_policy_eval_section(args, report)
@@ -103,6 +107,7 @@ def _synth(args: argparse.Namespace) -> int:
     from hma.apps.synth import synthesize
 
     store = synthesize(args.run, args.embodiment, episodes=args.episodes, out=args.out, policy=args.policy,
-                       perturb=args.perturb, steps=args.frames, dataset=args.dataset, seed=args.seed)
+                       perturb=args.perturb, steps=args.frames, dataset=args.dataset, seed=args.seed,
+                       device=args.device)
     print(store)
     return 0

@@ -471,7 +471,9 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
     opts = EvalOptions(horizon=horizon, context=context, mode=mode, episodes=episodes, random_draws=random_draws,
                        unmask_steps=unmask_steps, temperature=temperature, diffusion_steps=diffusion_steps,
                        batch_size=batch_size, perplexity_windows=perplexity_windows, seed=seed)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from hma.train.loading import resolve_device
+
+    device = resolve_device(device)
     loaded = hma.load(run, device=device)
     window = _window(loaded)
     horizon = opts.horizon or window - 1

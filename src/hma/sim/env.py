@@ -31,13 +31,20 @@ from hma.sim.rollout import WorldModelRollout
 _BOUND_STDS = 3.0
 
 
-def open_run(run: Any):
-    """A loaded run: ``run`` itself when it already has ``.model``/``.tokenizer``, else ``hma.load(run)``."""
+def open_run(run: Any, device: str | torch.device | None = None):
+    """A loaded run on ``device``: ``run`` itself when it already has ``.model``/``.tokenizer``
+    (moved there in place when ``device`` is given, else left where it is), else
+    ``hma.load(run)`` onto ``device`` (default: the GPU when there is one, else the CPU)."""
+    from hma.train.loading import resolve_device
+
     if hasattr(run, "model") and hasattr(run, "tokenizer"):
+        if device is not None:
+            run.model.to(device)
+            run.tokenizer.to(device)
         return run
     from hma import load
 
-    return load(run)
+    return load(run, device=resolve_device(device))
 
 
 def run_dataset(loaded: Any, embodiment: str) -> Path | None:
@@ -63,8 +70,8 @@ class SimCore:
 
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None, context_frames: int | None,
                  max_episode_steps: int | None, sampling: MaskGITSampling | MARSampling | None,
-                 out_of_range: str) -> None:
-        self.loaded = open_run(run)
+                 out_of_range: str, device: str | torch.device | None = None) -> None:
+        self.loaded = open_run(run, device)
         self.embodiment = embodiment
         self.rollout = WorldModelRollout(self.loaded, embodiment, sampling=sampling)
         spec = self.rollout.spec
@@ -144,6 +151,8 @@ class WorldModelEnv(gym.Env):
             leaves the limit to its TimeLimit wrapper, so that its ``max_episode_steps`` holds).
         sampling: :class:`MaskGITSampling` / :class:`MARSampling` (default: 2 unmasking steps, as the paper).
         out_of_range: "clip" (default) or "raise" for finite actions outside the Box.
+        device: where the model and tokenizer run (default: a loaded run stays where it is; a
+            run folder loads onto the GPU when there is one, else the CPU).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -151,11 +160,12 @@ class WorldModelEnv(gym.Env):
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
                  context_frames: int | None = None, max_episode_steps: int | None = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, device: str | torch.device | None = None) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
-                            max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range)
+                            max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range,
+                            device=device)
         self.render_mode = render_mode
         self.action_space = self.core.action_space
         self.observation_space = self.core.observation_space

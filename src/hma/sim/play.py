@@ -228,9 +228,9 @@ class PlayServer(HTTPServer):
 def make_play_server(run: Any, embodiment: str, *, port: int = 8000, host: str = "127.0.0.1",
                      keymap: str | Path | None = None, dataset: str | Path | None = None, seed: int = 0,
                      max_episode_steps: int = 1000, record_dir: str | Path = ".", record_format: str = "gif",
-                     env: WorldModelEnv | None = None) -> PlayServer:
+                     env: WorldModelEnv | None = None, device: str | None = None) -> PlayServer:
     """Build the env (unless given), the key map and the server; ``port=0`` picks a free port."""
-    env = env or WorldModelEnv(run, embodiment, dataset=dataset, max_episode_steps=max_episode_steps)
+    env = env or WorldModelEnv(run, embodiment, dataset=dataset, max_episode_steps=max_episode_steps, device=device)
     action_dim = env.action_space.shape[1]
     keys = load_keymap(keymap, action_dim) if keymap is not None else default_keymap(action_dim)
     session = PlaySession(env, keys, seed=seed, record_dir=record_dir, record_format=record_format)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from hma.data.store import EpisodeStore
 from hma.sim.env import SimCore
@@ -22,9 +23,9 @@ class WorldModelPolicy:
     """
 
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
-                 name: str = "world-model") -> None:
+                 name: str = "world-model", device: str | torch.device | None = None) -> None:
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=1, max_episode_steps=1,
-                            sampling=None, out_of_range="clip")
+                            sampling=None, out_of_range="clip", device=device)
         self.action_space = self.core.action_space
         self.name = name
         self._last: np.ndarray | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 from gymnasium.vector.vector_env import AutoresetMode
@@ -40,11 +41,12 @@ class WorldModelVectorEnv(VectorEnv):
     def __init__(self, run: Any, embodiment: str, num_envs: int, *, dataset: str | Path | EpisodeStore | None = None,
                  context_frames: int | None = None, max_episode_steps: int = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, device: str | torch.device | None = None) -> None:
         if num_envs < 1:
             raise ConfigError(f"num_envs={num_envs} is invalid, expected an integer >= 1")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
-                            max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range)
+                            max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range,
+                            device=device)
         if max_episode_steps is None:
             raise ConfigError("max_episode_steps=None is invalid for the vector env, expected an integer >= 1: "
                               "its sub-envs share one clock and are truncated together")

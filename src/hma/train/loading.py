@@ -22,9 +22,20 @@ class LoadedRun:
     config: dict  # the run's config.json
     path: Path
 
+    def to(self, device: str | torch.device) -> "LoadedRun":
+        """Move the model and the tokenizer to ``device`` (in place); returns self."""
+        self.model.to(device)
+        self.tokenizer.to(device)
+        return self
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as given, else the GPU when there is one, else the CPU."""
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
 
 def load(run: str | Path, *, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load ``RUN/model.safetensors`` + ``config.json`` and the run's own tokenizer copy."""
+    """Load ``RUN/model.safetensors`` + ``config.json`` and the run's own tokenizer copy, both on ``device``."""
     from hma.tokenizer import load_tokenizer
 
     run = Path(run)
@@ -38,7 +49,7 @@ def load(run: str | Path, *, device: str | torch.device = "cpu") -> LoadedRun:
     expected = config.get("tokenizer", {}).get("fingerprint")
     if expected and getattr(tokenizer, "fingerprint", expected) != expected:
         raise CheckpointError(f"{run / ckpt.TOKENIZER_DIR} has weights {tokenizer.fingerprint[:12]}, expected {expected[:12]} as trained")
-    return LoadedRun(model=model.to(device).eval(), tokenizer=tokenizer, embodiments=dict(model_config.embodiments),
+    return LoadedRun(model=model.to(device).eval(), tokenizer=tokenizer.to(device), embodiments=dict(model_config.embodiments),
                      config=config, path=run)
 
 
