@@ -186,7 +186,7 @@ def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path
     from hma.cli import main
 
     original = sim_env.open_run
-    monkeypatch.setattr(sim_env, "open_run", lambda path: run if path == "toy-run" else original(path))
+    monkeypatch.setattr(sim_env, "open_run", lambda path, device=None: run if path == "toy-run" else original(path, device))
     monkeypatch.setattr(bc, "GroundTruthSim", lambda embodiment, size: ToySim())
     md = tmp_path / "results.md"
     md.write_text("# Results\n\nintro kept\n")
