@@ -228,3 +228,66 @@ def test_synth_bc_rejects_empty_counts(run, store, tmp_path):
     for key in ("real_episodes", "synthetic_episodes", "eval_episodes", "bc_steps"):
         with pytest.raises(ConfigError, match=f"{key}=0 is invalid"):
             run_synth_bc(run, EMBODIMENT, dataset=store.root, out=tmp_path / "sbc", simulator=ToySim(), **{key: 0})
+
+
+LEROBOT_STANDIN = '''
+import torch
+
+CALLS = {"select_action": 0, "reset": 0, "keys": set(), "shapes": set()}
+
+
+class Config:
+    input_features = {"observation.images.front": None, "observation.state": None}
+
+
+class PushRight:
+    """LeRobot's policy protocol: reset(), select_action(batch) -> one action per control step."""
+
+    config = Config()
+
+    def reset(self):
+        CALLS["reset"] += 1
+
+    def select_action(self, batch):
+        CALLS["select_action"] += 1
+        CALLS["keys"].update(batch)
+        image = batch["observation.images.front"]
+        CALLS["shapes"].add((tuple(image.shape), str(image.dtype), float(image.max()) <= 1.0))
+        return torch.tensor([[1.0, 0.0]])
+
+
+def make():
+    return PushRight()
+
+
+def broken():
+    return object()
+'''
+
+
+def test_lerobot_protocol_policy_runs_in_policy_eval_and_synth(run, store, tmp_path, monkeypatch):
+    (tmp_path / "standin_policies.py").write_text(LEROBOT_STANDIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import standin_policies as standin
+
+    report = evaluate_policies(run, EMBODIMENT, policies=["standin_policies:make"], episodes=2, steps=3,
+                               dataset=store.root, out=tmp_path / "pe", simulator=ToySim(), classifier=RuleClassifier())
+    assert [r.name for r in report.results] == ["standin_policies:make"] and len(report.results[0].real) == 2
+    # Asked once per control step: CHUNK steps per frame, in both simulators.
+    assert standin.CALLS["select_action"] >= 2 * 2 * 3 * CHUNK and standin.CALLS["reset"] >= 2
+    assert standin.CALLS["keys"] == {"observation.images.front"}
+    assert standin.CALLS["shapes"] == {((1, 3, IMAGE, IMAGE), "torch.float32", True)}
+
+    before = standin.CALLS["select_action"]
+    out = synthesize(run, EMBODIMENT, episodes=2, out=tmp_path / "syn", dataset=store.root, steps=3,
+                     policy="standin_policies:make")
+    actions = EpisodeStore(out.root).episode(0)["actions"]
+    assert standin.CALLS["select_action"] - before == 2 * 3 * CHUNK
+    high = np.asarray(store.action_stats["max"], np.float32)
+    np.testing.assert_allclose(actions[:, 0], min(1.0, high[0]))  # the stand-in's push, inside the Box
+    space = None
+    for bad, message in (("standin_policies:nothing", "no callable 'nothing'"), ("no_such_module_x:make", "cannot be imported")):
+        with pytest.raises(ConfigError, match=message):
+            parse_policy(bad, run=run, embodiment=EMBODIMENT, space=space)
+    with pytest.raises(ConfigError, match="expected an object with act"):
+        parse_policy("standin_policies:broken", run=run, embodiment=EMBODIMENT, space=space)()

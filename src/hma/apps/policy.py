@@ -11,7 +11,12 @@ embodiment's raw units. Two kinds:
   world model the action chunks they took there are replayed from the same initial frame.
 
 Names: ``expert:NOISE`` (Gaussian noise std as a fraction of the half action range),
-``random``, ``bc:CHECKPOINT`` and ``world-model``.
+``random``, ``bc:CHECKPOINT``, ``world-model``, and ``MODULE:FACTORY``: a Python entry point
+whose factory, called without arguments, returns a policy object. That object may be an
+image policy (``act``/``reset``) or follow LeRobot's protocol (``select_action(batch)``
+returning one action per control step, ``reset()``); the latter is wrapped by
+:class:`LeRobotPolicyAdapter`, so a LeRobot policy runs in hma without hma depending on
+the lerobot package.
 """
 
 from __future__ import annotations
@@ -61,6 +66,86 @@ class RandomPolicy:
 
 PolicyFactory = Callable[[], ImagePolicy]
 
+# The image key of LeRobot's single-camera observations (what its env preprocessing
+# makes of a gym env's ``pixels``).
+LEROBOT_IMAGE_KEY = "observation.image"
+
+
+class LeRobotPolicyAdapter:
+    """A policy with LeRobot's ``select_action(batch)``/``reset()`` as an image policy.
+
+    Each world-model frame covers ``chunk`` control steps, so ``act(frame)`` asks the policy
+    ``chunk`` times, each time with that frame, and stacks the answers into one chunk. The
+    frame goes in as LeRobot's policies expect it: float32 (1, 3, H, W) in [0, 1], under every
+    image key the policy declares in ``config.input_features`` (else
+    ``observation.image``). The store holds no proprioceptive state, so no
+    ``observation.state`` is given; a policy that needs one fails with its own error.
+    """
+
+    def __init__(self, policy: Any, space: spaces.Box, name: str) -> None:
+        self.policy = policy
+        self.space = space
+        self.name = name
+        features = getattr(getattr(policy, "config", None), "input_features", None) or {}
+        keys = [k for k in features if "image" in k]
+        self.image_keys = keys or [LEROBOT_IMAGE_KEY]
+
+    def reset(self, seed: int | None = None) -> None:
+        self.policy.reset()
+
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        import torch
+
+        image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
+        param = next(iter(getattr(self.policy, "parameters", lambda: iter(()))()), None)
+        if param is not None:
+            image = image.to(param.device)
+        batch = {key: image for key in self.image_keys}
+        chunk, action_dim = self.space.shape
+        steps = []
+        for _ in range(chunk):
+            with torch.inference_mode():
+                action = self.policy.select_action(dict(batch))
+            action = np.asarray(torch.as_tensor(action).detach().cpu(), dtype=np.float32).reshape(-1)
+            if action.shape != (action_dim,):
+                raise ConfigError(f"policy {self.name!r} returned an action of {action.size} values, expected "
+                                  f"{action_dim} (one control step of this embodiment)")
+            steps.append(action)
+        return np.clip(np.stack(steps), self.space.low, self.space.high).astype(np.float32)
+
+
+def load_entry_point(text: str, space: spaces.Box) -> PolicyFactory:
+    """``MODULE:FACTORY`` -> a factory of image policies (LeRobot-protocol objects adapted)."""
+    import importlib
+
+    import os
+    import sys
+
+    module_name, _, attr = text.partition(":")
+    if os.getcwd() not in sys.path:  # as `python -c` would: a module beside the user resolves
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"policy {text!r}: module {module_name!r} cannot be imported ({e}); expected "
+                          "MODULE:FACTORY with MODULE on the Python path") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"policy {text!r}: {module_name} has no callable {attr!r}; expected MODULE:FACTORY")
+
+    def make() -> ImagePolicy:
+        policy = factory()
+        if callable(getattr(policy, "act", None)) and callable(getattr(policy, "reset", None)):
+            if not hasattr(policy, "name"):
+                policy.name = text
+            return policy
+        if callable(getattr(policy, "select_action", None)) and callable(getattr(policy, "reset", None)):
+            return LeRobotPolicyAdapter(policy, space, text)
+        raise ConfigError(f"policy {text!r}: the factory returned {type(policy).__name__}, expected an object with "
+                          "act(frame) and reset(), or LeRobot's select_action(batch) and reset()")
+
+    return make
+
 
 def parse_policy(text: str, *, run: Any, embodiment: str, space: spaces.Box, dataset: Any = None) -> ExpertSpec | PolicyFactory:
     """``expert:0.3`` -> :class:`ExpertSpec`; otherwise a factory of fresh image-policy instances."""
@@ -85,4 +170,7 @@ def parse_policy(text: str, *, run: Any, embodiment: str, space: spaces.Box, dat
         from hma.sim import WorldModelPolicy
 
         return lambda: WorldModelPolicy(run, embodiment, dataset=dataset, name=text)
-    raise ConfigError(f"policy {text!r} is unknown, expected expert:NOISE, random, bc:CHECKPOINT or world-model")
+    if arg and kind.replace(".", "").replace("_", "").isalnum():
+        return load_entry_point(text, space)
+    raise ConfigError(f"policy {text!r} is unknown, expected expert:NOISE, random, bc:CHECKPOINT, world-model "
+                      "or MODULE:FACTORY")

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, help="trained run folder (the world model)")
     p.add_argument("--embodiment", required=True, help="robot whose simulator and world model score the policies")
     p.add_argument("--policies", nargs="+", default=None,
-                   help="expert:NOISE, random, bc:CHECKPOINT or world-model (default: experts at noise 0, 0.3, 0.6, 1.0, and random)")
+                   help="expert:NOISE, random, bc:CHECKPOINT, world-model or MODULE:FACTORY (a policy with act/reset or "
+                        "LeRobot's select_action/reset; default: experts at noise 0, 0.3, 0.6, 1.0, and random)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per policy")
     p.add_argument("--frames", type=int, default=None, help="frames per episode (default: the simulator's episode length)")
     p.add_argument("--dataset", default=None, help="real dataset with success flags (default: the run's)")
@@ -46,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, required=True, help="episodes to generate")
     p.add_argument("--out", required=True, help="dataset folder to write (resumable)")
     p.add_argument("--policy", default=None,
-                   help="expert:NOISE, bc:CHECKPOINT, world-model or random; default: perturbed recorded actions")
+                   help="bc:CHECKPOINT, world-model, random or MODULE:FACTORY (as for policy-eval); default: perturbed "
+                        "recorded actions")
     p.add_argument("--perturb", type=float, default=0.1, help="noise std on recorded actions, fraction of their range")
     p.add_argument("--frames", type=int, default=None, help="frames per episode (default: the source episode's)")
     p.add_argument("--dataset", default=None, help="dataset of contexts and recorded actions (default: the run's)")
