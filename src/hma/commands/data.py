@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_preview)
 
     p = dsub.add_parser("import-lerobot", help="convert a LeRobotDataset (v2.1 or v3.0) folder to the native format")
-    p.add_argument("src", help="LeRobotDataset folder (meta/info.json, data/, videos/)")
+    p.add_argument("src", help="LeRobotDataset folder (meta/info.json, data/, videos/) or its Hub name ORG/NAME")
     p.add_argument("out", help="native dataset folder to write")
     p.add_argument("--camera", default=None, help="video/image feature key, e.g. observation.images.front")
     p.add_argument("--embodiment", default=None, help="embodiment name (default: robot_type or folder name)")

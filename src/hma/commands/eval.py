@@ -13,7 +13,7 @@ SIM_EXPERIMENTS = ("synth-bc",)  # experiments that use a trained world model in
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a run on held-out episodes: metrics.json, report.md, plot, videos")
-    p.add_argument("--run", required=True, help="trained run folder")
+    p.add_argument("--run", required=True, help="trained run folder or its Hub name ORG/NAME")
     p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
     p.add_argument("--out", required=True, help="folder for metrics.json, report.md, the plot and the videos")
     p.add_argument("--horizon", type=int, default=None, help="frames generated per clip (default: the model's window - 1)")

@@ -12,7 +12,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="drive the world model with the keyboard in a browser")
-    p.add_argument("--run", required=True, help="trained run folder")
+    p.add_argument("--run", required=True, help="trained run folder or its Hub name ORG/NAME")
     p.add_argument("--embodiment", required=True, help="robot to drive (one the run was trained on)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; anything but loopback lets other machines drive the model")
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_play)
 
     p = sub.add_parser("policy-eval", help="success rates of policies in the real simulator and in the world model")
-    p.add_argument("--run", required=True, help="trained run folder (the world model)")
+    p.add_argument("--run", required=True, help="trained run folder (the world model) or its Hub name ORG/NAME")
     p.add_argument("--embodiment", required=True, help="robot whose simulator and world model score the policies")
     p.add_argument("--policies", nargs="+", default=None,
                    help="expert:NOISE, random, bc:CHECKPOINT, world-model or MODULE:FACTORY (a policy with act/reset or "
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_policy_eval)
 
     p = sub.add_parser("synth", help="generate synthetic trajectories with the world model into a dataset")
-    p.add_argument("--run", required=True, help="trained run folder (the world model)")
+    p.add_argument("--run", required=True, help="trained run folder (the world model) or its Hub name ORG/NAME")
     p.add_argument("--embodiment", required=True, help="robot to generate episodes of")
     p.add_argument("--episodes", type=int, required=True, help="episodes to generate")
     p.add_argument("--out", required=True, help="dataset folder to write (resumable)")

@@ -35,10 +35,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def load(run: str | Path, *, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load ``RUN/model.safetensors`` + ``config.json`` and the run's own tokenizer copy, both on ``device``."""
+    """Load ``RUN/model.safetensors`` + ``config.json`` and the run's own tokenizer copy, both on ``device``.
+
+    ``run`` is a run folder, or the Hub name (``org/name``) of a repo that holds one
+    (:mod:`hma.hub`; a local path of that name wins)."""
+    from hma.hub import resolve
     from hma.tokenizer import load_tokenizer
 
-    run = Path(run)
+    run = resolve(run, what="run")
     config = ckpt.read_run_config(run)
     model_config, model = _build(run / ckpt.CONFIG_FILE, config)
     ckpt.load_model_weights(model, run / ckpt.MODEL_FILE, sha256=config.get(ckpt.WEIGHTS_SHA256))

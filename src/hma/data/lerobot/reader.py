@@ -340,11 +340,14 @@ def import_lerobot(
 
     ``camera`` picks the video/image feature (default: the first one listed);
     ``embodiment`` defaults to the dataset's robot_type, else the folder name;
-    ``image_size`` resizes frames to a square. An interrupted import resumes.
+    ``image_size`` resizes frames to a square. An interrupted import resumes. ``src`` may be
+    the Hub name (``org/name``) of a dataset repo (:mod:`hma.hub`; a local path wins).
     """
+    from hma.hub import resolve
+
     if image_size is not None and (not _is_int(image_size) or image_size <= 0):
         raise ConfigError(f"image_size is {image_size!r}, expected a positive number of pixels")
-    src = Path(src)
+    src = resolve(src, repo_type="dataset", what="LeRobot dataset")
     with LeRobotSource(src, camera=camera) as source:
         # The first episode fixes the frame size the store is declared with.
         first = source.read_episode(source.episodes[0], image_size=image_size)
