@@ -215,3 +215,16 @@ def test_foreground_weight_counts_the_pixels_that_differ_from_the_background(tmp
     assert float(reconstruction_loss(recon, x, config, pixel_weight=top)) > float(plain)
     with pytest.raises(ConfigError, match="foreground weight"):
         TokenizerConfig(foreground_weight=0.5)
+
+
+def test_training_logs_to_tensorboard_beside_its_jsonl(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = trained["discrete"]
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/psnr")] == [r["step"] for r in logged]
+    assert events.Scalars("train/loss")[-1].value == pytest.approx(logged[-1]["loss"], rel=1e-5)
+    assert "train/code_usage" in events.Tags()["scalars"]
+    assert "samples/original_over_reconstruction" in events.Tags()["images"]

@@ -147,3 +147,24 @@ def test_precision_is_bf16_where_asked_or_on_cuda_and_unknown_ones_are_refused()
     assert _use_bf16("bf16", cpu) and not _use_bf16("fp32", cuda)
     with pytest.raises(ConfigError, match="fp16"):
         _use_bf16("fp16", cpu)
+
+
+def test_periodic_heldout_metrics_and_sample_video_leave_training_unchanged(tokenized, tmp_path: Path) -> None:
+    import imageio.v3 as iio
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data, tok = tokenized
+    train(_config(data, tmp_path / "quiet", tok, eval_every=0))
+    train(_config(data, tmp_path / "watched", tok, eval_every=2))
+    a, b = load_file(tmp_path / "quiet" / "model.safetensors"), load_file(tmp_path / "watched" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+    samples = sorted(p.name for p in (tmp_path / "watched" / "samples").iterdir())
+    assert samples == ["step_0000002.gif", "step_0000004.gif"] and not (tmp_path / "quiet" / "samples").exists()
+    video = iio.imread(tmp_path / "watched" / "samples" / "step_0000004.gif", index=None)
+    t, h, w = video.shape[:3]
+    assert t == TINY["num_frames"] and w == 2 * h  # real | generated, a whole window
+    events = EventAccumulator(str(tmp_path / "watched" / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("heldout/perplexity")] == [2, 4]
+    assert "samples/real_vs_generated" in events.Tags()["images"]

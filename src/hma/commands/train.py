@@ -31,6 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of episodes held out for evaluation")
     p.add_argument("--checkpoint-every", type=int, default=500, help="optimizer steps between checkpoints")
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows evaluated at the end")
+    p.add_argument("--eval-every", type=int, default=1000,
+                   help="optimizer steps between held-out metrics and a sample video in RUN/tb and RUN/samples/ (0: off)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="autocast precision: auto = bf16 on CUDA, fp32 on the CPU (default: %(default)s)")
@@ -72,6 +74,7 @@ def _config(args: argparse.Namespace, **extra):
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
         grad_clip=args.grad_clip, ema=args.ema, setting=args.setting, seed=args.seed, tau=args.tau,
         holdout=args.holdout, checkpoint_every=args.checkpoint_every, eval_windows=args.eval_windows,
+        eval_every=args.eval_every,
         resume=args.resume, progress=not args.no_progress, precision=args.precision, **extra,
     )
 

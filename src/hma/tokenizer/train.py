@@ -41,6 +41,7 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 SAMPLES_DIR = "samples"
 LOG_FILE = "log.jsonl"
+TB_DIR = "tb"
 FOREGROUND_THRESHOLD = 8  # of 255: a pixel this far from its background (any channel) is foreground
 _PARTIAL = TRAINING_STATE_DIR + ".partial"
 _OLD = TRAINING_STATE_DIR + ".old"
@@ -147,8 +148,8 @@ def measure_latent_scale(model: ConvAutoencoder, frames: np.ndarray, *, batch_si
 
 
 @torch.no_grad()
-def write_sample_grid(model: ConvAutoencoder, frames: np.ndarray, path: Path) -> None:
-    """PNG: originals on the top row, reconstructions below (through the actual tokens)."""
+def write_sample_grid(model: ConvAutoencoder, frames: np.ndarray, path: Path) -> np.ndarray:
+    """PNG: originals on the top row, reconstructions below (through the actual tokens); returns the grid."""
     import imageio.v3 as iio
 
     tok = ConvTokenizer(model)
@@ -160,6 +161,7 @@ def write_sample_grid(model: ConvAutoencoder, frames: np.ndarray, path: Path) ->
     tmp = path.with_name(f".{path.name}.tmp.png")
     iio.imwrite(tmp, grid)
     tmp.replace(path)
+    return grid
 
 
 def _foreground_weight(frames: np.ndarray, backgrounds: np.ndarray, config: TokenizerConfig,
@@ -249,6 +251,9 @@ def train_tokenizer(
     bar = progress_bar(total=total, initial=step, show=progress, desc=f"train {config.kind} tokenizer", unit="step", dynamic_ncols=True)
     last_save = time.monotonic()
     log_path = out / LOG_FILE
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / TB_DIR))  # beside log.jsonl, as the world model's RUN/tb
     window_loss: list[float] = []
     while not done():
         t0 = time.monotonic()
@@ -280,15 +285,21 @@ def train_tokenizer(
                 record["kl"] = result.aux_loss.item()
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            for key, value in record.items():
+                if key != "step":
+                    writer.add_scalar(f"train/{key}", value, step)
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("step", "elapsed_s")})
             window_loss.clear()
         if step % options.sample_every == 0:
-            write_sample_grid(model, sample_frames, out / SAMPLES_DIR / f"step_{step:07d}.png")
+            grid = write_sample_grid(model, sample_frames, out / SAMPLES_DIR / f"step_{step:07d}.png")
+            writer.add_image("samples/original_over_reconstruction", grid, step, dataformats="HWC")
         if time.monotonic() - last_save >= options.checkpoint_minutes * 60:
             save()
             last_save = time.monotonic()
         bar.update(1)
     bar.close()
     save()
-    write_sample_grid(model, sample_frames, out / SAMPLES_DIR / f"step_{step:07d}.png")
+    grid = write_sample_grid(model, sample_frames, out / SAMPLES_DIR / f"step_{step:07d}.png")
+    writer.add_image("samples/original_over_reconstruction", grid, step, dataformats="HWC")
+    writer.close()
     return load_trained_tokenizer(out).to(device)

@@ -62,6 +62,8 @@ class TrainConfig:
     freeze_trunk: bool = False
     checkpoint_every: int = 500
     log_every: int = 10
+    # Steps between held-out metrics and a sample video in TensorBoard (and RUN/samples/); 0: off.
+    eval_every: int = 1000
     eval_windows: int = 256
     progress: bool = True
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. tiny test models
@@ -322,6 +324,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 writer.add_scalar(f"train/{k}", v, step)
             writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
             writer.add_scalar("train/grad_norm", float(grad_norm), step)
+        if dist.main and cfg.eval_every and step % cfg.eval_every == 0 and step < stop and model_kind == "hma":
+            from hma.train.monitor import log_progress
+
+            log_progress(writer, run, model, tokenizer, data, step=step, batch_size=cfg.batch_size, seed=cfg.seed,
+                         evaluate=evaluate)
         bar.update(1)
         if step % cfg.checkpoint_every == 0 and step < stop:
             save()
