@@ -53,6 +53,27 @@ def test_success_is_recorded_where_the_simulator_has_it(stores):
     assert stores["gym_reacher"].success is None
 
 
+def test_state_and_reward_are_recorded_and_follow_the_simulation(stores):
+    for name, s in stores.items():
+        assert s.state is not None and s.reward is not None, name
+        assert s.state.shape == (s.num_frames, len(s.state_names)) and len(s.state_names) >= 2
+        assert np.isfinite(s.state).all() and np.isfinite(s.reward).all()
+        state = np.asarray(s.episode(0)["state"])
+        assert (np.abs(np.diff(state, axis=0)).max(axis=1) > 0).mean() > 0.5, f"{name}: the state hardly changes"
+    # What each simulator exposes: MuJoCo's qpos/qvel, Meta-World's observation, PushT's pusher position.
+    assert stores["gym_reacher"].state_names[0] == "qpos0" and stores["pusht"].state_names == ["agent_x", "agent_y"]
+    assert stores["metaworld_push_sawyer"].state.shape[1] == 39
+    assert (np.asarray(stores["gym_halfcheetah"].reward) != 0).any()
+
+
+def test_robosuite_records_its_proprioceptive_state(tmp_path):
+    spec = get_embodiment("robosuite_lift_panda")
+    store = EpisodeStore(generate_dataset(spec, tmp_path / "panda", episodes=1, episode_steps=4, image_size=16,
+                                          seed=0, branches=None))
+    assert store.state_names[0] == "proprio0" and store.state.shape == (4, len(store.state_names))
+    assert store.reward.shape == (4,) and np.isfinite(store.state).all()
+
+
 @pytest.mark.parametrize("name", ["gym_reacher", "pusht"])
 def test_what_is_seen_depends_on_the_actions(name):
     spec = get_embodiment(name)

@@ -149,3 +149,42 @@ def test_written_files_get_umask_permissions_not_owner_only(tmp_path):
     for f in ("metadata.json", "actions.npy", "episode_starts.npy"):
         mode = os.stat(tmp_path / "d" / f).st_mode
         assert mode & stat.S_IRGRP and mode & stat.S_IROTH, f
+
+
+def test_state_reward_and_tasks_round_trip(tmp_path):
+    info = _info(state_names=["q0", "q1", "q2"])
+    rng = np.random.default_rng(0)
+    episodes = []
+    with StoreWriter(tmp_path / "d", info) as w:
+        for e, n in enumerate((4, 6)):
+            frames, actions = _episode(n, seed=e)
+            state = rng.standard_normal((n, 3)).astype(np.float32)
+            reward = rng.standard_normal(n).astype(np.float32)
+            w.add_episode(frames, actions, state=state, reward=reward, task=f"task {e}")
+            episodes.append((state, reward))
+    store = EpisodeStore(tmp_path / "d", verify=True)
+    assert store.state_names == ["q0", "q1", "q2"] and store.info.state_names == ["q0", "q1", "q2"]
+    for e, (state, reward) in enumerate(episodes):
+        ep = store.episode(e)
+        np.testing.assert_array_equal(ep["state"], state)
+        np.testing.assert_array_equal(ep["reward"], reward)
+        assert store.episode_task(e) == f"task {e}"
+    assert store.meta["has_state"] and store.meta["has_reward"]
+
+
+def test_state_and_reward_are_checked_and_optional(tmp_path):
+    frames, actions = _episode(4)
+    with StoreWriter(tmp_path / "plain", _info()) as w:
+        w.add_episode(frames, actions)
+        with pytest.raises(DataError, match="names no state dimensions"):
+            w.add_episode(frames, actions, state=np.zeros((4, 2)))
+    plain = EpisodeStore(tmp_path / "plain")
+    assert plain.state is None and plain.reward is None and "state" not in plain.episode(0)
+    assert plain.episode_task(0) == plain.meta["task"]
+    w = StoreWriter(tmp_path / "bad", _info(state_names=["a", "b"]))
+    for kwargs, match in ((dict(state=np.zeros((4, 3))), r"state has shape \(4, 3\), expected \(4, 2\)"),
+                          (dict(state=np.full((4, 2), np.nan)), "state at step 0 is not finite"),
+                          (dict(reward=np.zeros(3)), r"reward has shape \(3,\), expected \(4,\)"),
+                          (dict(reward=np.array([0, 1, np.inf, 0])), "reward at step 2 is inf")):
+        with pytest.raises(DataError, match=match):
+            w.add_episode(frames, actions, **kwargs)

@@ -7,6 +7,11 @@ Layout of a dataset folder::
     actions.npy          (N, A) float32, the action taken after observing frames[i]
     episode_starts.npy   (E + 1,) int64, episode e spans rows [starts[e], starts[e + 1])
     success.npy          (N,) bool, only when the source reports success
+    state.npy            (N, S) float32, the proprioceptive/simulator state at frames[i], when recorded
+    reward.npy           (N,) float32, the reward of the action at row i, when recorded
+
+``metadata.json`` also names the state's dimensions (``state_names``) and, when the
+source has them, each episode's task string (``episode_tasks``).
 
 One row per control step follows LeRobot's convention (a frame and the action taken at
 it), so import/export are one-to-one. Training windows resample to a common frame rate
@@ -39,6 +44,8 @@ FRAMES_FILE = "frames.npy"
 ACTIONS_FILE = "actions.npy"
 EPISODE_STARTS_FILE = "episode_starts.npy"
 SUCCESS_FILE = "success.npy"
+STATE_FILE = "state.npy"
+REWARD_FILE = "reward.npy"
 PARTIAL_SUFFIX = ".partial"
 _STAGED_EPISODES = "episodes"
 
@@ -54,6 +61,7 @@ class DatasetInfo:
     image_size: tuple[int, int]
     task: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    state_names: list[str] = field(default_factory=list)  # empty: the episodes carry no state
 
     @property
     def action_dim(self) -> int:
@@ -67,6 +75,9 @@ def validate_episode(
     image_size: tuple[int, int],
     action_dim: int,
     success: np.ndarray | None = None,
+    state: np.ndarray | None = None,
+    state_dim: int | None = None,
+    reward: np.ndarray | None = None,
     where: str = "episode",
 ) -> None:
     """Raise :class:`DataError` with one clear sentence if an episode is malformed."""
@@ -88,6 +99,20 @@ def validate_episode(
         raise DataError(f"{where}: action at step {bad} is {actions[bad].tolist()}, expected finite values (no NaN or inf)")
     if success is not None and (success.ndim != 1 or len(success) != len(frames)):
         raise DataError(f"{where}: success has shape {tuple(success.shape)}, expected ({len(frames)},)")
+    if state is not None:
+        if not state_dim:
+            raise DataError(f"{where}: a state was given but the dataset names no state dimensions (state_names)")
+        if state.ndim != 2 or state.shape != (len(frames), state_dim):
+            raise DataError(f"{where}: state has shape {tuple(state.shape)}, expected ({len(frames)}, {state_dim})")
+        if not np.isfinite(state).all():
+            bad = int(np.argwhere(~np.isfinite(state))[0, 0])
+            raise DataError(f"{where}: state at step {bad} is not finite, expected finite values (no NaN or inf)")
+    if reward is not None:
+        if reward.shape != (len(frames),):
+            raise DataError(f"{where}: reward has shape {tuple(reward.shape)}, expected ({len(frames)},)")
+        if not np.isfinite(reward).all():
+            bad = int(np.argwhere(~np.isfinite(reward))[0])
+            raise DataError(f"{where}: reward at step {bad} is {reward[bad]}, expected a finite number")
 
 
 class StoreWriter:
@@ -124,17 +149,27 @@ class StoreWriter:
             n += 1
         return n
 
-    def add_episode(self, frames: np.ndarray, actions: np.ndarray, success: np.ndarray | None = None) -> int:
-        """Stage one episode; returns its index."""
+    def add_episode(self, frames: np.ndarray, actions: np.ndarray, success: np.ndarray | None = None, *,
+                    state: np.ndarray | None = None, reward: np.ndarray | None = None, task: str | None = None) -> int:
+        """Stage one episode (optionally with its state, reward and task string); returns its index."""
         index = self.num_staged
         actions = np.asarray(actions, dtype=np.float32) if isinstance(actions, np.ndarray) else actions
+        state = None if state is None else np.asarray(state, dtype=np.float32)
+        reward = None if reward is None else np.asarray(reward, dtype=np.float32)
         validate_episode(
             frames, actions, image_size=tuple(self.info.image_size), action_dim=self.info.action_dim,
-            success=success, where=f"{self.out} episode {index}",
+            success=success, state=state, state_dim=len(self.info.state_names), reward=reward,
+            where=f"{self.out} episode {index}",
         )
         arrays = {"frames": frames, "actions": actions}
         if success is not None:
             arrays["success"] = np.asarray(success, dtype=bool)
+        if state is not None:
+            arrays["state"] = state
+        if reward is not None:
+            arrays["reward"] = reward
+        if task is not None:
+            arrays["task"] = np.array(str(task))
         tmp = self.staging / f".{index:06d}.tmp.npz"
         np.savez(tmp, **arrays)
         tmp.replace(self.staging / f"{index:06d}.npz")
@@ -145,11 +180,14 @@ class StoreWriter:
         n_eps = self.num_staged
         if n_eps == 0:
             raise DataError(f"{self.out}: no episodes were added, expected at least one")
-        lengths, has_success = [], None
+        lengths, keys = [], []
         for e in range(n_eps):
             with np.load(self.staging / f"{e:06d}.npz") as z:
                 lengths.append(len(z["actions"]))
-                has_success = ("success" in z) if has_success is None else has_success and ("success" in z)
+                keys.append(set(z.files))
+        # An optional array is kept only when every episode has it.
+        has_success, has_state, has_reward = (all(k in ks for ks in keys) for k in ("success", "state", "reward"))
+        tasks = [""] * n_eps if any("task" in ks for ks in keys) else None
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         n = int(starts[-1])
         h, w = self.info.image_size
@@ -157,6 +195,8 @@ class StoreWriter:
         frames_mm = np.lib.format.open_memmap(self.partial / FRAMES_FILE, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
         actions = np.empty((n, a), dtype=np.float32)
         success = np.zeros(n, dtype=bool) if has_success else None
+        state = np.empty((n, len(self.info.state_names)), dtype=np.float32) if has_state else None
+        reward = np.empty(n, dtype=np.float32) if has_reward else None
         for e in range(n_eps):
             with np.load(self.staging / f"{e:06d}.npz") as z:
                 sl = slice(starts[e], starts[e + 1])
@@ -164,14 +204,21 @@ class StoreWriter:
                 actions[sl] = z["actions"]
                 if success is not None:
                     success[sl] = z["success"]
+                if state is not None:
+                    state[sl] = z["state"]
+                if reward is not None:
+                    reward[sl] = z["reward"]
+                if tasks is not None and "task" in z.files:
+                    tasks[e] = str(z["task"])
         frames_mm.flush()
         del frames_mm
         atomic_save_npy(self.partial / ACTIONS_FILE, actions)
         atomic_save_npy(self.partial / EPISODE_STARTS_FILE, starts)
         files = [FRAMES_FILE, ACTIONS_FILE, EPISODE_STARTS_FILE]
-        if success is not None:
-            atomic_save_npy(self.partial / SUCCESS_FILE, success)
-            files.append(SUCCESS_FILE)
+        for name, array in ((SUCCESS_FILE, success), (STATE_FILE, state), (REWARD_FILE, reward)):
+            if array is not None:
+                atomic_save_npy(self.partial / name, array)
+                files.append(name)
         meta = {
             "schema_version": SCHEMA_VERSION,
             **_info_to_json(self.info),
@@ -179,6 +226,9 @@ class StoreWriter:
             "num_episodes": n_eps,
             "num_frames": n,
             "has_success": success is not None,
+            "has_state": state is not None,
+            "has_reward": reward is not None,
+            **({"episode_tasks": tasks} if tasks is not None else {}),
             "action_stats": action_statistics(actions),
             "files": {f: {"bytes": (self.partial / f).stat().st_size, "sha256": sha256_file(self.partial / f)} for f in files},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -205,6 +255,7 @@ def _info_to_json(info: DatasetInfo) -> dict[str, Any]:
         "action_names": list(info.action_names),
         "control_hz": float(info.control_hz),
         "image_size": [int(info.image_size[0]), int(info.image_size[1])],
+        "state_names": list(info.state_names),
         "extra": info.extra,
     }
 
@@ -249,6 +300,15 @@ def _check_metadata_types(meta: dict[str, Any], path: Path) -> None:
         raise bad("files", "a mapping of file name to {bytes, sha256}")
     if any(not isinstance(n, str) or "/" in n or n.startswith(".") for n in files):
         raise bad("files", "plain file names inside the dataset folder")
+    state_names = meta.get("state_names", [])
+    if not isinstance(state_names, list) or not all(isinstance(n, str) for n in state_names):
+        raise bad("state_names", "a list of strings")
+    if STATE_FILE in files and not state_names:
+        raise bad("state_names", f"the names of the {STATE_FILE} columns")
+    tasks = meta.get("episode_tasks")
+    if tasks is not None and (not isinstance(tasks, list) or len(tasks) != meta["num_episodes"]
+                              or not all(isinstance(t, str) for t in tasks)):
+        raise bad("episode_tasks", f"a list of {meta['num_episodes']} strings, one per episode")
 
 
 def action_statistics(actions: np.ndarray) -> dict[str, list[float]]:
@@ -308,6 +368,8 @@ class EpisodeStore:
         self.actions: np.ndarray = self._load(ACTIONS_FILE)  # (N, A) float32
         self.episode_starts: np.ndarray = np.asarray(self._load(EPISODE_STARTS_FILE))  # (E + 1,)
         self.success: np.ndarray | None = self._load(SUCCESS_FILE) if SUCCESS_FILE in files else None
+        self.state: np.ndarray | None = self._load(STATE_FILE) if STATE_FILE in files else None  # (N, S)
+        self.reward: np.ndarray | None = self._load(REWARD_FILE) if REWARD_FILE in files else None  # (N,)
         self._check_shapes()
 
     def _load(self, name: str) -> np.ndarray:
@@ -329,6 +391,11 @@ class EpisodeStore:
             raise DataError(f"{self.root / EPISODE_STARTS_FILE} does not split {n} frames into {e} non-empty episodes")
         if self.success is not None and self.success.shape != (n,):
             raise DataError(f"{self.root / SUCCESS_FILE} has shape {list(self.success.shape)}, expected [{n}]")
+        s_dim = len(self.state_names)
+        if self.state is not None and (self.state.dtype != np.float32 or self.state.shape != (n, s_dim)):
+            raise DataError(f"{self.root / STATE_FILE} holds {self.state.dtype}{list(self.state.shape)}, expected float32[{n}, {s_dim}]")
+        if self.reward is not None and (self.reward.dtype != np.float32 or self.reward.shape != (n,)):
+            raise DataError(f"{self.root / REWARD_FILE} holds {self.reward.dtype}{list(self.reward.shape)}, expected float32[{n}]")
 
     # -- description -------------------------------------------------------------------
     @property
@@ -346,6 +413,15 @@ class EpisodeStore:
     @property
     def action_dim(self) -> int:
         return len(self.meta["action_names"])
+
+    @property
+    def state_names(self) -> list[str]:
+        return list(self.meta.get("state_names", []))
+
+    def episode_task(self, e: int) -> str:
+        """Episode ``e``'s task string: its own when recorded, else the dataset's."""
+        tasks = self.meta.get("episode_tasks")
+        return tasks[e] if tasks is not None else self.meta.get("task", "")
 
     @property
     def control_hz(self) -> float:
@@ -374,6 +450,7 @@ class EpisodeStore:
         return DatasetInfo(
             embodiment=m["embodiment"], simulator=m["simulator"], action_names=list(m["action_names"]),
             control_hz=float(m["control_hz"]), image_size=self.image_size, task=m.get("task", ""), extra=m.get("extra", {}),
+            state_names=self.state_names,
         )
 
     # -- access ------------------------------------------------------------------------
@@ -389,11 +466,12 @@ class EpisodeStore:
         return slice(int(self.episode_starts[e]), int(self.episode_starts[e + 1]))
 
     def episode(self, e: int) -> dict[str, np.ndarray]:
-        """Frames, actions (and success) of one episode, as memmap views."""
+        """Frames, actions (and success, state, reward where recorded) of one episode, as memmap views."""
         sl = self.episode_slice(e)
         out = {"frames": self.frames[sl], "actions": self.actions[sl]}
-        if self.success is not None:
-            out["success"] = self.success[sl]
+        for key, array in (("success", self.success), ("state", self.state), ("reward", self.reward)):
+            if array is not None:
+                out[key] = array[sl]
         return out
 
     def episodes(self) -> Iterator[dict[str, np.ndarray]]:

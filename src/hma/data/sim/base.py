@@ -17,11 +17,14 @@ class SimEnv(Protocol):
 
     action_low: np.ndarray   # (A,)
     action_high: np.ndarray  # (A,)
+    state_names: list[str]   # what state() returns, one name per value
 
     def reset(self, rng: np.random.Generator) -> None: ...
     def step(self, action: np.ndarray) -> None: ...
     def frame(self) -> np.ndarray: ...             # uint8 (S, S, 3)
     def success(self) -> bool | None: ...          # None where the task has no success signal
+    def state(self) -> np.ndarray: ...             # float (S,) what the simulator exposes of its state now
+    def reward(self) -> float: ...                 # the simulator's reward for the last step (0 before one)
     def expert(self) -> np.ndarray: ...            # (A,) the scripted controller's action now
     def explore(self, z: np.ndarray) -> np.ndarray: ...
     def close(self) -> None: ...

@@ -37,14 +37,25 @@ class GymMujocoSim(abc.ABC):
             self.model.geom(name).rgba = rgba
         self._renderer = FastRenderer(self.model, image_size, self.camera)
         self._t = 0
+        self._reward = 0.0
+        self.state_names = [f"qpos{i}" for i in range(self.model.nq)] + [f"qvel{i}" for i in range(self.model.nv)]
 
     def reset(self, rng: np.random.Generator) -> None:
         self.env.reset(seed=int(rng.integers(2**31)))
         self._t = 0
+        self._reward = 0.0
 
     def step(self, action: np.ndarray) -> None:
-        self.env.step(action.astype(np.float32))
+        _, reward, _, _, _ = self.env.step(action.astype(np.float32))
+        self._reward = float(reward)
         self._t += 1
+
+    def state(self) -> np.ndarray:
+        """Joint positions and velocities (MuJoCo's qpos, qvel)."""
+        return np.concatenate([self.data.qpos, self.data.qvel]).astype(np.float32)
+
+    def reward(self) -> float:
+        return self._reward
 
     def frame(self) -> np.ndarray:
         return self._renderer.render(self.data)

@@ -43,6 +43,8 @@ class MetaWorldSim:
         self._renderer = FastRenderer(self.env.model, image_size, _CAMERAS[task])
         self._obs = None
         self._success = False
+        self._reward = 0.0
+        self.state_names = [f"obs{i}" for i in range(self.env.observation_space.shape[0])]
 
     def reset(self, rng: np.random.Generator) -> None:
         # A task's object and goal positions come from _last_rand_vec when it is frozen;
@@ -56,10 +58,19 @@ class MetaWorldSim:
         self.env._last_rand_vec = vec
         self._obs, _ = self.env.reset()
         self._success = False
+        self._reward = 0.0
 
     def step(self, action: np.ndarray) -> None:
-        self._obs, _, _, _, info = self.env.step(action)
+        self._obs, reward, _, _, info = self.env.step(action)
         self._success = bool(info["success"])
+        self._reward = float(reward)
+
+    def state(self) -> np.ndarray:
+        """Meta-World's observation vector: hand position, gripper opening, object poses, goal."""
+        return np.asarray(self._obs, dtype=np.float32)
+
+    def reward(self) -> float:
+        return self._reward
 
     def frame(self) -> np.ndarray:
         return self._renderer.render(self.env.data)

@@ -15,6 +15,7 @@ _PUSHER_RGB = (20, 50, 200)
 class PushTSim:
     action_low = np.array([0.0, 0.0])
     action_high = np.array([512.0, 512.0])
+    state_names = ["agent_x", "agent_y"]  # the pusher's position, LeRobot's PushT observation.state
 
     def __init__(self, image_size: int) -> None:
         import gymnasium as gym
@@ -26,14 +27,23 @@ class PushTSim:
         self._obs: dict = {}
         self._info: dict = {}
         self._success = False
+        self._reward = 0.0
 
     def reset(self, rng: np.random.Generator) -> None:
         self._obs, self._info = self._env.reset(seed=int(rng.integers(2**31)))
         self._success = False
+        self._reward = 0.0
 
     def step(self, action: np.ndarray) -> None:
-        self._obs, _, _, _, self._info = self._env.step(action)
+        self._obs, reward, _, _, self._info = self._env.step(action)
         self._success = bool(self._info["is_success"])
+        self._reward = float(reward)
+
+    def state(self) -> np.ndarray:
+        return np.asarray(self._obs["agent_pos"], dtype=np.float32)
+
+    def reward(self) -> float:
+        return self._reward
 
     def frame(self) -> np.ndarray:
         """gym-pusht's own 512x512 drawing with an enlarged pusher under the T, box-filtered

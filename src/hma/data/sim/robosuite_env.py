@@ -16,6 +16,9 @@ ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
 _CAMERA = CameraSpec(lookat=(-0.12, 0.0, 0.97), distance=0.7, azimuth=150.0, elevation=-30.0)
 
 
+_PROPRIO = "robot0_proprio-state"
+
+
 class RobosuiteLiftSim:
     def __init__(self, image_size: int, *, robot: str, control_hz: int) -> None:
         import robosuite
@@ -29,7 +32,9 @@ class RobosuiteLiftSim:
             "Lift", robots=robot, has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False,
             control_freq=control_hz, hard_reset=False, horizon=1_000_000, initialization_noise=None, seed=0,
         )
-        self.env.reset()
+        self._obs = self.env.reset()
+        self._reward = 0.0
+        self.state_names = [f"proprio{i}" for i in range(len(self._obs[_PROPRIO]))]
         self.action_low, self.action_high = (np.asarray(x, dtype=np.float64) for x in self.env.action_spec)
         self._sim = self.env.sim
         self._renderer = FastRenderer(self._sim.model._model, image_size, _CAMERA, hidden_geom_groups=(0,))
@@ -38,11 +43,21 @@ class RobosuiteLiftSim:
 
     def reset(self, rng: np.random.Generator) -> None:
         self.env.placement_initializer.rng = rng  # cube placement from our generator
-        self.env.reset()
+        self._obs = self.env.reset()
+        self._reward = 0.0
         self._grip_steps = 0
 
     def step(self, action: np.ndarray) -> None:
-        self.env.step(action)
+        self._obs, reward, _, _ = self.env.step(action)
+        self._reward = float(reward)
+
+    def state(self) -> np.ndarray:
+        """robosuite's proprioceptive observation: joint angles (cos, sin) and velocities, end
+        effector position and orientation, gripper joints."""
+        return np.asarray(self._obs[_PROPRIO], dtype=np.float32)
+
+    def reward(self) -> float:
+        return self._reward
 
     def frame(self) -> np.ndarray:
         return self._renderer.render(self._sim.data._data)

@@ -35,6 +35,8 @@ class Episode:
     frames: np.ndarray          # (T, S, S, 3) uint8
     actions: np.ndarray         # (T, A) float32
     success: np.ndarray | None  # (T,) bool
+    state: np.ndarray | None = None   # (T, S) float32, the state at each frame
+    reward: np.ndarray | None = None  # (T,) float32, the reward of each row's action
 
 
 def rollout(env: SimEnv, steps: int, control_hz: float, rng: np.random.Generator,
@@ -47,7 +49,7 @@ def rollout(env: SimEnv, steps: int, control_hz: float, rng: np.random.Generator
     noise = rng.uniform(*mix.expert_noise) * (high - low) / 2
     decay = float(np.exp(-1.0 / (mix.smoothing_seconds * control_hz)))
     z = rng.uniform(-1.0, 1.0, action_dim)
-    frames, actions, success = [], [], []
+    frames, actions, success, state, reward = [], [], [], [], []
     segment_left, use_expert = 0, True
     for _ in range(steps):
         if segment_left == 0:
@@ -64,11 +66,15 @@ def rollout(env: SimEnv, steps: int, control_hz: float, rng: np.random.Generator
         action = np.clip(action, low, high).astype(np.float32)
         frames.append(env.frame())
         success.append(env.success())
+        state.append(env.state())
         actions.append(action)
         env.step(action)
+        reward.append(env.reward())
     has_success = all(s is not None for s in success)
     return Episode(
         frames=np.stack(frames),
         actions=np.stack(actions),
         success=np.array(success, dtype=bool) if has_success else None,
+        state=np.stack(state).astype(np.float32),
+        reward=np.asarray(reward, dtype=np.float32),
     )

@@ -51,10 +51,11 @@ def get_suite(name: str) -> Suite:
 
 
 def dataset_info(spec: EmbodimentSpec, *, image_size: int, seed: int, episode_steps: int,
-                 mix: BehaviourMix = BehaviourMix()) -> DatasetInfo:
+                 mix: BehaviourMix = BehaviourMix(), state_names: Sequence[str] = ()) -> DatasetInfo:
     return DatasetInfo(
         embodiment=spec.name, simulator=spec.simulator, action_names=list(spec.action_names),
         control_hz=float(spec.control_hz), image_size=(image_size, image_size), task=spec.task,
+        state_names=list(state_names),
         extra={
             "suggested_frame_hz": FRAME_HZ,
             "generator": "hma.data.sim",
@@ -84,19 +85,19 @@ def generate_dataset(spec: EmbodimentSpec, out: str | Path, *, episodes: int, ep
 
 def _generate_episodes(spec: EmbodimentSpec, out: Path, *, episodes: int, episode_steps: int, image_size: int,
                        seed: int, overwrite: bool) -> None:
-    writer = StoreWriter(out, dataset_info(spec, image_size=image_size, seed=seed, episode_steps=episode_steps),
-                         overwrite=overwrite)
-    start = writer.num_staged
-    if start < episodes:
-        env = spec.make(image_size)
-        try:
-            with progress.bar(total=episodes, initial=start, desc=spec.name, unit="ep", leave=True) as bar:
-                for e in range(start, episodes):
-                    ep = rollout(env, episode_steps, spec.control_hz, episode_rng(seed, spec.name, e))
-                    writer.add_episode(ep.frames, ep.actions, ep.success)
-                    bar.update(1)
-        finally:
-            env.close()
+    env = spec.make(image_size)
+    try:
+        info = dataset_info(spec, image_size=image_size, seed=seed, episode_steps=episode_steps,
+                            state_names=env.state_names)
+        writer = StoreWriter(out, info, overwrite=overwrite)
+        start = writer.num_staged
+        with progress.bar(total=episodes, initial=start, desc=spec.name, unit="ep", leave=True) as bar:
+            for e in range(start, episodes):
+                ep = rollout(env, episode_steps, spec.control_hz, episode_rng(seed, spec.name, e))
+                writer.add_episode(ep.frames, ep.actions, ep.success, state=ep.state, reward=ep.reward)
+                bar.update(1)
+    finally:
+        env.close()
     writer.finalize()
 
 
