@@ -33,6 +33,14 @@ class Synthetic:
     actions: list[np.ndarray]  # per episode (T, A) float32
     success: list[np.ndarray]  # per episode (T,) bool
     action_names: list[str]
+    state: list[np.ndarray] | None = None  # per episode (T, S) float32, observation.state
+    reward: list[np.ndarray] | None = None  # per episode (T,) float32, next.reward
+    tasks: list[str] | None = None  # per episode
+
+
+def _state_and_reward(e: int, actions: np.ndarray, state_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    state = np.random.default_rng(100 + e).standard_normal((len(actions), state_dim)).astype(np.float32)
+    return state, (2.0 * actions[:, 0]).astype(np.float32)
 
 
 def episode_frames(episode: int, length: int, size: int, *, shade: int = 0) -> np.ndarray:
@@ -92,7 +100,8 @@ def _features(action_dim: int, size: int, camera_dtype: str, names: object) -> d
     }
 
 
-def _rows(e: int, first: int, frames: np.ndarray, actions: np.ndarray, success: np.ndarray, images: bool) -> pa.Table:
+def _rows(e: int, first: int, frames: np.ndarray, actions: np.ndarray, success: np.ndarray, images: bool,
+          state_dim: int = 0, task_index: int = 0) -> pa.Table:
     n, a = actions.shape
     columns = {
         "action": pa.FixedSizeListArray.from_arrays(pa.array(actions.reshape(-1)), a),
@@ -101,8 +110,12 @@ def _rows(e: int, first: int, frames: np.ndarray, actions: np.ndarray, success: 
         "frame_index": pa.array(np.arange(n, dtype=np.int64)),
         "episode_index": pa.array(np.full(n, e, dtype=np.int64)),
         "index": pa.array(first + np.arange(n, dtype=np.int64)),
-        "task_index": pa.array(np.zeros(n, dtype=np.int64)),
+        "task_index": pa.array(np.full(n, task_index, dtype=np.int64)),
     }
+    if state_dim:
+        state, reward = _state_and_reward(e, actions, state_dim)
+        columns["observation.state"] = pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), state_dim)
+        columns["next.reward"] = pa.array(reward)
     if images:
         structs = [{"bytes": png_bytes(f), "path": f"frame_{k:06d}.png"} for k, f in enumerate(frames)]
         for key in (CAMERA, SECOND_CAMERA):
@@ -144,19 +157,23 @@ def write_v21(
 
 def write_v30(
     root: Path, *, episodes: int = 3, length: int = 8, size: int = 32, action_dim: int = 3,
-    images: bool = False, episodes_per_file: int = 2, seed: int = 0,
+    images: bool = False, episodes_per_file: int = 2, seed: int = 0, state_dim: int = 0,
+    tasks: list[str] | None = None,
 ) -> Synthetic:
-    """A v3.0 dataset: ``episodes_per_file`` episodes per data parquet and per mp4."""
+    """A v3.0 dataset: ``episodes_per_file`` episodes per data parquet and per mp4; with
+    ``state_dim``, an observation.state and a next.reward; ``tasks``: one task string per episode."""
     frames, actions, success = make_content(episodes, length, size, action_dim, seed)
+    tasks = tasks or ["push the block"] * episodes
+    task_index = {t: i for i, t in enumerate(dict.fromkeys(tasks))}
     action_names = [f"joint{i}" for i in range(action_dim)]
     rows, first = [], 0
     for file_index, group in enumerate(range(0, episodes, episodes_per_file)):
         members = list(range(group, min(group + episodes_per_file, episodes)))
         tables, t0 = [], 0.0
         for e in members:
-            tables.append(_rows(e, first, frames[e], actions[e], success[e], images))
+            tables.append(_rows(e, first, frames[e], actions[e], success[e], images, state_dim, task_index[tasks[e]]))
             row = {
-                "episode_index": e, "tasks": ["push the block"], "length": len(actions[e]),
+                "episode_index": e, "tasks": [tasks[e]], "length": len(actions[e]),
                 "data/chunk_index": 0, "data/file_index": file_index,
                 "dataset_from_index": first, "dataset_to_index": first + len(actions[e]),
             }
@@ -175,17 +192,26 @@ def write_v30(
             other = np.concatenate([episode_frames(e, len(frames[e]), size, shade=60) for e in members])
             encode_mp4(root / f"videos/{SECOND_CAMERA}/chunk-000/file-{file_index:03d}.mp4", other)
     pq.write_table(pa.Table.from_pylist(rows), _mk(root / "meta/episodes/chunk-000/file-000.parquet"))
-    pd.DataFrame({"task_index": [0]}, index=pd.Index(["push the block"], name="task")).to_parquet(root / "meta/tasks.parquet")
+    pd.DataFrame({"task_index": list(task_index.values())},
+                 index=pd.Index(list(task_index), name="task")).to_parquet(root / "meta/tasks.parquet")
+    features = _features(action_dim, size, "image" if images else "video", action_names)
+    if state_dim:
+        features["observation.state"] = {"dtype": "float32", "shape": [state_dim],
+                                         "names": [f"joint_pos{i}" for i in range(state_dim)]}
+        features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
     info = {
         "codebase_version": "v3.0", "robot_type": "toyarm", "total_episodes": episodes, "total_frames": first,
-        "total_tasks": 1, "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
+        "total_tasks": len(task_index), "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
         "fps": FPS, "splits": {"train": f"0:{episodes}"},
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": None if images else "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
-        "features": _features(action_dim, size, "image" if images else "video", action_names),
+        "features": features,
     }
     (root / "meta/info.json").write_text(json.dumps(info, indent=2))
-    return Synthetic(root, frames, actions, success, action_names)
+    extra = [_state_and_reward(e, actions[e], state_dim) for e in range(episodes)] if state_dim else None
+    return Synthetic(root, frames, actions, success, action_names,
+                     state=[s for s, _ in extra] if extra else None, reward=[r for _, r in extra] if extra else None,
+                     tasks=tasks)
 
 
 def _mk(path: Path) -> Path:

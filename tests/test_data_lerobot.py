@@ -196,3 +196,44 @@ def test_image_stats_match_numpy():
     np.testing.assert_allclose(stats["std"].ravel(), pixels.std(0))
     np.testing.assert_allclose(stats["q90"].ravel(), np.quantile(pixels, 0.9, axis=0, method="inverted_cdf"))
     assert stats["min"].shape == (3, 1, 1) and stats["count"].tolist() == [30]
+
+
+def test_state_reward_and_per_episode_tasks_import_with_nothing_dropped(tmp_path):
+    from _helpers_lerobot import write_v30
+
+    tasks = ["push the block", "lift the cube", "push the block"]
+    syn = write_v30(tmp_path / "src", episodes=3, length=6, size=16, action_dim=2, state_dim=5, tasks=tasks)
+    store = import_lerobot(syn.root, tmp_path / "native")
+    assert store.state_names == [f"joint_pos{i}" for i in range(5)]
+    for e in range(3):
+        ep = store.episode(e)
+        np.testing.assert_array_equal(ep["state"], syn.state[e])
+        np.testing.assert_array_equal(ep["reward"], syn.reward[e])
+        assert store.episode_task(e) == tasks[e]
+
+
+def test_export_carries_state_reward_and_tasks_under_lerobot_names_and_imports_back(tmp_path):
+    import pyarrow.parquet as pq
+
+    from hma.data.store import DatasetInfo, StoreWriter
+
+    info = DatasetInfo(embodiment="toyarm", simulator="synthetic", action_names=["x", "y"], control_hz=10.0,
+                       image_size=(16, 16), state_names=["q0", "q1", "q2"])
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "native", info) as w:
+        for e, task in enumerate(["reach left", "reach right"]):
+            w.add_episode(rng.integers(0, 255, (5, 16, 16, 3), dtype=np.uint8), rng.normal(size=(5, 2)),
+                          state=rng.normal(size=(5, 3)), reward=rng.normal(size=5), task=task)
+    export_lerobot(tmp_path / "native", tmp_path / "v30", codec="libx264")
+    meta = json.loads((tmp_path / "v30" / "meta" / "info.json").read_text())
+    assert meta["features"]["observation.state"] == {"dtype": "float32", "shape": [3], "names": ["q0", "q1", "q2"]}
+    assert meta["features"]["next.reward"]["dtype"] == "float32" and meta["total_tasks"] == 2
+    tasks = pq.read_table(tmp_path / "v30" / "meta" / "tasks.parquet").to_pandas()
+    assert sorted(tasks.index) == ["reach left", "reach right"]
+    back = import_lerobot(tmp_path / "v30", tmp_path / "back")
+    original = EpisodeStore(tmp_path / "native")
+    for e in range(2):
+        np.testing.assert_array_equal(back.episode(e)["state"], original.episode(e)["state"])
+        np.testing.assert_array_equal(back.episode(e)["reward"], original.episode(e)["reward"])
+        assert back.episode_task(e) == original.episode_task(e)
+    assert back.state_names == ["q0", "q1", "q2"]

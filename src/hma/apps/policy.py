@@ -78,8 +78,9 @@ class LeRobotPolicyAdapter:
     ``chunk`` times, each time with that frame, and stacks the answers into one chunk. The
     frame goes in as LeRobot's policies expect it: float32 (1, 3, H, W) in [0, 1], under every
     image key the policy declares in ``config.input_features`` (else
-    ``observation.image``). The store holds no proprioceptive state, so no
-    ``observation.state`` is given; a policy that needs one fails with its own error.
+    ``observation.image``). No ``observation.state`` is given: the world model generates
+    frames, not states, and a state recorded with the context episode would not match frames
+    generated under other actions; a policy that needs one fails with its own error.
     """
 
     def __init__(self, policy: Any, space: spaces.Box, name: str) -> None:

@@ -56,6 +56,8 @@ DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
 }
 ACTION_KEY = "action"
 SUCCESS_KEY = "next.success"
+STATE_KEY = "observation.state"
+REWARD_KEY = "next.reward"
 DEFAULT_CAMERA = "observation.images.main"
 
 
@@ -160,14 +162,24 @@ def _parse_feature(key: str, spec: Any, path: Path) -> Feature:
 
 def action_names(feature: Feature, path: Path) -> list[str]:
     """Per-dimension action names: a list, a dict of lists (older ports), else a0..aN."""
+    return vector_names(feature, path, prefix="a")
+
+
+def vector_names(feature: Feature, path: Path, *, prefix: str) -> list[str]:
+    """Per-dimension names of a float vector feature: a list, a dict of lists (older ports),
+    else PREFIX0..PREFIXN."""
+    if len(feature.shape) != 1 or not feature.dtype.startswith("float"):
+        raise DataError(f"{path}: feature {feature.key!r} is {feature.dtype}{list(feature.shape)}, expected a float "
+                        "vector of shape [D]")
     (dim,) = feature.shape
     names = feature.names
     if names is None:
-        return [f"a{i}" for i in range(dim)]
+        return [f"{prefix}{i}" for i in range(dim)]
     if isinstance(names, dict):
         names = [n for group in names.values() if isinstance(group, list) for n in group]
     if not isinstance(names, list) or len(names) != dim or not all(isinstance(n, str) for n in names):
-        raise DataError(f"{path}: features.action.names is {feature.names!r}, expected {dim} strings (a list or a dict of lists)")
+        raise DataError(f"{path}: features.{feature.key}.names is {feature.names!r}, expected {dim} strings "
+                        "(a list or a dict of lists)")
     return list(names)
 
 

@@ -24,10 +24,13 @@ from hma.data.lerobot.format import (
     EPISODES_DIR,
     EPISODES_JSONL_PATH,
     INFO_PATH,
+    REWARD_KEY,
+    STATE_KEY,
     SUCCESS_KEY,
     Info,
     Layout,
     action_names,
+    vector_names,
     fill_template,
     guard,
     parse_info,
@@ -56,6 +59,8 @@ class Episode:
     frames: np.ndarray  # (T, H, W, 3) uint8
     actions: np.ndarray  # (T, A) float32
     success: np.ndarray | None  # (T,) bool
+    state: np.ndarray | None = None  # (T, S) float32, observation.state
+    reward: np.ndarray | None = None  # (T,) float32, next.reward
 
 
 class LeRobotSource:
@@ -83,6 +88,8 @@ class LeRobotSource:
             raise DataError(f"{info_path}: feature 'action' is {action.dtype}{list(action.shape)}, expected a float vector of shape [A]")
         self.action_dim: int = action.shape[0]
         self.action_names: list[str] = action_names(action, info_path)
+        state = self.info.features.get(STATE_KEY)
+        self.state_names: list[str] = vector_names(state, info_path, prefix="s") if state is not None else []
         self.episodes: list[EpisodeRef] = self._episodes_v2() if self.info.layout is Layout.V2 else self._episodes_v3()
         if len(self.episodes) != self.info.total_episodes:
             raise DataError(f"{info_path}: total_episodes is {self.info.total_episodes} but the episode index lists {len(self.episodes)}")
@@ -182,13 +189,15 @@ class LeRobotSource:
         rows = self._episode_rows(ref)
         actions = self._actions(rows, ref)
         success = _flags(rows.column(SUCCESS_KEY), ref.data_file, what) if SUCCESS_KEY in rows.column_names else None
+        state = self._floats(rows, STATE_KEY, ref, len(self.state_names)) if self.state_names else None
+        reward = self._floats(rows, REWARD_KEY, ref, 1)[:, 0] if REWARD_KEY in rows.column_names else None
         if ref.video_file is not None:
             video = self._video_reader(ref.video_file)
             frames = video.episode_frames(start=ref.from_timestamp, count=ref.length, fps=self.fps,
                                           end=ref.to_timestamp, size=image_size, what=what)
         else:
             frames = self._images(rows, ref, image_size)
-        return Episode(frames=frames, actions=actions, success=success)
+        return Episode(frames=frames, actions=actions, success=success, state=state, reward=reward)
 
     def _episode_rows(self, ref: EpisodeRef) -> pa.Table:
         table = self._data_table(ref.data_file)
@@ -216,6 +225,12 @@ class LeRobotSource:
             columns = ["episode_index", "frame_index", ACTION_KEY]
             if SUCCESS_KEY in schema.names:
                 columns.append(SUCCESS_KEY)
+            if self.state_names:
+                if STATE_KEY not in schema.names:
+                    raise DataError(f"{path} lacks the column {STATE_KEY!r} that meta/info.json declares")
+                columns.append(STATE_KEY)
+            if REWARD_KEY in schema.names:
+                columns.append(REWARD_KEY)
             if not self.camera_is_video:
                 _check_image_column(schema, path, self.camera)
                 columns.append(self.camera)
@@ -235,6 +250,24 @@ class LeRobotSource:
                 raise DataError(f"{ref.data_file}: episode {ref.index} has missing or ragged actions, expected {self.action_dim} floats per row")
             actions = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         return actions.reshape(ref.length, self.action_dim)  # (T, A)
+
+    def _floats(self, rows: pa.Table, key: str, ref: EpisodeRef, dim: int) -> np.ndarray:
+        """A float column (scalars or fixed lists of ``dim``) of one episode as (T, dim) float32."""
+        column = rows.column(key).combine_chunks()
+        with guard(ref.data_file, f"{key} of episode {ref.index}"):
+            if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) or pa.types.is_large_list(column.type):
+                lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+                values = column.flatten()
+                ragged = not np.array_equal(lengths, np.full(ref.length, dim))
+            else:
+                values, ragged = column, dim != 1
+            if column.null_count or values.null_count or ragged:
+                raise DataError(f"{ref.data_file}: episode {ref.index} has missing or ragged {key!r} values, "
+                                f"expected {dim} per row")
+            out = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(ref.length, dim)
+        if not np.isfinite(out).all():
+            raise DataError(f"{ref.data_file}: episode {ref.index} has non-finite {key!r} values, expected finite numbers")
+        return out
 
     def _images(self, rows: pa.Table, ref: EpisodeRef, size: int | None) -> np.ndarray:
         blobs = rows.column(self.camera).combine_chunks().field("bytes").to_pylist()
@@ -359,6 +392,7 @@ def import_lerobot(
             control_hz=source.fps,
             image_size=(height, width),
             task=source.tasks[0] if len(source.tasks) == 1 else "",
+            state_names=source.state_names,
             extra={"lerobot": {
                 "source": str(src.resolve()), "codebase_version": source.info.version, "camera": source.camera,
                 "robot_type": source.info.robot_type, "tasks": source.tasks,
@@ -375,5 +409,6 @@ def import_lerobot(
                     f"{ref.video_file or ref.data_file}: episode {ref.index} has {episode.frames.shape[2]}x{episode.frames.shape[1]} "
                     f"frames, expected {width}x{height} like episode {source.episodes[0].index} (pass --image-size to resize)"
                 )
-            writer.add_episode(episode.frames, episode.actions, episode.success)
+            writer.add_episode(episode.frames, episode.actions, episode.success, state=episode.state,
+                               reward=episode.reward, task=ref.tasks[0] if ref.tasks else None)
         return writer.finalize()

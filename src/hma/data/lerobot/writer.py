@@ -31,6 +31,8 @@ from hma.data.lerobot.format import (
     DEFAULT_FEATURES,
     EPISODES_PARQUET_PATH,
     INFO_PATH,
+    REWARD_KEY,
+    STATE_KEY,
     STATS_PATH,
     SUCCESS_KEY,
     TASKS_PARQUET_PATH,
@@ -110,7 +112,12 @@ def write_lerobot_v3(
     camera = store.info.extra.get("lerobot", {}).get("camera") or DEFAULT_CAMERA
     has_success = store.success is not None
     features = _features(store, camera, encoder=encoder, fps=fps, has_success=has_success)
-    data_files = _DataFiles(partial, _data_schema(store.action_dim, has_success), limit_bytes=data_files_size_in_mb * _MB)
+    state_dim = len(store.state_names) if store.state is not None else 0
+    schema = _data_schema(store.action_dim, has_success, state_dim=state_dim, has_reward=store.reward is not None)
+    data_files = _DataFiles(partial, schema, limit_bytes=data_files_size_in_mb * _MB)
+    # LeRobot indexes tasks: each distinct task string once, in order of first use.
+    episode_tasks = [_task(store, e) for e in range(store.num_episodes)]
+    task_index = {t: i for i, t in enumerate(dict.fromkeys(episode_tasks))}
     video_files = _VideoFiles(partial, camera, encoder=encoder, fps=fps, size=(height, width), limit_bytes=video_files_size_in_mb * _MB)
     episode_rows, episode_stats = [], []
     from hma.progress import bar
@@ -119,13 +126,13 @@ def write_lerobot_v3(
         episode = store.episode(e)
         frames = np.asarray(episode["frames"])  # (T, H, W, 3)
         first = int(store.episode_starts[e])
-        table = _episode_table(episode, index=e, first_row=first, fps=fps)
+        table = _episode_table(episode, index=e, first_row=first, fps=fps, task_index=task_index[episode_tasks[e]])
         data_chunk, data_file = data_files.add(table)
         (video_chunk, video_file), start, end = video_files.add(frames)
         stats = _episode_stats(table, frames, camera)
         episode_stats.append(stats)
         row = {
-            "episode_index": e, "tasks": [_task(store)], "length": len(frames),
+            "episode_index": e, "tasks": [episode_tasks[e]], "length": len(frames),
             "data/chunk_index": data_chunk, "data/file_index": data_file,
             "dataset_from_index": first, "dataset_to_index": first + len(frames),
             f"videos/{camera}/chunk_index": video_chunk, f"videos/{camera}/file_index": video_file,
@@ -141,7 +148,8 @@ def write_lerobot_v3(
     episodes_path = partial / EPISODES_PARQUET_PATH.format(chunk_index=0, file_index=0)
     episodes_path.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(episode_rows), episodes_path, compression="snappy")
-    tasks = pd.DataFrame({"task_index": np.array([0], dtype=np.int64)}, index=pd.Index([_task(store)], name="task"))
+    tasks = pd.DataFrame({"task_index": np.arange(len(task_index), dtype=np.int64)},
+                         index=pd.Index(list(task_index), name="task"))
     tasks.to_parquet(partial / TASKS_PARQUET_PATH)
     keys = episode_stats[0].keys()
     atomic_write_json(partial / STATS_PATH, {k: to_lists(aggregate([s[k] for s in episode_stats])) for k in keys})
@@ -150,7 +158,7 @@ def write_lerobot_v3(
         "robot_type": store.embodiment,
         "total_episodes": store.num_episodes,
         "total_frames": store.num_frames,
-        "total_tasks": 1,
+        "total_tasks": len(task_index),
         "chunks_size": CHUNKS_SIZE,
         "data_files_size_in_mb": data_files_size_in_mb,
         "video_files_size_in_mb": video_files_size_in_mb,
@@ -179,9 +187,9 @@ def _integer_fps(store: EpisodeStore) -> int:
     return int(hz)
 
 
-def _task(store: EpisodeStore) -> str:
+def _task(store: EpisodeStore, e: int) -> str:
     # LeRobot needs a task string per frame; a store without one is described by its embodiment.
-    return store.info.task or store.embodiment
+    return store.episode_task(e) or store.embodiment
 
 
 def _features(store: EpisodeStore, camera: str, *, encoder: Encoder, fps: int, has_success: bool) -> dict[str, Any]:
@@ -197,13 +205,21 @@ def _features(store: EpisodeStore, camera: str, *, encoder: Encoder, fps: int, h
             },
         },
     }
+    if store.state is not None:
+        features[STATE_KEY] = {"dtype": "float32", "shape": [len(store.state_names)], "names": store.state_names}
+    if store.reward is not None:
+        features[REWARD_KEY] = {"dtype": "float32", "shape": [1], "names": None}
     if has_success:
         features[SUCCESS_KEY] = {"dtype": "bool", "shape": [1], "names": None}
     return {**features, **DEFAULT_FEATURES}
 
 
-def _data_schema(action_dim: int, has_success: bool) -> pa.Schema:
+def _data_schema(action_dim: int, has_success: bool, *, state_dim: int = 0, has_reward: bool = False) -> pa.Schema:
     fields = [pa.field(ACTION_KEY, pa.list_(pa.float32(), action_dim))]
+    if state_dim:
+        fields.append(pa.field(STATE_KEY, pa.list_(pa.float32(), state_dim)))
+    if has_reward:
+        fields.append(pa.field(REWARD_KEY, pa.float32()))
     if has_success:
         fields.append(pa.field(SUCCESS_KEY, pa.bool_()))
     fields += [
@@ -213,11 +229,17 @@ def _data_schema(action_dim: int, has_success: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _episode_table(episode: dict[str, np.ndarray], *, index: int, first_row: int, fps: int) -> pa.Table:
+def _episode_table(episode: dict[str, np.ndarray], *, index: int, first_row: int, fps: int,
+                   task_index: int = 0) -> pa.Table:
     actions = np.asarray(episode["actions"], dtype=np.float32)  # (T, A)
     n, a = actions.shape
     frame_index = np.arange(n, dtype=np.int64)
     columns: dict[str, pa.Array] = {ACTION_KEY: pa.FixedSizeListArray.from_arrays(pa.array(actions.reshape(-1)), a)}
+    if "state" in episode:
+        state = np.asarray(episode["state"], dtype=np.float32)  # (T, S)
+        columns[STATE_KEY] = pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), state.shape[1])
+    if "reward" in episode:
+        columns[REWARD_KEY] = pa.array(np.asarray(episode["reward"], dtype=np.float32))
     if "success" in episode:
         columns[SUCCESS_KEY] = pa.array(np.asarray(episode["success"], dtype=bool))
     columns |= {
@@ -225,7 +247,7 @@ def _episode_table(episode: dict[str, np.ndarray], *, index: int, first_row: int
         "frame_index": pa.array(frame_index),
         "episode_index": pa.array(np.full(n, index, dtype=np.int64)),
         "index": pa.array(first_row + frame_index),
-        "task_index": pa.array(np.zeros(n, dtype=np.int64)),
+        "task_index": pa.array(np.full(n, task_index, dtype=np.int64)),
     }
     return pa.table(columns)
 
