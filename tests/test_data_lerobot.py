@@ -237,3 +237,28 @@ def test_export_carries_state_reward_and_tasks_under_lerobot_names_and_imports_b
         np.testing.assert_array_equal(back.episode(e)["reward"], original.episode(e)["reward"])
         assert back.episode_task(e) == original.episode_task(e)
     assert back.state_names == ["q0", "q1", "q2"]
+
+
+def test_default_camera_is_a_scene_camera_and_the_cli_says_which(tmp_path, capsys):
+    from hma.cli import main
+    from hma.data.lerobot.reader import default_camera
+
+    assert default_camera(["observation.images.wrist", "observation.images.front"]) == "observation.images.front"
+    assert default_camera(["observation.images.hand_left", "observation.images.side"]) == "observation.images.side"
+    assert default_camera(["observation.images.agentview", "observation.images.top"]) == "observation.images.top"
+    assert default_camera(["observation.images.wrist"]) == "observation.images.wrist"
+    write_v30(tmp_path / "src", episodes=2, length=4, size=16, action_dim=2)
+    assert main(["data", "import-lerobot", str(tmp_path / "src"), str(tmp_path / "out"), "--no-progress"]) == 0
+    assert f"camera {CAMERA} (of {CAMERA}, {SECOND_CAMERA}; --camera picks another)" in capsys.readouterr().out
+
+
+def test_export_quality_options_reach_the_video_and_its_metadata(tmp_path, capsys):
+    from hma.cli import main
+
+    native = import_lerobot(write_v30(tmp_path / "src", episodes=1, length=6, size=16, action_dim=2).root, tmp_path / "n")
+    assert main(["data", "export-lerobot", str(native.root), str(tmp_path / "v30"), "--codec", "libx264",
+                 "--crf", "28", "--gop", "4", "--no-progress"]) == 0
+    video = json.loads((tmp_path / "v30" / "meta" / "info.json").read_text())["features"][CAMERA]["info"]
+    assert video["video.crf"] == 28 and video["video.g"] == 4
+    assert main(["data", "export-lerobot", str(native.root), str(tmp_path / "bad"), "--crf", "-1"]) == 2
+    assert "--crf -1 is invalid" in capsys.readouterr().err

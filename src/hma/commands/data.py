@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("import-lerobot", help="convert a LeRobotDataset (v2.1 or v3.0) folder to the native format")
     p.add_argument("src", help="LeRobotDataset folder (meta/info.json, data/, videos/) or its Hub name ORG/NAME")
     p.add_argument("out", help="native dataset folder to write")
-    p.add_argument("--camera", default=None, help="video/image feature key, e.g. observation.images.front")
+    p.add_argument("--camera", default=None,
+                   help="video/image feature key, e.g. observation.images.front (default: the first scene camera: "
+                        "front, top, agentview, ...; wrist and hand cameras last)")
     p.add_argument("--embodiment", default=None, help="embodiment name (default: robot_type or folder name)")
     p.add_argument("--image-size", type=int, default=None, help="resize frames to this square size")
     add_progress(p)
@@ -54,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="native dataset folder")
     p.add_argument("out", help="LeRobotDataset v3.0 folder to write")
     p.add_argument("--codec", default="libsvtav1", help="video codec (libsvtav1, libx264, ...)")
+    p.add_argument("--crf", type=int, default=None,
+                   help="encoder quality, lower is better (default: 30 for AV1, as LeRobot; 18 for the others)")
+    p.add_argument("--gop", type=int, default=None, help="frames between keyframes (default: 2, as LeRobot)")
     add_progress(p)
     p.set_defaults(func=_export_lerobot)
 
@@ -96,6 +101,10 @@ def _import_lerobot(args: argparse.Namespace) -> int:
     from hma.data.lerobot import import_lerobot
 
     store = import_lerobot(args.src, args.out, camera=args.camera, embodiment=args.embodiment, image_size=args.image_size)
+    lerobot = store.meta.get("extra", {}).get("lerobot", {})
+    cameras = lerobot.get("cameras") or []
+    if args.camera is None and len(cameras) > 1:
+        print(f"camera {lerobot['camera']} (of {', '.join(cameras)}; --camera picks another)")
     print(store)
     return 0
 
@@ -103,6 +112,6 @@ def _import_lerobot(args: argparse.Namespace) -> int:
 def _export_lerobot(args: argparse.Namespace) -> int:
     from hma.data.lerobot import export_lerobot
 
-    report = export_lerobot(args.src, args.out, codec=args.codec)
+    report = export_lerobot(args.src, args.out, codec=args.codec, crf=args.crf, gop=args.gop)
     print(report)
     return 0

@@ -63,6 +63,25 @@ class Episode:
     reward: np.ndarray | None = None  # (T,) float32, next.reward
 
 
+# Camera names that see the scene, in order of preference; wrist and hand cameras come last.
+SCENE_CAMERAS = ("front", "top", "agentview", "main", "scene", "image", "cam_high")
+HAND_CAMERAS = ("wrist", "hand", "gripper", "eye_in_hand")
+
+
+def default_camera(cameras: list[str]) -> str:
+    """The camera an import takes without ``--camera``: the first whose last name part names a
+    scene view (front, top, agentview, ...), else the first that is not a wrist/hand camera,
+    else the first listed."""
+    def last(key: str) -> str:
+        return key.rsplit(".", 1)[-1].lower()
+
+    for wanted in SCENE_CAMERAS:
+        for key in cameras:
+            if last(key) == wanted or last(key).startswith(wanted):
+                return key
+    return next((k for k in cameras if not any(h in last(k) for h in HAND_CAMERAS)), cameras[0])
+
+
 class LeRobotSource:
     """A LeRobotDataset folder opened for reading one camera."""
 
@@ -77,7 +96,7 @@ class LeRobotSource:
             raise DataError(f"{info_path} lists no video or image feature, expected at least one camera")
         if camera is not None and camera not in cameras:
             raise DataError(f"camera {camera!r} is not a feature of {self.root}, expected one of {', '.join(cameras)}")
-        self.camera: str = camera or cameras[0]
+        self.camera: str = camera or default_camera(cameras)
         self.camera_is_video = self.info.features[self.camera].dtype == "video"
         if self.camera_is_video and self.info.video_path is None:
             raise DataError(f"{info_path}: video_path is null but {self.camera!r} is a video feature, expected a path template")
@@ -395,6 +414,7 @@ def import_lerobot(
             state_names=source.state_names,
             extra={"lerobot": {
                 "source": str(src.resolve()), "codebase_version": source.info.version, "camera": source.camera,
+                "cameras": list(source.info.cameras),
                 "robot_type": source.info.robot_type, "tasks": source.tasks,
             }},
         )

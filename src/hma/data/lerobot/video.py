@@ -122,8 +122,12 @@ class Encoder:
         return int(self.options["crf"])
 
 
-def resolve_encoder(codec: str) -> Encoder:
-    """Check that ``codec`` names an available video encoder and pick its settings."""
+def resolve_encoder(codec: str, *, crf: int | None = None, gop: int | None = None) -> Encoder:
+    """Check that ``codec`` names an available video encoder and pick its settings; ``crf``
+    (quality, lower is better) and ``gop`` (frames between keyframes) override the defaults."""
+    for name, value, low in (("crf", crf, 0), ("gop", gop, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"--{name} {value!r} is invalid; expected an integer >= {low}")
     try:
         c = av.codec.Codec(codec, "w")
     except (av.FFmpegError, ValueError):
@@ -143,6 +147,10 @@ def resolve_encoder(codec: str) -> Encoder:
         options["bf"] = "0"
     if c.name == "libx265":
         options["x265-params"] = "log-level=error:bframes=0"
+    if crf is not None:
+        options["crf"] = str(crf)
+    if gop is not None:
+        options["g"] = str(gop)
     return Encoder(name=c.name, canonical=c.canonical_name, options=options)
 
 

@@ -81,9 +81,10 @@ class ExportReport:
         )
 
 
-def export_lerobot(src: str | Path, out: str | Path, *, codec: str = "libsvtav1") -> ExportReport:
+def export_lerobot(src: str | Path, out: str | Path, *, codec: str = "libsvtav1", crf: int | None = None,
+                   gop: int | None = None) -> ExportReport:
     """Write the native dataset at ``src`` as a LeRobotDataset v3.0 folder ``out``."""
-    return write_lerobot_v3(EpisodeStore(src), out, codec=codec)
+    return write_lerobot_v3(EpisodeStore(src), out, codec=codec, crf=crf, gop=gop)
 
 
 def write_lerobot_v3(
@@ -91,12 +92,14 @@ def write_lerobot_v3(
     out: str | Path,
     *,
     codec: str = "libsvtav1",
+    crf: int | None = None,
+    gop: int | None = None,
     data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
     video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
 ) -> ExportReport:
     """Export ``store``; the size limits decide when a new data/video file starts."""
     started = time.perf_counter()
-    encoder = resolve_encoder(codec)
+    encoder = resolve_encoder(codec, crf=crf, gop=gop)
     fps = _integer_fps(store)
     height, width = store.image_size
     if height % 2 or width % 2:
