@@ -190,3 +190,45 @@ def test_run_dataset_is_found_from_another_folder(tmp_path, monkeypatch):
     resolved = SimpleNamespace(config={"train": {"data": ["gone/toy"], "data_resolved": [str(store.root)]}}, path=None)
     assert run_dataset(resolved, EMBODIMENT) == store.root  # the absolute path recorded at training time
     assert run_dataset(SimpleNamespace(config={"train": {"data": ["gone/toy"]}}, path=None), EMBODIMENT) is None
+
+
+class _Judge:
+    """Stands in for a SuccessClassifier: a fixed probability per frame of the batch."""
+
+    def __init__(self, probs, embodiment=EMBODIMENT):
+        self.probs, self.embodiment = np.asarray(probs, float), embodiment
+        self.seen = []
+
+    def predict(self, frames):
+        self.seen.append(np.asarray(frames).shape)
+        return self.probs[: len(frames)]
+
+
+def test_success_classifier_gives_reward_and_info_success(run, tmp_path):
+    env = WorldModelEnv(run, EMBODIMENT, success=_Judge([0.9]))
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(env.action_space.low)
+    assert reward == 1.0 and info["success"] is True and terminated is False
+    env = WorldModelEnv(run, EMBODIMENT, success=_Judge([0.1]))
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(env.action_space.low)
+    assert reward == 0.0 and info["success"] is False
+    assert "success" not in WorldModelEnv(run, EMBODIMENT).reset(seed=0)[1]
+    judge = _Judge([0.1, 0.8, 0.2, 0.7])
+    venv = WorldModelVectorEnv(run, EMBODIMENT, 4, success=judge)
+    venv.reset(seed=0)
+    _, rewards, _, _, info = venv.step(venv.action_space.sample())
+    assert rewards.tolist() == [0.0, 1.0, 0.0, 1.0] and info["success"].tolist() == [False, True, False, True]
+    assert judge.seen == [(4, IMAGE, IMAGE, 3)]  # one call for the whole batch
+    with pytest.raises(ConfigError, match="success classifier is for 'other'"):
+        WorldModelEnv(run, EMBODIMENT, success=_Judge([1.0], embodiment="other"))
+
+
+def test_success_classifier_loads_from_the_folder_policy_eval_saves(run, tmp_path):
+    from hma.apps.success import SmallCNN, SuccessClassifier
+
+    SuccessClassifier(SmallCNN(1), (IMAGE, IMAGE), EMBODIMENT).save(tmp_path / "success_classifier")
+    env = WorldModelEnv(run, EMBODIMENT, success=tmp_path / "success_classifier")
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(env.action_space.low)
+    assert reward == float(info["success"]) and isinstance(info["success"], bool)

@@ -1,7 +1,9 @@
 """The world model as a gymnasium environment (paper: "a video simulator driven by low-level actions").
 
 ``reset`` puts context frames into the model; each ``step`` takes one action chunk and
-returns the next generated frame. There is no reward model: reward is 0, episodes never
+returns the next generated frame. The reward is 0 unless a success classifier is given
+(``success=``, e.g. the one ``hma policy-eval`` saves in OUT/success_classifier): then it is
+1 on frames the classifier judges a success, and ``info["success"]`` says so. Episodes never
 terminate and are truncated after ``max_episode_steps`` (by the env itself, or by
 gymnasium's TimeLimit when made with ``gymnasium.make``). Out-of-range actions are
 clipped to the dataset's range by default (``out_of_range="raise"`` rejects them);
@@ -70,8 +72,9 @@ class SimCore:
 
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None, context_frames: int | None,
                  max_episode_steps: int | None, sampling: MaskGITSampling | MARSampling | None,
-                 out_of_range: str, device: str | torch.device | None = None) -> None:
+                 out_of_range: str, device: str | torch.device | None = None, success: Any = None) -> None:
         self.loaded = open_run(run, device)
+        self.success = _success_classifier(success, embodiment)
         self.embodiment = embodiment
         self.rollout = WorldModelRollout(self.loaded, embodiment, sampling=sampling)
         spec = self.rollout.spec
@@ -128,9 +131,29 @@ class SimCore:
         self.steps += 1
         return self.rollout.step(actions.reshape(len(actions), -1), self.generator)
 
+    def judge(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rewards (B,) and success flags (B,) of generated frames (B, H, W, 3); flags None without a classifier."""
+        if self.success is None:
+            return np.zeros(len(frames)), None
+        flags = self.success.predict(frames) > 0.5
+        return flags.astype(np.float64), flags
+
     @property
     def truncated(self) -> bool:
         return self.max_episode_steps is not None and self.steps >= self.max_episode_steps
+
+
+def _success_classifier(success: Any, embodiment: str):
+    """A success classifier from a path (or one given as is); it must be for ``embodiment``."""
+    if success is None:
+        return None
+    if isinstance(success, (str, Path)):
+        from hma.apps.success import load_success_classifier
+
+        success = load_success_classifier(success)
+    if getattr(success, "embodiment", embodiment) != embodiment:
+        raise ConfigError(f"the success classifier is for {success.embodiment!r}, expected one for {embodiment!r}")
+    return success
 
 
 def make_registered(**kwargs: Any) -> "WorldModelEnv":
@@ -153,6 +176,8 @@ class WorldModelEnv(gym.Env):
         out_of_range: "clip" (default) or "raise" for finite actions outside the Box.
         device: where the model and tokenizer run (default: a loaded run stays where it is; a
             run folder loads onto the GPU when there is one, else the CPU).
+        success: a success classifier (or its folder) for this embodiment: reward 1 and
+            ``info["success"]`` True on frames it judges a success.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -160,12 +185,13 @@ class WorldModelEnv(gym.Env):
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
                  context_frames: int | None = None, max_episode_steps: int | None = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
-                 render_mode: str | None = None, device: str | torch.device | None = None) -> None:
+                 render_mode: str | None = None, device: str | torch.device | None = None,
+                 success: Any = None) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
                             max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range,
-                            device=device)
+                            device=device, success=success)
         self.render_mode = render_mode
         self.action_space = self.core.action_space
         self.observation_space = self.core.observation_space
@@ -187,7 +213,11 @@ class WorldModelEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         action = check_action(action, self.action_space, embodiment=self.embodiment, out_of_range=self.core.out_of_range)
         self._frame = self.core.step(action[None])[0]
-        return self._frame.copy(), 0.0, False, self.core.truncated, {"step": self.core.steps}
+        rewards, flags = self.core.judge(self._frame[None])
+        info: dict[str, Any] = {"step": self.core.steps}
+        if flags is not None:
+            info["success"] = bool(flags[0])
+        return self._frame.copy(), float(rewards[0]), False, self.core.truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

@@ -41,12 +41,13 @@ class WorldModelVectorEnv(VectorEnv):
     def __init__(self, run: Any, embodiment: str, num_envs: int, *, dataset: str | Path | EpisodeStore | None = None,
                  context_frames: int | None = None, max_episode_steps: int = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
-                 render_mode: str | None = None, device: str | torch.device | None = None) -> None:
+                 render_mode: str | None = None, device: str | torch.device | None = None,
+                 success: Any = None) -> None:
         if num_envs < 1:
             raise ConfigError(f"num_envs={num_envs} is invalid, expected an integer >= 1")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
                             max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range,
-                            device=device)
+                            device=device, success=success)
         if max_episode_steps is None:
             raise ConfigError("max_episode_steps=None is invalid for the vector env, expected an integer >= 1: "
                               "its sub-envs share one clock and are truncated together")
@@ -86,8 +87,10 @@ class WorldModelVectorEnv(VectorEnv):
         self._frames = self.core.step(actions)
         truncated = self.core.truncated
         self._needs_reset = truncated
-        return (self._frames.copy(), np.zeros(self.num_envs), np.zeros(self.num_envs, dtype=bool),
-                np.full(self.num_envs, truncated), {})
+        rewards, flags = self.core.judge(self._frames)
+        info = {} if flags is None else {"success": flags}
+        return (self._frames.copy(), rewards, np.zeros(self.num_envs, dtype=bool),
+                np.full(self.num_envs, truncated), info)
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode is None:
