@@ -99,3 +99,11 @@ def test_bad_inputs(trained, tmp_path):
         hma.eval.evaluate(run, datasets[:1], tmp_path, horizon=40, report=False)
     with pytest.raises(ConfigError, match="evaluation mode"):
         hma.eval.evaluate(run, datasets[:1], tmp_path, mode="sideways")
+
+
+def test_generation_precision_is_an_option_and_recorded(trained, tmp_path):
+    run, datasets, _ = trained
+    r = hma.eval.evaluate(run, datasets[:1], tmp_path, horizon=2, mode="autoregressive", precision="int8", report=False)
+    assert r["options"]["precision"] == "int8" and np.isfinite(r["overall"]["psnr"])
+    with pytest.raises(ConfigError, match="precision 'fp8' is unknown"):
+        hma.eval.evaluate(run, datasets[:1], tmp_path, precision="fp8", report=False)

@@ -45,7 +45,7 @@ def test_table_shows_the_ratios_side_by_side() -> None:
     data = results_json(results, {"cpu_count": 2})
     assert data["results"][0] == {"preset": "base", "method": "maskgit", "cached": True, "steps": 2,
                                   "sec_per_frame": 0.5, "decode_sec_per_frame": 0.01, "cpu_sec_per_frame": 0.4,
-                                  "flops_per_frame": 3e9}
+                                  "flops_per_frame": 3e9, "precision": "fp32"}
 
 
 def test_cli_rejects_an_unknown_preset(capsys) -> None:
@@ -68,7 +68,7 @@ def test_cli_writes_its_speed_section(tmp_path) -> None:
     text = md.read_text()
     rows = json.loads((tmp_path / "b.json").read_text())["results"]
     assert text.count("hma-experiment:speed:begin") == 1 and "hma bench --presets tiny" in text
-    assert f"| tiny | maskgit | cached | 2 | {rows[0]['sec_per_frame']:.4f} |" in text
+    assert f"| tiny | maskgit | cached | fp32 | 2 | {rows[0]['sec_per_frame']:.4f} |" in text
     assert "- tiny (FLOPs): maskgit uncached/cached = " in text
 
 
@@ -79,3 +79,17 @@ def test_cli_reports_an_unwritable_results_file_in_one_line(tmp_path, capsys) ->
                  "--json", str(blocker / "bench.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hma: error: ") and str(blocker) in err and "\n" not in err
+
+
+def test_cli_measures_each_precision_beside_fp32(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--presets", "tiny", "--methods", "maskgit", "--repeats", "1", "--threads", "1",
+                 "--precision", "int8", "bf16", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["cached"], r["precision"]) for r in rows] == [(True, "fp32"), (True, "int8"), (True, "bf16"),
+                                                            (False, "fp32")]
+    table = capsys.readouterr().out
+    assert "maskgit int8/fp32 = " in table and "maskgit bf16/fp32 = " in table
+    with pytest.raises(SystemExit) as err:
+        main(["bench", "--precision", "fp8"])
+    assert err.value.code == 2 and "invalid choice: 'fp8'" in capsys.readouterr().err

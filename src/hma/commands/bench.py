@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mar-diffusion-steps", type=int, default=100, help="diffusion-head steps per MAR token")
     p.add_argument("--diffusion-steps", type=int, default=50, help="DDIM steps of the diffusion baseline")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "bf16", "int8"),
+                   help="arithmetic of cached MaskGIT and MAR, each measured (the others run at fp32)")
     p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
     add_progress(p)
     p.set_defaults(func=_bench)
@@ -41,7 +44,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ConfigError(f"--repeats {args.repeats} is invalid, expected an integer >= 1")
     settings = BenchSettings(maskgit_steps=args.maskgit_steps, mar_diffusion_steps=args.mar_diffusion_steps,
-                             diffusion_steps=args.diffusion_steps, repeats=args.repeats, methods=tuple(args.methods))
+                             diffusion_steps=args.diffusion_steps, repeats=args.repeats, methods=tuple(args.methods),
+                             precisions=tuple(dict.fromkeys(["fp32", *args.precision])))
     load_before = os.getloadavg()
     results = run_bench(args.presets, settings, threads=args.threads)
     machine = {"cpu_count": os.cpu_count(), "threads": args.threads or os.cpu_count(), "processor": platform.processor() or platform.machine(),
@@ -69,16 +73,16 @@ def _write_speed_section(path: str, results, machine: dict, argv: list[str]) -> 
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):.2f}" if dec is not None else "n/a"
         flops = f"{r.flops_per_frame / 1e9:.1f}" if r.flops_per_frame else "n/a"
-        rows.append(f"| {r.preset} | {r.method} | {'cached' if r.cached else 'uncached'} | {r.steps} | "
+        rows.append(f"| {r.preset} | {r.method} | {'cached' if r.cached else 'uncached'} | {r.precision} | {r.steps} | "
                     f"{r.sec_per_frame:.4f} | {1 / r.sec_per_frame:.2f} | {fps_dec} | {flops} |")
     ratios = [line for line in format_table(results).splitlines() if "/cached" in line]
-    body = (f"## speed: seconds per generated frame (random weights, batch 1, fp32)\n\n"
+    body = (f"## speed: seconds per generated frame (random weights, batch 1)\n\n"
             f"Claim (paper): MaskGIT HMA generates frames about 15x faster than a video diffusion model "
             f"(Table 1: 22.72 vs 0.28 FPS on a GPU, different model sizes).\n\n"
             f"Command ({date}, {machine['threads']} thread(s) on {machine['cpu_count']} cores, load average "
             f"{machine['load_average_before'][0]:.2f} before):\n\n```\n{command}\n```\n\n"
-            f"| preset | method | path | steps | s/frame | fps | fps with decoding | GFLOP/frame |\n"
-            f"|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            f"| preset | method | path | precision | steps | s/frame | fps | fps with decoding | GFLOP/frame |\n"
+            f"|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
             + "\n".join(f"- {line}" for line in ratios) + "\n\n"
             "A cached MaskGIT frame costs K single-frame passes plus one pass that commits the finished "
             "frame's keys/values; an uncached one costs K passes over the whole window of W frames. The "

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random-action draws and of sampling")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="arithmetic of generation: fp32, bf16 autocast, or int8 linear layers (CPU)")
     add_progress(p)
     p.set_defaults(func=_eval)
 
@@ -86,7 +89,7 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate(args.run, args.data, args.out, horizon=args.horizon, mode=args.mode, episodes=args.episodes,
                       random_draws=args.random_draws, context=args.context, unmask_steps=args.unmask_steps,
                       temperature=args.temperature, diffusion_steps=args.diffusion_steps, batch_size=args.batch_size,
-                      seed=args.seed, device=args.device)
+                      seed=args.seed, device=args.device, precision=args.precision)
     for name, r in result["per_embodiment"].items():
         ppl = "" if r["perplexity"] is None else f", perplexity {r['perplexity']:.1f}"
         fps = "" if r["fps"] is None else f", {r['fps']:.1f} FPS"

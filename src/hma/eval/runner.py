@@ -80,6 +80,7 @@ class EvalOptions:
     batch_size: int = 16  # clips generated together
     perplexity_windows: int = 64  # held-out windows per embodiment for the perplexity
     seed: int = 0
+    precision: str = "fp32"  # of generation (hma.sampling.precision); teacher-forced perplexity stays fp32
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", EvalMode.parse(self.mode))
@@ -87,6 +88,9 @@ class EvalOptions:
             raise ConfigError(f"horizon {self.horizon} is invalid; expected at least 1 generated frame")
         if self.context < 1:
             raise ConfigError(f"context {self.context} is invalid; expected at least 1 true frame")
+        from hma.sampling.precision import Precision
+
+        object.__setattr__(self, "precision", Precision.parse(self.precision).value)
         if self.random_draws < M.MIN_RANDOM_DRAWS:
             raise ConfigError(f"random draws {self.random_draws} is too few; expected at least {M.MIN_RANDOM_DRAWS}")
         if self.episodes is not None and self.episodes < 1:
@@ -157,7 +161,7 @@ def _generator(loaded, embodiment: str, opts: EvalOptions, *, passive: bool):
         extra = {} if opts.diffusion_steps is None else {"diffusion_steps": opts.diffusion_steps}
         sampling = MARSampling(steps=opts.unmask_steps, **extra)
     model = _HiddenActions(loaded.model) if passive else loaded.model
-    return Engine(model, embodiment=embodiment, mode=CacheMode.CACHED, sampling=sampling)
+    return Engine(model, embodiment=embodiment, mode=CacheMode.CACHED, sampling=sampling, precision=opts.precision)
 
 
 def _window(loaded) -> int:
@@ -460,7 +464,7 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
              random_draws: int = M.MIN_RANDOM_DRAWS, context: int = 2, unmask_steps: int = 2,
              temperature: float = 0.0, diffusion_steps: int | None = None, batch_size: int = 16,
              perplexity_windows: int = 64, seed: int = 0, device: str | torch.device | None = None,
-             report: bool = True) -> dict[str, Any]:
+             report: bool = True, precision: str = "fp32") -> dict[str, Any]:
     """Evaluate run ``run`` on the held-out episodes of ``data``; writes ``out/metrics.json`` (and the report).
 
     Returns the metrics dict: ``{"per_embodiment": {name: {...}}, "overall": {...}, ...}``.
@@ -470,7 +474,7 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
 
     opts = EvalOptions(horizon=horizon, context=context, mode=mode, episodes=episodes, random_draws=random_draws,
                        unmask_steps=unmask_steps, temperature=temperature, diffusion_steps=diffusion_steps,
-                       batch_size=batch_size, perplexity_windows=perplexity_windows, seed=seed)
+                       batch_size=batch_size, perplexity_windows=perplexity_windows, seed=seed, precision=precision)
     from hma.train.loading import resolve_device
 
     device = resolve_device(device)

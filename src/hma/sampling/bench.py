@@ -47,6 +47,7 @@ class BenchResult:
     # Floating-point operations of one generated frame (matmuls and attention, counted by
     # torch.utils.flop_counter): the ratio a perfect implementation would reach.
     flops_per_frame: float | None = None
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class BenchSettings:
     diffusion_steps: int = 50  # DDIM steps of the baseline
     repeats: int = 3
     methods: tuple[str, ...] = ("maskgit", "mar", "diffusion")
+    precisions: tuple[str, ...] = ("fp32",)  # cached MaskGIT and MAR run at each; the rest at fp32
 
 
 def _model_config(name: str, kind: str) -> ModelConfig:
@@ -128,7 +130,8 @@ def _decode_seconds(tokenizer, frame: torch.Tensor, repeats: int) -> float | Non
 
 
 @torch.inference_mode()
-def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSettings) -> BenchResult:
+def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSettings,
+                      precision: str = "fp32") -> BenchResult:
     """Seconds per frame of MaskGIT or MAR generation in steady state (window full)."""
     kind = "discrete" if method == "maskgit" else "continuous"
     config = _model_config(name, kind)
@@ -140,7 +143,7 @@ def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSe
         sampling = MARSampling(steps=settings.mar_steps, diffusion_steps=settings.mar_diffusion_steps)
     g = torch.Generator().manual_seed(0)
     context, actions = _context(config, config.num_frames - 1, g)
-    engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling)
+    engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling, precision=precision)
     engine.reset(context, actions)
     action = torch.randn(1, ACTION_DIM, generator=g)
     for _ in range(2):  # the window fills, then slides once: steady state from here on
@@ -148,7 +151,7 @@ def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSe
     seconds, cpu = _median_seconds(lambda: engine.step(action, g), settings.repeats)
     flops = _flops(lambda: engine.step(action, g))
     decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
-    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode, cpu, flops)
+    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode, cpu, flops, precision)
 
 
 @torch.inference_mode()
@@ -182,35 +185,37 @@ def run_bench(presets: list[str], settings: BenchSettings, *, threads: int | Non
     for name in presets:
         jobs: list[Callable[[], BenchResult]] = []
         if "maskgit" in settings.methods:
-            jobs += [lambda n=name: bench_world_model(n, "maskgit", CacheMode.CACHED, settings),
-                     lambda n=name: bench_world_model(n, "maskgit", CacheMode.UNCACHED, settings)]
+            jobs += [lambda n=name, p=p: bench_world_model(n, "maskgit", CacheMode.CACHED, settings, p)
+                     for p in settings.precisions]
+            jobs.append(lambda n=name: bench_world_model(n, "maskgit", CacheMode.UNCACHED, settings))
         if "mar" in settings.methods:
-            jobs.append(lambda n=name: bench_world_model(n, "mar", CacheMode.CACHED, settings))
+            jobs += [lambda n=name, p=p: bench_world_model(n, "mar", CacheMode.CACHED, settings, p)
+                     for p in settings.precisions]
         if "diffusion" in settings.methods:
             jobs.append(lambda n=name: bench_diffusion(n, settings))
         for job in jobs:
             result = job()
             results.append(result)
             log(f"{result.preset:5s} {result.method:9s} {'cached' if result.cached else 'uncached':8s} "
-                f"{result.sec_per_frame:8.4f} s/frame ({result.cpu_sec_per_frame:.4f} s CPU)")
+                f"{result.precision:5s} {result.sec_per_frame:8.4f} s/frame ({result.cpu_sec_per_frame:.4f} s CPU)")
     return results
 
 
 def format_table(results: list[BenchResult]) -> str:
     """Per-frame times with fps (with and without decoding) and, per preset, the ratios
     uncached / cached and diffusion / cached for MaskGIT, all from the same run."""
-    lines = [f"{'preset':6s} {'method':9s} {'path':8s} {'steps':>5s} {'s/frame':>9s} {'decode s':>9s} "
+    lines = [f"{'preset':6s} {'method':9s} {'path':8s} {'prec':5s} {'steps':>5s} {'s/frame':>9s} {'decode s':>9s} "
              f"{'fps':>7s} {'fps+dec':>7s} {'cpu s':>9s} {'GFLOP':>8s}"]
     for r in results:
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):7.2f}" if dec is not None else "    n/a"
         dec_text = f"{dec:9.4f}" if dec is not None else "      n/a"
-        lines.append(f"{r.preset:6s} {r.method:9s} {'cached' if r.cached else 'uncached':8s} {r.steps:5d} "
+        lines.append(f"{r.preset:6s} {r.method:9s} {'cached' if r.cached else 'uncached':8s} {r.precision:5s} {r.steps:5d} "
                      f"{r.sec_per_frame:9.4f} {dec_text} {1 / r.sec_per_frame:7.2f} {fps_dec} {r.cpu_sec_per_frame:9.4f} "
                      f"{r.flops_per_frame / 1e9 if r.flops_per_frame else float('nan'):8.2f}")
     for name in dict.fromkeys(r.preset for r in results):
         for clock in ("sec_per_frame", "cpu_sec_per_frame", "flops_per_frame"):
-            by = {(r.method, r.cached): getattr(r, clock) for r in results if r.preset == name}
+            by = {(r.method, r.cached): getattr(r, clock) for r in results if r.preset == name and r.precision == "fp32"}
             cached = by.get(("maskgit", True))
             if not cached:
                 continue
@@ -222,6 +227,10 @@ def format_table(results: list[BenchResult]) -> str:
             if ("mar", True) in by:
                 parts.append(f"mar/maskgit cached = {by[('mar', True)] / cached:.1f}x")
             label = {"sec_per_frame": "wall", "cpu_sec_per_frame": "cpu", "flops_per_frame": "FLOPs"}[clock]
+            if clock != "flops_per_frame":
+                for r in results:
+                    if r.preset == name and r.precision != "fp32" and (r.method, r.cached) in by:
+                        parts.append(f"{r.method} {r.precision}/fp32 = {getattr(r, clock) / by[(r.method, r.cached)]:.2f}x")
             lines.append(f"{name} ({label}): " + ", ".join(parts))
     return "\n".join(lines)
 

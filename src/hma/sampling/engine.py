@@ -33,6 +33,7 @@ from hma.model import KVCache, WorldModel, WorldModelOutput
 from hma.model.cache import Slide
 from hma.sampling.mar import MARSampling, unmask_latent_frame
 from hma.sampling.maskgit import MaskGITSampling, unmask_token_frame
+from hma.sampling.precision import Precision, autocast, prepare
 
 
 class CacheMode(str, Enum):
@@ -49,13 +50,16 @@ class Engine:
     (B, T0, C, h, w) latents and the T0 - 1 actions taken between them (B, T0 - 1, k*A);
     ``step(action)`` takes the action taken at the latest frame (B, k*A) and returns the
     frame it leads to, (B, h, w) or (B, C, h, w). All randomness comes from ``generator``.
+    ``precision`` (:mod:`hma.sampling.precision`): fp32, bf16 autocast, or an int8 copy of
+    the model's linear layers.
     """
 
     def __init__(self, model: WorldModel, *, embodiment: str, mode: CacheMode = CacheMode.CACHED,
                  sampling: MaskGITSampling | MARSampling | None = None, window: int | None = None,
-                 slide: Slide = Slide.EVICT) -> None:
+                 slide: Slide = Slide.EVICT, precision: str | Precision = Precision.FP32) -> None:
         config = model.config
-        self.model = model
+        self.precision = Precision.parse(precision)
+        self.model = prepare(model, self.precision)
         self.embodiment = embodiment
         self.mode = CacheMode(mode)
         self.slide = Slide(slide)
@@ -81,6 +85,10 @@ class Engine:
             raise ConfigError(f"context of shape {tuple(context.shape)} needs actions of shape (B, T0 - 1, k*A) = "
                               f"({context.shape[0]}, {t0 - 1}, k*A), got {tuple(actions.shape)}")
         self.model.check_actions(self.embodiment, actions)
+        with autocast(self.precision, context.device):
+            self._reset(context, actions, t0)
+
+    def _reset(self, context: Tensor, actions: Tensor, t0: int) -> None:
         keep = min(t0, self.window - 1)  # the new frame takes the last slot of the window
         context, actions = context[:, t0 - keep:], actions[:, t0 - keep:]
         if self.mode is CacheMode.CACHED:
@@ -101,19 +109,20 @@ class Engine:
         config = self.model.config
         ref = self.model.mask_token
         batch = action.shape[0]
-        if self.discrete:
-            frame = unmask_token_frame(predict, batch=batch, grid=config.grid, sampling=self.sampling,
-                                       generator=generator, device=ref.device)  # (B, h, w)
-        else:
-            frame = unmask_latent_frame(predict, self.model.diffusion, batch=batch, channels=config.latent_channels,
-                                        grid=config.grid, sampling=self.sampling, generator=generator,
-                                        device=ref.device, dtype=ref.dtype)  # (B, C, h, w)
-        self._remember(frame, action)
+        with autocast(self.precision, ref.device):
+            if self.discrete:
+                frame = unmask_token_frame(predict, batch=batch, grid=config.grid, sampling=self.sampling,
+                                           generator=generator, device=ref.device)  # (B, h, w)
+            else:
+                frame = unmask_latent_frame(predict, self.model.diffusion, batch=batch, channels=config.latent_channels,
+                                            grid=config.grid, sampling=self.sampling, generator=generator,
+                                            device=ref.device, dtype=ref.dtype)  # (B, C, h, w)
+            self._remember(frame, action)
         return frame
 
     def _output(self, out: WorldModelOutput) -> Tensor:
-        """The last frame's logits (B, S, V) / (B, S, F, Vf), or its diffusion condition (B, S, D)."""
-        return out.logits[:, -1] if self.discrete else out.cond[:, -1]
+        """The last frame's logits (B, S, V) / (B, S, F, Vf), or its diffusion condition (B, S, D), in fp32."""
+        return (out.logits[:, -1] if self.discrete else out.cond[:, -1]).float()
 
     def _cached_predictor(self, action: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         def predict(frame: Tensor, masked: Tensor) -> Tensor:

@@ -72,11 +72,12 @@ class SimCore:
 
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None, context_frames: int | None,
                  max_episode_steps: int | None, sampling: MaskGITSampling | MARSampling | None,
-                 out_of_range: str, device: str | torch.device | None = None, success: Any = None) -> None:
+                 out_of_range: str, device: str | torch.device | None = None, success: Any = None,
+                 precision: str = "fp32") -> None:
         self.loaded = open_run(run, device)
         self.success = _success_classifier(success, embodiment)
         self.embodiment = embodiment
-        self.rollout = WorldModelRollout(self.loaded, embodiment, sampling=sampling)
+        self.rollout = WorldModelRollout(self.loaded, embodiment, sampling=sampling, precision=precision)
         spec = self.rollout.spec
         if isinstance(dataset, EpisodeStore):
             self.store: EpisodeStore | None = dataset
@@ -178,6 +179,7 @@ class WorldModelEnv(gym.Env):
             run folder loads onto the GPU when there is one, else the CPU).
         success: a success classifier (or its folder) for this embodiment: reward 1 and
             ``info["success"]`` True on frames it judges a success.
+        precision: "fp32" (default), "bf16" or "int8" (:mod:`hma.sampling.precision`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -186,12 +188,12 @@ class WorldModelEnv(gym.Env):
                  context_frames: int | None = None, max_episode_steps: int | None = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 success: Any = None) -> None:
+                 success: Any = None, precision: str = "fp32") -> None:
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
                             max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range,
-                            device=device, success=success)
+                            device=device, success=success, precision=precision)
         self.render_mode = render_mode
         self.action_space = self.core.action_space
         self.observation_space = self.core.observation_space

@@ -29,12 +29,13 @@ class WorldModelRollout:
     stored with the model's embodiment.
     """
 
-    def __init__(self, run, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None) -> None:
+    def __init__(self, run, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
+                 precision: str = "fp32") -> None:
         self.model = run.model.eval()
         self.tokenizer = run.tokenizer
         self.spec: EmbodimentSpec = self.model.check_actions(embodiment, None)
         self.embodiment = embodiment
-        self.engine = Engine(self.model, embodiment=embodiment, sampling=sampling)
+        self.engine = Engine(self.model, embodiment=embodiment, sampling=sampling, precision=precision)
         if tuple(self.tokenizer.grid) != tuple(self.model.config.grid):
             raise ConfigError(f"tokenizer grid {tuple(self.tokenizer.grid)} does not match the model's grid {self.model.config.grid}")
         self._normalizer = self.spec.normalizer

@@ -42,12 +42,12 @@ class WorldModelVectorEnv(VectorEnv):
                  context_frames: int | None = None, max_episode_steps: int = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 success: Any = None) -> None:
+                 success: Any = None, precision: str = "fp32") -> None:
         if num_envs < 1:
             raise ConfigError(f"num_envs={num_envs} is invalid, expected an integer >= 1")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
                             max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range,
-                            device=device, success=success)
+                            device=device, success=success, precision=precision)
         if max_episode_steps is None:
             raise ConfigError("max_episode_steps=None is invalid for the vector env, expected an integer >= 1: "
                               "its sub-envs share one clock and are truncated together")

@@ -1,0 +1,63 @@
+"""Generation at fp32, bf16 and int8: each deterministic, int8 close to fp32 on a trained model, bad values refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hma
+from _helpers_sampling import context_and_actions, one_thread, tiny_model
+from _helpers_train import TINY, make_tokenized
+from hma.errors import ConfigError
+from hma.sampling.engine import Engine, rollout
+from hma.sampling.maskgit import MaskGITSampling
+from hma.sampling.precision import PRECISIONS
+from hma.train import TrainConfig, train
+from hma.train.data import load_training_data, to_tensors
+
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_each_precision_generates_deterministically(precision: str) -> None:
+    model = tiny_model()
+    context, actions = context_and_actions(model, batch=2, context=2, new=3)
+    videos = []
+    for seed in (0, 0, 1):
+        engine = Engine(model, embodiment="arm", precision=precision, sampling=MaskGITSampling(temperature=1.0))
+        videos.append(rollout(engine, context, actions, generator=torch.Generator().manual_seed(seed)))
+    assert videos[0].shape == (2, 3, *model.config.grid)
+    assert torch.equal(videos[0], videos[1]) and not torch.equal(videos[0], videos[2])
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the caller's model is left as it was
+
+
+def test_int8_agrees_with_fp32_on_a_trained_model(tmp_path) -> None:
+    data, tok = make_tokenized(tmp_path, embodiments={"arm": 2})
+    train(TrainConfig(data=[str(d) for d in data], out=str(tmp_path / "run"), tokenizer=str(tok), steps=300,
+                      batch_size=8, warmup=20, lr=3e-3, model_overrides=dict(TINY), setting="forward",
+                      progress=False, eval_windows=8, eval_every=0))
+    run = hma.load(tmp_path / "run")
+    c = run.model.config
+    windows = load_training_data([str(d) for d in data], run.tokenizer, num_frames=c.num_frames, frame_hz=c.frame_hz).train[0]
+    batch = to_tensors(windows.get_batch(np.linspace(0, len(windows) - 1, 32).astype(np.int64)), torch.device("cpu"))
+    tokens, actions = batch["frames"], batch["actions"]  # (B, T, h, w), (B, T, k*A)
+    frames = {}
+    for precision in ("fp32", "int8"):
+        engine = Engine(run.model, embodiment="arm", precision=precision, sampling=MaskGITSampling(temperature=0.0))
+        frames[precision] = rollout(engine, tokens[:, :2], actions[:, : c.num_frames - 1])  # (B, T - 2, h, w)
+    agreement = (frames["fp32"] == frames["int8"]).float().mean().item()
+    assert agreement >= 0.99, agreement
+
+
+def test_unknown_precision_and_int8_off_the_cpu_are_refused() -> None:
+    model = tiny_model()
+    with pytest.raises(ConfigError, match="precision 'fp16' is unknown, expected one of fp32, bf16, int8"):
+        Engine(model, embodiment="arm", precision="fp16")
+    with pytest.raises(ConfigError, match="int8' runs on the CPU only"):
+        Engine(model.to("meta"), embodiment="arm", precision="int8")
