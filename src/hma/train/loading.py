@@ -22,12 +22,6 @@ class LoadedRun:
     config: dict  # the run's config.json
     path: Path
 
-    def to(self, device: str | torch.device) -> "LoadedRun":
-        """Move the model and the tokenizer to ``device`` (in place); returns self."""
-        self.model.to(device)
-        self.tokenizer.to(device)
-        return self
-
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``device`` as given, else the GPU when there is one, else the CPU."""
