@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -168,3 +169,27 @@ def test_periodic_heldout_metrics_and_sample_video_leave_training_unchanged(toke
     events.Reload()
     assert [e.step for e in events.Scalars("heldout/perplexity")] == [2, 4]
     assert "samples/real_vs_generated" in events.Tags()["images"]
+
+
+def test_timed_run_replans_when_its_first_steps_were_slow(tokenized, tmp_path: Path, monkeypatch) -> None:
+    """The first 20 steps take 1 s each (e.g. beside another job), the rest 0.5 s: a 2-minute
+    budget then holds about 220 steps, not the 120 the first estimate gives."""
+    import types
+
+    import hma.train.loop as loop
+
+    clock = {"now": 0.0, "steps": 0}
+    original = torch.optim.AdamW.step
+
+    def timed_step(self, *args, **kwargs):
+        clock["steps"] += 1
+        clock["now"] += 1.0 if clock["steps"] <= 20 else 0.5
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", timed_step)
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    data, tok = tokenized
+    train(_config(data, tmp_path / "timed", tok, steps=None, minutes=2.0, eval_every=0))
+    state = json.loads((tmp_path / "timed" / "training_state" / "state.json").read_text())
+    # 20 s of slow steps, then 100 s at 0.5 s: 20 + 200 = 220 steps (the first plan: 20 + 100 / 1.0 = 120).
+    assert 200 <= state["step"] <= 225 and state["total_steps"] == state["step"]

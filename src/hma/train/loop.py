@@ -285,6 +285,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                        show=dist.main and cfg.progress, dynamic_ncols=True)
     started, probe_steps, timed_from = time.perf_counter(), 20, step
     warm_at = started
+    replan_at: int | None = None  # a timed run's second speed estimate (step), once the first is made
+    probed_at, probed_step = started, step
     stop = min(x for x in (schedule.total_steps, cfg.stop_at) if x is not None)
     model.train()
     while step < stop:
@@ -301,21 +303,31 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if ema is not None:
             ema.update(model)
         step += 1
-        if not total_known and step - timed_from in (5, probe_steps):
+        if (not total_known and step - timed_from in (5, probe_steps)) or step == replan_at:
             # A timed run fixes its schedule length once it knows its speed (all ranks agree).
             # The first steps pay for allocation and warm-up, so speed is measured after
-            # them and only the time still left is divided by it.
+            # them and only the time still left is divided by it. Those few steps can run
+            # slower (or faster) than the rest, e.g. beside another job that then ends, so
+            # the length is planned once more, on the steps since, a tenth of the way in:
+            # the cosine schedule has hardly moved by then.
             now = time.perf_counter()
-            if step - timed_from == 5:
+            if step - timed_from == 5 and not total_known:
                 warm_at = now
             else:
-                per_step = (now - warm_at) / (probe_steps - 5)
+                if step == replan_at:
+                    per_step, replan_at = (now - probed_at) / (step - probed_step), None
+                else:
+                    per_step = (now - warm_at) / (probe_steps - 5)
+                    probed_at, probed_step = now, step
                 left = cfg.minutes * 60 - (now - started)
                 budget = torch.tensor([step + left / per_step], device=dist.device)
                 if dist.world_size > 1:
                     torch_dist.all_reduce(budget, op=torch_dist.ReduceOp.MIN)
                 schedule.total_steps = max(step + 1, int(budget.item()))
                 stop = schedule.total_steps if cfg.stop_at is None else min(schedule.total_steps, cfg.stop_at)
+                if not total_known:
+                    replan_at = step + max(2 * probe_steps, (schedule.total_steps - step) // 10)
+                    replan_at = replan_at if replan_at < stop else None
                 bar.total, total_known = schedule.total_steps, True
         if dist.main and (step % cfg.log_every == 0 or step == stop):
             rate = tokens_per_batch * bar.format_dict["rate"] if bar.format_dict.get("rate") else float("nan")
