@@ -88,6 +88,7 @@ def test_cli_measures_each_precision_beside_fp32(tmp_path, capsys) -> None:
     rows = json.loads(out.read_text())["results"]
     assert [(r["cached"], r["precision"]) for r in rows] == [(True, "fp32"), (True, "int8"), (True, "bf16"),
                                                             (False, "fp32")]
+    assert rows[1]["flops_per_frame"] is None and rows[2]["flops_per_frame"] == rows[0]["flops_per_frame"]
     table = capsys.readouterr().out
     assert "maskgit int8/fp32 = " in table and "maskgit bf16/fp32 = " in table
     with pytest.raises(SystemExit) as err:
