@@ -111,7 +111,7 @@ def validate_episode(
         if reward.shape != (len(frames),):
             raise DataError(f"{where}: reward has shape {tuple(reward.shape)}, expected ({len(frames)},)")
         if not np.isfinite(reward).all():
-            bad = int(np.argwhere(~np.isfinite(reward))[0])
+            bad = int(np.flatnonzero(~np.isfinite(reward))[0])
             raise DataError(f"{where}: reward at step {bad} is {reward[bad]}, expected a finite number")
 
 
