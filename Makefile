@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow test-numpy2 bench clean
 
 install: $(STAMP)
 
@@ -37,5 +37,19 @@ bench: install
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/hma bench --presets tiny base
 
+# The default suite on NumPy 2, in a venv of its own: robosuite 1.5.2 pins mink==0.0.5, which
+# declares numpy<2, so those two go in without their dependency pins; everything else resolves.
+NP2 := .venv-numpy2
+test-numpy2:
+	test -x $(NP2)/bin/python || $(PY) -m venv $(NP2)
+	$(NP2)/bin/python -m pip install -q --upgrade pip
+	$(NP2)/bin/python -m pip install -q torch==2.13.0
+	$(NP2)/bin/python -m pip install -q -c constraints.txt -e ".[dev]" "numpy>=2" \
+		mujoco==3.3.0 "gymnasium[mujoco]==1.4.0" metaworld==3.1.1 gym-pusht==0.1.8 \
+		numba qpsolvers quadprog pynput termcolor
+	$(NP2)/bin/python -m pip install -q --no-deps robosuite==1.5.2 mink==0.0.5
+	$(NP2)/bin/python -c "import numpy; assert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__"
+	$(NP2)/bin/python -m pytest -q
+
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) $(NP2) demo_out .pytest_cache
