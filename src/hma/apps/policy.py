@@ -98,8 +98,8 @@ class LeRobotPolicyAdapter:
         import torch
 
         image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
-        param = next(iter(getattr(self.policy, "parameters", lambda: iter(()))()), None)
-        if param is not None:
+        param = next(self.policy.parameters(), None) if isinstance(self.policy, torch.nn.Module) else None
+        if param is not None:  # LeRobot's policies are modules: feed them on their device
             image = image.to(param.device)
         batch = {key: image for key in self.image_keys}
         chunk, action_dim = self.space.shape
@@ -118,7 +118,6 @@ class LeRobotPolicyAdapter:
 def load_entry_point(text: str, space: spaces.Box) -> PolicyFactory:
     """``MODULE:FACTORY`` -> a factory of image policies (LeRobot-protocol objects adapted)."""
     import importlib
-
     import os
     import sys
 

@@ -77,7 +77,7 @@ def default_camera(cameras: list[str]) -> str:
 
     for wanted in SCENE_CAMERAS:
         for key in cameras:
-            if last(key) == wanted or last(key).startswith(wanted):
+            if last(key).startswith(wanted):
                 return key
     return next((k for k in cameras if not any(h in last(k) for h in HAND_CAMERAS)), cameras[0])
 
