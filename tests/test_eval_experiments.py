@@ -81,13 +81,20 @@ def test_levers_recipe_scores_every_lever_against_the_counterfactual_branches(tm
         add_branches(d, steps=(2, 6, 10))
     assert main(argv) == 0
     result = json.loads((tmp_path / "exp" / "levers" / "results.json").read_text())
-    assert [r["label"] for r in result["rows"]] == [label for label, *_ in LEVERS]
+    assert [r["label"] for r in result["rows"]] == [lever.label for lever in LEVERS]
     for row in result["rows"]:
         assert row["cf_embodiments"] == 1 and isinstance(row["cf_mean_delta_psnr"], float)
         assert row["robots"].endswith("of 1")
-    config = json.loads((tmp_path / "exp" / "levers" / "runs" / "forward_5hz_changed" / "config.json").read_text())
-    assert config["model"]["frame_hz"] == 5.0 and config["model"]["changed_token_weight"] == 5.0
+    runs = tmp_path / "exp" / "levers" / "runs"
+    config = json.loads((runs / "5hz" / "config.json").read_text())
+    assert config["model"]["frame_hz"] == 5.0 and config["model"]["changed_token_weight"] == 10.0
     assert config["train"]["setting"] == "forward"
+    rows = {r["label"]: r for r in result["rows"]}
+    assert rows["twice the training steps"]["steps"] == 4 and rows["demo recipe: forward, 10 Hz, changed tokens x10"]["steps"] == 2
+    # Rows that change only the sampling score the demo run again instead of training one.
+    assert not (runs / "demo_int8").exists() and rows["int8 generation"]["run"] == rows[LEVERS[0].label]["run"]
+    metrics = json.loads((tmp_path / "exp" / "levers" / "eval" / "demo_4_steps" / "metrics.json").read_text())
+    assert metrics["options"]["unmask_steps"] == 4
     assert "## levers:" in docs.read_text() and len(result["findings"]) == len(LEVERS)
 
 

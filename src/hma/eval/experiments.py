@@ -74,6 +74,12 @@ class Budget:
         if (self.steps is not None and self.steps < 1) or (self.minutes is not None and self.minutes <= 0):
             raise ConfigError(f"training budget {self.steps or self.minutes} is invalid; expected a positive number")
 
+    def scaled(self, factor: float) -> Budget:
+        """This budget times ``factor`` (steps rounded, at least one)."""
+        if self.steps is not None:
+            return Budget(steps=max(1, round(self.steps * factor)))
+        return Budget(minutes=self.minutes * factor)
+
     def describe(self) -> str:
         if self.steps is not None:
             return f"{self.steps} optimizer steps per run (same steps)"
@@ -152,17 +158,22 @@ def _warmup(budget: Budget) -> int:
 
 
 def _train(opts: ExperimentOptions, label: str, data: Sequence[Path], *, tokenizer: str | None = None,
-           init_from: Path | None = None, model_changes: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
-    """Train one run of the recipe into OUT/NAME/runs/LABEL; returns steps, seconds and parameters."""
+           init_from: Path | None = None, model_changes: dict[str, Any] | None = None, budget: Budget | None = None,
+           **changes: Any) -> dict[str, Any]:
+    """Train one run of the recipe into OUT/NAME/runs/LABEL; returns steps, seconds and parameters.
+
+    ``budget`` replaces the recipe's training budget for this run.
+    """
     from hma.train import TrainConfig, train
     from hma.train import checkpoint as ckpt
     from hma.train.loading import load
 
     run = opts.out / RUNS_DIR / label
+    budget = budget or opts.budget
     started = time.perf_counter()
-    cfg = TrainConfig(data=[str(d) for d in data], out=str(run), tokenizer=tokenizer, steps=opts.budget.steps,
-                      minutes=opts.budget.minutes, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
-                      warmup=_warmup(opts.budget), progress=opts.progress,
+    cfg = TrainConfig(data=[str(d) for d in data], out=str(run), tokenizer=tokenizer, steps=budget.steps,
+                      minutes=budget.minutes, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
+                      warmup=_warmup(budget), progress=opts.progress,
                       checkpoint_every=10**9, init_from=str(init_from) if init_from else None,
                       model_overrides={} if init_from else {**SCALES[opts.scale], **(model_changes or {})}, **changes)
     train(cfg)
@@ -172,11 +183,14 @@ def _train(opts: ExperimentOptions, label: str, data: Sequence[Path], *, tokeniz
     return {"run": str(run), "steps": step, "train_seconds": round(seconds, 1), "params": params}
 
 
-def _evaluate(opts: ExperimentOptions, label: str, data: Sequence[Path], *, horizon: int | None = None) -> dict[str, Any]:
+def _evaluate(opts: ExperimentOptions, label: str, data: Sequence[Path], *, horizon: int | None = None,
+              run: str | None = None, **sampling: Any) -> dict[str, Any]:
+    """Evaluate run ``run`` (default: ``label``) into OUT/NAME/eval/LABEL; ``sampling`` overrides the eval's options."""
     from hma.eval.runner import evaluate
 
-    kwargs = {"horizon": horizon or opts.horizon, "episodes": opts.eval_episodes, "seed": opts.seed, **opts.eval_kwargs}
-    return evaluate(opts.out / RUNS_DIR / label, [str(d) for d in data], opts.out / EVAL_DIR / label, **kwargs)
+    kwargs = {"horizon": horizon or opts.horizon, "episodes": opts.eval_episodes, "seed": opts.seed,
+              **opts.eval_kwargs, **sampling}
+    return evaluate(opts.out / RUNS_DIR / (run or label), [str(d) for d in data], opts.out / EVAL_DIR / label, **kwargs)
 
 
 def _row(label: str, trained: dict[str, Any], evaluated: dict[str, Any], *, embodiment: str | None = None) -> dict[str, Any]:
@@ -314,18 +328,40 @@ def _injection(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]
                   f"highest PSNR: {best_p['label']} ({best_p['psnr']:.2f} dB)"]
 
 
-# (label, run name, TrainConfig changes, ModelConfig changes); the first row is the demo's
-# recipe before these levers were tried. Rows at another frame rate are scored over the same
-# seconds of future.
-LEVERS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
-    ("full dynamics, 10 Hz", "full", {"setting": "full"}, {}),
-    ("forward dynamics, 10 Hz", "forward", {"setting": "forward"}, {}),
-    ("forward, changed tokens x5", "forward_changed", {"setting": "forward"}, {"changed_token_weight": 5.0}),
-    ("forward, 5 Hz", "forward_5hz", {"setting": "forward", "frame_hz": 5.0}, {}),
-    ("forward, 5 Hz, changed tokens x5", "forward_5hz_changed", {"setting": "forward", "frame_hz": 5.0},
-     {"changed_token_weight": 5.0}),
-]
+@dataclass(frozen=True)
+class Lever:
+    """One row of the levers recipe: the demo's recipe with some settings changed.
+
+    ``train``/``model`` change the TrainConfig/ModelConfig, ``sampling`` the evaluation
+    (unmasking steps, precision); ``budget`` multiplies the training budget. A row that
+    changes only the sampling is scored on the run named ``reuse`` instead of training anew.
+    """
+
+    label: str
+    name: str
+    train: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    budget: float = 1.0
+    reuse: str | None = None
+
+
 BASE_HZ = 10.0
+# What `hma demo` trains with (hma.demo.DemoBudget), minus the model size that --scale sets.
+DEMO_RECIPE: dict[str, Any] = {"setting": "forward", "frame_hz": BASE_HZ}
+DEMO_MODEL: dict[str, Any] = {"changed_token_weight": 10.0}
+# The first row is the demo's recipe; each other row changes one thing. Rows at another
+# frame rate are scored over the same seconds of future.
+LEVERS: list[Lever] = [
+    Lever("demo recipe: forward, 10 Hz, changed tokens x10", "demo", DEMO_RECIPE, DEMO_MODEL),
+    Lever("changed tokens x1 (unweighted)", "unweighted", DEMO_RECIPE, {"changed_token_weight": 1.0}),
+    Lever("changed tokens x20", "changed_x20", DEMO_RECIPE, {"changed_token_weight": 20.0}),
+    Lever("full dynamics (actions also predicted)", "full", {**DEMO_RECIPE, "setting": "full"}, DEMO_MODEL),
+    Lever("5 Hz, action chunks of 2", "5hz", {**DEMO_RECIPE, "frame_hz": 5.0}, DEMO_MODEL),
+    Lever("4 unmasking steps", "demo_4_steps", sampling={"unmask_steps": 4}, reuse="demo"),
+    Lever("int8 generation", "demo_int8", sampling={"precision": "int8"}, reuse="demo"),
+    Lever("twice the training steps", "twice", DEMO_RECIPE, DEMO_MODEL, budget=2.0),
+]
 
 
 def _branched_data(opts: ExperimentOptions, recipe: str) -> list[Path]:
@@ -345,10 +381,19 @@ def _levers(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
     _tokenize(data, tok)
     base_horizon = opts.horizon or 8
     rows, findings = [], []
-    for label, name, changes, model_changes in LEVERS:
-        hz = changes.get("frame_hz", BASE_HZ)
-        trained = _train(opts, name, data, tokenizer=tok, model_changes=model_changes, **changes)
-        evaluated = _evaluate(opts, name, data, horizon=max(1, round(base_horizon * hz / BASE_HZ)))
+    trained_runs: dict[str, dict[str, Any]] = {}
+    by_name = {lever.name: lever for lever in LEVERS}
+    for lever in LEVERS:
+        label = lever.label
+        hz = by_name[lever.reuse or lever.name].train.get("frame_hz", BASE_HZ)
+        if lever.reuse is not None:
+            trained = trained_runs[lever.reuse]
+        else:
+            trained = _train(opts, lever.name, data, tokenizer=tok, model_changes=lever.model,
+                             budget=opts.budget.scaled(lever.budget), **lever.train)
+        trained_runs[lever.name] = trained
+        evaluated = _evaluate(opts, lever.name, data, horizon=max(1, round(base_horizon * hz / BASE_HZ)),
+                              run=lever.reuse, **lever.sampling)
         cf = evaluated["overall"].get("counterfactual")
         if cf is None:
             raise DataError(f"no counterfactual branch fits the evaluation of {label!r} ({hz:g} Hz); expected "
@@ -362,11 +407,6 @@ def _levers(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
             f"{n} {r['counterfactual']['delta_psnr']['mean']:.2f} [{r['counterfactual']['delta_psnr']['lo']:.2f}, "
             f"{r['counterfactual']['delta_psnr']['hi']:.2f}]" for n, r in per.items() if "counterfactual" in r))
     return rows, findings
-
-
-# What `hma demo` trains with (hma.demo.DemoBudget), minus the model size that --scale sets.
-DEMO_RECIPE: dict[str, Any] = {"setting": "forward", "frame_hz": BASE_HZ}
-DEMO_MODEL: dict[str, Any] = {"changed_token_weight": 10.0}
 
 
 def _interval(scores: dict[str, Any]) -> str:
