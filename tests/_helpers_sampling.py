@@ -7,7 +7,6 @@ import torch
 
 from hma.config import EmbodimentSpec, preset
 from hma.model import WorldModel
-from _helpers_threads import one_thread  # noqa: F401 (re-exported for the tests)
 
 ACTION_DIM = 3
 

@@ -18,7 +18,6 @@ from hma.model import WorldModel
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.trained import ConvTokenizer
-from _helpers_threads import one_thread  # noqa: F401 (re-exported for the tests)
 
 IMAGE = 32
 EMBODIMENT = "toy"
@@ -126,7 +125,7 @@ def make_trained_run(store: EpisodeStore, root: Path, *, steps: int = 3):
     opened with ``hma.load`` (exercises the run format end to end)."""
     from hma.tokenizer.shards import tokenize_dataset
     from hma.tokenizer.train import TrainOptions, train_tokenizer
-    from hma.train.loading import load
+    from hma.run import load
     from hma.train.loop import TrainConfig, train
 
     config = TokenizerConfig(kind="discrete", name="toy", image_size=(IMAGE, IMAGE), downsample=8,

@@ -10,7 +10,7 @@ from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.train import TrainOptions, train_tokenizer
-from _helpers_threads import one_thread  # noqa: F401 (re-exported for the tests)
+from _helpers_threads import one_thread
 
 
 def make_image_store(root: Path, *, embodiment: str = "toy", episodes: int = 4, length: int = 16,

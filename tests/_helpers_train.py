@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from hma.config import EmbodimentSpec, ModelConfig, preset
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
@@ -13,7 +12,6 @@ from hma.tokenizer import load_tokenizer, tokenize_dataset
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.trained import save_tokenizer
-from _helpers_threads import one_thread as _one_thread
 
 # Smaller than the `tiny` preset: a 1-block trunk trains in well under a second per step.
 TINY = dict(num_blocks=2, width=32, num_heads=2, num_frames=4, diffusion_width=32, diffusion_blocks=1)
@@ -70,9 +68,3 @@ def make_tokenized(tmp: Path, *, kind: str = "discrete", embodiments: dict[str, 
         dirs.append(d)
     return dirs, tok_dir
 
-
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest single-threaded; the test machine's cores are shared."""
-    with _one_thread():
-        yield

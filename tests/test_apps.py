@@ -9,20 +9,17 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, RuleClassifier, ToySim, make_run, make_store, one_thread
+from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, RuleClassifier, ToySim, make_run, make_store
 from hma.apps import evaluate_policies, run_synth_bc, synthesize, train_bc
-from hma.apps.bc import load_bc_policy
+from hma.apps.bc_policy import load_bc_policy
 from hma.apps.policy import parse_policy
 from hma.apps.policy_eval import correlations
-from hma.apps.success import load_success_classifier, train_success_classifier
+from hma.eval.success import load_success_classifier, train_success_classifier
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +98,7 @@ def test_success_classifier_learns_the_flag(store, tmp_path):
 
 
 def test_success_classifier_trains_on_reconstructions_too(run, store, monkeypatch):
-    import hma.apps.success as success
+    import hma.eval.success as success
 
     assert success.reconstruct(np.asarray(store.frames[:2]), run.tokenizer).shape == (2, IMAGE, IMAGE, 3)
     seen = []
@@ -162,19 +159,17 @@ def test_bc_round_trip_and_synth_bc(run, store, tmp_path):
 
 
 def test_policy_eval_section_goes_into_results_md_beside_experiments(tmp_path):
-    import argparse
-
     from hma.apps.policy_eval import PolicyEvalReport, PolicyResult
-    from hma.commands.sim import _write_policy_eval_section
-    from hma.eval.experiments import update_results_section
+    from hma.eval.results import policy_eval_section, update_results_section
 
     md = tmp_path / "results.md"
     update_results_section(md, "actions", "## actions: table\n\n| run | x |\n|---|---|\n| a | 1 |")
     results = [PolicyResult("expert:0", [True, True], [True, False], [True, True]),
                PolicyResult("random", [False, False], [False, False], [False, False])]
     report = PolicyEvalReport("toy", 2, 5, results, pearson=0.5, spearman=0.4)
-    _write_policy_eval_section(argparse.Namespace(results_md=str(md)), report)
+    update_results_section(md, "policy-eval", policy_eval_section(report, "hma policy-eval --run r"))
     text = md.read_text()
+    assert "hma policy-eval --run r" in text
     assert "| expert:0 | 1.00 | 0.50 |" in text and "| random | 0.00 | 0.00 |" in text
     assert "Pearson 0.500, Spearman 0.400" in text
     assert text.index("hma-experiment:actions:begin") < text.index("hma-experiment:policy-eval:begin")
@@ -182,11 +177,11 @@ def test_policy_eval_section_goes_into_results_md_beside_experiments(tmp_path):
 
 def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path, monkeypatch):
     import hma.apps.bc as bc
-    import hma.sim.env as sim_env
+    import hma.run
     from hma.cli import main
 
-    original = sim_env.open_run
-    monkeypatch.setattr(sim_env, "open_run", lambda path, device=None: run if path == "toy-run" else original(path, device))
+    original = hma.run.open_run
+    monkeypatch.setattr(hma.run, "open_run", lambda path, device=None: run if path == "toy-run" else original(path, device))
     monkeypatch.setattr(bc, "GroundTruthSim", lambda embodiment, size: ToySim())
     md = tmp_path / "results.md"
     md.write_text("# Results\n\nintro kept\n")
@@ -215,7 +210,7 @@ def test_experiment_cli_names_what_each_recipe_needs(tmp_path, capsys):
 
 
 def test_synth_bc_section_calls_small_differences_noise():
-    from hma.apps.bc import synth_bc_section
+    from hma.eval.results import synth_bc_section
 
     base = dict(embodiment="toy", real_episodes=10, synthetic_episodes=90, eval_episodes=20, steps=39)
     close = synth_bc_section([{**base, "seed": 0, "real_only": 0.50, "real_plus_synthetic": 0.45}], "cmd")

@@ -3,18 +3,15 @@
 import pytest
 import torch
 
-from _helpers_sampling import one_thread
-from hma.baselines.diffusion import DiffusionConfig, DiffusionRollout, VideoDiffusion
+from hma.baselines.diffusion import DiffusionConfig, VideoDiffusion
+from hma.sampling.ddim import DDIMEngine
 from hma.config import preset
 
 TINY = DiffusionConfig(latent_channels=4, grid=(8, 8), num_frames=4, action_dims={"arm": 3},
                        d_model=64, depth=2, heads=4, patch=2)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _batch(seed: int = 0) -> dict:
@@ -53,8 +50,8 @@ def test_ddim_rollout_shapes_and_same_seed_same_video() -> None:
     batch = _batch()
 
     def rollout(seed: int) -> torch.Tensor:
-        r = DiffusionRollout(model, embodiment="arm", steps=4)
-        r.reset(batch["frames"][:, :2], batch["actions"][:, :2])
+        r = DDIMEngine(model, embodiment="arm", steps=4)
+        r.reset(batch["frames"][:, :2], batch["actions"][:, :1])  # the action between the two context frames
         g = torch.Generator().manual_seed(seed)
         return torch.stack([r.step(batch["actions"][:, 1 + i], g) for i in range(3)], dim=1)
 
@@ -71,8 +68,8 @@ def test_cached_single_frame_pass_equals_the_window_pass() -> None:
     g = torch.Generator().manual_seed(0)
     frames = torch.randn(2, 3, 4, 8, 8, generator=g)
     actions = torch.randn(2, 3, 3, generator=g)  # taken at each frame; the last leads to the new one
-    r = DiffusionRollout(model, embodiment="arm", window=4)
-    r.reset(frames, actions)
+    r = DDIMEngine(model, embodiment="arm", window=4)
+    r.reset(frames, actions[:, :2])
     noisy = torch.randn(2, 4, 8, 8, generator=g)
     with torch.inference_mode():
         cached = r._pass(noisy, actions[:, 2], 300, first=False)  # (B, C, h, w)
@@ -87,8 +84,8 @@ def test_cached_single_frame_pass_equals_the_window_pass() -> None:
 def test_cache_memory_is_constant_over_a_long_rollout() -> None:
     model = _perturbed_model()
     batch = _batch()
-    r = DiffusionRollout(model, embodiment="arm", steps=1)
-    r.reset(batch["frames"][:, :1], batch["actions"][:, :1])
+    r = DDIMEngine(model, embodiment="arm", steps=1)
+    r.reset(batch["frames"][:, :1], batch["actions"][:, :0])
     sizes = set()
     for _ in range(3 * TINY.num_frames):
         r.step(batch["actions"][:, 0])

@@ -40,7 +40,7 @@ def test_spelled_out_choices_match_the_library():
     from hma.commands.data import SUITE_NAMES
     from hma.data.sim.suite import SUITES
     from hma.tokenizer.config import ENCODERS
-    from hma.train.kinds import MODEL_KINDS
+    from hma.run.kinds import MODEL_KINDS
 
     choices = {}
     for path, parser in _parsers(build_parser()):

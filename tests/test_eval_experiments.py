@@ -10,7 +10,9 @@ from _helpers_train import make_tokenized
 
 from hma.cli import main
 from hma.errors import ConfigError
-from hma.eval.experiments import Budget, ExperimentOptions, run_experiment, update_results_section
+from hma.eval.experiment_runs import Budget, ExperimentOptions
+from hma.eval.experiments import run_experiment
+from hma.eval.results import update_results_section
 
 
 def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
@@ -45,6 +47,15 @@ def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
     assert main(["experiment", "actions", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
                  "--out", str(out), "--steps", "2", "--results-md", str(docs)]) == 2
 
+    # --render-only writes the same section again from results.json, training nothing.
+    (out / "actions" / "results.md").unlink()
+    docs.write_text(text.replace(table.strip(), "stale table"))
+    assert main(["experiment", "actions", "--out", str(out), "--render-only", "--results-md", str(docs)]) == 0
+    assert docs.read_text() == text and (out / "actions" / "results.md").read_text() == table
+    assert sorted(p.name for p in (out / "actions" / "runs").iterdir()) == ["forward", "full", "video"]
+    (out / "actions" / "results.json").write_text('{"rows": ')
+    assert main(["experiment", "actions", "--out", str(out), "--render-only", "--results-md", str(docs)]) == 2
+
 
 def test_results_section_is_replaced_not_duplicated(tmp_path):
     doc = tmp_path / "results.md"
@@ -69,7 +80,7 @@ def test_methods_needs_both_token_kinds(tmp_path):
 
 
 def test_levers_recipe_scores_every_lever_against_the_counterfactual_branches(tmp_path):
-    from hma.eval.experiments import LEVERS
+    from hma.eval.levers import LEVERS
 
     datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2})
     docs = tmp_path / "results.md"

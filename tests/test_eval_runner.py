@@ -67,13 +67,13 @@ def test_report_files_are_valid(evaluated):
 def test_delta_psnr_uses_every_random_draw(trained, tmp_path, monkeypatch):
     run, datasets, _ = trained
     calls = []
-    original = runner._random_actions
+    original = runner.random_action_chunks
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_random_actions", counting)
+    monkeypatch.setattr(runner, "random_action_chunks", counting)
     r = hma.eval.evaluate(run, datasets[:1], tmp_path, horizon=2, mode="autoregressive", random_draws=4, report=False)
     scores = r["per_embodiment"]["arm"]["modes"]["autoregressive"]
     assert len(calls) == 4 and scores["random_draws"] == 4

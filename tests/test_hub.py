@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from _helpers_sim import make_store, make_trained_run, one_thread
+from _helpers_sim import make_store, make_trained_run
+from _helpers_threads import one_thread
 from hma.hub import is_hub_name, resolve
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("single_thread")
 
-from _helpers_train import one_thread, tiny_model_config  # noqa: F401 (fixture)
+from _helpers_train import tiny_model_config
 from hma.config import EmbodimentSpec, Injection, Setting
 from hma.errors import ConfigError, EmbodimentError
 from hma.model import WorldModel

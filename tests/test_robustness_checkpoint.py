@@ -1,15 +1,23 @@
 """Property-based fuzzing of the checkpoint loaders (``hma.load``, ``load_tokenizer``): any
-truncation, flipped bit, mangled config field or missing file -> one hma error naming the file."""
+truncation, flipped bit, mangled config field or missing file either loads to exactly the
+original values or fails with one hma error naming the file.
+
+Weights are checksummed and each config.json is sealed with the checksum of its content
+(``hma.io.seal``), so damage that leaves valid JSON of another meaning is refused too. The
+``resealed`` cases write a mangled config with a fresh seal, as a buggy writer would: then
+the loader's own validation must turn it into a clear error or a working model."""
 
 import json
 import shutil
 
 import pytest
+import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import hma
 from hma.errors import CheckpointError, ConfigError, DataError, HmaError
+from hma.io import SEAL_KEY, seal
 from hma.tokenizer import load_tokenizer
 from hma.train import TrainConfig, train
 
@@ -46,9 +54,34 @@ def _load_fails_naming(run, name):
     assert "\n" not in str(e.value)  # one sentence, not a traceback pasted into a message
 
 
+def _loads_as_the_original(run, pipeline):
+    """``run`` loads to the same config, tokenizer config and weights as the pristine run."""
+    loaded, pristine = hma.load(run), hma.load(pipeline.run)
+    assert loaded.config == pristine.config
+    assert loaded.tokenizer.config == pristine.tokenizer.config
+    for (name, a), (_, b) in zip(loaded.model.state_dict().items(), pristine.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_the_pristine_run_loads(pipeline):
     loaded = hma.load(pipeline.run)
     assert "square" in loaded.embodiments and loaded.tokenizer.grid == (4, 4)
+    written = json.loads((pipeline.run / "config.json").read_text())
+    assert SEAL_KEY in written and SEAL_KEY not in loaded.config  # sealed on disk, plain in memory
+
+
+def test_a_sealed_config_refuses_a_changed_value_and_accepts_reformatting(pipeline, tmp_path_factory):
+    run = _copy_run(pipeline, tmp_path_factory)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config, indent=None, sort_keys=True))  # same content, new layout
+    _loads_as_the_original(run, pipeline)
+    config["model"]["frame_hz"] = config["model"]["frame_hz"] * 2  # valid, and not what was trained
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=f"config.json does not match the {SEAL_KEY}"):
+        hma.load(run)
+    del config[SEAL_KEY]  # the documented way to load a hand edit
+    (run / "config.json").write_text(json.dumps(config))
+    assert hma.load(run).config["model"]["frame_hz"] == config["model"]["frame_hz"]
 
 
 @FUZZ
@@ -63,8 +96,7 @@ def test_truncated_checkpoint_file(pipeline, tmp_path_factory, name, cut):
     if name.endswith(".json") and not data[len(kept):].strip():
         # Only the JSON's trailing newline went (cut 0.999 of a 410-byte file): the same
         # document, which must load as before rather than fail.
-        loaded, pristine = hma.load(run), hma.load(pipeline.run)
-        assert loaded.config == pristine.config and loaded.tokenizer.config == pristine.tokenizer.config
+        _loads_as_the_original(run, pipeline)
         return
     _load_fails_naming(run, name)
 
@@ -90,8 +122,10 @@ def test_flipped_byte_in_config(pipeline, tmp_path_factory, name, pos, byte):
         hma.load(run)
     except HmaError as e:
         assert str(run / name) in str(e) or str(run / "tokenizer") in str(e)
-    # Loading may succeed: a flip can leave valid JSON of the same meaning (a digit of a
-    # statistic, a space); what may never happen is an exception that is not an HmaError.
+        return
+    # A flip that leaves valid JSON of the same meaning (a space, a letter of the seal's own
+    # key) may load; a digit of a statistic may not, since the seal no longer matches.
+    _loads_as_the_original(run, pipeline)
 
 
 _JSON = st.recursive(
@@ -105,20 +139,26 @@ _MODEL_FIELDS = ["kind", "num_blocks", "width", "num_heads", "mlp_ratio", "grid"
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(section=st.sampled_from(["top", "model", "embodiment"]), key=st.sampled_from(_MODEL_FIELDS + [
-    "model", "tokenizer", "name", "action_dim", "chunk", "mean", "std"]), value=_JSON, drop=st.booleans())
-def test_mangled_run_config_field(pipeline, tmp_path_factory, section, key, value, drop):
+    "model", "tokenizer", "name", "action_dim", "chunk", "mean", "std"]), value=_JSON, drop=st.booleans(),
+       resealed=st.booleans())
+def test_mangled_run_config_field(pipeline, tmp_path_factory, section, key, value, drop, resealed):
     run = _copy_run(pipeline, tmp_path_factory)
     config = json.loads((run / "config.json").read_text())
+    original = json.loads(json.dumps(config))
     target = {"top": config, "model": config["model"], "embodiment": config["model"]["embodiments"]["square"]}[section]
     if drop:
         target.pop(key, None)
     else:
         target[key] = value
-    (run / "config.json").write_text(json.dumps(config))
+    (run / "config.json").write_text(json.dumps(seal(config) if resealed else config))
     try:
         hma.load(run)
     except LOAD_ERRORS as e:
         assert str(run / "config.json") in str(e) or str(run / "model.safetensors") in str(e)
+        assert "\n" not in str(e)
+        return
+    if not resealed or config == original:
+        _loads_as_the_original(run, pipeline)
 
 
 @pytest.mark.parametrize("key, value", [("width", "wide"), ("num_heads", 0), ("grid", [4]), ("mlp_ratio", -1.0),
@@ -127,7 +167,7 @@ def test_run_config_that_cannot_match_the_weights_fails(pipeline, tmp_path_facto
     run = _copy_run(pipeline, tmp_path_factory)
     config = json.loads((run / "config.json").read_text())
     config["model"][key] = value
-    (run / "config.json").write_text(json.dumps(config))
+    (run / "config.json").write_text(json.dumps(seal(config)))  # past the seal: the builder must refuse it
     with pytest.raises(CheckpointError, match="config.json|model.safetensors"):
         hma.load(run)
 
@@ -137,22 +177,26 @@ _TOKENIZER_FIELDS = ["format", "kind", "name", "image_size", "downsample", "chan
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(_TOKENIZER_FIELDS), value=_JSON, drop=st.booleans())
-def test_mangled_tokenizer_config_field(pipeline, tmp_path_factory, key, value, drop):
+@given(key=st.sampled_from(_TOKENIZER_FIELDS), value=_JSON, drop=st.booleans(), resealed=st.booleans())
+def test_mangled_tokenizer_config_field(pipeline, tmp_path_factory, key, value, drop, resealed):
     folder = tmp_path_factory.mktemp("tok") / "tok"
     folder.mkdir()
     for name in ("model.safetensors", "config.json"):
         shutil.copyfile(pipeline.tokenizer / name, folder / name)
     config = json.loads((folder / "config.json").read_text())
+    original = json.loads(json.dumps(config))
     if drop:
         config.pop(key, None)
     else:
         config[key] = value
-    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps(seal(config) if resealed else config))
     try:
-        load_tokenizer(folder)
+        loaded = load_tokenizer(folder)
     except CheckpointError as e:
-        assert str(folder) in str(e)
+        assert str(folder) in str(e) and "\n" not in str(e)
+        return
+    if not resealed or config == original:
+        assert loaded.config == load_tokenizer(pipeline.tokenizer).config
 
 
 @pytest.mark.parametrize("name", RUN_FILES)

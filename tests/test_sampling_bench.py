@@ -4,16 +4,12 @@ import json
 
 import pytest
 
-from _helpers_sampling import one_thread
 from hma.cli import main
 from hma.sampling.bench import BenchResult, BenchSettings, bench_world_model, format_table, results_json
 from hma.sampling.engine import CacheMode
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_one_measurement_reports_time_and_decode() -> None:

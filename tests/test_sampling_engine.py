@@ -7,7 +7,7 @@ import pytest
 import torch
 from einops import rearrange
 
-from _helpers_sampling import context_and_actions, one_thread, tiny_model
+from _helpers_sampling import context_and_actions, tiny_model
 from hma.errors import ConfigError
 from hma.model.cache import Slide
 from hma.sampling.engine import CacheMode, Engine, rollout
@@ -15,10 +15,7 @@ from hma.sampling.mar import MARSampling, unmask_latent_frame
 from hma.sampling.maskgit import MaskGITSampling, UnmaskOrder
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _rollout(model, mode, sampling, seed, *, batch=2, context=2, new=6, data_seed=0, slide=Slide.EXACT):

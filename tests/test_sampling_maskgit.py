@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from _helpers_sampling import one_thread
 from hma.errors import ConfigError
 from hma.sampling.maskgit import (
     MaskGITSampling,
@@ -17,10 +16,7 @@ from hma.sampling.maskgit import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("num_tokens,steps", [(256, 2), (64, 2), (64, 8), (5, 5), (1, 1), (100, 12)])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hma
-from _helpers_sampling import context_and_actions, one_thread, tiny_model
+from _helpers_sampling import context_and_actions, tiny_model
 from _helpers_train import TINY, make_tokenized
 from hma.errors import ConfigError
 from hma.sampling.engine import Engine, rollout
@@ -18,10 +18,7 @@ from hma.train.data import load_training_data, to_tensors
 
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

@@ -7,16 +7,13 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, make_run, make_store, one_thread
+from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, make_run, make_store
 from hma.errors import ConfigError, DataError, EmbodimentError
 from hma.sampling.maskgit import MaskGITSampling
 from hma.sim import WorldModelEnv, WorldModelPolicy, WorldModelVectorEnv
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +176,7 @@ def test_world_model_policy_predicts_bounded_chunks(run):
 def test_run_dataset_is_found_from_another_folder(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from hma.sim.env import run_dataset
+    from hma.run import run_dataset
 
     store = make_store(tmp_path / "project" / "data" / "toy", episodes=2, length=8)
     elsewhere = tmp_path / "elsewhere"
@@ -225,10 +222,35 @@ def test_success_classifier_gives_reward_and_info_success(run, tmp_path):
 
 
 def test_success_classifier_loads_from_the_folder_policy_eval_saves(run, tmp_path):
-    from hma.apps.success import SmallCNN, SuccessClassifier
+    from hma.eval.success import SmallCNN, SuccessClassifier
 
     SuccessClassifier(SmallCNN(1), (IMAGE, IMAGE), EMBODIMENT).save(tmp_path / "success_classifier")
     env = WorldModelEnv(run, EMBODIMENT, success=tmp_path / "success_classifier")
     env.reset(seed=0)
     _, reward, _, _, info = env.step(env.action_space.low)
     assert reward == float(info["success"]) and isinstance(info["success"], bool)
+
+
+@pytest.mark.parametrize("model, setting, tokens", [("diffusion", "full", "continuous"), ("hma", "video", "discrete")])
+def test_a_diffusion_baseline_run_and_a_passive_video_run_are_envs(tmp_path, model, setting, tokens):
+    from _helpers_train import TINY, make_tokenized
+
+    import hma
+    from hma.sampling.ddim import DDIMEngine
+    from hma.sampling.engine import Engine
+    from hma.train import TrainConfig, train
+
+    datasets, tokenizer = make_tokenized(tmp_path, kind=tokens)
+    train(TrainConfig(data=[str(d) for d in datasets], out=str(tmp_path / "run"), tokenizer=str(tokenizer), steps=2,
+                      batch_size=2, warmup=1, model=model, setting=setting, progress=False, eval_windows=2,
+                      model_overrides={**TINY, "grid": (4, 4)}))
+    env = WorldModelEnv(hma.load(tmp_path / "run"), "arm", dataset=datasets[0], max_episode_steps=3)
+    check_env(env, skip_render_check=False)
+    engine = env.core.rollout.engine
+    if model == "diffusion":
+        assert isinstance(engine, DDIMEngine)
+    else:  # a passive-video run was trained with every action hidden, and is run so
+        assert isinstance(engine, Engine) and engine.hide_actions
+    env.reset(seed=0)
+    frame, *_ = env.step(env.action_space.sample())
+    assert frame.shape == env.observation_space.shape

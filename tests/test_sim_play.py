@@ -11,17 +11,14 @@ import numpy as np
 import pytest
 
 from _helpers_browser import CHROMIUM, Browser
-from _helpers_sim import CHUNK, EMBODIMENT, make_run, make_store, one_thread
+from _helpers_sim import CHUNK, EMBODIMENT, make_run, make_store
 from hma.errors import ConfigError
 from hma.sampling.maskgit import MaskGITSampling
 from hma.sim import WorldModelEnv
 from hma.sim.play import default_keymap, keys_to_action, load_keymap, make_play_server
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

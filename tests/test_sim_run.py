@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from _helpers_sim import CHUNK, EMBODIMENT, make_store, make_trained_run, one_thread
+from _helpers_sim import CHUNK, EMBODIMENT, make_store, make_trained_run
 from hma.cli import main
 from hma.data.store import EpisodeStore
 from hma.sim import WorldModelEnv
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +45,7 @@ def test_policy_eval_command_reports_a_simulator_it_lacks(run, tmp_path, capsys)
 
 def test_load_puts_model_and_tokenizer_on_the_device_asked_for(run):
     import hma
-    from hma.sim.env import open_run
+    from hma.run import open_run
 
     # The meta device stands in for a GPU: nothing may stay behind on the CPU.
     loaded = hma.load(run.path, device="meta")

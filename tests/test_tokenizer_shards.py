@@ -16,7 +16,8 @@ from hma.io import sha256_file
 from hma.tokenizer import load_tokenizer, open_token_shard, tokenize_dataset
 from hma.tokenizer.external import DiffusersKLTokenizer
 
-from _helpers_tokenizer import make_image_store, one_thread, train_tiny
+from _helpers_threads import one_thread
+from _helpers_tokenizer import make_image_store, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_eval_prints_and_writes_figures(setup, tmp_path, capsys):
 
 
 def test_static_token_changes_count_flips_only_where_no_pixel_moved():
-    from hma.tokenizer.evaluate import static_token_changes
+    from hma.eval.tokenizer import static_token_changes
 
     frames = np.zeros((3, 8, 8, 3), np.uint8)  # 2x2 grid of 4x4-pixel patches
     frames[1, 0:4, 0:4] = 200  # frame 0 -> 1: the top-left patch moves

@@ -15,13 +15,13 @@ import torch
 from safetensors.torch import load_file
 
 import hma
-from _helpers_train import TINY, make_dataset, make_tokenized, one_thread  # noqa: F401 (fixture)
+from _helpers_train import TINY, make_dataset, make_tokenized
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError, EmbodimentError
 from hma.tokenizer import load_tokenizer, tokenize_dataset
 from hma.train import TrainConfig, train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _config(data, out, tok=None, **changes) -> TrainConfig:

@@ -8,6 +8,6 @@ def load(run, **kwargs):
 
     Imported lazily so ``import hma`` stays light (no torch until a model is needed).
     """
-    from hma.train.loading import load as _load
+    from hma.run import load as _load
 
     return _load(run, **kwargs)

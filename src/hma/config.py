@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from hma.data.windows import DEFAULT_FRAME_HZ
 from hma.errors import ConfigError
+from hma.io import is_int, is_number
 
 
 class Injection(enum.Flag):
@@ -72,21 +73,13 @@ class Setting(str, enum.Enum):
             raise ConfigError(f"setting {text!r} is unknown, expected one of {', '.join(s.value for s in cls)}") from None
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
 # JSON checks per annotation (strings under `from __future__ import annotations`).
 _JSON_TYPES = {
     "str": lambda x: isinstance(x, str),
-    "int": _is_int,
-    "float": _is_number,
-    "tuple[int, int]": lambda x: isinstance(x, (list, tuple)) and len(x) == 2 and all(_is_int(v) for v in x),
-    "list[float]": lambda x: isinstance(x, list) and all(_is_number(v) for v in x),
+    "int": is_int,
+    "float": is_number,
+    "tuple[int, int]": lambda x: isinstance(x, (list, tuple)) and len(x) == 2 and all(is_int(v) for v in x),
+    "list[float]": lambda x: isinstance(x, list) and all(is_number(v) for v in x),
     "list[str]": lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x),
     "dict[str, EmbodimentSpec]": lambda x: isinstance(x, dict),
 }
@@ -154,7 +147,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     grid: tuple[int, int] = (8, 8)  # tokens per frame (h, w)
     num_frames: int = 8  # training window T
-    frame_hz: float = 10.0
+    frame_hz: float = DEFAULT_FRAME_HZ
     vocab_size: int = 1024  # discrete only
     # Output layer factorization (discrete): a vocabulary of V ids is predicted as
     # ``vocab_factors`` independent digits of size ceil(V ** (1 / factors)), as the reference

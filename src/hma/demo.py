@@ -1,7 +1,7 @@
 """`hma demo`: from nothing to a trained world model and its report, in minutes on a laptop CPU.
 
-The demo is the same sequence of commands a user would type, run in-process, each stage
-skipped when its output is already complete, so re-running after an interruption picks up
+The demo is the same sequence of commands a user would type, each run as ``python -m hma``
+(so this module sits above the CLI without importing it), each stage skipped when its output is already complete, so re-running after an interruption picks up
 where it stopped:
 
 1. ``hma data generate --suite tiny``       robot video from physics simulators
@@ -14,6 +14,8 @@ where it stopped:
 from __future__ import annotations
 
 import shlex
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,10 +80,8 @@ def _stage(out: Path, name: str, argv: list[str], run: Callable[[list[str]], int
 def run_demo(out: str | Path = "demo_out", budget: DemoBudget = DemoBudget(), *, seed: int = 0,
              progress: bool = True) -> Path:
     """Run every stage into ``out`` and return the path of the report."""
-    from hma.cli import main as cli
-
     def hma(argv: list[str]) -> int:
-        return cli(argv if progress else [*argv, "--no-progress"])
+        return subprocess.run([sys.executable, "-m", "hma", *argv, *([] if progress else ["--no-progress"])]).returncode
 
     out = Path(out)
     data, tok, run, ev = out / "data", out / "tokenizer", out / "run", out

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -41,14 +42,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _file_mode())
@@ -60,6 +61,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
@@ -67,20 +73,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Save ``array`` in .npy format to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic_write(path, lambda f: np.save(f, array))
 
 
 def atomic_save_safetensors(path: str | os.PathLike, tensors: dict) -> None:
@@ -100,6 +93,71 @@ def atomic_save_safetensors(path: str | os.PathLike, tensors: dict) -> None:
         raise
 
 
+# A weights folder: what every saved network of hma is (runs, tokenizers, policies, classifiers).
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+# config.json key: the sha256 of the rest of the document in canonical JSON (sorted keys, no
+# spaces), so a changed value is caught while whitespace and key order may change.
+SEAL_KEY = "config_sha256"
+
+
+def _canonical_sha256(doc: dict) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal(doc: dict) -> dict:
+    """``doc`` with the checksum of its content under :data:`SEAL_KEY` (any old one replaced)."""
+    body = {k: v for k, v in doc.items() if k != SEAL_KEY}
+    return {**body, SEAL_KEY: _canonical_sha256(body)}
+
+
+def unseal(doc: dict, path: str | os.PathLike) -> dict:
+    """``doc`` without its seal; a CheckpointError naming ``path`` when the content no longer
+    matches it (a damaged or hand-edited file). A document without a seal is returned as it is."""
+    from hma.errors import CheckpointError
+
+    if SEAL_KEY not in doc:
+        return doc
+    body = {k: v for k, v in doc.items() if k != SEAL_KEY}
+    if doc[SEAL_KEY] != _canonical_sha256(body):
+        raise CheckpointError(f"{path} does not match the {SEAL_KEY} it was written with: the file is damaged or was "
+                              f"edited; expected the file as hma wrote it (delete the {SEAL_KEY!r} key to load an edit)")
+    return body
+
+
+def save_weights_folder(out: str | os.PathLike, tensors: dict, config: dict) -> None:
+    """``out/model.safetensors`` and a sealed ``out/config.json``, each written atomically, weights first."""
+    out = Path(out)
+    atomic_save_safetensors(out / WEIGHTS_FILE, tensors)
+    atomic_write_json(out / CONFIG_FILE, seal(config))
+
+
+def read_weights_folder(path: str | os.PathLike, what: str) -> tuple[dict, dict]:
+    """The tensors and the config of a folder written by :func:`save_weights_folder`; a
+    CheckpointError naming the file when either is missing, truncated or damaged."""
+    from safetensors.torch import load_file
+
+    from hma.errors import CheckpointError
+
+    path = Path(path)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{what} {path} holds no {name}, expected {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path / CONFIG_FILE} is not valid JSON: the {what} is truncated or corrupt") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path / CONFIG_FILE} holds {type(config).__name__}, expected a JSON object")
+    config = unseal(config, path / CONFIG_FILE)
+    try:
+        tensors = load_file(path / WEIGHTS_FILE)
+    except Exception as e:  # safetensors raises its own error types for truncated files
+        raise CheckpointError(f"{path / WEIGHTS_FILE} is not a readable safetensors file ({e})") from None
+    return tensors, config
+
+
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
     """Hex SHA-256 of a file, read in chunks so large memmaps never load whole."""
     h = hashlib.sha256()
@@ -107,6 +165,16 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
         while chunk := f.read(chunk_bytes):
             h.update(chunk)
     return h.hexdigest()
+
+
+def is_int(x: Any) -> bool:
+    """An integer as JSON or numpy gives one (not a bool)."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def is_number(x: Any) -> bool:
+    """A real number as JSON or numpy gives one (not a bool)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

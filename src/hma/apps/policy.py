@@ -163,7 +163,7 @@ def parse_policy(text: str, *, run: Any, embodiment: str, space: spaces.Box, dat
     if kind == "bc":
         if not arg:
             raise ConfigError(f"policy {text!r} names no checkpoint, expected bc:PATH")
-        from hma.apps.bc import load_bc_policy
+        from hma.apps.bc_policy import load_bc_policy
 
         return lambda: load_bc_policy(arg, name=text)
     if kind == "world-model":

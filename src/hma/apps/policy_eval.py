@@ -3,7 +3,7 @@ model correlate with those in the real simulator, Pearson 0.95 over 4 policies).
 
 Each policy runs ``episodes`` times in the real simulator and in the world model from the
 same initial frames. Real success is the simulator's flag; success in the world model is
-judged by a :class:`~hma.apps.success.SuccessClassifier` trained on real frames with those
+judged by a :class:`~hma.eval.success.SuccessClassifier` trained on real frames with those
 flags. All episodes of one policy are generated together by a
 :class:`~hma.sim.WorldModelVectorEnv` (one batched generation call per frame).
 """
@@ -20,13 +20,13 @@ import numpy as np
 
 from hma.apps.experts import GroundTruthSim
 from hma.apps.policy import ExpertSpec, parse_policy
-from hma.apps.success import SuccessClassifier, train_success_classifier
+from hma.eval.success import SuccessClassifier, train_success_classifier
 from hma.data.sim.registry import get_embodiment
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
 from hma.eval.report import side_by_side_gif
 from hma.io import atomic_write_json
-from hma.sim.env import open_run, run_dataset
+from hma.run import open_run, run_dataset
 from hma.sim.vector_env import WorldModelVectorEnv
 
 DEFAULT_POLICIES = ("expert:0", "expert:0.3", "expert:1", "random")

@@ -23,11 +23,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from hma.apps.policy import ExpertSpec, parse_policy
-from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
+from hma.data.store import EpisodeStore, StoreWriter
 from hma.data.windows import split_episodes
 from hma.errors import ConfigError, DataError
 from hma.sim.context import episode_context
-from hma.sim.env import open_run, run_dataset
+from hma.run import open_run, run_dataset
 from hma.sim.vector_env import WorldModelVectorEnv
 
 

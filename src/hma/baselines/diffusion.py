@@ -17,7 +17,8 @@ Choices, and why:
   attention depend on frame differences only, so cached keys keep their meaning while the
   window slides (each frame keeps the keys it had when committed, as in streaming
   transformers; until the window is full this equals re-running it exactly). The baseline is therefore as fast as this architecture allows, not a strawman
-  that re-runs the whole window at every one of its 50 steps.
+  that re-runs the whole window at every one of its 50 steps. The sampler is
+  :class:`hma.sampling.ddim.DDIMEngine`.
 - **Training** denoises the last frame of each window given the others (epsilon
   prediction, cosine noise schedule), exactly the situation it is sampled in.
 """
@@ -269,70 +270,3 @@ class VideoDiffusion(nn.Module):
         pred = self(inputs, cond, positions)[:, -1]  # (B, C, h, w)
         loss = F.mse_loss(pred.float(), noise.float())
         return loss, {"loss": loss.item()}
-
-
-class DiffusionRollout:
-    """Frame-by-frame DDIM sampling of a :class:`VideoDiffusion` with a bounded temporal cache.
-
-    ``reset(context, actions)`` encodes the context frames; each ``step(action)`` denoises
-    the frame that ``action`` leads to from noise in ``steps`` DDIM steps (one single-frame
-    network pass each, past frames read from the cache), then commits it as a clean frame.
-    """
-
-    def __init__(self, model: VideoDiffusion, *, embodiment: str, steps: int | None = None,
-                 window: int | None = None) -> None:
-        self.model = model
-        self.embodiment = embodiment
-        self.steps = steps or model.config.sample_steps
-        self.window = window or model.config.num_frames
-        if self.steps < 1 or self.steps > model.config.train_timesteps:
-            raise ConfigError(f"DDIM steps {self.steps} is invalid; expected 1..{model.config.train_timesteps}")
-        self.scheduler = DDIMScheduler.from_config(model.noise_schedule.config)
-        self.scheduler.set_timesteps(self.steps)
-        self.cache: FrameCache | None = None
-        self.last_action: torch.Tensor | None = None
-
-    def _pass(self, frame: torch.Tensor, prev_action: torch.Tensor, timestep: int, *, first: bool) -> torch.Tensor:
-        """One single-frame pass at the cache's current frame: frame (B, C, h, w) -> eps (B, C, h, w)."""
-        cache = self.cache
-        B = frame.shape[0]
-        tau = torch.full((B, 1), timestep, dtype=torch.long, device=frame.device)  # (B, 1)
-        cond = self.model.frame_conditions(prev_action[:, None], tau, embodiment=self.embodiment, first=first)  # (B, 1, D)
-        positions = torch.tensor([cache.frame], device=frame.device)  # (1,)
-        return self.model(frame[:, None], cond, positions, cache)[:, 0]
-
-    @torch.inference_mode()
-    def reset(self, context: torch.Tensor, actions: torch.Tensor) -> None:
-        """context (B, T0, C, h, w) clean latents; actions (B, T0, k*A), ``actions[:, t]`` taken
-        at frame t, as :meth:`WorldModel.prefill` reads them (the last one is not used: the
-        action taken at the last frame is the argument of the first :meth:`step`)."""
-        cfg = self.model.config
-        B, T0 = context.shape[:2]
-        if actions.shape[:2] != (B, T0):
-            raise ConfigError(f"context of shape {tuple(context.shape)} needs actions of shape (B, T0, k*A) = "
-                              f"({B}, {T0}, k*A), got {tuple(actions.shape)}")
-        self.cache = FrameCache(depth=cfg.depth, batch=B, tokens=cfg.num_tokens, heads=cfg.heads,
-                                head_dim=cfg.d_model // cfg.heads, slots=self.window,
-                                device=context.device, dtype=context.dtype)
-        for t in range(T0):
-            prev = actions[:, max(t - 1, 0)]  # (B, k*A) the action that led to frame t; unused at t = 0
-            self._pass(context[:, t], prev, 0, first=t == 0)
-            self.cache.frame += 1
-        self.last_action = None
-
-    @torch.inference_mode()
-    def step(self, action: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Denoise the frame that ``action`` (B, k*A) leads to; returns its latents (B, C, h, w)."""
-        if self.cache is None:
-            raise ConfigError("the rollout has no context; call reset(context, actions) before step(action)")
-        cfg = self.model.config
-        B = action.shape[0]
-        h, w = cfg.grid
-        x = torch.randn((B, cfg.latent_channels, h, w), generator=generator, device=action.device,
-                        dtype=self.cache.k.dtype)  # (B, C, h, w)
-        for t in self.scheduler.timesteps:
-            eps = self._pass(x, action, int(t), first=False)  # (B, C, h, w)
-            x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample  # (B, C, h, w)
-        self._pass(x, action, 0, first=False)  # commit the clean frame's keys for the frames after it
-        self.cache.frame += 1
-        return x

@@ -64,29 +64,9 @@ def _write_speed_section(path: str, results, machine: dict, argv: list[str]) -> 
     """The run's table and ratios as the ``speed`` section of docs/results.md, with command and date."""
     from pathlib import Path
 
-    from hma.eval.experiments import results_date, shown_command, update_results_section
+    from hma.eval.results import shown_command, speed_section, update_results_section
     from hma.sampling.bench import format_table
 
-    command, date = shown_command(argv), results_date()
-    rows = []
-    for r in results:
-        dec = r.decode_sec_per_frame
-        fps_dec = f"{1 / (r.sec_per_frame + dec):.2f}" if dec is not None else "n/a"
-        flops = f"{r.flops_per_frame / 1e9:.1f}" if r.flops_per_frame else "n/a"
-        rows.append(f"| {r.preset} | {r.method} | {'cached' if r.cached else 'uncached'} | {r.precision} | {r.steps} | "
-                    f"{r.sec_per_frame:.4f} | {1 / r.sec_per_frame:.2f} | {fps_dec} | {flops} |")
     ratios = [line for line in format_table(results).splitlines() if "/cached" in line]
-    body = (f"## speed: seconds per generated frame (random weights, batch 1)\n\n"
-            f"Claim (paper): MaskGIT HMA generates frames about 15x faster than a video diffusion model "
-            f"(Table 1: 22.72 vs 0.28 FPS on a GPU, different model sizes).\n\n"
-            f"Command ({date}, {machine['threads']} thread(s) on {machine['cpu_count']} cores, load average "
-            f"{machine['load_average_before'][0]:.2f} before):\n\n```\n{command}\n```\n\n"
-            f"| preset | method | path | precision | steps | s/frame | fps | fps with decoding | GFLOP/frame |\n"
-            f"|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
-            + "\n".join(f"- {line}" for line in ratios) + "\n\n"
-            "A cached MaskGIT frame costs K single-frame passes plus one pass that commits the finished "
-            "frame's keys/values; an uncached one costs K passes over the whole window of W frames. The "
-            "FLOP ratio is therefore W*K/(K+1) (8x for W=12, K=2), the most any exact cache can save; the "
-            "(FLOPs) lines above count it.\n")
-    update_results_section(Path(path), "speed", body)
+    update_results_section(Path(path), "speed", speed_section(results, machine, ratios, shown_command(argv)))
     print(f"updated {path}")

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_progress(p)
     p.set_defaults(func=_eval)
 
-    from hma.eval.experiments import EXPERIMENTS, SCALES
+    from hma.eval.experiment_runs import SCALES
+    from hma.eval.results import EXPERIMENTS
 
     p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale",
                        description="Recipes actions, transfer, methods, injection, levers, world-model train runs (--data, --tokenizer and "
@@ -61,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name)")
     p.add_argument("--results-md", default=DEFAULT_RESULTS_MD, help="markdown file whose section this experiment rewrites")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--render-only", action="store_true",
+                   help="write the sections of a finished experiment again from OUT/NAME/results.json, "
+                        "training nothing (after a change of how sections read)")
     add_progress(p)
     sb = p.add_argument_group("synth-bc (behaviour cloning on real vs real + synthetic episodes)")
     sb.add_argument("--run", default=None, help="trained world-model run that generates the synthetic episodes")
@@ -117,9 +121,19 @@ def _experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hma.errors import ConfigError
-    from hma.eval.experiments import Budget, ExperimentOptions, run_experiment
+    from hma.eval.experiment_runs import Budget, ExperimentOptions
+    from hma.eval.experiments import run_experiment
+    from hma.eval.results import EXPERIMENTS
 
     _threads(args.threads)
+    if args.render_only:
+        if args.name in SIM_EXPERIMENTS:
+            raise ConfigError(f"--render-only re-writes the recipes {', '.join(EXPERIMENTS)}, not {args.name!r}")
+        from hma.eval.experiments import render_experiment
+
+        render_experiment(args.name, Path(args.out), Path(args.results_md))
+        print(f"re-wrote the {args.name} section of {args.results_md} from {Path(args.out) / args.name}/results.json")
+        return 0
     if args.name in SIM_EXPERIMENTS:
         return _synth_bc(args)
     missing = [flag for flag, value in (("--data", args.data), ("--tokenizer", args.tokenizer)) if not value]
@@ -155,10 +169,10 @@ def _synth_bc(args: argparse.Namespace) -> int:
     """Behaviour cloning on real episodes vs real + world-model episodes, scored in the real simulator."""
     from pathlib import Path
 
-    from hma.apps.bc import run_synth_bc, synth_bc_section
+    from hma.apps.bc import run_synth_bc
     from hma.errors import ConfigError
-    from hma.eval.experiments import update_results_section
-    from hma.sim.env import open_run, run_dataset
+    from hma.eval.results import synth_bc_section, update_results_section
+    from hma.run import open_run, run_dataset
 
     missing = [flag for flag, value in (("--run", args.run), ("--embodiment", args.embodiment)) if not value]
     if missing:

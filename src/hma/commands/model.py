@@ -23,5 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _info(args: argparse.Namespace) -> int:
     from hma.model.info import parameter_table
 
-    print(parameter_table(preset=args.preset, run=args.run, kind=args.kind, embodiments=args.embodiments))
+    if args.run is not None:
+        from hma.run import load
+
+        print(parameter_table(model=load(args.run).model, title=f"run {args.run}"))
+    else:
+        print(parameter_table(preset=args.preset, kind=args.kind, embodiments=args.embodiments))
     return 0

@@ -91,17 +91,10 @@ def _write_policy_eval_section(args: argparse.Namespace, report) -> None:
     """Record the run in docs/results.md: the command, the date and the table it printed."""
     from pathlib import Path
 
-    from hma.eval.experiments import results_date, shown_command, update_results_section
+    from hma.eval.results import policy_eval_section, shown_command, update_results_section
 
-    command, date = shown_command(getattr(args, "argv", sys.argv[1:])), results_date()
-    rows = "\n".join(f"| {r.name} | {r.real_rate:.2f} | {r.model_rate:.2f} |" for r in report.results)
-    body = (f"## policy-eval: success rates in the real simulator vs in the world model\n\n"
-            f"Claim (paper): Pearson 0.95 between learned-simulator and ground-truth success over 4 policies.\n\n"
-            f"Command ({date}):\n\n```\n{command}\n```\n\n"
-            f"| policy | real simulator | world model |\n|---|---|---|\n{rows}\n\n"
-            f"- Pearson {report.pearson:.3f}, Spearman {report.spearman:.3f} over {len(report.results)} policies "
-            f"x {report.episodes} episodes ({report.embodiment})\n")
-    update_results_section(Path(args.results_md), "policy-eval", body)
+    command = shown_command(getattr(args, "argv", sys.argv[1:]))
+    update_results_section(Path(args.results_md), "policy-eval", policy_eval_section(report, command))
     print(f"updated {args.results_md}")
 
 

@@ -105,7 +105,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from hma.eval.counterfactual import tokenizer_ceiling
     from hma.io import atomic_write_json
-    from hma.tokenizer.evaluate import evaluate_tokenizer
+    from hma.eval.tokenizer import evaluate_tokenizer
     from hma.tokenizer.loading import load_tokenizer
 
     device = _setup(args)

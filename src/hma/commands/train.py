@@ -40,12 +40,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a world model on tokenized datasets (also under torchrun: python -m hma.train)")
+    p = sub.add_parser("train", help="train a world model on tokenized datasets (under torchrun: torchrun --nproc_per_node=N -m hma train ...)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--preset", default=None, choices=list(PRESETS), help="model preset (default tiny)")
     which.add_argument("--config", default=None, help="JSON model config instead of a preset")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder the data was tokenized with")
-    # hma.train.kinds.MODEL_KINDS, spelled out: importing it would load torch for every CLI call.
+    # hma.run.kinds.MODEL_KINDS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--model", default="hma", choices=("hma", "diffusion"),
                    help="hma: masked autoregression; diffusion: the video diffusion baseline")
     p.add_argument("--injection", default=None, help="action injection, '+'-joined: concat, modulate, add, cross_attention")
@@ -67,16 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, **extra):
+    """The TrainConfig of the parsed options: every field that has an option of the same name."""
+    import dataclasses
+
     from hma.train import TrainConfig
 
-    return TrainConfig(
-        data=args.data, out=args.out, steps=args.steps, minutes=args.minutes, stop_at=args.stop_at,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-        grad_clip=args.grad_clip, ema=args.ema, setting=args.setting, seed=args.seed, tau=args.tau,
-        holdout=args.holdout, checkpoint_every=args.checkpoint_every, eval_windows=args.eval_windows,
-        eval_every=args.eval_every,
-        resume=args.resume, progress=not args.no_progress, precision=args.precision, **extra,
-    )
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    return TrainConfig(**{**given, "progress": not args.no_progress, **extra})
 
 
 def _report(result: dict) -> int:
@@ -93,13 +90,11 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("changed_token_weight", args.changed_token_weight),
                                    ("num_blocks", args.num_blocks)) if v is not None}
-    cfg = _config(args, tokenizer=args.tokenizer, preset=args.preset, config_file=args.config, model=args.model,
-                  injection=args.injection, frame_hz=args.frame_hz, num_frames=args.num_frames,
-                  model_overrides=overrides)
+    cfg = _config(args, config_file=args.config, model_overrides=overrides)
     return _report(train(cfg))
 
 
 def _finetune(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    return _report(train(_config(args, init_from=args.init_from, freeze_trunk=args.freeze_trunk)))
+    return _report(train(_config(args)))

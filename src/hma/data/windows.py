@@ -34,7 +34,11 @@ def frame_stride(control_hz: float, frame_hz: float) -> int:
     return int(round(k))
 
 
-def split_episodes(num_episodes: int, holdout: float = 0.1) -> tuple[list[int], list[int]]:
+# The fraction of each dataset's episodes held out from training, unless a run says otherwise.
+HOLDOUT = 0.1
+
+
+def split_episodes(num_episodes: int, holdout: float = HOLDOUT) -> tuple[list[int], list[int]]:
     """Deterministic train/held-out split: the last max(1, round(holdout * E)) episodes are held out.
 
     A dataset with a single episode is all training data (nothing can be held out).

@@ -29,6 +29,7 @@ import numpy as np
 
 from hma.data.sim.branches import Branch
 from hma.data.store import EpisodeStore
+from hma.data.windows import DEFAULT_FRAME_HZ, HOLDOUT
 from hma.eval import metrics as M
 
 CONFIDENCE = 0.95
@@ -112,7 +113,7 @@ def counterfactual_scores(pred: np.ndarray, pred_cf: np.ndarray, future: np.ndar
     futures through the tokenizer (encode, decode), i.e. a perfect model's output.
     """
     def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return M.psnr(a, b).clamp(max=psnr_cap).double().numpy()  # (B, H)
+        return M.psnr(a, b, cap_db=psnr_cap).double().numpy()  # (B, H)
 
     true_psnr = psnr(pred, future)
     cf_psnr, cross_psnr = psnr(pred_cf, cf_future), psnr(pred, cf_future)
@@ -124,7 +125,7 @@ def counterfactual_scores(pred: np.ndarray, pred_cf: np.ndarray, future: np.ndar
     def motion(a: np.ndarray, b: np.ndarray) -> dict[str, float] | None:
         if not moving.any():
             return None
-        return _summary(M.masked_psnr(a, b, moved).clamp(max=psnr_cap).double().numpy()[moving], seed=seed)
+        return _summary(M.masked_psnr(a, b, moved, cap_db=psnr_cap).double().numpy()[moving], seed=seed)
 
     delta_s, ceiling_s = _with_horizon(delta, seed=seed), _with_horizon(ceiling, seed=seed)
     return {
@@ -174,8 +175,8 @@ def counterfactual_summary(per_embodiment: Mapping[str, Mapping[str, Any]]) -> d
     }
 
 
-def tokenizer_ceiling(tokenizer, data: Sequence[str], *, frame_hz: float = 10.0, context: int = 2,
-                      horizon: int = 8, holdout: float = 0.1) -> dict[str, dict[str, Any]]:
+def tokenizer_ceiling(tokenizer, data: Sequence[str], *, frame_hz: float = DEFAULT_FRAME_HZ, context: int = 2,
+                      horizon: int = 8, holdout: float = HOLDOUT) -> dict[str, dict[str, Any]]:
     """Per robot with branches: what a perfect model could score through ``tokenizer`` at this horizon.
 
     The ceiling (ΔPSNR of the tokenizer round trips of the true and the counterfactual

@@ -34,6 +34,7 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 MIN_RANDOM_DRAWS = 3
+PSNR_CAP_DB = 100.0  # a frame reproduced exactly counts as 100 dB instead of +inf (keeps means finite)
 MOTION_THRESHOLD = 8.0  # of 255: a pixel "moved" between two futures (see motion_mask)
 _FRAMES_PER_CHUNK = 32  # bounds SSIM/LPIPS memory on long videos
 
@@ -55,11 +56,14 @@ def _paired_frames(pred: ArrayLike, target: ArrayLike, data_range: float | None)
     return p, t, lead
 
 
-def psnr(pred: ArrayLike, target: ArrayLike, *, data_range: float | None = None) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per frame; ``inf`` where a frame is reproduced exactly."""
+def psnr(pred: ArrayLike, target: ArrayLike, *, data_range: float | None = None,
+         cap_db: float | None = None) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per frame; ``inf`` where a frame is reproduced exactly,
+    or ``cap_db`` (:data:`PSNR_CAP_DB` keeps means finite)."""
     p, t, lead = _paired_frames(pred, target, data_range)
     mse = (p - t).pow(2).mean(dim=(1, 2, 3))  # (N,) on the [0, 1] scale, so the peak is 1
-    return (-10 * torch.log10(mse)).reshape(lead)  # log10(0) = -inf gives +inf for identical frames
+    out = (-10 * torch.log10(mse)).reshape(lead)  # log10(0) = -inf gives +inf for identical frames
+    return out if cap_db is None else out.clamp(max=cap_db)
 
 
 def _gaussian_kernel(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -113,7 +117,7 @@ def motion_mask(future_a: ArrayLike, future_b: ArrayLike, *, threshold: float = 
     return moved.reshape(*lead, *moved.shape[1:])
 
 
-def masked_psnr(pred: ArrayLike, target: ArrayLike, mask: ArrayLike) -> torch.Tensor:
+def masked_psnr(pred: ArrayLike, target: ArrayLike, mask: ArrayLike, *, cap_db: float | None = None) -> torch.Tensor:
     """PSNR in dB over the pixels of ``mask`` (..., H, W), pooled over all frames of each leading index.
 
     ``pred``/``target`` are videos (B, T, H, W, 3) with mask (B, T, H, W): one value per clip
@@ -124,7 +128,8 @@ def masked_psnr(pred: ArrayLike, target: ArrayLike, mask: ArrayLike) -> torch.Te
     err = ((p - t).pow(2).mean(dim=-1) * m).reshape(lead[0], -1).sum(dim=1)  # (B,)
     count = m.reshape(lead[0], -1).sum(dim=1)  # (B,)
     mse = err / count  # NaN for an empty mask
-    return -10 * torch.log10(mse)
+    out = -10 * torch.log10(mse)
+    return out if cap_db is None else out.clamp(max=cap_db)
 
 
 def bootstrap_interval(values: ArrayLike, *, confidence: float = 0.95, resamples: int = 2000,
@@ -148,7 +153,8 @@ def bootstrap_interval(values: ArrayLike, *, confidence: float = 0.95, resamples
 
 
 def delta_psnr(
-    pred_true: ArrayLike, pred_random: Sequence[ArrayLike], target: ArrayLike, *, data_range: float | None = None
+    pred_true: ArrayLike, pred_random: Sequence[ArrayLike], target: ArrayLike, *, data_range: float | None = None,
+    cap_db: float | None = None,
 ) -> torch.Tensor:
     """Controllability: PSNR with the true actions minus the mean PSNR over random-action draws.
 
@@ -158,8 +164,9 @@ def delta_psnr(
     """
     if len(pred_random) < MIN_RANDOM_DRAWS:
         raise ConfigError(f"delta-PSNR needs at least {MIN_RANDOM_DRAWS} random-action predictions, got {len(pred_random)}")
-    true_psnr = psnr(pred_true, target, data_range=data_range)
-    random_psnr = torch.stack([psnr(r, target, data_range=data_range).to(true_psnr.device) for r in pred_random])
+    true_psnr = psnr(pred_true, target, data_range=data_range, cap_db=cap_db)
+    random_psnr = torch.stack([psnr(r, target, data_range=data_range, cap_db=cap_db).to(true_psnr.device)
+                               for r in pred_random])
     return true_psnr - random_psnr.mean(dim=0)
 
 
@@ -317,3 +324,32 @@ def fvd(
         net.features(real, layer=layer, data_range=data_range),
         net.features(fake, layer=layer, data_range=data_range),
     )
+
+
+class FeatureNets:
+    """LPIPS / FID / FVD networks when their weight files are configured, else the reasons they are not."""
+
+    def __init__(self) -> None:
+        from hma.eval.nets import Unavailable, load_fid_inception, load_i3d, load_lpips
+
+        self.nets = {"lpips": load_lpips(), "fid": load_fid_inception(), "fvd": load_i3d()}
+        self.notes = {k: str(v) for k, v in self.nets.items() if isinstance(v, Unavailable)}
+
+    def scores(self, pred: np.ndarray, target: np.ndarray) -> tuple[dict[str, float | None], dict[str, str]]:
+        """pred/target (B, H, h, w, 3) uint8 -> lpips/fid/fvd (None where unavailable) and notes."""
+        out: dict[str, float | None] = {"lpips": None, "fid": None, "fvd": None}
+        notes = dict(self.notes)
+        if "lpips" not in notes:
+            out["lpips"] = float(lpips(pred, target, self.nets["lpips"]).mean())
+        if "fid" not in notes:
+            n = pred.shape[0] * pred.shape[1]
+            if n >= 2:
+                out["fid"] = fid(target, pred, self.nets["fid"])
+            else:
+                notes["fid"] = f"FID needs at least 2 frames, got {n}"
+        if "fvd" not in notes:
+            if pred.shape[1] >= 9 and pred.shape[0] >= 2:
+                out["fvd"] = fvd(target, pred, self.nets["fvd"])
+            else:
+                notes["fvd"] = f"FVD needs at least 2 clips of at least 9 frames, got {pred.shape[0]} of {pred.shape[1]}"
+        return out, notes

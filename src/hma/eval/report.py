@@ -13,6 +13,12 @@ import numpy as np
 from hma.eval.counterfactual import follows_other_actions
 from hma.io import atomic_write_bytes
 
+# The files of an evaluation folder.
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+PSNR_PLOT_FILE = "psnr_vs_horizon.png"
+VIDEO_DIR = "videos"
+
 # (metrics key, column title, format) of the per-embodiment table.
 EVAL_COLUMNS: list[tuple[str, str, str]] = [
     ("clips", "clips", "{:d}"),
@@ -190,8 +196,6 @@ def _side_by_side(real: np.ndarray, generated: Mapping[str, np.ndarray], *, cont
 
 def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.ndarray]], out: Path) -> None:
     """``out/report.md`` with the tables, the PSNR plot and one GIF per embodiment."""
-    from hma.eval.runner import PSNR_PLOT_FILE, REPORT_FILE, VIDEO_DIR
-
     out = Path(out)
     opts = result["options"]
     psnr_plot(result, out / PSNR_PLOT_FILE)

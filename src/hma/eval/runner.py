@@ -38,13 +38,18 @@ from hma.data.store import EpisodeStore, open_datasets
 from hma.data.windows import WindowDataset, split_episodes
 from hma.errors import ConfigError, DataError
 from hma.eval import metrics as M
+from hma.eval.clips import decode_clips, encode_clips, heldout_clips, random_action_chunks
+from hma.eval.report import (  # noqa: F401 (file names are part of the API)
+    METRICS_FILE,
+    PSNR_PLOT_FILE,
+    REPORT_FILE,
+    VIDEO_DIR,
+    write_report,
+)
 from hma.io import atomic_write_json
+from hma.sampling.generators import FrameGenerator, frame_generator
 
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.md"
-PSNR_PLOT_FILE = "psnr_vs_horizon.png"
-VIDEO_DIR = "videos"
-PSNR_CAP_DB = 100.0  # a frame reproduced exactly counts as 100 dB instead of +inf (keeps means finite)
+PSNR_CAP_DB = M.PSNR_CAP_DB
 HEADLINE_KEYS = ("psnr", "ssim", "delta_psnr", "lpips", "fid", "fvd")
 
 
@@ -99,69 +104,11 @@ class EvalOptions:
             raise ConfigError(f"batch size {self.batch_size} is invalid; expected at least 1")
 
 
-# -- generators: one interface over the world model's engine and the diffusion baseline --
+# -- generation ------------------------------------------------------------------
 
-class _HiddenActions:
-    """A world model seen with every action hidden, as a passive-video run was trained.
-
-    A run trained in the ``video`` setting never saw its action stems used (all actions were
-    replaced by the learned "hidden" embedding), so feeding it actions at evaluation would
-    test an untrained stem. This view routes the engine's calls to the model with
-    ``action=None`` (= hidden) and passes everything else through.
-    """
-
-    def __init__(self, model) -> None:
-        self._model = model
-
-    def __getattr__(self, name: str):
-        return getattr(self._model, name)
-
-    def forward_frame(self, frame_tokens, action_prev, **kwargs):
-        return self._model.forward_frame(frame_tokens, None, **kwargs)
-
-    def commit_frame(self, frame_tokens, action_prev, **kwargs) -> None:
-        self._model.commit_frame(frame_tokens, None, **kwargs)
-
-    def prefill(self, tokens, actions, **kwargs) -> None:
-        self._model.prefill(tokens, None, **kwargs)
-
-    def __call__(self, tokens, actions, *, embodiment, token_mask=None, action_mask=None):
-        hidden = torch.ones(actions.shape[:2], dtype=torch.bool, device=actions.device)  # (B, T)
-        return self._model(tokens, actions, embodiment=embodiment, token_mask=token_mask, action_mask=hidden)
-
-
-class _DiffusionGenerator:
-    """The diffusion baseline behind the engine's ``reset(context, actions_between)`` / ``step``."""
-
-    def __init__(self, model, *, embodiment: str, steps: int | None) -> None:
-        from hma.baselines.diffusion import DiffusionRollout
-
-        self.rollout = DiffusionRollout(model, embodiment=embodiment, steps=steps)
-
-    def reset(self, context: Tensor, actions: Tensor) -> None:
-        # The rollout reads actions[:, t] as taken at frame t; the last frame's comes with step().
-        padded = torch.cat([actions, actions.new_zeros(actions.shape[0], 1, actions.shape[2])], dim=1)  # (B, T0, k*A)
-        self.rollout.reset(context, padded)
-
-    def step(self, action: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.rollout.step(action, generator)
-
-
-def _generator(loaded, embodiment: str, opts: EvalOptions, *, passive: bool):
-    kind = loaded.config.get("kind", "hma")
-    if kind == "diffusion":
-        return _DiffusionGenerator(loaded.model, embodiment=embodiment, steps=opts.diffusion_steps)
-    from hma.sampling.engine import CacheMode, Engine
-    from hma.sampling.mar import MARSampling
-    from hma.sampling.maskgit import MaskGITSampling
-
-    if loaded.config["model"]["kind"] == "discrete":
-        sampling = MaskGITSampling(steps=opts.unmask_steps, temperature=opts.temperature)
-    else:
-        extra = {} if opts.diffusion_steps is None else {"diffusion_steps": opts.diffusion_steps}
-        sampling = MARSampling(steps=opts.unmask_steps, **extra)
-    model = _HiddenActions(loaded.model) if passive else loaded.model
-    return Engine(model, embodiment=embodiment, mode=CacheMode.CACHED, sampling=sampling, precision=opts.precision)
+def _frame_generator(loaded, embodiment: str, opts: EvalOptions) -> FrameGenerator:
+    return frame_generator(loaded, embodiment, unmask_steps=opts.unmask_steps, temperature=opts.temperature,
+                           diffusion_steps=opts.diffusion_steps, precision=opts.precision)
 
 
 def _window(loaded) -> int:
@@ -191,91 +138,7 @@ def generate_teacher_forced(gen, tokens: Tensor, actions: Tensor, context: int, 
     return torch.stack(frames, dim=1)
 
 
-# -- data ---------------------------------------------------------------------------
-
-@dataclass
-class _Clips:
-    frames: np.ndarray  # (B, L, H, W, 3) uint8 real frames
-    actions: np.ndarray  # (B, L, k*A) normalized true actions
-    episodes: list[int]
-
-
-def _clips(store: EpisodeStore, spec, *, frame_hz: float, length: int, held: Sequence[int]) -> _Clips:
-    """Non-overlapping clips of ``length`` frames from the held-out episodes ``held``."""
-    ds = WindowDataset(store, length, frame_hz, episodes=held, normalizer=spec.normalizer)
-    span = length * ds.chunk
-    wanted = [s for e in held
-              for s in range(int(store.episode_starts[e]), int(store.episode_starts[e + 1]) - span + 1, span)]
-    if not wanted:
-        longest = int(max(store.episode_starts[e + 1] - store.episode_starts[e] for e in held))
-        raise DataError(
-            f"{store.root}: no held-out episode fits a clip of {length} frames ({span} control steps); the longest "
-            f"has {longest}, expected a shorter --horizon or --context"
-        )
-    batch = ds.get_batch(np.searchsorted(ds.starts, wanted))
-    return _Clips(frames=np.asarray(batch["frames"]), actions=batch["actions"], episodes=list(held))
-
-
-def _random_actions(store: EpisodeStore, spec, train_ids: Sequence[int], shape: tuple[int, int],
-                    generator: torch.Generator) -> Tensor:
-    """Normalized random action chunks (B, L, k*A): control-step rows resampled from the training episodes."""
-    b, length = shape
-    rows = np.concatenate([np.arange(store.episode_starts[e], store.episode_starts[e + 1]) for e in train_ids])
-    raw = M.sample_random_actions(np.asarray(store.actions)[rows], (b, length * spec.chunk), generator)  # (B, L*k, A)
-    chunks = rearrange(raw, "b (l k) a -> b l (k a)", k=spec.chunk)  # (B, L, k*A)
-    mean = torch.as_tensor(spec.mean, dtype=chunks.dtype, device=chunks.device)
-    std = torch.as_tensor(spec.std, dtype=chunks.dtype, device=chunks.device).clamp_min(1e-6)
-    return (chunks - mean) / std
-
-
-def _encode(tokenizer, frames_blhw3: np.ndarray, device: torch.device) -> Tensor:
-    b, length = frames_blhw3.shape[:2]
-    flat = rearrange(np.ascontiguousarray(frames_blhw3), "b l h w c -> (b l) h w c")
-    tokens = torch.cat([tokenizer.encode(flat[i : i + 256]).to(device) for i in range(0, len(flat), 256)])
-    return tokens.reshape(b, length, *tokens.shape[1:])  # (B, L, h, w) or (B, L, C, h, w)
-
-
-def _decode(tokenizer, tokens: Tensor) -> np.ndarray:
-    b, length = tokens.shape[:2]
-    flat = tokens.reshape(b * length, *tokens.shape[2:])
-    frames = torch.cat([tokenizer.decode(flat[i : i + 256]).cpu() for i in range(0, len(flat), 256)])
-    return frames.reshape(b, length, *frames.shape[1:]).numpy()  # (B, L, H, W, 3) uint8
-
-
 # -- metrics ------------------------------------------------------------------------
-
-def _capped_psnr(pred: np.ndarray, target: np.ndarray) -> Tensor:
-    return M.psnr(pred, target).clamp(max=PSNR_CAP_DB)  # (B, H)
-
-
-class _FeatureNets:
-    """LPIPS / FID / FVD networks when their weight files are configured, else the reasons they are not."""
-
-    def __init__(self) -> None:
-        from hma.eval.nets import Unavailable, load_fid_inception, load_i3d, load_lpips
-
-        self.nets = {"lpips": load_lpips(), "fid": load_fid_inception(), "fvd": load_i3d()}
-        self.notes = {k: str(v) for k, v in self.nets.items() if isinstance(v, Unavailable)}
-
-    def scores(self, pred: np.ndarray, target: np.ndarray) -> tuple[dict[str, float | None], dict[str, str]]:
-        """pred/target (B, H, h, w, 3) uint8 -> lpips/fid/fvd (None where unavailable) and notes."""
-        out: dict[str, float | None] = {"lpips": None, "fid": None, "fvd": None}
-        notes = dict(self.notes)
-        if "lpips" not in notes:
-            out["lpips"] = float(M.lpips(pred, target, self.nets["lpips"]).mean())
-        if "fid" not in notes:
-            n = pred.shape[0] * pred.shape[1]
-            if n >= 2:
-                out["fid"] = M.fid(target, pred, self.nets["fid"])
-            else:
-                notes["fid"] = f"FID needs at least 2 frames, got {n}"
-        if "fvd" not in notes:
-            if pred.shape[1] >= 9 and pred.shape[0] >= 2:
-                out["fvd"] = M.fvd(target, pred, self.nets["fvd"])
-            else:
-                notes["fvd"] = f"FVD needs at least 2 clips of at least 9 frames, got {pred.shape[0]} of {pred.shape[1]}"
-        return out, notes
-
 
 def _finite_mean(values) -> float | None:
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
@@ -311,17 +174,16 @@ def heldout_perplexity(model, tokens: Tensor, actions: Tensor, *, embodiment: st
 # -- the runner -----------------------------------------------------------------------
 
 def _mode_scores(pred_frames: np.ndarray, real: np.ndarray, random_frames: list[np.ndarray],
-                 nets: _FeatureNets) -> dict[str, Any]:
+                 nets: M.FeatureNets) -> dict[str, Any]:
     """Scores of generated frames (B, H, ...) against the real ones, per horizon step and overall."""
-    psnr_bh = _capped_psnr(pred_frames, real)  # (B, H)
-    random_psnr = torch.stack([_capped_psnr(r, real) for r in random_frames])  # (D, B, H)
-    delta_bh = psnr_bh - random_psnr.mean(dim=0)  # (B, H): metrics.delta_psnr with the PSNR cap
+    psnr_bh = M.psnr(pred_frames, real, cap_db=PSNR_CAP_DB)  # (B, H)
+    delta_bh = M.delta_psnr(pred_frames, random_frames, real, cap_db=PSNR_CAP_DB)  # (B, H)
     extra, notes = nets.scores(pred_frames, real)
     return {
         "psnr": float(psnr_bh.mean()),
         "ssim": float(M.ssim(pred_frames, real).mean()),
         "delta_psnr": float(delta_bh.mean()),
-        "psnr_random_actions": float(random_psnr.mean()),
+        "psnr_random_actions": float(torch.stack([M.psnr(r, real, cap_db=PSNR_CAP_DB) for r in random_frames]).mean()),
         "random_draws": len(random_frames),
         **extra,
         "psnr_by_horizon": [float(v) for v in psnr_bh.mean(dim=0)],
@@ -345,29 +207,29 @@ def _generate_clips(gen, mode: EvalMode, tokens: Tensor, actions: Tensor, opts: 
     return torch.cat(out), seconds
 
 
-def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: _FeatureNets, *,
+def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: M.FeatureNets, *,
                          horizon: int, holdout: float, passive: bool, device: torch.device) -> tuple[dict, dict]:
     """Metrics of one dataset and the arrays the report shows (first clip, real and generated)."""
     spec = loaded.embodiments[store.embodiment]
-    frame_hz = float(loaded.config["model"]["frame_hz"])
+    frame_hz = loaded.frame_hz
     train_ids, held = split_episodes(store.num_episodes, holdout)
     if not held:
         raise DataError(f"{store.root} has {store.num_episodes} episode(s), expected at least 2 so one can be held out")
     held = held[: opts.episodes] if opts.episodes else held
     length = opts.context + horizon
-    clips = _clips(store, spec, frame_hz=frame_hz, length=length, held=held)
+    clips = heldout_clips(store, spec, frame_hz=frame_hz, length=length, held=held)
     real = clips.frames[:, opts.context :]  # (B, H, h, w, 3) the frames to predict
-    tokens = _encode(loaded.tokenizer, clips.frames, device)  # (B, L, ...)
+    tokens = encode_clips(loaded.tokenizer, clips.frames, device)  # (B, L, ...)
     true_actions = torch.from_numpy(clips.actions).to(device)  # (B, L, k*A)
     action_gen = torch.Generator().manual_seed(opts.seed)
     random_actions = []
     for _ in range(opts.random_draws):
-        r = _random_actions(store, spec, train_ids, true_actions.shape[:2], action_gen).to(device)  # (B, L, k*A)
+        r = random_action_chunks(store, spec, train_ids, true_actions.shape[:2], action_gen).to(device)  # (B, L, k*A)
         # The actions between the context frames are observed history; only those driving the future are random.
         r[:, : opts.context - 1] = true_actions[:, : opts.context - 1]
         random_actions.append(r)
 
-    gen = _generator(loaded, store.embodiment, opts, passive=passive)
+    gen = _frame_generator(loaded, store.embodiment, opts)
     window = _window(loaded)
     result: dict[str, Any] = {"clips": int(tokens.shape[0]), "held_out_episodes": [int(e) for e in held],
                               "modes": {}}
@@ -377,8 +239,8 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: _
         frames, secs = _generate_clips(gen, mode, tokens, true_actions, opts, window=window)  # (B, H, ...)
         if mode is EvalMode.AUTOREGRESSIVE:  # speed is measured on the true-action rollout only
             generated_frames, seconds = frames.shape[0] * frames.shape[1], secs
-        pred = _decode(loaded.tokenizer, frames)  # (B, H, h, w, 3)
-        randoms = [_decode(loaded.tokenizer, _generate_clips(gen, mode, tokens, r, opts, window=window)[0])
+        pred = decode_clips(loaded.tokenizer, frames)  # (B, H, h, w, 3)
+        randoms = [decode_clips(loaded.tokenizer, _generate_clips(gen, mode, tokens, r, opts, window=window)[0])
                    for r in random_actions]
         result["modes"][mode.value] = _mode_scores(pred, real, randoms, nets)
         shown[mode.value] = np.concatenate([clips.frames[0, : opts.context], pred[0]])
@@ -386,12 +248,12 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: _
     scores = result["modes"][headline.value]
     result.update({k: scores[k] for k in HEADLINE_KEYS}, headline_mode=headline.value)
     result["fps"] = M.fps(generated_frames, seconds) if generated_frames else None
-    result["recon_psnr"] = float(_capped_psnr(_decode(loaded.tokenizer, tokens[:, opts.context :]), real).mean())
+    result["recon_psnr"] = float(M.psnr(decode_clips(loaded.tokenizer, tokens[:, opts.context :]), real, cap_db=PSNR_CAP_DB).mean())
     notes = dict(scores["notes"])
     if result["fps"] is None:
         notes["fps"] = "measured on autoregressive rollouts only; run with --mode autoregressive or both"
     result["perplexity"], result["perplexity_tokens"] = None, 0
-    if loaded.config.get("kind", "hma") == "hma" and loaded.config["model"]["kind"] == "discrete":
+    if loaded.kind == "hma" and loaded.token_kind == "discrete":
         result["perplexity"], result["perplexity_tokens"] = _store_perplexity(
             loaded, store, spec, held, frame_hz=frame_hz, opts=opts, passive=passive, device=device)
     else:
@@ -422,14 +284,14 @@ def _evaluate_counterfactual(loaded, store: EpisodeStore, spec, gen, opts: EvalO
     if clips is None:
         return None
     c = opts.context
-    tokens = _encode(loaded.tokenizer, clips.frames, device)  # (B, L, ...)
+    tokens = encode_clips(loaded.tokenizer, clips.frames, device)  # (B, L, ...)
     futures = {}
     for name, actions in (("true", clips.actions), ("counterfactual", clips.cf_actions)):
         pred, _ = _generate_clips(gen, EvalMode.AUTOREGRESSIVE, tokens, torch.from_numpy(actions).to(device), opts,
                                   window=window)
-        futures[name] = _decode(loaded.tokenizer, pred)  # (B, H, h, w, 3)
-    recon = _decode(loaded.tokenizer, tokens[:, c:])
-    recon_cf = _decode(loaded.tokenizer, _encode(loaded.tokenizer, clips.cf_future, device))
+        futures[name] = decode_clips(loaded.tokenizer, pred)  # (B, H, h, w, 3)
+    recon = decode_clips(loaded.tokenizer, tokens[:, c:])
+    recon_cf = decode_clips(loaded.tokenizer, encode_clips(loaded.tokenizer, clips.cf_future, device))
     real = clips.frames[:, c:]
     scores = counterfactual_scores(futures["true"], futures["counterfactual"], real, clips.cf_future, recon, recon_cf,
                                    policies=clips.policies, psnr_cap=PSNR_CAP_DB, seed=opts.seed)
@@ -451,7 +313,7 @@ def _store_perplexity(loaded, store: EpisodeStore, spec, held: Sequence[int], *,
         return None, 0
     take = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), opts.perplexity_windows)).astype(np.int64))
     batch = ds.get_batch(take)
-    tokens = _encode(loaded.tokenizer, np.asarray(batch["frames"]), device)  # (N, T, h, w)
+    tokens = encode_clips(loaded.tokenizer, np.asarray(batch["frames"]), device)  # (N, T, h, w)
     actions = torch.from_numpy(batch["actions"]).to(device)  # (N, T, k*A)
     # Score a model in the setting it was trained for: a passive model never saw actions.
     setting = Setting.VIDEO if passive else Setting.FORWARD
@@ -470,21 +332,18 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
     Returns the metrics dict: ``{"per_embodiment": {name: {...}}, "overall": {...}, ...}``.
     Datasets of embodiments the run does not know are listed under ``skipped``.
     """
-    import hma
+    from hma.run import load, resolve_device
 
     opts = EvalOptions(horizon=horizon, context=context, mode=mode, episodes=episodes, random_draws=random_draws,
                        unmask_steps=unmask_steps, temperature=temperature, diffusion_steps=diffusion_steps,
                        batch_size=batch_size, perplexity_windows=perplexity_windows, seed=seed, precision=precision)
-    from hma.train.loading import resolve_device
-
     device = resolve_device(device)
-    loaded = hma.load(run, device=device)
+    loaded = load(run, device=device)
     window = _window(loaded)
     horizon = opts.horizon or window - 1
-    train_cfg = loaded.config.get("train", {})
-    holdout = float(train_cfg.get("holdout", 0.1))
-    passive = Setting.parse(train_cfg.get("setting", "full")) is Setting.VIDEO
-    nets = _FeatureNets()
+    holdout = loaded.holdout
+    passive = Setting.parse(loaded.setting) is Setting.VIDEO
+    nets = M.FeatureNets()
     out = Path(out)
     per: dict[str, dict] = {}
     shown: dict[str, dict[str, np.ndarray]] = {}
@@ -514,9 +373,9 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
                                   for k in ("psnr", "ssim", "delta_psnr")} for m in opts.mode.modes}
     result = {
         "run": str(Path(run)),
-        "kind": loaded.config.get("kind", "hma"),
-        "tokens": loaded.config["model"]["kind"],
-        "setting": train_cfg.get("setting", "full"),
+        "kind": loaded.kind,
+        "tokens": loaded.token_kind,
+        "setting": loaded.setting,
         "data": [str(d) for d in data],
         "options": {**asdict(opts), "mode": opts.mode.value, "horizon": horizon, "window": window,
                     "holdout": holdout, "device": str(device), "threads": torch.get_num_threads()},
@@ -527,7 +386,5 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / METRICS_FILE, result)
     if report:
-        from hma.eval.report import write_report
-
         write_report(result, shown, out)
     return result

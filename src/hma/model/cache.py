@@ -19,7 +19,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
+
+from hma.errors import ConfigError
 
 
 class Slide(str, enum.Enum):
@@ -67,3 +70,58 @@ class KVCache:
     @property
     def batch_size(self) -> int:
         return self.action_emb.shape[0]
+
+    @property
+    def buffers(self) -> list[tuple[Tensor, Tensor]]:
+        """Each block's (keys, values) buffers, which the trunk reads and writes in place."""
+        return list(zip(self.keys, self.values))
+
+    def check_batch(self, batch: int) -> None:
+        if batch != self.batch_size:
+            raise ConfigError(f"frame batch of {batch} does not match the cache's batch {self.batch_size}")
+
+    def next_frame(self, action_emb: Tensor) -> tuple[int, int, Tensor]:
+        """Place the next frame: record its action embedding (B, D) at its time index and return
+        (time index n, buffer slot, attention-bias index (1, n+1): each slot's frame distance).
+
+        The free slot takes the new frame's keys/values; the kept frames and it fill slots
+        0..n (a ring once the cache has slid), so the attention reads one contiguous buffer.
+        Only :meth:`commit` counts the slot as taken.
+        """
+        n, slot = self.length, self.free_slot()
+        distance = {s: n - i for i, s in enumerate(self.slots)} | {slot: 0}
+        index = torch.tensor([[distance[s] for s in range(n + 1)]], device=action_emb.device)  # (1, n+1)
+        self.action_emb[:, n] = action_emb  # action embeddings stay in time order (cross-attention reads them)
+        return n, slot, index
+
+    def commit(self, n: int, slot: int, token_emb: Tensor) -> None:
+        """The frame placed by :meth:`next_frame` is finished: keep its embedded tokens (B, S, D)."""
+        self.token_emb[:, n] = token_emb
+        self.slots.append(slot)
+
+    def fill(self, token_emb: Tensor, action_emb: Tensor) -> None:
+        """Start an empty cache with n frames' embeddings (B, n, S, D) and (B, n, D); the caller
+        then encodes them (:meth:`encoded`)."""
+        if self.length:
+            raise ConfigError(f"prefill needs an empty cache, this one holds {self.length} frames")
+        n = token_emb.shape[1]
+        if n > self.max_frames:
+            raise ConfigError(f"prefill of {n} frames exceeds the cache's {self.max_frames}")
+        self.token_emb[:, :n] = token_emb
+        self.action_emb[:, :n] = action_emb
+
+    def drop_oldest(self, no_action: Tensor) -> bool:
+        """Slide past the oldest frame (see :class:`Slide`); True when the kept frames must be
+        re-encoded (``exact``: they now start with the "no action" embedding ``no_action`` (D,))."""
+        n = self.length - 1
+        self.action_emb[:, :n] = self.action_emb[:, 1:].clone()
+        self.slots.pop(0)  # evict: its slot is the next frame's; the kept keys/values stay where they are
+        if self.slide == Slide.EVICT:
+            return False
+        self.token_emb[:, :n] = self.token_emb[:, 1:].clone()
+        self.action_emb[:, 0] = no_action  # as the uncached window sees its first frame
+        return True
+
+    def encoded(self, n: int) -> None:
+        """The first n frames' keys/values were just written to slots 0..n-1 in time order."""
+        self.slots = list(range(n))

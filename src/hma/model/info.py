@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from torch import nn
 
 from hma.config import EmbodimentSpec, ModelConfig, preset as get_preset
@@ -31,16 +29,12 @@ def parameter_groups(model: nn.Module) -> dict[str, int]:
     return groups
 
 
-def parameter_table(*, preset: str | None = None, run: str | Path | None = None, kind: str = "discrete",
-                    embodiments: int = 1) -> str:
-    """A printable table for a preset (with ``embodiments`` 7-dof robots) or a trained run."""
+def parameter_table(*, preset: str | None = None, model: nn.Module | None = None, title: str = "",
+                    kind: str = "discrete", embodiments: int = 1) -> str:
+    """A printable table for a preset (with ``embodiments`` 7-dof robots) or a given model (a trained run's)."""
     from hma.model import WorldModel
 
-    if run is not None:
-        from hma.train.loading import load
-
-        model, title = load(run).model, f"run {run}"
-    else:
+    if model is None:
         config: ModelConfig = get_preset(preset, kind=kind)
         specs = {f"robot{i}": EmbodimentSpec(f"robot{i}", 7, 1, [0.0] * 7, [1.0] * 7) for i in range(embodiments)}
         model = WorldModel(config.replace(embodiments=specs))

@@ -243,69 +243,43 @@ class WorldModel(nn.Module):
     def _frame(self, frame_tokens: Tensor, action_prev: Tensor | None, embodiment: str,
                frame_mask: Tensor | None, cache: KVCache, *, commit: bool) -> WorldModelOutput | None:
         self.check_actions(embodiment, action_prev)
-        if frame_tokens.shape[0] != cache.batch_size:
-            raise ConfigError(f"frame batch of {frame_tokens.shape[0]} does not match the cache's batch {cache.batch_size}")
-        if cache.length == cache.max_frames:
-            self._slide(cache)
-        n = cache.length
-        slot = cache.free_slot()
+        cache.check_batch(frame_tokens.shape[0])
+        if cache.length == cache.max_frames and cache.drop_oldest(self.no_action):
+            self._encode_cache(cache, cache.length)
         tok = self._embed_tokens(frame_tokens[:, None], None if frame_mask is None else frame_mask[:, None])  # (B,1,S,D)
         b = tok.shape[0]
-        if n == 0:
+        if cache.length == 0:
             act = self.no_action.expand(b, 1, -1)  # (B,1,D)
         elif action_prev is None:
             act = self.hidden_action.expand(b, 1, -1)
         else:
             act = self._action_embed(action_prev[:, None], None, embodiment)  # (B,1,D)
-        # The free slot takes the new frame's keys/values; the kept frames and it fill slots
-        # 0..n (a ring once the cache has slid), so the attention reads one contiguous buffer.
-        # Only a commit counts the slot as taken. Bias index: frame distance of each slot.
-        distance = {s: n - i for i, s in enumerate(cache.slots)} | {slot: 0}
-        index = torch.tensor([[distance[s] for s in range(n + 1)]], device=tok.device)  # (1, n+1)
-        cache.action_emb[:, n] = act[:, 0]  # action embeddings stay in time order (cross-attention reads them)
-        h = self.trunk(self._assemble(tok, act), act, kv_buffers=list(zip(cache.keys, cache.values)), start=slot,
+        n, slot, index = cache.next_frame(act[:, 0])
+        h = self.trunk(self._assemble(tok, act), act, kv_buffers=cache.buffers, start=slot,
                        read=n + 1, bias_index=index, action_context=cache.action_emb[:, : n + 1])
         if not commit:
             return self._outputs(h, embodiment)
-        cache.token_emb[:, n] = tok[:, 0]
-        cache.slots.append(slot)
+        cache.commit(n, slot, tok[:, 0])
         return None
 
     def prefill(self, tokens: Tensor, actions: Tensor | None, *, embodiment: str, cache: KVCache) -> None:
         """Commit several context frames in one window pass, like n calls of :meth:`commit_frame`
         on an empty cache. tokens (B,n,h,w) or (B,n,C,h,w); actions (B,n,k*A) with
         ``actions[:, t]`` taken at frame t (the last one is not used); None = hidden."""
-        if cache.length:
-            raise ConfigError(f"prefill needs an empty cache, this one holds {cache.length} frames")
-        n = tokens.shape[1]
-        if n > cache.max_frames:
-            raise ConfigError(f"prefill of {n} frames exceeds the cache's {cache.max_frames}")
         self.check_actions(embodiment, actions)
-        b = tokens.shape[0]
-        cache.token_emb[:, :n] = self._embed_tokens(tokens, None)
+        b, n = tokens.shape[:2]
         if actions is None:
             act = torch.cat([self.no_action.expand(b, 1, -1), self.hidden_action.expand(b, n - 1, -1)], dim=1)
         else:
             act = self._window_actions(actions, None, embodiment)  # (B,n,D)
-        cache.action_emb[:, :n] = act
-        self._encode_cache(cache, n)
-
-    def _slide(self, cache: KVCache) -> None:
-        """Drop the oldest frame (see :class:`Slide` for the two ways)."""
-        n = cache.length - 1
-        cache.action_emb[:, :n] = cache.action_emb[:, 1:].clone()
-        if cache.slide == Slide.EVICT:
-            cache.slots.pop(0)  # its slot is the next frame's; the kept keys/values stay where they are
-            return
-        cache.token_emb[:, :n] = cache.token_emb[:, 1:].clone()
-        cache.action_emb[:, 0] = self.no_action  # as the uncached window sees its first frame
+        cache.fill(self._embed_tokens(tokens, None), act)
         self._encode_cache(cache, n)
 
     def _encode_cache(self, cache: KVCache, n: int) -> None:
+        """Write the keys/values of the cache's first n frames from their stored embeddings."""
         tok, act = cache.token_emb[:, :n], cache.action_emb[:, :n]  # (B,n,S,D), (B,n,D)
-        self.trunk(self._assemble(tok, act), act, kv_buffers=list(zip(cache.keys, cache.values)), start=0,
-                   action_context=act)
-        cache.slots = list(range(n))
+        self.trunk(self._assemble(tok, act), act, kv_buffers=cache.buffers, start=0, action_context=act)
+        cache.encoded(n)
 
     # -- training objective ----------------------------------------------------------
     def loss(self, batch: dict, *, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:

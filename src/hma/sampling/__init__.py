@@ -2,7 +2,9 @@
 latents), with or without the model's temporal KV cache, and the ``hma bench`` measurements."""
 
 from hma.sampling.engine import CacheMode, Engine, rollout
+from hma.sampling.generators import FrameGenerator, frame_generator
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling, UnmaskOrder
 
-__all__ = ["CacheMode", "Engine", "MARSampling", "MaskGITSampling", "UnmaskOrder", "rollout"]
+__all__ = ["CacheMode", "Engine", "FrameGenerator", "MARSampling", "MaskGITSampling", "UnmaskOrder", "frame_generator",
+           "rollout"]

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from hma.baselines.diffusion import DiffusionConfig, DiffusionRollout, VideoDiffusion
+from hma.baselines.diffusion import DiffusionConfig, VideoDiffusion
+from hma.sampling.ddim import DDIMEngine
 from hma.config import EmbodimentSpec, ModelConfig, preset
 from hma.model import WorldModel
 from hma.sampling.engine import CacheMode, Engine
@@ -164,8 +165,8 @@ def bench_diffusion(name: str, settings: BenchSettings) -> BenchResult:
     g = torch.Generator().manual_seed(0)
     context, actions = _context(config, config.num_frames - 1, g)
     action = torch.randn(1, ACTION_DIM, generator=g)
-    rollout = DiffusionRollout(model, embodiment="arm", steps=settings.diffusion_steps)
-    rollout.reset(context, torch.cat([actions, action[:, None]], dim=1))  # (B, T0, k*A)
+    rollout = DDIMEngine(model, embodiment="arm", steps=settings.diffusion_steps)
+    rollout.reset(context, actions)  # (B, T0 - 1, k*A)
     for _ in range(2):
         frame = rollout.step(action, g)
     seconds, cpu = _median_seconds(lambda: rollout.step(action, g), settings.repeats)

@@ -51,13 +51,17 @@ class Engine:
     ``step(action)`` takes the action taken at the latest frame (B, k*A) and returns the
     frame it leads to, (B, h, w) or (B, C, h, w). All randomness comes from ``generator``.
     ``precision`` (:mod:`hma.sampling.precision`): fp32, bf16 autocast, or an int8 copy of
-    the model's linear layers.
+    the model's linear layers. ``hide_actions`` shows the model every action as hidden, as a
+    passive-video run was trained (its action stems were never used, so real actions would
+    reach untrained weights); the actions passed in are still checked.
     """
 
     def __init__(self, model: WorldModel, *, embodiment: str, mode: CacheMode = CacheMode.CACHED,
                  sampling: MaskGITSampling | MARSampling | None = None, window: int | None = None,
-                 slide: Slide = Slide.EVICT, precision: str | Precision = Precision.FP32) -> None:
+                 slide: Slide = Slide.EVICT, precision: str | Precision = Precision.FP32,
+                 hide_actions: bool = False) -> None:
         config = model.config
+        self.hide_actions = hide_actions
         self.precision = Precision.parse(precision)
         self.model = prepare(model, self.precision)
         self.embodiment = embodiment
@@ -95,7 +99,8 @@ class Engine:
             self.cache = self.model.new_cache(context.shape[0], self.window, slide=self.slide)
             # prefill reads actions[:, t] as taken at frame t; the last frame's action comes with step().
             padded = torch.cat([actions, actions.new_zeros(actions.shape[0], 1, actions.shape[2])], dim=1)  # (B, keep, k*A)
-            self.model.prefill(context, padded, embodiment=self.embodiment, cache=self.cache)
+            self.model.prefill(context, None if self.hide_actions else padded, embodiment=self.embodiment,
+                               cache=self.cache)
         else:
             self.past, self.past_actions = context.clone(), actions.clone()
 
@@ -126,7 +131,8 @@ class Engine:
 
     def _cached_predictor(self, action: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         def predict(frame: Tensor, masked: Tensor) -> Tensor:
-            out = self.model.forward_frame(frame, action, embodiment=self.embodiment, frame_mask=masked, cache=self.cache)
+            out = self.model.forward_frame(frame, None if self.hide_actions else action, embodiment=self.embodiment,
+                                           frame_mask=masked, cache=self.cache)
             return self._output(out)
 
         return predict
@@ -137,11 +143,13 @@ class Engine:
         # new frame's own action is not known yet and does not reach any frame in the window.
         actions = torch.cat([past_actions, action[:, None], torch.zeros_like(action[:, None])], dim=1)  # (B, n+1, k*A)
         hidden = torch.zeros(past.shape[:2], dtype=torch.bool, device=past.device)  # (B, n) past frames visible
+        action_mask = (torch.ones(actions.shape[:2], dtype=torch.bool, device=past.device)  # (B, n+1) all hidden
+                       if self.hide_actions else None)
 
         def predict(frame: Tensor, masked: Tensor) -> Tensor:
             tokens = torch.cat([past, frame[:, None].to(past.dtype)], dim=1)  # (B, n+1, ...)
             token_mask = torch.cat([hidden[:, :, None, None].expand(-1, -1, *masked.shape[1:]), masked[:, None]], dim=1)
-            out = self.model(tokens, actions, embodiment=self.embodiment, token_mask=token_mask)
+            out = self.model(tokens, actions, embodiment=self.embodiment, token_mask=token_mask, action_mask=action_mask)
             return self._output(out)
 
         return predict
@@ -149,7 +157,8 @@ class Engine:
     def _remember(self, frame: Tensor, action: Tensor) -> None:
         """Make the finished frame part of the past; memory stays bounded by the window."""
         if self.mode is CacheMode.CACHED:
-            self.model.commit_frame(frame, action, embodiment=self.embodiment, cache=self.cache)
+            self.model.commit_frame(frame, None if self.hide_actions else action, embodiment=self.embodiment,
+                                    cache=self.cache)
             return
         past = torch.cat([self.past, frame[:, None].to(self.past.dtype)], dim=1)  # (B, n+1, ...)
         actions = torch.cat([self.past_actions, action[:, None]], dim=1)  # (B, n, k*A)

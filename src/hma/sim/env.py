@@ -20,51 +20,17 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from hma.data.store import METADATA_FILE, EpisodeStore, find_datasets
+from hma.data.store import EpisodeStore
 from hma.errors import ConfigError
-from hma.io import read_json
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
 from hma.sim.actions import OutOfRange, action_box, check_action
 from hma.sim.context import Context, parse_context
+from hma.run import open_run, run_dataset
 from hma.sim.rollout import WorldModelRollout
 
 # Without a dataset the Box spans mean +- this many standard deviations of the training actions.
 _BOUND_STDS = 3.0
-
-
-def open_run(run: Any, device: str | torch.device | None = None):
-    """A loaded run on ``device``: ``run`` itself when it already has ``.model``/``.tokenizer``
-    (moved there in place when ``device`` is given, else left where it is), else
-    ``hma.load(run)`` onto ``device`` (default: the GPU when there is one, else the CPU)."""
-    from hma.train.loading import resolve_device
-
-    if hasattr(run, "model") and hasattr(run, "tokenizer"):
-        if device is not None:
-            run.model.to(device)
-            run.tokenizer.to(device)
-        return run
-    from hma import load
-
-    return load(run, device=resolve_device(device))
-
-
-def run_dataset(loaded: Any, embodiment: str) -> Path | None:
-    """The dataset of ``embodiment`` among the run's training data (``config.json`` ->
-    ``train.data``), if it is still on disk: as recorded, relative to the folder that holds
-    the run, or at the absolute path recorded at training time."""
-    train = (getattr(loaded, "config", None) or {}).get("train", {})
-    recorded = [Path(p) for p in train.get("data") or []]
-    run_path = getattr(loaded, "path", None)
-    paths = [*recorded, *(Path(run_path).parent / p for p in recorded if run_path is not None and not p.is_absolute()),
-             *(Path(p) for p in train.get("data_resolved") or [])]
-    for path in paths:
-        if not path.exists():
-            continue
-        for found in find_datasets([path]):
-            if read_json(found / METADATA_FILE, "dataset metadata").get("embodiment") == embodiment:
-                return found
-    return None
 
 
 class SimCore:
@@ -97,7 +63,7 @@ class SimCore:
         self.action_space = action_box(low, high, spec.chunk)
         h, w = self.rollout.image_size
         self.observation_space = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
-        window = self.loaded.model.config.num_frames
+        window = self.rollout.window
         self.context_frames = context_frames if context_frames is not None else max(1, window // 2)
         if not 1 <= self.context_frames <= window:
             raise ConfigError(f"context_frames={self.context_frames} is invalid, expected 1 to {window} (the model's window)")
@@ -149,7 +115,7 @@ def _success_classifier(success: Any, embodiment: str):
     if success is None:
         return None
     if isinstance(success, (str, Path)):
-        from hma.apps.success import load_success_classifier
+        from hma.eval.success import load_success_classifier
 
         success = load_success_classifier(success)
     if getattr(success, "embodiment", embodiment) != embodiment:
@@ -197,7 +163,7 @@ class WorldModelEnv(gym.Env):
         self.render_mode = render_mode
         self.action_space = self.core.action_space
         self.observation_space = self.core.observation_space
-        self.metadata = {**self.metadata, "render_fps": int(round(self.core.loaded.model.config.frame_hz))}
+        self.metadata = {**self.metadata, "render_fps": int(round(self.core.rollout.frame_hz))}
         self._frame: np.ndarray | None = None
 
     @property

@@ -15,8 +15,8 @@ import torch
 from einops import rearrange
 
 from hma.config import EmbodimentSpec
-from hma.errors import ConfigError, DataError
-from hma.sampling.engine import Engine
+from hma.errors import ConfigError, DataError, EmbodimentError
+from hma.sampling.generators import frame_generator
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
 
@@ -33,9 +33,12 @@ class WorldModelRollout:
                  precision: str = "fp32") -> None:
         self.model = run.model.eval()
         self.tokenizer = run.tokenizer
-        self.spec: EmbodimentSpec = self.model.check_actions(embodiment, None)
+        self.spec: EmbodimentSpec = _embodiment_spec(run, embodiment)
         self.embodiment = embodiment
-        self.engine = Engine(self.model, embodiment=embodiment, sampling=sampling, precision=precision)
+        self.engine = frame_generator(run, embodiment, sampling=sampling, precision=precision)
+        self.window: int = self.model.config.num_frames
+        # The run's recorded rate; a world model also carries it in its config (the baseline's does not).
+        self.frame_hz = float(getattr(run, "frame_hz", None) or self.model.config.frame_hz)
         if tuple(self.tokenizer.grid) != tuple(self.model.config.grid):
             raise ConfigError(f"tokenizer grid {tuple(self.tokenizer.grid)} does not match the model's grid {self.model.config.grid}")
         self._normalizer = self.spec.normalizer
@@ -45,7 +48,7 @@ class WorldModelRollout:
 
     @property
     def device(self) -> torch.device:
-        return self.model.mask_token.device
+        return next(self.model.parameters()).device
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -57,7 +60,7 @@ class WorldModelRollout:
 
     def _normalize(self, actions: np.ndarray) -> torch.Tensor:
         z = self._normalizer.normalize(np.asarray(actions, dtype=np.float32))
-        return torch.as_tensor(z, device=self.device, dtype=self.model.mask_token.dtype)
+        return torch.as_tensor(z, device=self.device, dtype=next(self.model.parameters()).dtype)
 
     @torch.inference_mode()
     def reset(self, frames: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
@@ -69,7 +72,7 @@ class WorldModelRollout:
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[2:] != (h, w, 3):
             raise DataError(f"context frames are {frames.dtype}{list(frames.shape)}, expected uint8[B, n, {h}, {w}, 3]")
         b, n = frames.shape[:2]
-        window = self.model.config.num_frames
+        window = self.window
         if not 1 <= n <= window:
             raise DataError(f"context has {n} frames, expected 1 to {window} (the model's window)")
         if actions is None and n > 1:
@@ -96,6 +99,8 @@ class WorldModelRollout:
 
     def begin(self, batch_size: int) -> None:
         """Start B rollouts with no context; frames then come in through :meth:`observe`."""
+        if not hasattr(self.model, "new_cache"):
+            raise ConfigError(f"policy mode needs a world model with an action head, got a {type(self.model).__name__} run")
         self._policy_cache = self.model.new_cache(batch_size)
         self._batch = batch_size
         self.frames = None
@@ -115,3 +120,15 @@ class WorldModelRollout:
         self.model.commit_frame(tokens, act, embodiment=self.embodiment, cache=self._policy_cache)
         self.frames = np.asarray(frames)
         return self._normalizer.denormalize(out.action_pred[:, -1].float().cpu().numpy())  # (B, k*A)
+
+
+def _embodiment_spec(run, embodiment: str) -> EmbodimentSpec:
+    """The spec (action sizes, normalizer) of ``embodiment``, from the model or, for the
+    diffusion baseline, from the run; an EmbodimentError names the known ones."""
+    if hasattr(run.model, "check_actions"):
+        return run.model.check_actions(embodiment, None)
+    specs = getattr(run, "embodiments", {})
+    if embodiment not in specs:
+        raise EmbodimentError(f"embodiment {embodiment!r} is unknown to this run, expected one of: "
+                              f"{', '.join(sorted(specs)) or 'none'}")
+    return specs[embodiment]

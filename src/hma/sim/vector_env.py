@@ -55,7 +55,7 @@ class WorldModelVectorEnv(VectorEnv):
             raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")
         self.num_envs = num_envs
         self.render_mode = render_mode
-        self.metadata = {**self.metadata, "render_fps": int(round(self.core.loaded.model.config.frame_hz))}
+        self.metadata = {**self.metadata, "render_fps": int(round(self.core.rollout.frame_hz))}
         self.single_action_space = self.core.action_space
         self.single_observation_space = self.core.observation_space
         self.action_space = batch_space(self.single_action_space, num_envs)

@@ -29,11 +29,11 @@ from safetensors.torch import save as save_safetensors_bytes
 from hma.data.store import open_datasets
 from hma.progress import bar as progress_bar
 from hma.errors import CheckpointError, ConfigError
-from hma.io import atomic_write_bytes, atomic_write_json, sha256_file
+from hma.io import atomic_write_bytes, atomic_write_json, seal, sha256_file
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.frames import FramePool
 from hma.tokenizer.modeling import ConvAutoencoder, reconstruction_loss
-from hma.tokenizer.protocol import frames_to_unit, unit_to_frames
+from hma.tokenizer.protocol import frames_to_unit
 from hma.tokenizer.trained import CONFIG_FILE, WEIGHTS_FILE, ConvTokenizer, load_trained_tokenizer, weights_bytes
 
 TRAINING_STATE_DIR = "training_state"
@@ -126,7 +126,7 @@ def _save(out: Path, model: ConvAutoencoder, opt: torch.optim.Optimizer, state: 
     atomic_write_bytes(partial / OPTIMIZER_FILE, save_safetensors_bytes(tensors))
     atomic_write_json(partial / STATE_FILE, {**state, "param_groups": groups, "model_sha256": hashlib.sha256(data).hexdigest()})
     atomic_write_bytes(out / WEIGHTS_FILE, data)
-    atomic_write_json(out / CONFIG_FILE, model.config.to_json())
+    atomic_write_json(out / CONFIG_FILE, seal(model.config.to_json()))
     _finish_pending_save(out)
 
 

@@ -14,13 +14,11 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from hma.errors import CheckpointError, HmaError
-from hma.io import atomic_write_bytes, atomic_write_json
+from hma.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json, seal, unseal
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.protocol import frames_to_unit, unit_to_frames
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 class ConvTokenizer:
@@ -104,7 +102,7 @@ def save_tokenizer(model: ConvAutoencoder, out: str | Path) -> str:
     out = Path(out)
     data = weights_bytes(model)
     atomic_write_bytes(out / WEIGHTS_FILE, data)
-    atomic_write_json(out / CONFIG_FILE, model.config.to_json())
+    atomic_write_json(out / CONFIG_FILE, seal(model.config.to_json()))
     return hashlib.sha256(data).hexdigest()
 
 
@@ -119,7 +117,7 @@ def read_config(path: Path) -> dict:
         raise CheckpointError(f"{file} is not valid JSON: the file is truncated or corrupt") from None
     if not isinstance(d, dict):
         raise CheckpointError(f"{file} holds {type(d).__name__}, expected a JSON object")
-    return d
+    return unseal(d, file)
 
 
 def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], str]:

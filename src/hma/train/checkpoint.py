@@ -1,4 +1,4 @@
-"""Run folders: ``model.safetensors`` + ``config.json`` + ``training_state/`` (no pickles).
+"""Training checkpoints: a run folder (:mod:`hma.run.files`) plus ``training_state/`` (no pickles).
 
 ``training_state/`` holds the optimizer moments (safetensors), the schedule, step and data
 position (JSON) and every random generator's state (safetensors), so ``--resume`` continues
@@ -20,23 +20,19 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from torch import Tensor
 
 from hma.errors import CheckpointError
-from hma.io import read_json, sha256_file
+from hma.io import read_json, seal, sha256_file
+from hma.run.files import (CONFIG_FILE, EVAL_FILE, MODEL_FILE, SEEDS_FILE, TOKENIZER_DIR, WEIGHTS_SHA256,  # noqa: F401
+                            load_model_weights, read_run_config)
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 STATE_DIR = "training_state"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 EMA_FILE = "ema.safetensors"
 RAW_MODEL_FILE = "model_raw.safetensors"  # the un-averaged weights when model.safetensors holds the EMA
 STATE_FILE = "state.json"
-TOKENIZER_DIR = "tokenizer"
-SEEDS_FILE = "seeds.json"
-EVAL_FILE = "eval.json"
-WEIGHTS_SHA256 = "weights_sha256"  # config.json key: checksum of model.safetensors
 
 
 def _contiguous(sd: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -82,7 +78,7 @@ def save_checkpoint(run: Path, *, model_state: dict[str, Tensor], config: dict[s
     step = int(state["step"])
     save_file(_contiguous(model_state), tmp / MODEL_FILE, metadata={"step": str(step)})
     checksum = sha256_file(tmp / MODEL_FILE)
-    (tmp / CONFIG_FILE).write_text(json.dumps({**config, "step": step, WEIGHTS_SHA256: checksum}, indent=2) + "\n")
+    (tmp / CONFIG_FILE).write_text(json.dumps(seal({**config, "step": step, WEIGHTS_SHA256: checksum}), indent=2) + "\n")
     opt_tensors, opt_meta = optimizer_to_files(optimizer)
     save_file(opt_tensors, tmp / STATE_DIR / OPTIMIZER_FILE)
     save_file(_contiguous(rng), tmp / STATE_DIR / RNG_FILE)
@@ -104,30 +100,6 @@ def save_checkpoint(run: Path, *, model_state: dict[str, Tensor], config: dict[s
     os.replace(tmp / CONFIG_FILE, run / CONFIG_FILE)
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-def read_run_config(run: Path) -> dict[str, Any]:
-    if not (run / MODEL_FILE).is_file():
-        raise CheckpointError(f"{run} holds no {MODEL_FILE}, expected a training run folder")
-    return read_json(run / CONFIG_FILE, "run config")
-
-
-def load_model_weights(model: nn.Module, path: Path, *, strict: bool = True, sha256: str | None = None) -> None:
-    """Load ``path`` into ``model``; with ``sha256``, refuse a file whose checksum differs."""
-    if sha256 is not None and sha256_file(path) != sha256:
-        raise CheckpointError(f"{path} fails the checksum recorded in {path.parent / CONFIG_FILE}: "
-                              "the weights or their recorded checksum are corrupt")
-    try:
-        weights = load_file(path)
-    except Exception as e:  # safetensors raises its own error types for truncated files
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
-    try:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-    except RuntimeError as e:  # tensor shapes differ from the ones config.json describes
-        first = str(e).strip().splitlines()[-1].strip()
-        raise CheckpointError(f"{path} does not fit the model its config.json describes ({first})") from None
-    if strict and (missing or unexpected):
-        raise CheckpointError(f"{path} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 def read_training_state(run: Path) -> dict[str, Any]:

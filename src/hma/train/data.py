@@ -18,7 +18,7 @@ from torch import Tensor
 from hma.config import EmbodimentSpec
 from hma.data.mixture import MixtureSampler
 from hma.data.store import open_datasets
-from hma.data.windows import ActionNormalizer, WindowDataset, check_window_fits, frame_stride, split_episodes
+from hma.data.windows import HOLDOUT, ActionNormalizer, WindowDataset, check_window_fits, frame_stride, split_episodes
 from hma.errors import DataError, EmbodimentError
 
 
@@ -35,7 +35,7 @@ class TrainingData:
 
 
 def load_training_data(paths: Sequence[str | Path], tokenizer, *, num_frames: int, frame_hz: float,
-                       holdout: float = 0.1) -> TrainingData:
+                       holdout: float = HOLDOUT) -> TrainingData:
     """Open every dataset under ``paths`` with its token shard for ``tokenizer``."""
     from hma.tokenizer import open_token_shard
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,11 +24,13 @@ from torch import nn
 
 from hma.config import ModelConfig, Setting, preset
 from hma.data.mixture import MixtureSampler
+from hma.data.windows import HOLDOUT
 from hma.errors import CheckpointError, ConfigError, EmbodimentError
 from hma.io import atomic_write_json, read_json
 from hma.train import checkpoint as ckpt
 from hma.train.data import TrainingData, batches, load_training_data, to_tensors
-from hma.train.kinds import build_model
+from hma.train.distributed import gather_state, init_distributed
+from hma.run.kinds import build_model
 from hma.train.optim import Ema, WarmupCosine, build_optimizer
 
 
@@ -40,7 +41,7 @@ class TrainConfig:
     tokenizer: str | None = None  # required for a new run; resumed/fine-tuned runs use their own copy
     preset: str | None = "tiny"
     config_file: str | None = None  # a JSON ModelConfig (or a run's config.json) instead of a preset
-    model: str = "hma"  # registry key, hma.train.kinds.MODEL_KINDS
+    model: str = "hma"  # registry key, hma.run.kinds.MODEL_KINDS
     steps: int | None = None
     minutes: float | None = None
     stop_at: int | None = None  # stop (with a checkpoint) at this step, schedule unchanged: preemption
@@ -56,7 +57,7 @@ class TrainConfig:
     frame_hz: float | None = None
     num_frames: int | None = None
     tau: float = 3.0
-    holdout: float = 0.1
+    holdout: float = HOLDOUT
     resume: bool = False
     init_from: str | None = None  # fine-tune: start from this run, adding new embodiments
     freeze_trunk: bool = False
@@ -79,32 +80,6 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is unknown; expected one of: {', '.join(PRECISIONS)}")
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
-
-
-@dataclass
-class _Dist:
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_distributed() -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return _Dist(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    else:
-        device = torch.device("cpu")
-    if not torch_dist.is_initialized():
-        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Dist(rank, world, device)
 
 
 class _Objective(nn.Module):
@@ -162,7 +137,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if (cfg.steps is None) == (cfg.minutes is None):
         raise ConfigError("give exactly one of --steps or --minutes")
     setting = Setting.parse(cfg.setting)
-    dist = _init_distributed()
+    dist = init_distributed()
     run = Path(cfg.out)
     resuming = cfg.resume and (run / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
     if (run / ckpt.MODEL_FILE).exists() and not resuming:
@@ -265,7 +240,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     def save() -> None:
         rng = {}
         for name, t in (("generator", generator.get_state()), ("torch", torch.get_rng_state())):
-            gathered = _gather_state(t, dist)
+            gathered = gather_state(t, dist)
             rng.update({f"{name}.{r}": g for r, g in enumerate(gathered)})
         if dist.main:
             weights = model.state_dict()
@@ -356,16 +331,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             result.update(step=step, seconds=round(time.perf_counter() - started, 1))
             atomic_write_json(run / ckpt.EVAL_FILE, result)
     return result
-
-
-def _gather_state(t: torch.Tensor, dist: _Dist) -> list[torch.Tensor]:
-    """Every rank's random state (uint8 tensors of equal length) on rank 0."""
-    if dist.world_size == 1:
-        return [t]
-    local = t.to(dist.device)
-    out = [torch.empty_like(local) for _ in range(dist.world_size)]
-    torch_dist.all_gather(out, local)
-    return [o.cpu() for o in out]
 
 
 @torch.no_grad()

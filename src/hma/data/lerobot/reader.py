@@ -35,10 +35,11 @@ from hma.data.lerobot.format import (
     guard,
     parse_info,
 )
+from hma.data.lerobot.columns import check_action_column, check_columns, check_image_column, bool_column
 from hma.data.lerobot.video import VideoReader, decode_image, resize
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
-from hma.io import read_json
+from hma.io import is_int, read_json
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class LeRobotSource:
             if not isinstance(rec, dict):
                 raise DataError(f"{path} line {n} holds {rec!r}, expected an object with episode_index and length")
             index, length = rec.get("episode_index"), rec.get("length")
-            if not _is_int(index) or index < 0 or not _is_int(length) or length <= 0:
+            if not is_int(index) or index < 0 or not is_int(length) or length <= 0:
                 raise DataError(f"{path} line {n} has episode_index {index!r} and length {length!r}, expected integers >= 0 and > 0")
             chunk = index // info.chunks_size
             data = fill_template(info.data_path, info.path, episode_chunk=chunk, episode_index=index)
@@ -174,7 +175,7 @@ class LeRobotSource:
         for path in files:
             with guard(path, "the episode index parquet"):
                 schema = pq.read_schema(path)
-                _check_columns(schema, path, ints=ints, floats=floats)
+                check_columns(schema, path, ints=ints, floats=floats)
                 columns = ints + floats + (["tasks"] if "tasks" in schema.names else [])
                 table = pq.read_table(path, columns=columns)
             cols = {c: table.column(c).to_pylist() for c in columns}
@@ -207,7 +208,7 @@ class LeRobotSource:
         what = f"episode {ref.index}"
         rows = self._episode_rows(ref)
         actions = self._actions(rows, ref)
-        success = _flags(rows.column(SUCCESS_KEY), ref.data_file, what) if SUCCESS_KEY in rows.column_names else None
+        success = bool_column(rows.column(SUCCESS_KEY), ref.data_file, what) if SUCCESS_KEY in rows.column_names else None
         state = self._floats(rows, STATE_KEY, ref, len(self.state_names)) if self.state_names else None
         reward = self._floats(rows, REWARD_KEY, ref, 1)[:, 0] if REWARD_KEY in rows.column_names else None
         if ref.video_file is not None:
@@ -239,8 +240,8 @@ class LeRobotSource:
             raise DataError(f"data file {path} does not exist")
         with guard(path, "the data parquet"):
             schema = pq.read_schema(path)
-            _check_columns(schema, path, ints=["episode_index", "frame_index"], floats=[])
-            _check_action_column(schema, path, self.action_dim)
+            check_columns(schema, path, ints=["episode_index", "frame_index"], floats=[])
+            check_action_column(schema, path, self.action_dim)
             columns = ["episode_index", "frame_index", ACTION_KEY]
             if SUCCESS_KEY in schema.names:
                 columns.append(SUCCESS_KEY)
@@ -251,7 +252,7 @@ class LeRobotSource:
             if REWARD_KEY in schema.names:
                 columns.append(REWARD_KEY)
             if not self.camera_is_video:
-                _check_image_column(schema, path, self.camera)
+                check_image_column(schema, path, self.camera)
                 columns.append(self.camera)
             table = pq.read_table(path, columns=columns)
             for c in ("episode_index", "frame_index"):
@@ -319,10 +320,6 @@ class LeRobotSource:
         self.close()
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _tasks(value: Any, path: Path, where: int) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -337,47 +334,6 @@ def _sorted_unique(refs: list[EpisodeRef], path: Path) -> list[EpisodeRef]:
         if a.index == b.index:
             raise DataError(f"{path} lists episode {a.index} twice, expected each episode once")
     return refs
-
-
-def _check_columns(schema: pa.Schema, path: Path, *, ints: list[str], floats: list[str]) -> None:
-    missing = [c for c in ints + floats if c not in schema.names]
-    if missing:
-        raise DataError(f"{path} lacks the column(s) {', '.join(missing)}")
-    for c in ints:
-        if not pa.types.is_integer(schema.field(c).type):
-            raise DataError(f"{path}: column {c!r} has type {schema.field(c).type}, expected integers")
-    for c in floats:
-        if not pa.types.is_floating(schema.field(c).type):
-            raise DataError(f"{path}: column {c!r} has type {schema.field(c).type}, expected floats")
-
-
-def _check_action_column(schema: pa.Schema, path: Path, dim: int) -> None:
-    if ACTION_KEY not in schema.names:
-        raise DataError(f"{path} lacks the column {ACTION_KEY!r}")
-    t = schema.field(ACTION_KEY).type
-    is_list = pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
-    if not is_list or not pa.types.is_floating(t.value_type):
-        raise DataError(f"{path}: column 'action' has type {t}, expected a list of {dim} floats per row")
-    if pa.types.is_fixed_size_list(t) and t.list_size != dim:
-        raise DataError(f"{path}: column 'action' holds {t.list_size} values per row, expected {dim} (features.action.shape)")
-
-
-def _check_image_column(schema: pa.Schema, path: Path, key: str) -> None:
-    if key not in schema.names:
-        raise DataError(f"{path} lacks the image column {key!r}")
-    t = schema.field(key).type
-    if not pa.types.is_struct(t) or t.get_field_index("bytes") < 0 or not pa.types.is_binary(t.field("bytes").type):
-        raise DataError(f"{path}: image column {key!r} has type {t}, expected struct<bytes: binary, path: string>")
-
-
-def _flags(column: pa.ChunkedArray, path: Path, what: str) -> np.ndarray:
-    """A bool or 0/1 column, optionally wrapped in one-element lists, as (T,) bool."""
-    array = column.combine_chunks()
-    if pa.types.is_fixed_size_list(array.type) or pa.types.is_list(array.type):
-        array = array.flatten()
-    if not (pa.types.is_boolean(array.type) or pa.types.is_integer(array.type)) or array.null_count or len(array) != len(column):
-        raise DataError(f"{path}: column {SUCCESS_KEY!r} of {what} has type {column.type}, expected one bool per row")
-    return array.to_numpy(zero_copy_only=False).astype(bool)
 
 
 def import_lerobot(
@@ -397,7 +353,7 @@ def import_lerobot(
     """
     from hma.hub import resolve
 
-    if image_size is not None and (not _is_int(image_size) or image_size <= 0):
+    if image_size is not None and (not is_int(image_size) or image_size <= 0):
         raise ConfigError(f"image_size is {image_size!r}, expected a positive number of pixels")
     src = resolve(src, repo_type="dataset", what="LeRobot dataset")
     with LeRobotSource(src, camera=camera) as source:

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from hma.data.sim.base import SimEnv
-from hma.data.sim.registry import FRAME_HZ, EmbodimentSpec
+from hma.data.sim.registry import FRAME_HZ, SimEmbodiment
 from hma.data.sim.rollout import BehaviourMix
 from hma.data.store import METADATA_FILE, DatasetInfo, EpisodeStore, StoreWriter
-from hma.data.windows import split_episodes
+from hma.data.windows import HOLDOUT, split_episodes
 from hma.errors import ConfigError, DataError
 
 BRANCHES_DIR = "counterfactual"
@@ -55,7 +55,7 @@ class BranchPlan:
     first_frame: int = 1
     every_frames: int = 2
     min_future_frames: int = 8
-    holdout: float = 0.1          # which episodes are held out: hma.data.windows.split_episodes
+    holdout: float = HOLDOUT      # which episodes are held out: hma.data.windows.split_episodes
     expert_noise: float = 0.1     # Gaussian noise std of the expert branches, fraction of half the action range
 
     def __post_init__(self) -> None:
@@ -90,7 +90,7 @@ def episode_rng(seed: int, name: str, episode: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode()), episode])
 
 
-def replay_to(env: SimEnv, spec: EmbodimentSpec, *, seed: int, episode: int, actions: np.ndarray, step: int) -> None:
+def replay_to(env: SimEnv, spec: SimEmbodiment, *, seed: int, episode: int, actions: np.ndarray, step: int) -> None:
     """Put ``env`` into the state episode ``episode`` was in at ``step``: reset from its seed, replay its actions."""
     env.reset(episode_rng(seed, spec.name, episode))
     for action in actions[:step]:
@@ -98,7 +98,7 @@ def replay_to(env: SimEnv, spec: EmbodimentSpec, *, seed: int, episode: int, act
 
 
 def branch_actions(env: SimEnv, branch: Branch, *, steps: int, train_actions: np.ndarray, seed: int,
-                   spec: EmbodimentSpec, plan: BranchPlan, mix: BehaviourMix = BehaviourMix()):
+                   spec: SimEmbodiment, plan: BranchPlan, mix: BehaviourMix = BehaviourMix()):
     """Roll ``env`` (already at the branch point) ``steps`` steps; yields (frame, action, success) per row."""
     rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode()), branch.episode, branch.step, branch.draw, 1])
     low, high = env.action_low, env.action_high
@@ -118,7 +118,7 @@ def branch_actions(env: SimEnv, branch: Branch, *, steps: int, train_actions: np
         env.step(action)
 
 
-def plan_branches(store: EpisodeStore, spec: EmbodimentSpec, plan: BranchPlan) -> list[Branch]:
+def plan_branches(store: EpisodeStore, spec: SimEmbodiment, plan: BranchPlan) -> list[Branch]:
     """Every branch of ``store``'s held-out episodes, in the order they are written."""
     _, held = split_episodes(store.num_episodes, plan.holdout)
     out = []
@@ -128,7 +128,7 @@ def plan_branches(store: EpisodeStore, spec: EmbodimentSpec, plan: BranchPlan) -
     return out
 
 
-def generate_branches(spec: EmbodimentSpec, dataset: str | Path, *, plan: BranchPlan = BranchPlan(),
+def generate_branches(spec: SimEmbodiment, dataset: str | Path, *, plan: BranchPlan = BranchPlan(),
                       overwrite: bool = False) -> Path | None:
     """Write (or resume, or skip if finished) ``dataset/counterfactual/``; None when no episode can branch."""
     dataset = Path(dataset)

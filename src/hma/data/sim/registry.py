@@ -13,9 +13,10 @@ from functools import partial
 from typing import Callable
 
 from hma.data.sim.base import SimEnv
+from hma.data.windows import DEFAULT_FRAME_HZ
 from hma.errors import EmbodimentError
 
-FRAME_HZ = 10
+FRAME_HZ = round(DEFAULT_FRAME_HZ)  # an integer divisor of every simulator's control rate
 
 
 def _robosuite(robot: str, image_size: int) -> SimEnv:
@@ -43,7 +44,7 @@ def _pusht(image_size: int) -> SimEnv:
 
 
 @dataclass(frozen=True)
-class EmbodimentSpec:
+class SimEmbodiment:
     """One robot in one simulator and task; ``make(image_size)`` builds a :class:`SimEnv`."""
 
     name: str
@@ -68,43 +69,43 @@ class EmbodimentSpec:
 _OSC = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 _ROBOSUITE_ARMS = {"panda": "Panda", "sawyer": "Sawyer", "iiwa": "IIWA", "ur5e": "UR5e", "jaco": "Jaco", "kinova3": "Kinova3"}
 
-EMBODIMENTS: dict[str, EmbodimentSpec] = {
+EMBODIMENTS: dict[str, SimEmbodiment] = {
     **{
-        f"robosuite_lift_{key}": EmbodimentSpec(
+        f"robosuite_lift_{key}": SimEmbodiment(
             f"robosuite_lift_{key}", "robosuite", "Lift", _OSC, 20, 5.0,
             "scripted grasp-and-lift via OSC deltas", partial(_robosuite, robot),
         )
         for key, robot in _ROBOSUITE_ARMS.items()
     },
-    "metaworld_push_sawyer": EmbodimentSpec(
+    "metaworld_push_sawyer": SimEmbodiment(
         "metaworld_push_sawyer", "metaworld", "push-v3", ("dx", "dy", "dz", "grip"), 20, 5.0,
         "metaworld.policies.SawyerPushV3Policy", partial(_metaworld, "push-v3", "SawyerPushV3Policy"),
     ),
-    "metaworld_button_press_sawyer": EmbodimentSpec(
+    "metaworld_button_press_sawyer": SimEmbodiment(
         "metaworld_button_press_sawyer", "metaworld", "button-press-v3", ("dx", "dy", "dz", "grip"), 20, 4.0,
         "metaworld.policies.SawyerButtonPressV3Policy", partial(_metaworld, "button-press-v3", "SawyerButtonPressV3Policy"),
     ),
-    "gym_reacher": EmbodimentSpec(
+    "gym_reacher": SimEmbodiment(
         "gym_reacher", "gymnasium", "Reacher-v5", ("torque_shoulder", "torque_elbow"), 20, 4.0,
         "least-squares IK reach to the target", partial(_gym, "ReacherSim", 5),
     ),
-    "gym_pusher": EmbodimentSpec(
+    "gym_pusher": SimEmbodiment(
         "gym_pusher", "gymnasium", "Pusher-v5",
         ("shoulder_pan", "shoulder_lift", "upper_arm_roll", "elbow_flex", "forearm_roll", "wrist_flex", "wrist_roll"),
         20, 5.0, "least-squares IK: get behind the object, push towards the goal", partial(_gym, "PusherSim", 5),
     ),
-    "gym_halfcheetah": EmbodimentSpec(
+    "gym_halfcheetah": SimEmbodiment(
         "gym_halfcheetah", "gymnasium", "HalfCheetah-v5", ("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"),
         20, 5.0, "open-loop sinusoidal bounding gait", partial(_gym, "HalfCheetahSim", 5),
     ),
-    "pusht": EmbodimentSpec(
+    "pusht": SimEmbodiment(
         "pusht", "pymunk", "PushT-v0", ("target_x", "target_y"), 10, 10.0,
         "get-behind-and-push heuristic", _pusht,
     ),
 }
 
 
-def get_embodiment(name: str) -> EmbodimentSpec:
+def get_embodiment(name: str) -> SimEmbodiment:
     """The spec of ``name``; :class:`EmbodimentError` naming the known ones otherwise."""
     try:
         return EMBODIMENTS[name]

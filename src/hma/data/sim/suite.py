@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hma.data.sim.branches import BranchPlan, episode_rng, generate_branches
-from hma.data.sim.registry import FRAME_HZ, EmbodimentSpec, get_embodiment
+from hma.data.sim.registry import FRAME_HZ, SimEmbodiment, get_embodiment
 from hma.data.sim.rollout import BehaviourMix, rollout
 from hma import progress
 from hma.data.store import METADATA_FILE, DatasetInfo, StoreWriter
@@ -23,7 +23,7 @@ class Suite:
     episodes: int
     max_episode_seconds: float | None = None
 
-    def episode_steps(self, spec: EmbodimentSpec) -> int:
+    def episode_steps(self, spec: SimEmbodiment) -> int:
         seconds = spec.episode_seconds if self.max_episode_seconds is None else min(spec.episode_seconds, self.max_episode_seconds)
         return round(seconds * spec.control_hz)
 
@@ -50,7 +50,7 @@ def get_suite(name: str) -> Suite:
         raise ConfigError(f"unknown suite {name!r}; expected one of: {', '.join(SUITES)}") from None
 
 
-def dataset_info(spec: EmbodimentSpec, *, image_size: int, seed: int, episode_steps: int,
+def dataset_info(spec: SimEmbodiment, *, image_size: int, seed: int, episode_steps: int,
                  mix: BehaviourMix = BehaviourMix(), state_names: Sequence[str] = ()) -> DatasetInfo:
     return DatasetInfo(
         embodiment=spec.name, simulator=spec.simulator, action_names=list(spec.action_names),
@@ -67,7 +67,7 @@ def dataset_info(spec: EmbodimentSpec, *, image_size: int, seed: int, episode_st
     )
 
 
-def generate_dataset(spec: EmbodimentSpec, out: str | Path, *, episodes: int, episode_steps: int,
+def generate_dataset(spec: SimEmbodiment, out: str | Path, *, episodes: int, episode_steps: int,
                      image_size: int = 64, seed: int = 0, overwrite: bool = False,
                      branches: BranchPlan | None = BranchPlan()) -> Path:
     """Write (or resume, or skip if finished) one embodiment's dataset folder, then its
@@ -83,7 +83,7 @@ def generate_dataset(spec: EmbodimentSpec, out: str | Path, *, episodes: int, ep
     return out
 
 
-def _generate_episodes(spec: EmbodimentSpec, out: Path, *, episodes: int, episode_steps: int, image_size: int,
+def _generate_episodes(spec: SimEmbodiment, out: Path, *, episodes: int, episode_steps: int, image_size: int,
                        seed: int, overwrite: bool) -> None:
     env = spec.make(image_size)
     try:

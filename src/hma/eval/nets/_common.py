@@ -134,3 +134,16 @@ def load_checked(
                 f"{what} {path} has {key!r} of shape {tuple(state[key].shape)}, expected {tuple(param.shape)}"
             )
     module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+
+
+def load_feature_net(net: torch.nn.Module, weights: str | os.PathLike | None, *, env_var: str, metric: str,
+                     file_name: str, what: str, device: torch.device | str | None = None,
+                     ignore_prefixes: Iterable[str] = ()) -> torch.nn.Module | Unavailable:
+    """``net`` with the weights of the standard file ``weights`` (else ``$env_var``), frozen and in
+    eval mode on ``device``; :class:`Unavailable` when no file is named. Raises CheckpointError
+    when the named file is missing or is not the expected one."""
+    path = resolve_weights(weights, env_var)
+    if path is None:
+        return Unavailable(metric, env_var, file_name)
+    load_checked(net, read_state_dict(path, what), path, what, ignore_prefixes=ignore_prefixes)
+    return net.to(device).eval().requires_grad_(False)

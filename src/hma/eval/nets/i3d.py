@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from hma.eval.nets._common import Unavailable, as_float_pixels, load_checked, read_state_dict, resolve_weights
+from hma.eval.nets._common import Unavailable, as_float_pixels, load_feature_net
 from hma.errors import DataError
 
 I3D_ENV = "HMA_FVD_I3D_WEIGHTS"
@@ -164,9 +164,5 @@ def load_i3d(
 
     Raises CheckpointError when the named file is missing or is not the expected one.
     """
-    path = resolve_weights(weights, I3D_ENV)
-    if path is None:
-        return Unavailable("FVD", I3D_ENV, I3D_FILE)
-    net = InceptionI3D()
-    load_checked(net, read_state_dict(path, "FVD I3D weight file"), path, "FVD I3D weight file")
-    return net.to(device).eval().requires_grad_(False)
+    return load_feature_net(InceptionI3D(), weights, env_var=I3D_ENV, metric="FVD", file_name=I3D_FILE,
+                            what="FVD I3D weight file", device=device)

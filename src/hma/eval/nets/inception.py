@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hma.eval.nets._common import Unavailable, load_checked, read_state_dict, resolve_weights, to_unit_nchw
+from hma.eval.nets._common import Unavailable, load_feature_net, to_unit_nchw
 
 FID_ENV = "HMA_FID_INCEPTION_WEIGHTS"
 FID_FILE = "pytorch-fid's InceptionV3 FID weights (pt_inception-2015-12-05-6726825d.pth)"
@@ -212,10 +212,5 @@ def load_fid_inception(
 
     Raises CheckpointError when the named file is missing or is not the expected one.
     """
-    path = resolve_weights(weights, FID_ENV)
-    if path is None:
-        return Unavailable("FID", FID_ENV, FID_FILE)
-    net = FIDInceptionV3()
-    load_checked(net, read_state_dict(path, "FID Inception weight file"), path, "FID Inception weight file",
-                 ignore_prefixes=("fc.",))
-    return net.to(device).eval().requires_grad_(False)
+    return load_feature_net(FIDInceptionV3(), weights, env_var=FID_ENV, metric="FID", file_name=FID_FILE,
+                            what="FID Inception weight file", device=device, ignore_prefixes=("fc.",))

@@ -1,8 +1,4 @@
-"""``hma tokenizer eval``: reconstruction quality on held-out episodes, code usage, throughput.
-
-PSNR and SSIM are small private functions here; the shared evaluation metrics live in
-:mod:`hma.eval` and are not a dependency of the tokenizer package.
-"""
+"""``hma tokenizer eval``: reconstruction quality on held-out episodes, code usage, throughput."""
 
 from __future__ import annotations
 
@@ -14,41 +10,14 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 
 from hma.data.store import open_datasets
 from hma.errors import DataError
+from hma.eval import metrics as M
 from hma.tokenizer.frames import episode_rows
 from hma.tokenizer.protocol import Tokenizer
 
-STATIC_THRESHOLD = 8.0  # of 255: the motion threshold of hma.eval.metrics.MOTION_THRESHOLD
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of uint8 images (B, H, W, 3)."""
-    mse = ((a.double() - b.double()) ** 2).mean(dim=(1, 2, 3))  # (B,)
-    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
-
-
-def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, per channel, averaged)."""
-    # float32: float64 depthwise convolutions take a slow path on the CPU, and SSIM needs no more precision.
-    x = rearrange(a.float(), "b h w c -> b c h w") / 255.0  # (B, 3, H, W)
-    y = rearrange(b.float(), "b h w c -> b c h w") / 255.0
-    coords = torch.arange(11, dtype=torch.float32) - 5
-    g = torch.exp(-(coords**2) / (2 * 1.5**2))
-    g = g / g.sum()
-    window = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).to(x.device)  # (3, 1, 11, 11), depthwise
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, window, groups=3)  # valid window positions only
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    c1, c2 = 0.01**2, 0.03**2
-    ssim_map = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return ssim_map.mean(dim=(1, 2, 3))  # (B,)
+STATIC_THRESHOLD = M.MOTION_THRESHOLD  # of 255: a token's patch counts as static below this change
 
 
 @dataclass
@@ -173,8 +142,8 @@ def evaluate_tokenizer(tokenizer: Tokenizer, data: Sequence[str | Path], *, max_
             tokens = tokenizer.encode(frames)
             recon = tokenizer.decode(tokens).cpu()
             keep = slice(0, min(batch_size, len(batch_rows)))
-            p.append(_psnr(frames[keep], recon[keep]))
-            s.append(_ssim(frames[keep], recon[keep]))
+            p.append(M.psnr(frames[keep], recon[keep], cap_db=M.PSNR_CAP_DB).double())
+            s.append(M.ssim(frames[keep], recon[keep]).double())
             if discrete:
                 tok = tokens.cpu().numpy()
                 counts += np.bincount(tok[keep].ravel(), minlength=len(counts))

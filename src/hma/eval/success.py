@@ -4,22 +4,18 @@ simulator state to ask (policy evaluation, paper sec. 5)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file
 from torch import nn
 
 from hma.data.store import EpisodeStore
 from hma.errors import CheckpointError, DataError
-from hma.io import atomic_save_safetensors, atomic_write_json
+from hma.io import read_weights_folder, save_weights_folder
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 class SmallCNN(nn.Module):
@@ -65,22 +61,19 @@ class SuccessClassifier:
         return bool((self.predict(frames) > threshold).any())
 
     def save(self, out: str | Path) -> None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_save_safetensors(out / WEIGHTS_FILE, self.net.state_dict())
-        atomic_write_json(out / CONFIG_FILE, {"format": "hma-success-classifier", "width": self.net.width,
-                                              "image_size": list(self.image_size), "embodiment": self.embodiment})
+        save_weights_folder(out, self.net.state_dict(), {"format": "hma-success-classifier", "width": self.net.width,
+                                                         "image_size": list(self.image_size), "embodiment": self.embodiment})
 
 
 def load_success_classifier(path: str | Path) -> SuccessClassifier:
-    path = Path(path)
+    tensors, config = read_weights_folder(path, "success classifier")
     try:
-        config = json.loads((path / CONFIG_FILE).read_text())
         net = SmallCNN(1, width=int(config["width"]))
-        net.load_state_dict(load_file(path / WEIGHTS_FILE))
-    except (OSError, KeyError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"success classifier {path} is missing or unreadable ({type(e).__name__}), expected {CONFIG_FILE} and {WEIGHTS_FILE}") from None
-    return SuccessClassifier(net, tuple(config["image_size"]), config["embodiment"])
+        net.load_state_dict(tensors)
+        return SuccessClassifier(net, tuple(config["image_size"]), str(config["embodiment"]))
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"success classifier {path} does not hold the classifier its config describes "
+                              f"({type(e).__name__}), expected the files `hma policy-eval` writes") from None
 
 
 def reconstruct(frames: np.ndarray, tokenizer, batch_size: int = 256) -> np.ndarray:

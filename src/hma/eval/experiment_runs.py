@@ -1,0 +1,190 @@
+"""What every ``hma experiment`` recipe is made of: its options and training budget, and the
+steps that train one run, evaluate it and turn it into a table row."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hma.errors import ConfigError
+
+RUNS_DIR = "runs"
+EVAL_DIR = "eval"
+
+# Trunk sizes that train to something measurable in minutes on a laptop CPU. ``small`` is the
+# ``tiny`` preset itself; ``tiny`` halves depth and width again.
+SCALES: dict[str, dict[str, Any]] = {
+    "tiny": dict(num_blocks=2, width=64, num_heads=4, num_frames=4, diffusion_width=128, diffusion_blocks=2),
+    "small": dict(num_blocks=4, width=128, num_heads=4, num_frames=8, diffusion_width=256, diffusion_blocks=3),
+    # What `hma demo` trains (hma.demo.DemoBudget): the tiny preset with two blocks on 4-frame windows.
+    "demo": dict(num_blocks=2, width=128, num_heads=4, num_frames=4, diffusion_width=256, diffusion_blocks=3),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The same training budget for every run of a recipe: optimizer steps or wall-clock minutes."""
+
+    steps: int | None = None
+    minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.minutes is None):
+            raise ConfigError("give exactly one training budget: --steps N or --minutes M")
+        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and self.minutes <= 0):
+            raise ConfigError(f"training budget {self.steps or self.minutes} is invalid; expected a positive number")
+
+    def scaled(self, factor: float) -> Budget:
+        """This budget times ``factor`` (steps rounded, at least one)."""
+        if self.steps is not None:
+            return Budget(steps=max(1, round(self.steps * factor)))
+        return Budget(minutes=self.minutes * factor)
+
+    def describe(self) -> str:
+        if self.steps is not None:
+            return f"{self.steps} optimizer steps per run (same steps)"
+        return f"{self.minutes:g} minutes of wall-clock training per run (same wall time)"
+
+
+@dataclass
+class ExperimentOptions:
+    data: list[str]
+    tokenizers: list[str]  # one folder per token kind the recipe needs
+    out: Path
+    budget: Budget
+    scale: str = "tiny"
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    horizon: int | None = None
+    eval_episodes: int | None = 4
+    target: str | None = None  # transfer: the held-out embodiment (default: the last by name)
+    results_md: Path = Path("docs/results.md")
+    command: str = ""  # the exact command line, quoted in docs/results.md
+    progress: bool = False
+    eval_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ConfigError(f"scale {self.scale!r} is unknown, expected one of {', '.join(SCALES)}")
+        self.out = Path(self.out)
+        self.results_md = Path(self.results_md)
+
+
+def tokenizer_by_kind(paths: Sequence[str]) -> dict[str, str]:
+    from hma.tokenizer import load_tokenizer
+
+    found: dict[str, str] = {}
+    for p in paths:
+        kind = load_tokenizer(p).kind
+        if kind in found:
+            raise ConfigError(f"tokenizers {found[kind]} and {p} are both {kind}; expected at most one per kind")
+        found[kind] = str(p)
+    return found
+
+
+def need_tokenizer(opts: ExperimentOptions, kind: str, recipe: str) -> str:
+    found = tokenizer_by_kind(opts.tokenizers)
+    if kind not in found:
+        raise ConfigError(f"experiment {recipe!r} needs a {kind} tokenizer, got {', '.join(opts.tokenizers) or 'none'}; "
+                          f"pass it with --tokenizer (train one with `hma tokenizer train --kind {kind}`)")
+    return found[kind]
+
+
+def tokenize(datasets: Sequence[Path], tokenizer_dir: str) -> None:
+    """Write the token shards the runs train on (kept when already current)."""
+    from hma.data.store import EpisodeStore
+    from hma.tokenizer import load_tokenizer, tokenize_dataset
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    for d in datasets:
+        tokenize_dataset(EpisodeStore(d), tokenizer, progress=False)
+
+
+def datasets_by_embodiment(paths: Sequence[str]) -> dict[str, list[Path]]:
+    from hma.data.store import EpisodeStore, find_datasets
+
+    groups: dict[str, list[Path]] = {}
+    for d in find_datasets(paths):
+        groups.setdefault(EpisodeStore(d).embodiment, []).append(d)
+    return groups
+
+
+def warmup_steps(budget: Budget) -> int:
+    """Warmup steps: a tenth of a step budget (at most 100); 20 for a time budget, whose length is unknown up front."""
+    return min(100, max(1, budget.steps // 10)) if budget.steps is not None else 20
+
+
+def train_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, tokenizer: str | None = None,
+           init_from: Path | None = None, model_changes: dict[str, Any] | None = None, budget: Budget | None = None,
+           **changes: Any) -> dict[str, Any]:
+    """Train one run of the recipe into OUT/NAME/runs/LABEL; returns steps, seconds and parameters.
+
+    ``budget`` replaces the recipe's training budget for this run.
+    """
+    from hma.run import load
+    from hma.train import TrainConfig, train
+    from hma.train import checkpoint as ckpt
+
+    run = opts.out / RUNS_DIR / label
+    budget = budget or opts.budget
+    started = time.perf_counter()
+    cfg = TrainConfig(data=[str(d) for d in data], out=str(run), tokenizer=tokenizer, steps=budget.steps,
+                      minutes=budget.minutes, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
+                      warmup=warmup_steps(budget), progress=opts.progress,
+                      checkpoint_every=10**9, init_from=str(init_from) if init_from else None,
+                      model_overrides={} if init_from else {**SCALES[opts.scale], **(model_changes or {})}, **changes)
+    train(cfg)
+    seconds = time.perf_counter() - started
+    step = int(ckpt.read_training_state(run)["step"])
+    params = sum(p.numel() for p in load(run).model.parameters())
+    return {"run": str(run), "steps": step, "train_seconds": round(seconds, 1), "params": params}
+
+
+def evaluate_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, horizon: int | None = None,
+              run: str | None = None, **sampling: Any) -> dict[str, Any]:
+    """Evaluate run ``run`` (default: ``label``) into OUT/NAME/eval/LABEL; ``sampling`` overrides the eval's options."""
+    from hma.eval.runner import evaluate
+
+    kwargs = {"horizon": horizon or opts.horizon, "episodes": opts.eval_episodes, "seed": opts.seed,
+              **opts.eval_kwargs, **sampling}
+    return evaluate(opts.out / RUNS_DIR / (run or label), [str(d) for d in data], opts.out / EVAL_DIR / label, **kwargs)
+
+
+def score_row(label: str, trained: dict[str, Any], evaluated: dict[str, Any], *, embodiment: str | None = None) -> dict[str, Any]:
+    scores = evaluated["overall"] if embodiment is None else evaluated["per_embodiment"][embodiment]
+    keys = ("psnr", "ssim", "delta_psnr", "perplexity", "fps", "recon_psnr", "lpips", "fvd")
+    return {"label": label, **{k: scores.get(k) for k in keys}, **trained}
+
+
+def single_stream_fps(run: Path, data: Sequence[Path], *, frames: int, seed: int = 0,
+                      diffusion_steps: int | None = None) -> float:
+    """Frames per second of one environment (batch 1) rolled out from a held-out clip, decoding excluded.
+
+    This is the paper's speed measure (generation wall time per frame); the batched FPS in
+    ``evaluate`` is throughput over many clips instead.
+    """
+    import torch
+
+    from hma.data.store import EpisodeStore
+    from hma.data.windows import split_episodes
+    from hma.eval.clips import encode_clips, heldout_clips
+    from hma.eval.runner import generate_autoregressive
+    from hma.run import load
+    from hma.sampling.generators import frame_generator
+
+    loaded = load(run)
+    store = next(s for s in map(EpisodeStore, data) if s.embodiment in loaded.embodiments)
+    spec = loaded.embodiments[store.embodiment]
+    _, held = split_episodes(store.num_episodes, loaded.holdout)
+    device = next(loaded.model.parameters()).device
+    clips = heldout_clips(store, spec, frame_hz=loaded.frame_hz, length=frames + 1, held=held)
+    tokens = encode_clips(loaded.tokenizer, clips.frames[:1], device)  # (1, L, ...)
+    actions = torch.from_numpy(clips.actions[:1]).to(device)  # (1, L, k*A)
+    gen = frame_generator(loaded, store.embodiment, diffusion_steps=diffusion_steps)
+    generate_autoregressive(gen, tokens[:, :2], actions[:, :2], 1, seed=seed)  # warm-up (allocations, kernels)
+    _, seconds = generate_autoregressive(gen, tokens, actions, 1, seed=seed)
+    return frames / seconds

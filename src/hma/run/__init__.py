@@ -1,0 +1,10 @@
+"""hma.run: a trained run, on disk (:mod:`hma.run.files`) and in memory (:class:`LoadedRun`).
+
+``hma.load(RUN)`` is :func:`load`. Nothing here trains: evaluation, the simulator and the
+apps load runs from this package, and :mod:`hma.train` writes them.
+"""
+
+from hma.run.kinds import MODEL_KINDS, build_model
+from hma.run.loaded import LoadedRun, load, open_run, resolve_device, run_dataset
+
+__all__ = ["MODEL_KINDS", "LoadedRun", "build_model", "load", "open_run", "resolve_device", "run_dataset"]

@@ -1,0 +1,126 @@
+"""``hma.load(RUN)``: a finished run in memory, ready for generation, and what its config records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hma.config import EmbodimentSpec, ModelConfig
+from hma.data.store import METADATA_FILE, find_datasets
+from hma.data.windows import HOLDOUT
+from hma.errors import CheckpointError, HmaError
+from hma.io import read_json
+from hma.run import files
+from hma.run.kinds import build_model
+
+
+@dataclass
+class LoadedRun:
+    model: nn.Module  # in eval mode
+    tokenizer: object  # hma.tokenizer.Tokenizer
+    embodiments: dict[str, EmbodimentSpec]  # name -> spec, incl. .normalizer
+    config: dict  # the run's config.json
+    path: Path
+
+    # What config.json records, with its defaults in one place.
+    @property
+    def kind(self) -> str:
+        """The model kind (``hma train --model``): "hma" or "diffusion"."""
+        return self.config.get("kind", "hma")
+
+    @property
+    def token_kind(self) -> str:
+        """The tokens the model works on: "discrete" or "continuous"."""
+        return self.config["model"]["kind"]
+
+    @property
+    def frame_hz(self) -> float:
+        return float(self.config["model"]["frame_hz"])
+
+    @property
+    def setting(self) -> str:
+        """The training setting (:class:`hma.config.Setting`): what the model was shown of actions."""
+        return self.config.get("train", {}).get("setting", "full")
+
+    @property
+    def holdout(self) -> float:
+        """The fraction of each dataset's episodes held out in training (:func:`hma.data.windows.split_episodes`)."""
+        return float(self.config.get("train", {}).get("holdout", HOLDOUT))
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as given, else the GPU when there is one, else the CPU."""
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load(run: str | Path, *, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load ``RUN/model.safetensors`` + ``config.json`` and the run's own tokenizer copy, both on ``device``.
+
+    ``run`` is a run folder, or the Hub name (``org/name``) of a repo that holds one
+    (:mod:`hma.hub`; a local path of that name wins)."""
+    from hma.hub import resolve
+    from hma.tokenizer import load_tokenizer
+
+    run = resolve(run, what="run")
+    config = files.read_run_config(run)
+    model_config, model = _build(run / files.CONFIG_FILE, config)
+    files.load_model_weights(model, run / files.MODEL_FILE, sha256=config.get(files.WEIGHTS_SHA256))
+    tokenizer = load_tokenizer(run / files.TOKENIZER_DIR)
+    for key in ("tokenizer", "train"):
+        if not isinstance(config.get(key, {}), dict):
+            raise CheckpointError(f"{run / files.CONFIG_FILE} has {key!r} {config[key]!r}, expected a JSON object")
+    expected = config.get("tokenizer", {}).get("fingerprint")
+    if expected and getattr(tokenizer, "fingerprint", expected) != expected:
+        raise CheckpointError(f"{run / files.TOKENIZER_DIR} has weights {tokenizer.fingerprint[:12]}, expected {expected[:12]} as trained")
+    return LoadedRun(model=model.to(device).eval(), tokenizer=tokenizer.to(device), embodiments=dict(model_config.embodiments),
+                     config=config, path=run)
+
+
+def _build(config_file: Path, config: dict) -> tuple[ModelConfig, nn.Module]:
+    """The model a run's config.json describes; any field that cannot build one is a CheckpointError."""
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{config_file} has no 'model' object, expected a training run's config")
+    # A hand-edited or damaged field (a string width, a negative ratio) fails deep inside
+    # the model's constructor; the user needs the file, not that traceback.
+    try:
+        model_config = ModelConfig.from_json(config["model"])
+        return model_config, build_model(config.get("kind", "hma"), model_config)
+    except HmaError as e:
+        raise CheckpointError(f"{config_file}: {e}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as e:
+        raise CheckpointError(f"{config_file} does not describe a buildable model ({type(e).__name__}: {e}), "
+                              "expected the config.json written by `hma train`") from None
+
+
+def open_run(run: Any, device: str | torch.device | None = None):
+    """A loaded run on ``device``: ``run`` itself when it already has ``.model``/``.tokenizer``
+    (moved there in place when ``device`` is given, else left where it is), else
+    ``hma.load(run)`` onto ``device`` (default: the GPU when there is one, else the CPU)."""
+    if hasattr(run, "model") and hasattr(run, "tokenizer"):
+        if device is not None:
+            run.model.to(device)
+            run.tokenizer.to(device)
+        return run
+    return load(run, device=resolve_device(device))
+
+
+def run_dataset(loaded: Any, embodiment: str) -> Path | None:
+    """The dataset of ``embodiment`` among the run's training data (``config.json`` ->
+    ``train.data``), if it is still on disk: as recorded, relative to the folder that holds
+    the run, or at the absolute path recorded at training time."""
+    train = (getattr(loaded, "config", None) or {}).get("train", {})
+    recorded = [Path(p) for p in train.get("data") or []]
+    run_path = getattr(loaded, "path", None)
+    paths = [*recorded, *(Path(run_path).parent / p for p in recorded if run_path is not None and not p.is_absolute()),
+             *(Path(p) for p in train.get("data_resolved") or [])]
+    for path in paths:
+        if not path.exists():
+            continue
+        for found in find_datasets([path]):
+            if read_json(found / METADATA_FILE, "dataset metadata").get("embodiment") == embodiment:
+                return found
+    return None
