@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from einops import rearrange
 from torch import Tensor
 
 from hma.config import Setting
@@ -154,19 +153,14 @@ def heldout_perplexity(model, tokens: Tensor, actions: Tensor, *, embodiment: st
     fixed seed, so two runs are scored on the same masked positions. Returns the
     perplexity and the number of masked tokens it was measured on.
     """
-    from hma.model.objectives import sample_masks
+    from hma.model.objectives import masked_cross_entropy
 
-    c = model.config
     generator = torch.Generator(device=tokens.device).manual_seed(seed)
     total_ce, total_tokens = 0.0, 0
     for i in range(0, tokens.shape[0], batch_size):
         tok, act = tokens[i : i + batch_size], actions[i : i + batch_size]  # (b, T, h, w), (b, T, k*A)
-        b, t = tok.shape[:2]
-        masks = sample_masks(b, t, c.tokens_per_frame, setting, generator=generator, device=tok.device)
-        token_mask = rearrange(masks.tokens, "b t (h w) -> b t h w", h=c.grid[0])
-        out = model(tok, act, embodiment=embodiment, token_mask=token_mask, action_mask=masks.actions)
-        n = int(masks.tokens.sum())
-        total_ce += float(model.token_cross_entropy(out.logits, tok, masks.tokens)) * n
+        ce, n, _ = masked_cross_entropy(model, tok, act, embodiment=embodiment, setting=setting, generator=generator)
+        total_ce += ce
         total_tokens += n
     return M.perplexity(total_ce / max(total_tokens, 1)), total_tokens
 

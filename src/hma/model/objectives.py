@@ -64,3 +64,18 @@ def sample_masks(batch_size: int, num_frames: int, tokens_per_frame: int, settin
     hidden = torch.where(is_full[:, None], partly, (is_video | is_policy)[:, None].expand(b, t))  # (B,T)
     scored = hidden & (is_full | is_policy)[:, None]  # (B,T)
     return Masks(tokens=tokens, actions=hidden, action_loss=scored)
+
+
+def masked_cross_entropy(model, tokens: Tensor, actions: Tensor, *, embodiment: str, setting: Setting,
+                         generator: torch.Generator) -> tuple[float, int, Tensor]:
+    """Held-out scoring of a discrete world model on one batch, the one both training and
+    evaluation report: tokens (B,T,h,w) masked as in training for ``setting`` (drawn from
+    ``generator``), the model's cross-entropy on them. Returns (summed cross-entropy in nats,
+    masked-token count, the mask (B,T,S))."""
+    b, t = tokens.shape[:2]
+    c = model.config
+    masks = sample_masks(b, t, c.tokens_per_frame, setting, generator=generator, device=tokens.device)
+    token_mask = masks.tokens.reshape(b, t, *c.grid)
+    out = model(tokens, actions, embodiment=embodiment, token_mask=token_mask, action_mask=masks.actions)
+    n = int(masks.tokens.sum())
+    return float(model.token_cross_entropy(out.logits, tokens, masks.tokens)) * n, n, masks.tokens

@@ -337,7 +337,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windows: int, seed: int) -> dict[str, Any]:
     """Held-out forward-dynamics loss; for discrete tokens the perplexity exp(CE) over masked
     tokens (cosine-scheduled masks, fixed seed) beside a unigram baseline's on the same tokens."""
-    from hma.model.objectives import sample_masks
+    from hma.model.objectives import masked_cross_entropy
 
     was_training = model.training
     model.eval()
@@ -357,13 +357,11 @@ def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windo
         for start in range(0, len(take), batch_size):
             batch = to_tensors(ds.get_batch(take[start : start + batch_size]), device)
             b, t = batch["frames"].shape[:2]
-            masks = sample_masks(b, t, c.tokens_per_frame, Setting.FORWARD, generator=generator, device=device)
             if c.kind == "discrete":
-                token_mask = masks.tokens.reshape(b, t, *c.grid)
-                out = model(batch["frames"], batch["actions"], embodiment=batch["embodiment"], token_mask=token_mask)
-                n = float(masks.tokens.sum())
-                total_ce += float(model.token_cross_entropy(out.logits, batch["frames"], masks.tokens)) * n
-                total_unigram += float(-log_unigram[batch["frames"].reshape(b, t, -1)[masks.tokens]].sum())
+                ce, n, masked = masked_cross_entropy(model, batch["frames"], batch["actions"], embodiment=batch["embodiment"],
+                                                     setting=Setting.FORWARD, generator=generator)
+                total_ce += ce
+                total_unigram += float(-log_unigram[batch["frames"].reshape(b, t, -1)[masked]].sum())
                 total_tokens += n
             else:
                 batch["setting"] = Setting.FORWARD
