@@ -27,3 +27,7 @@ class EmbodimentError(HmaError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class TrainingError(HmaError, RuntimeError):
+    """Training went wrong in a way the user can fix (a loss that diverged)."""

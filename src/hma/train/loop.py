@@ -25,7 +25,7 @@ from torch import nn
 from hma.config import ModelConfig, Setting, preset
 from hma.data.mixture import MixtureSampler
 from hma.data.windows import HOLDOUT
-from hma.errors import CheckpointError, ConfigError, EmbodimentError
+from hma.errors import CheckpointError, ConfigError, EmbodimentError, TrainingError
 from hma.io import atomic_write_json, read_json
 from hma.train import checkpoint as ckpt
 from hma.train.data import TrainingData, batches, load_training_data, to_tensors
@@ -321,7 +321,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             save()
     bar.close()
     if step > timed_from and not math.isfinite(metrics["loss"]):
-        raise ConfigError(f"training diverged: loss is {metrics['loss']} at step {step}, expected finite (lower --lr)")
+        raise TrainingError(f"training diverged: loss is {metrics['loss']} at step {step}, expected finite (lower --lr)")
     save()
     result: dict[str, Any] = {}
     if dist.main:
