@@ -118,3 +118,29 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
         sim.close()
     atomic_write_json(out / "synth_bc.json", result)
     return result
+
+
+def synth_bc_experiment(run: Any, embodiment: str, *, out: str | Path, seeds: Sequence[int], results_md: str | Path,
+                        command: str, dataset: str | Path | None = None, log: Any = print,
+                        **options: Any) -> list[dict[str, Any]]:
+    """``hma experiment synth-bc``: :func:`run_synth_bc` once per seed into OUT/synth-bc/seed_S/
+    (``dataset`` default: the run's own dataset of ``embodiment``), then the synth-bc section of
+    ``results_md`` quoting ``command``. ``options`` are :func:`run_synth_bc`'s."""
+    from hma.eval.results import synth_bc_section, update_results_section
+    from hma.run import open_run, run_dataset
+
+    if not seeds:
+        raise ConfigError("synth-bc needs at least one seed, expected --repeats >= 1")
+    run = open_run(run)
+    dataset = dataset if dataset is not None else run_dataset(run, embodiment)
+    if dataset is None:
+        raise ConfigError(f"the run records no dataset of {embodiment!r} on disk; pass --data with its real episodes")
+    results = []
+    for seed in seeds:
+        folder = Path(out) / "synth-bc" / f"seed_{seed}"
+        result = run_synth_bc(run, embodiment, dataset=dataset, out=folder, seed=seed, **options)
+        results.append(result)
+        log(f"seed {seed}: real only {result['real_only']:.2f}, real + synthetic {result['real_plus_synthetic']:.2f} "
+            f"success ({result['eval_episodes']} episodes each, {result['embodiment']}); wrote {folder}/synth_bc.json")
+    update_results_section(Path(results_md), "synth-bc", synth_bc_section(results, command))
+    return results

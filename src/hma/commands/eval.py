@@ -167,33 +167,20 @@ def _synth_bc_command(args: argparse.Namespace) -> str:
 
 def _synth_bc(args: argparse.Namespace) -> int:
     """Behaviour cloning on real episodes vs real + world-model episodes, scored in the real simulator."""
-    from pathlib import Path
-
-    from hma.apps.bc import run_synth_bc
+    from hma.apps.bc import synth_bc_experiment
     from hma.errors import ConfigError
-    from hma.eval.results import synth_bc_section, update_results_section
-    from hma.run import open_run, run_dataset
 
     missing = [flag for flag, value in (("--run", args.run), ("--embodiment", args.embodiment)) if not value]
     if missing:
         raise ConfigError(f"experiment 'synth-bc' needs {' and '.join(missing)} (a trained world model and its embodiment)")
     if args.data and len(args.data) != 1:
         raise ConfigError(f"synth-bc takes one real dataset folder, got {len(args.data)}: {' '.join(args.data)}")
-    run = open_run(args.run)
-    dataset = args.data[0] if args.data else run_dataset(run, args.embodiment)
-    if dataset is None:
-        raise ConfigError(f"the run records no dataset of {args.embodiment!r} on disk; pass --data with its real episodes")
     if args.repeats < 1:
         raise ConfigError(f"--repeats {args.repeats} is invalid, expected an integer >= 1")
-    results = []
-    for seed in range(args.seed, args.seed + args.repeats):
-        out = Path(args.out) / "synth-bc" / f"seed_{seed}"
-        result = run_synth_bc(run, args.embodiment, dataset=dataset, out=out, real_episodes=args.real_episodes,
-                              synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes or 20,
-                              bc_steps=args.bc_steps, perturb=args.perturb, seed=seed)
-        results.append(result)
-        print(f"seed {seed}: real only {result['real_only']:.2f}, real + synthetic {result['real_plus_synthetic']:.2f} "
-              f"success ({result['eval_episodes']} episodes each, {result['embodiment']}); wrote {out}/synth_bc.json")
-    update_results_section(Path(args.results_md), "synth-bc", synth_bc_section(results, _synth_bc_command(args)))
+    synth_bc_experiment(args.run, args.embodiment, out=args.out, seeds=range(args.seed, args.seed + args.repeats),
+                        results_md=args.results_md, command=_synth_bc_command(args),
+                        dataset=args.data[0] if args.data else None, real_episodes=args.real_episodes,
+                        synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes or 20,
+                        bc_steps=args.bc_steps, perturb=args.perturb)
     print(f"updated {args.results_md}")
     return 0
