@@ -53,6 +53,20 @@ class Injection(enum.Flag):
         return "+".join(name for flag, name in order if flag in self)
 
 
+class TokenKind(str, enum.Enum):
+    """What a tokenizer makes and a world model predicts: token ids (MaskGIT) or latents (MAR)."""
+
+    DISCRETE = "discrete"
+    CONTINUOUS = "continuous"
+
+
+class RunKind(str, enum.Enum):
+    """What a run trains (``hma train --model``): the HMA world model or the diffusion baseline."""
+
+    HMA = "hma"
+    DIFFUSION = "diffusion"
+
+
 class Setting(str, enum.Enum):
     """The paper's four problem settings: one model, different masks (sec. 3.3).
 
@@ -170,7 +184,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.grid = (int(self.grid[0]), int(self.grid[1]))
-        if self.kind not in ("discrete", "continuous"):
+        if self.kind not in {k.value for k in TokenKind}:
             raise ConfigError(f"model kind {self.kind!r} is unknown, expected 'discrete' or 'continuous'")
         if self.width % self.num_heads:
             raise ConfigError(f"width {self.width} is not divisible by num_heads {self.num_heads}")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hma.config import Setting
+from hma.config import RunKind, Setting, TokenKind
 from hma.data.store import EpisodeStore, open_datasets
 from hma.data.windows import WindowDataset, split_episodes
 from hma.errors import ConfigError, DataError
@@ -247,7 +247,7 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: M
     if result["fps"] is None:
         notes["fps"] = "measured on autoregressive rollouts only; run with --mode autoregressive or both"
     result["perplexity"], result["perplexity_tokens"] = None, 0
-    if loaded.kind == "hma" and loaded.token_kind == "discrete":
+    if loaded.kind == RunKind.HMA and loaded.token_kind == TokenKind.DISCRETE:
         result["perplexity"], result["perplexity_tokens"] = _store_perplexity(
             loaded, store, spec, held, frame_hz=frame_hz, opts=opts, passive=passive, device=device)
     else:
@@ -367,8 +367,8 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, ho
                                   for k in ("psnr", "ssim", "delta_psnr")} for m in opts.mode.modes}
     result = {
         "run": str(Path(run)),
-        "kind": loaded.kind,
-        "tokens": loaded.token_kind,
+        "kind": loaded.kind.value,
+        "tokens": loaded.token_kind.value,
         "setting": loaded.setting,
         "data": [str(d) for d in data],
         "options": {**asdict(opts), "mode": opts.mode.value, "horizon": horizon, "window": window,

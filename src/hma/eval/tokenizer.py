@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from hma.config import TokenKind
 from hma.data.store import open_datasets
 from hma.errors import DataError
 from hma.eval import metrics as M
@@ -119,7 +120,7 @@ def evaluate_tokenizer(tokenizer: Tokenizer, data: Sequence[str | Path], *, max_
     evenly spaced frames each), code usage for discrete tokenizers, and throughput."""
     stores = open_datasets(data)
     report = TokenizerReport(tokenizer.name, tokenizer.kind, tuple(tokenizer.grid), threads=torch.get_num_threads())
-    discrete = tokenizer.kind == "discrete"
+    discrete = tokenizer.kind == TokenKind.DISCRETE
     all_counts = np.zeros(tokenizer.vocab_size if discrete else 1, dtype=np.int64)
     all_flips = np.zeros(2, dtype=np.int64)
     psnrs, ssims = [], []

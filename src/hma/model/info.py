@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from hma.config import EmbodimentSpec, ModelConfig, preset as get_preset
+from hma.config import EmbodimentSpec, ModelConfig, TokenKind, preset as get_preset
 
 
 def _count(module: nn.Module | None) -> int:
@@ -16,7 +16,7 @@ def parameter_groups(model: nn.Module) -> dict[str, int]:
     groups: dict[str, int] = {}
     groups["trunk"] = _count(model.trunk) + model.pos_embed.numel() + model.mask_token.numel() \
         + model.no_action.numel() + model.hidden_action.numel()
-    if model.config.kind == "discrete":
+    if model.config.kind == TokenKind.DISCRETE:
         groups["token embedding"] = _count(model.token_embed)
         groups["output heads"] = _count(model.token_heads)
     else:
@@ -39,7 +39,7 @@ def parameter_table(*, preset: str | None = None, model: nn.Module | None = None
         specs = {f"robot{i}": EmbodimentSpec(f"robot{i}", 7, 1, [0.0] * 7, [1.0] * 7) for i in range(embodiments)}
         model = WorldModel(config.replace(embodiments=specs))
         c = model.config
-        vocab = f"vocab {c.vocab_size} as {c.vocab_factors}x{c.factor_size}" if kind == "discrete" else f"{c.latent_channels} latent channels"
+        vocab = f"vocab {c.vocab_size} as {c.vocab_factors}x{c.factor_size}" if kind == TokenKind.DISCRETE else f"{c.latent_channels} latent channels"
         title = (f"preset {preset} ({kind}): {c.num_blocks} blocks, width {c.width}, {c.num_heads} heads, "
                  f"{c.grid[0]}x{c.grid[1]} tokens, {c.num_frames} frames, {vocab}, injection {c.injection}")
     rows = parameter_groups(model)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from hma.config import EmbodimentSpec, Injection, ModelConfig, Setting
+from hma.config import EmbodimentSpec, Injection, ModelConfig, Setting, TokenKind
 from hma.errors import ConfigError, EmbodimentError
 from hma.model.cache import KVCache, Slide
 from hma.model.objectives import sample_masks
@@ -44,7 +44,7 @@ class WorldModel(nn.Module):
         d = c.width
         s_grid = c.tokens_per_frame
         self.tokens_per_frame = s_grid + (1 if Injection.CONCAT in self.injection else 0)
-        if c.kind == "discrete":
+        if c.kind == TokenKind.DISCRETE:
             self.token_embed = nn.ModuleList(nn.Embedding(c.factor_size, d) for _ in range(c.vocab_factors))
             self.token_heads = nn.ModuleList(nn.Linear(d, c.factor_size) for _ in range(c.vocab_factors))
         else:
@@ -83,7 +83,7 @@ class WorldModel(nn.Module):
             if block.adaln is not None:
                 nn.init.zeros_(block.adaln[-1].weight)
                 nn.init.zeros_(block.adaln[-1].bias)
-        if self.config.kind == "continuous":
+        if self.config.kind == TokenKind.CONTINUOUS:
             self.diffusion.reset_parameters()
 
     # -- embodiments -----------------------------------------------------------------
@@ -135,7 +135,7 @@ class WorldModel(nn.Module):
         grid = tuple(tokens.shape[-2:])
         if grid != c.grid:
             raise ConfigError(f"token grid {grid} does not match the model's grid {c.grid}")
-        if c.kind == "discrete":
+        if c.kind == TokenKind.DISCRETE:
             digits = self._digits(rearrange(tokens, "b t h w -> b t (h w)"))  # (B,T,S,F)
             x = sum(emb(digits[..., i]) for i, emb in enumerate(self.token_embed))  # (B,T,S,D)
         else:
@@ -165,7 +165,7 @@ class WorldModel(nn.Module):
         """Normed trunk output (B,T,S',D) -> token logits / diffusion condition and action prediction."""
         spatial = h[:, :, : self.config.tokens_per_frame]  # (B,T,S,D)
         action_pred = self._action_pred(h, embodiment)  # (B,T,k*A)
-        if self.config.kind == "continuous":
+        if self.config.kind == TokenKind.CONTINUOUS:
             return WorldModelOutput(logits=None, cond=spatial, action_pred=action_pred)
         logits = [head(spatial) for head in self.token_heads]  # F x (B,T,S,Vf)
         logits = logits[0] if len(logits) == 1 else torch.stack(logits, dim=3)  # (B,T,S,V) or (B,T,S,F,Vf)
@@ -295,7 +295,7 @@ class WorldModel(nn.Module):
         masks = sample_masks(b, t, c.tokens_per_frame, setting, generator=generator, device=tokens.device)
         token_mask = rearrange(masks.tokens, "b t (h w) -> b t h w", h=c.grid[0])
         inputs = tokens
-        if c.kind == "discrete" and c.corrupt_max > 0:
+        if c.kind == TokenKind.DISCRETE and c.corrupt_max > 0:
             # MaskGIT-style robustness: some visible tokens are replaced by random ids.
             rate = torch.rand((b, 1, 1, 1), generator=generator, device=tokens.device) * c.corrupt_max
             corrupt = (torch.rand(tokens.shape, generator=generator, device=tokens.device) < rate) & ~token_mask
@@ -304,7 +304,7 @@ class WorldModel(nn.Module):
         h = self._window_hidden(inputs, actions, embodiment, token_mask, masks.actions)  # (B,T,S',D)
 
         metrics: dict[str, float] = {}
-        if c.kind == "discrete":
+        if c.kind == TokenKind.DISCRETE:
             weight = None
             if c.changed_token_weight != 1.0:
                 changed = torch.zeros_like(tokens, dtype=torch.bool)  # (B,T,h,w); frame 0 is never masked

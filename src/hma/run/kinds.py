@@ -10,7 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from hma.config import ModelConfig
+from hma.config import ModelConfig, TokenKind
 from hma.errors import ConfigError
 
 
@@ -23,7 +23,7 @@ def _world_model(config: ModelConfig) -> nn.Module:
 def _video_diffusion(config: ModelConfig) -> nn.Module:
     from hma.baselines.diffusion import DiffusionConfig, VideoDiffusion
 
-    if config.kind != "continuous":
+    if config.kind != TokenKind.CONTINUOUS:
         raise ConfigError("--model diffusion needs a continuous tokenizer (latents), got a discrete one")
     return VideoDiffusion(DiffusionConfig.from_model_config(config))
 

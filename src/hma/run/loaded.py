@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hma.config import EmbodimentSpec, ModelConfig
+from hma.config import EmbodimentSpec, ModelConfig, RunKind, TokenKind
 from hma.data.store import METADATA_FILE, find_datasets
 from hma.data.windows import HOLDOUT
 from hma.errors import CheckpointError, HmaError
@@ -28,14 +28,14 @@ class LoadedRun:
 
     # What config.json records, with its defaults in one place.
     @property
-    def kind(self) -> str:
-        """The model kind (``hma train --model``): "hma" or "diffusion"."""
-        return self.config.get("kind", "hma")
+    def kind(self) -> RunKind:
+        """What the run trained (``hma train --model``)."""
+        return RunKind(self.config.get("kind", RunKind.HMA.value))
 
     @property
-    def token_kind(self) -> str:
-        """The tokens the model works on: "discrete" or "continuous"."""
-        return self.config["model"]["kind"]
+    def token_kind(self) -> TokenKind:
+        """The tokens the model works on."""
+        return TokenKind(self.config["model"]["kind"])
 
     @property
     def frame_hz(self) -> float:

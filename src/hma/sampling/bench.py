@@ -24,7 +24,7 @@ import torch
 
 from hma.baselines.diffusion import DiffusionConfig, VideoDiffusion
 from hma.sampling.ddim import DDIMEngine
-from hma.config import EmbodimentSpec, ModelConfig, preset
+from hma.config import EmbodimentSpec, ModelConfig, TokenKind, preset
 from hma.model import WorldModel
 from hma.sampling.engine import CacheMode, Engine
 from hma.sampling.mar import MARSampling
@@ -76,7 +76,7 @@ def _tokenizer(config: ModelConfig, image_size: int):
     except ImportError:
         return None
     downsample = image_size // config.grid[0]
-    if config.kind == "discrete":
+    if config.kind == TokenKind.DISCRETE:
         # Explicit FSQ levels whose product is the model's vocabulary (2^18 = 8^6 at base).
         levels = {2 ** 10: (8, 5, 5, 5), 2 ** 18: (8, 8, 8, 8, 8, 8)}.get(config.vocab_size)
         if levels is None:
@@ -115,7 +115,7 @@ def _flops(fn: Callable[[], object]) -> float:
 
 
 def _context(config: ModelConfig, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    if config.kind == "discrete":
+    if config.kind == TokenKind.DISCRETE:
         tokens = torch.randint(0, config.vocab_size, (1, frames, *config.grid), generator=generator)
     else:
         tokens = torch.randn(1, frames, config.latent_channels, *config.grid, generator=generator)
@@ -138,7 +138,7 @@ def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSe
     config = _model_config(name, kind)
     torch.manual_seed(0)
     model = WorldModel(config).eval()
-    if kind == "discrete":
+    if kind == TokenKind.DISCRETE:
         sampling = MaskGITSampling(steps=settings.maskgit_steps or 2)
     else:
         sampling = MARSampling(steps=settings.mar_steps, diffusion_steps=settings.mar_diffusion_steps)

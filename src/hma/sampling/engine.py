@@ -28,6 +28,7 @@ from enum import Enum
 import torch
 from torch import Tensor
 
+from hma.config import TokenKind
 from hma.errors import ConfigError
 from hma.model import KVCache, WorldModel, WorldModelOutput
 from hma.model.cache import Slide
@@ -67,7 +68,7 @@ class Engine:
         self.embodiment = embodiment
         self.mode = CacheMode(mode)
         self.slide = Slide(slide)
-        self.discrete = config.kind == "discrete"
+        self.discrete = config.kind == TokenKind.DISCRETE
         self.sampling = sampling or (MaskGITSampling() if self.discrete else MARSampling())
         if self.discrete != isinstance(self.sampling, MaskGITSampling):
             expected = "MaskGITSampling" if self.discrete else "MARSampling"

@@ -15,7 +15,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from hma.config import Setting
+from hma.config import Setting, TokenKind
 from hma.errors import ConfigError
 from hma.run import LoadedRun
 from hma.sampling.engine import CacheMode, Engine
@@ -51,7 +51,7 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
         if sampling is not None:
             raise ConfigError(f"a diffusion-baseline run is sampled with DDIM, not {type(sampling).__name__}")
         return DDIMEngine(run.model, embodiment=embodiment, steps=diffusion_steps)
-    if sampling is None and run.model.config.kind == "discrete":
+    if sampling is None and run.model.config.kind == TokenKind.DISCRETE:
         sampling = MaskGITSampling(steps=unmask_steps, temperature=temperature)
     elif sampling is None:
         extra = {} if diffusion_steps is None else {"diffusion_steps": diffusion_steps}

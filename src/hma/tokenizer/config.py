@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hma.config import TokenKind
 from hma.errors import ConfigError
 from hma.tokenizer.fsq import levels_for_vocab
 from hma.tokenizer.protocol import TokenizerKind
@@ -55,7 +56,7 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
-        if self.kind not in ("discrete", "continuous"):
+        if self.kind not in {k.value for k in TokenKind}:
             raise ConfigError(f"tokenizer kind {self.kind!r} is unknown, expected 'discrete' or 'continuous'")
         if self.downsample < 2 or self.downsample & (self.downsample - 1):
             raise ConfigError(f"downsample {self.downsample} is invalid, expected a power of two >= 2")
@@ -64,7 +65,7 @@ class TokenizerConfig:
         self.channels = tuple(int(c) for c in self.channels) or default_channels(self.downsample)
         if len(self.channels) != int(math.log2(self.downsample)) or any(c % 8 for c in self.channels):
             raise ConfigError(f"channels {list(self.channels)} are invalid for downsample {self.downsample}, expected {int(math.log2(self.downsample))} multiples of 8")
-        if self.kind == "discrete":
+        if self.kind == TokenKind.DISCRETE:
             self.fsq_levels = tuple(int(l) for l in self.fsq_levels) or levels_for_vocab(self.vocab_size)
             self.vocab_size = math.prod(self.fsq_levels)
         if self.latent_channels < 1:
@@ -84,7 +85,7 @@ class TokenizerConfig:
         d = asdict(self)
         for k in ("image_size", "channels", "fsq_levels"):
             d[k] = list(d[k])
-        if self.kind == "discrete":
+        if self.kind == TokenKind.DISCRETE:
             for k in ("latent_channels", "latent_scale", "kl_weight"):
                 d.pop(k)
         else:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hma.config import TokenKind
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.fsq import FSQ
 
@@ -122,7 +123,7 @@ class ConvAutoencoder(nn.Module):
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
         self.config = config
-        if config.kind == "discrete":
+        if config.kind == TokenKind.DISCRETE:
             self.quantizer: FSQ | None = FSQ(config.fsq_levels)
             bottleneck = self.quantizer.dim
             enc_out = bottleneck

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hma.config import TokenKind
 from hma.data.store import FRAMES_FILE, EpisodeStore
 from hma.errors import ConfigError, DataError
 from hma.io import atomic_write_json, sha256_file
@@ -52,7 +53,7 @@ def shard_path(store: EpisodeStore, tokenizer_name: str) -> Path:
 
 def _array_spec(tokenizer: Tokenizer, num_frames: int) -> tuple[str, np.dtype, tuple[int, ...]]:
     h, w = tokenizer.grid
-    if tokenizer.kind == "discrete":
+    if tokenizer.kind == TokenKind.DISCRETE:
         return TOKENS_FILE, np.dtype(np.int32), (num_frames, h, w)
     return LATENTS_FILE, np.dtype(np.float16), (num_frames, tokenizer.latent_channels, h, w)
 
@@ -64,7 +65,7 @@ def _identity(tokenizer: Tokenizer, store: EpisodeStore) -> dict[str, Any]:
         "grid": list(tokenizer.grid), "num_frames": store.num_frames,
         "dataset_frames_sha256": store.meta["files"][FRAMES_FILE]["sha256"],
     }
-    if tokenizer.kind == "discrete":
+    if tokenizer.kind == TokenKind.DISCRETE:
         ident["vocab_size"] = int(tokenizer.vocab_size)
     else:
         ident["latent_channels"] = int(tokenizer.latent_channels)

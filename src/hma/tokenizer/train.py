@@ -26,6 +26,7 @@ from einops import rearrange
 from safetensors.torch import load_file as load_safetensors_file
 from safetensors.torch import save as save_safetensors_bytes
 
+from hma.config import TokenKind
 from hma.data.store import open_datasets
 from hma.progress import bar as progress_bar
 from hma.errors import CheckpointError, ConfigError
@@ -232,13 +233,13 @@ def train_tokenizer(
     sample_frames = pool.fixed(8, seed=options.seed)
     scale_frames = pool.fixed(options.scale_frames, seed=options.seed + 1)
     budget_s = None if options.minutes is None else options.minutes * 60.0
-    usage_counts = torch.zeros(config.vocab_size if config.kind == "discrete" else 1, dtype=torch.long, device=device)
+    usage_counts = torch.zeros(config.vocab_size if config.kind == TokenKind.DISCRETE else 1, dtype=torch.long, device=device)
 
     def done() -> bool:
         return (options.steps is not None and step >= options.steps) or (budget_s is not None and elapsed >= budget_s)
 
     def save() -> None:
-        if config.kind == "continuous":
+        if config.kind == TokenKind.CONTINUOUS:
             model.eval()
             config.latent_scale = measure_latent_scale(model, scale_frames)
             model.train()
@@ -265,7 +266,7 @@ def train_tokenizer(
         result = model(x, generator=gen)
         weight = None if backgrounds is None else _foreground_weight(frames, backgrounds[source], config, device)
         recon_loss = reconstruction_loss(result.recon, x, config, pixel_weight=weight)
-        loss = recon_loss + (config.kl_weight * result.aux_loss if config.kind == "continuous" else 0.0)
+        loss = recon_loss + (config.kl_weight * result.aux_loss if config.kind == TokenKind.CONTINUOUS else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -278,7 +279,7 @@ def train_tokenizer(
             mse = torch.mean((result.recon.detach().clamp(-1, 1) - x) ** 2).item() / 4.0  # in [0, 1] units
             record = {"step": step, "elapsed_s": round(elapsed, 1), "loss": float(np.mean(window_loss)),
                       "psnr": -10 * math.log10(max(mse, 1e-10)), "lr": opt.param_groups[0]["lr"]}
-            if config.kind == "discrete":
+            if config.kind == TokenKind.DISCRETE:
                 record["code_usage"], record["perplexity"] = _code_usage(usage_counts)
                 usage_counts.zero_()
             else:

@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from hma.config import TokenKind
 from hma.errors import CheckpointError, HmaError
 from hma.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json, seal, unseal
 from hma.tokenizer.config import TokenizerConfig
@@ -47,13 +48,13 @@ class ConvTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        if self.kind != "discrete":  # so that hasattr() tells the kinds apart, as the protocol says
+        if self.kind != TokenKind.DISCRETE:  # so that hasattr() tells the kinds apart, as the protocol says
             raise AttributeError("a continuous tokenizer has latent_channels, not vocab_size")
         return self.config.vocab_size
 
     @property
     def latent_channels(self) -> int:
-        if self.kind != "continuous":
+        if self.kind != TokenKind.CONTINUOUS:
             raise AttributeError("a discrete tokenizer has vocab_size, not latent_channels")
         return self.config.latent_channels
 
@@ -70,7 +71,7 @@ class ConvTokenizer:
         """uint8 (B, H, W, 3) -> ids (B, h, w) long, or scaled latent means (B, C, h, w)."""
         p = next(self.model.parameters())
         x = frames_to_unit(frames, image_size=self.image_size, device=p.device, dtype=p.dtype)  # (B, 3, H, W)
-        if self.kind == "discrete":
+        if self.kind == TokenKind.DISCRETE:
             return self.model.encode_ids(x)  # (B, h, w)
         # The mean, not a sample: tokens of a frame must not depend on a random draw.
         mean, _ = self.model.encode_moments(x)  # (B, C, h, w)
@@ -81,14 +82,14 @@ class ConvTokenizer:
         """ids (B, h, w) or scaled latents (B, C, h, w) -> uint8 (B, H, W, 3)."""
         p = next(self.model.parameters())
         tokens = torch.as_tensor(tokens, device=p.device)
-        if self.kind == "discrete":
+        if self.kind == TokenKind.DISCRETE:
             recon = self.model.decode_ids(tokens.long())  # (B, 3, H, W)
         else:
             recon = self.model.decoder(tokens.to(p.dtype) / self.config.latent_scale)  # (B, 3, H, W)
         return unit_to_frames(recon)
 
     def __repr__(self) -> str:
-        size = f"vocab={self.vocab_size}" if self.kind == "discrete" else f"channels={self.latent_channels}"
+        size = f"vocab={self.vocab_size}" if self.kind == TokenKind.DISCRETE else f"channels={self.latent_channels}"
         return f"ConvTokenizer(name={self.name!r}, kind={self.kind!r}, grid={self.grid}, {size})"
 
 

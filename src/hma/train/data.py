@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hma.config import EmbodimentSpec
+from hma.config import EmbodimentSpec, TokenKind
 from hma.data.mixture import MixtureSampler
 from hma.data.store import open_datasets
 from hma.data.windows import HOLDOUT, ActionNormalizer, WindowDataset, check_window_fits, frame_stride, split_episodes
@@ -40,7 +40,7 @@ def load_training_data(paths: Sequence[str | Path], tokenizer, *, num_frames: in
     from hma.tokenizer import open_token_shard
 
     train, heldout, specs = [], [], {}
-    counts = np.zeros(tokenizer.vocab_size, dtype=np.int64) if tokenizer.kind == "discrete" else None
+    counts = np.zeros(tokenizer.vocab_size, dtype=np.int64) if tokenizer.kind == TokenKind.DISCRETE else None
     for store in open_datasets(paths):
         shard = open_token_shard(store, tokenizer)  # DataError if made by another tokenizer
         check_window_fits(store, num_frames, frame_hz)

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from hma.config import ModelConfig, Setting, preset
+from hma.config import ModelConfig, RunKind, Setting, TokenKind, preset
 from hma.data.mixture import MixtureSampler
 from hma.data.windows import HOLDOUT
 from hma.errors import CheckpointError, ConfigError, EmbodimentError, TrainingError
@@ -102,7 +102,7 @@ def _base_model_config(cfg: TrainConfig) -> ModelConfig:
 
 def _tokenizer_fields(tokenizer) -> dict[str, Any]:
     fields: dict[str, Any] = {"kind": tokenizer.kind, "grid": tuple(tokenizer.grid)}
-    if tokenizer.kind == "discrete":
+    if tokenizer.kind == TokenKind.DISCRETE:
         # A tokenizer's own vocabulary is small enough for one output layer.
         fields.update(vocab_size=int(tokenizer.vocab_size), vocab_factors=1)
     else:
@@ -311,7 +311,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 writer.add_scalar(f"train/{k}", v, step)
             writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
             writer.add_scalar("train/grad_norm", float(grad_norm), step)
-        if dist.main and cfg.eval_every and step % cfg.eval_every == 0 and step < stop and model_kind == "hma":
+        if dist.main and cfg.eval_every and step % cfg.eval_every == 0 and step < stop and model_kind == RunKind.HMA:
             from hma.train.monitor import log_progress
 
             log_progress(writer, run, model, tokenizer, data, step=step, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -326,7 +326,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if dist.main:
         writer.close()
-        if step == schedule.total_steps and model_kind == "hma":
+        if step == schedule.total_steps and model_kind == RunKind.HMA:
             result = evaluate(model, data, batch_size=cfg.batch_size, max_windows=cfg.eval_windows, seed=cfg.seed)
             result.update(step=step, seconds=round(time.perf_counter() - started, 1))
             atomic_write_json(run / ckpt.EVAL_FILE, result)
@@ -357,7 +357,7 @@ def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windo
         for start in range(0, len(take), batch_size):
             batch = to_tensors(ds.get_batch(take[start : start + batch_size]), device)
             b, t = batch["frames"].shape[:2]
-            if c.kind == "discrete":
+            if c.kind == TokenKind.DISCRETE:
                 ce, n, masked = masked_cross_entropy(model, batch["frames"], batch["actions"], embodiment=batch["embodiment"],
                                                      setting=Setting.FORWARD, generator=generator)
                 total_ce += ce
@@ -372,7 +372,7 @@ def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windo
     model.train(was_training)
     if not windows:
         return {"heldout_windows": 0}
-    if c.kind == "discrete":
+    if c.kind == TokenKind.DISCRETE:
         ce, uni = total_ce / total_tokens, total_unigram / total_tokens
         return {"heldout_windows": windows, "heldout_tokens": int(total_tokens), "cross_entropy": ce,
                 "perplexity": math.exp(ce), "unigram_perplexity": math.exp(uni)}
