@@ -99,6 +99,12 @@ def test_bad_inputs(trained, tmp_path):
         hma.eval.evaluate(run, datasets[:1], tmp_path, horizon=40, report=False)
     with pytest.raises(ConfigError, match="evaluation mode"):
         hma.eval.evaluate(run, datasets[:1], tmp_path, mode="sideways")
+    with pytest.raises(ConfigError, match="option\\(s\\) horizn unknown"):
+        hma.eval.evaluate(run, datasets[:1], tmp_path, horizn=2)
+    # Options as one record, changed by keyword: the keyword wins.
+    opts = hma.eval.EvalOptions(horizon=2, mode="autoregressive", random_draws=3)
+    r = hma.eval.evaluate(run, datasets[:1], tmp_path, opts, seed=5, report=False)
+    assert r["options"]["horizon"] == 2 and r["options"]["seed"] == 5 and r["options"]["mode"] == "autoregressive"
 
 
 def test_generation_precision_is_an_option_and_recorded(trained, tmp_path):

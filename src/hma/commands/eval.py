@@ -87,13 +87,14 @@ def _threads(n: int | None) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from hma.eval.runner import METRICS_FILE, REPORT_FILE, evaluate
+    import dataclasses
+
+    from hma.eval.runner import METRICS_FILE, REPORT_FILE, EvalOptions, evaluate
 
     _threads(args.threads)
-    result = evaluate(args.run, args.data, args.out, horizon=args.horizon, mode=args.mode, episodes=args.episodes,
-                      random_draws=args.random_draws, context=args.context, unmask_steps=args.unmask_steps,
-                      temperature=args.temperature, diffusion_steps=args.diffusion_steps, batch_size=args.batch_size,
-                      seed=args.seed, device=args.device, precision=args.precision)
+    # Every EvalOptions field that has an option of the same name.
+    options = EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions) if hasattr(args, f.name)})
+    result = evaluate(args.run, args.data, args.out, options, device=args.device)
     for name, r in result["per_embodiment"].items():
         ppl = "" if r["perplexity"] is None else f", perplexity {r['perplexity']:.1f}"
         fps = "" if r["fps"] is None else f", {r['fps']:.1f} FPS"

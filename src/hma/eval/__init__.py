@@ -1,15 +1,15 @@
 """hma.eval: metrics (:mod:`hma.eval.metrics`), the evaluation runner (:func:`evaluate`,
 ``hma eval``), reports, and the experiment recipes (``hma experiment``).
 
-``evaluate`` is imported on first use so ``import hma.eval`` stays light.
+``evaluate`` and ``EvalOptions`` are imported on first use so ``import hma.eval`` stays light.
 """
 
-__all__ = ["evaluate"]
+__all__ = ["EvalOptions", "evaluate"]
 
 
 def __getattr__(name: str):
-    if name == "evaluate":
-        from hma.eval.runner import evaluate
+    if name in __all__:
+        from hma.eval import runner
 
-        return evaluate
+        return getattr(runner, name)
     raise AttributeError(f"module 'hma.eval' has no attribute {name!r}")

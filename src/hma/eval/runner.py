@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -315,22 +315,22 @@ def _store_perplexity(loaded, store: EpisodeStore, spec, held: Sequence[int], *,
                               seed=opts.seed, batch_size=opts.batch_size)
 
 
-def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, *, horizon: int | None = None,
-             mode: str | EvalMode = EvalMode.BOTH, episodes: int | None = None,
-             random_draws: int = M.MIN_RANDOM_DRAWS, context: int = 2, unmask_steps: int = 2,
-             temperature: float = 0.0, diffusion_steps: int | None = None, batch_size: int = 16,
-             perplexity_windows: int = 64, seed: int = 0, device: str | torch.device | None = None,
-             report: bool = True, precision: str = "fp32") -> dict[str, Any]:
+def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, options: EvalOptions | None = None, *,
+             device: str | torch.device | None = None, report: bool = True, **changes: Any) -> dict[str, Any]:
     """Evaluate run ``run`` on the held-out episodes of ``data``; writes ``out/metrics.json`` (and the report).
 
-    Returns the metrics dict: ``{"per_embodiment": {name: {...}}, "overall": {...}, ...}``.
-    Datasets of embodiments the run does not know are listed under ``skipped``.
+    ``options`` (default :class:`EvalOptions()`) with any of its fields changed by ``changes``,
+    e.g. ``evaluate(run, data, out, horizon=8, mode="autoregressive")``. Returns the metrics
+    dict: ``{"per_embodiment": {name: {...}}, "overall": {...}, ...}``. Datasets of
+    embodiments the run does not know are listed under ``skipped``.
     """
     from hma.run import load, resolve_device
 
-    opts = EvalOptions(horizon=horizon, context=context, mode=mode, episodes=episodes, random_draws=random_draws,
-                       unmask_steps=unmask_steps, temperature=temperature, diffusion_steps=diffusion_steps,
-                       batch_size=batch_size, perplexity_windows=perplexity_windows, seed=seed, precision=precision)
+    unknown = sorted(set(changes) - {f.name for f in fields(EvalOptions)})
+    if unknown:
+        raise ConfigError(f"evaluation option(s) {', '.join(unknown)} unknown, expected fields of EvalOptions: "
+                          f"{', '.join(f.name for f in fields(EvalOptions))}")
+    opts = replace(options or EvalOptions(), **changes)
     device = resolve_device(device)
     loaded = load(run, device=device)
     window = _window(loaded)
