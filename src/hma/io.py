@@ -133,6 +133,23 @@ def save_weights_folder(out: str | os.PathLike, tensors: dict, config: dict) -> 
     atomic_write_json(out / CONFIG_FILE, seal(config))
 
 
+def read_config_file(file: str | os.PathLike, what: str) -> dict:
+    """A config.json as a dict without its seal, or a CheckpointError naming the file when it is
+    missing, not JSON, not an object, or changed since it was sealed."""
+    from hma.errors import CheckpointError
+
+    file = Path(file)
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing, expected a {what} config")
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{file} is not valid JSON: the file is truncated or corrupt") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{file} holds {type(config).__name__}, expected a JSON object")
+    return unseal(config, file)
+
+
 def read_weights_folder(path: str | os.PathLike, what: str) -> tuple[dict, dict]:
     """The tensors and the config of a folder written by :func:`save_weights_folder`; a
     CheckpointError naming the file when either is missing, truncated or damaged."""
@@ -144,13 +161,7 @@ def read_weights_folder(path: str | os.PathLike, what: str) -> tuple[dict, dict]
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / name).is_file():
             raise CheckpointError(f"{what} {path} holds no {name}, expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        config = json.loads((path / CONFIG_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{path / CONFIG_FILE} is not valid JSON: the {what} is truncated or corrupt") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path / CONFIG_FILE} holds {type(config).__name__}, expected a JSON object")
-    config = unseal(config, path / CONFIG_FILE)
+    config = read_config_file(path / CONFIG_FILE, what)
     try:
         tensors = load_file(path / WEIGHTS_FILE)
     except Exception as e:  # safetensors raises its own error types for truncated files

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hma.config import EmbodimentSpec, ModelConfig, RunKind, TokenKind
+from hma.config import EmbodimentSpec, ModelConfig, RunKind, Setting, TokenKind
 from hma.data.store import METADATA_FILE, find_datasets
 from hma.data.windows import HOLDOUT
 from hma.errors import CheckpointError, HmaError
@@ -44,7 +44,7 @@ class LoadedRun:
     @property
     def setting(self) -> str:
         """The training setting (:class:`hma.config.Setting`): what the model was shown of actions."""
-        return self.config.get("train", {}).get("setting", "full")
+        return self.config.get("train", {}).get("setting", Setting.FULL.value)
 
     @property
     def holdout(self) -> float:
@@ -88,7 +88,7 @@ def _build(config_file: Path, config: dict) -> tuple[ModelConfig, nn.Module]:
     # the model's constructor; the user needs the file, not that traceback.
     try:
         model_config = ModelConfig.from_json(config["model"])
-        return model_config, build_model(config.get("kind", "hma"), model_config)
+        return model_config, build_model(config.get("kind", RunKind.HMA.value), model_config)
     except HmaError as e:
         raise CheckpointError(f"{config_file}: {e}") from None
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as e:

@@ -4,7 +4,6 @@ saved as ``model.safetensors`` + ``config.json``."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from hma.config import TokenKind
 from hma.errors import CheckpointError, HmaError
-from hma.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json, seal, unseal
+from hma.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json, read_config_file, seal
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.protocol import frames_to_unit, unit_to_frames
@@ -109,16 +108,7 @@ def save_tokenizer(model: ConvAutoencoder, out: str | Path) -> str:
 
 def read_config(path: Path) -> dict:
     """config.json of a tokenizer folder as a dict, or a CheckpointError naming the file."""
-    file = path / CONFIG_FILE
-    if not file.is_file():
-        raise CheckpointError(f"{file} is missing, expected a tokenizer config")
-    try:
-        d = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{file} is not valid JSON: the file is truncated or corrupt") from None
-    if not isinstance(d, dict):
-        raise CheckpointError(f"{file} holds {type(d).__name__}, expected a JSON object")
-    return unseal(d, file)
+    return read_config_file(path / CONFIG_FILE, "tokenizer")
 
 
 def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], str]:
