@@ -124,7 +124,7 @@ def make_trained_run(store: EpisodeStore, root: Path, *, steps: int = 3):
     """A real run folder: tokenizer and world model trained for a few steps on ``store``,
     opened with ``hma.load`` (exercises the run format end to end)."""
     from hma.tokenizer.shards import tokenize_dataset
-    from hma.tokenizer.train import TrainOptions, train_tokenizer
+    from hma.train.tokenizer import TrainOptions, train_tokenizer
     from hma.run import load
     from hma.train.loop import TrainConfig, train
 

@@ -9,7 +9,7 @@ import numpy as np
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
-from hma.tokenizer.train import TrainOptions, train_tokenizer
+from hma.train.tokenizer import TrainOptions, train_tokenizer
 from _helpers_threads import one_thread
 
 

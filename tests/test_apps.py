@@ -203,8 +203,13 @@ def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path
 def test_experiment_cli_names_what_each_recipe_needs(tmp_path, capsys):
     from hma.cli import main
 
-    assert main(["experiment", "synth-bc", "--out", str(tmp_path)]) == 2
-    assert "needs --run and --embodiment" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own check: each experiment has its own options
+        main(["experiment", "synth-bc", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: --run, --embodiment" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["experiment", "synth-bc", "--run", "r", "--embodiment", "e", "--out", str(tmp_path), "--steps", "2"])
+    assert "unrecognized arguments: --steps 2" in capsys.readouterr().err
     assert main(["experiment", "actions", "--out", str(tmp_path), "--steps", "2"]) == 2
     assert "needs --data and --tokenizer" in capsys.readouterr().err
 

@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from hma.cli import build_parser, main
+from hma.eval.results import EXPERIMENTS
 
 
 def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("hma",)):
@@ -86,8 +87,8 @@ def test_play_warns_when_it_listens_beyond_loopback(monkeypatch, capsys):
 
 
 LONG_COMMANDS = [("data", "generate"), ("data", "import-lerobot"), ("data", "export-lerobot"), ("tokenizer", "train"),
-                 ("tokenizer", "eval"), ("tokenize",), ("train",), ("finetune",), ("eval",), ("experiment",),
-                 ("policy-eval",), ("synth",), ("demo",), ("bench",)]
+                 ("tokenizer", "eval"), ("tokenize",), ("train",), ("finetune",), ("eval",),
+                 *[("experiment", name) for name in (*EXPERIMENTS, "synth-bc")], ("policy-eval",), ("synth",), ("demo",), ("bench",)]
 
 
 def test_every_long_command_takes_no_progress():

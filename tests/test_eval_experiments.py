@@ -113,7 +113,7 @@ def test_world_model_recipe_writes_one_row_per_robot_with_its_branch_scores(tmp_
     datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2, "cart": 3})
     docs = tmp_path / "results.md"
     argv = ["experiment", "world-model", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
-            "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--scale", "tiny",
+            "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--preset", "micro",
             "--results-md", str(docs), "--threads", "1", "--no-progress"]
     assert main(argv) == 2  # no branches: a one-line error saying what the recipe needs
     for d in datasets:
@@ -128,3 +128,17 @@ def test_world_model_recipe_writes_one_row_per_robot_with_its_branch_scores(tmp_
     assert config["model"]["changed_token_weight"] == 10.0 and config["train"]["setting"] == "forward"
     text = docs.read_text()
     assert "## world-model:" in text and "| arm |" in text and "of 2 robots" in text
+
+
+def test_scale_is_the_earlier_spelling_of_a_preset():
+    from hma.config import PRESETS, preset
+    from hma.eval.experiment_runs import SCALE_PRESETS
+
+    # The trunks the recipes trained as `--scale NAME` (overrides of the tiny preset) before
+    # those sizes became presets: the same models under their preset names.
+    earlier = {"tiny": dict(num_blocks=2, width=64, num_heads=4, num_frames=4, diffusion_width=128, diffusion_blocks=2),
+               "small": dict(num_blocks=4, width=128, num_heads=4, num_frames=8, diffusion_width=256, diffusion_blocks=3),
+               "demo": dict(num_blocks=2, width=128, num_heads=4, num_frames=4, diffusion_width=256, diffusion_blocks=3)}
+    assert set(earlier) == set(SCALE_PRESETS)
+    for scale, overrides in earlier.items():
+        assert preset("tiny", **overrides) == PRESETS[SCALE_PRESETS[scale]], scale

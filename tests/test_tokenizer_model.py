@@ -186,7 +186,7 @@ def test_corrupt_or_truncated_checkpoint_names_the_file(trained, tmp_path):
 def test_foreground_weight_counts_the_pixels_that_differ_from_the_background(tmp_path):
     from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
     from hma.tokenizer.modeling import reconstruction_loss
-    from hma.tokenizer.train import _foreground_weight
+    from hma.train.tokenizer import _foreground_weight
 
     # A fixed grey background and a white 4x4 square at a new place in every frame.
     rng = np.random.default_rng(0)

@@ -176,7 +176,7 @@ def test_timed_run_replans_when_its_first_steps_were_slow(tokenized, tmp_path: P
     budget then holds about 220 steps, not the 120 the first estimate gives."""
     import types
 
-    import hma.train.loop as loop
+    import hma.train.state as budget_module  # where Budget reads its clock
 
     clock = {"now": 0.0, "steps": 0}
     original = torch.optim.AdamW.step
@@ -187,7 +187,7 @@ def test_timed_run_replans_when_its_first_steps_were_slow(tokenized, tmp_path: P
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", timed_step)
-    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    monkeypatch.setattr(budget_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
     data, tok = tokenized
     train(_config(data, tmp_path / "timed", tok, steps=None, minutes=2.0, eval_every=0))
     state = json.loads((tmp_path / "timed" / "training_state" / "state.json").read_text())

@@ -244,6 +244,11 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(num_blocks=4, width=128, num_heads=4, grid=(8, 8), num_frames=8, vocab_size=1024,
                         diffusion_width=256, diffusion_blocks=3),
+    # Trunks that train to something measurable in a few CPU minutes (the experiments' and the demo's):
+    "micro": ModelConfig(num_blocks=2, width=64, num_heads=4, grid=(8, 8), num_frames=4, vocab_size=1024,
+                         diffusion_width=128, diffusion_blocks=2),
+    "demo": ModelConfig(num_blocks=2, width=128, num_heads=4, grid=(8, 8), num_frames=4, vocab_size=1024,
+                        diffusion_width=256, diffusion_blocks=3),
     "base": ModelConfig(num_blocks=32, width=256, num_heads=8, grid=(16, 16), num_frames=12,
                         vocab_size=2 ** 18, vocab_factors=2, diffusion_width=1024, diffusion_blocks=4),
     "xl": ModelConfig(num_blocks=32, width=768, num_heads=12, grid=(16, 16), num_frames=12,

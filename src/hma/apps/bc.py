@@ -21,6 +21,8 @@ from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
 from hma.eval.success import SmallCNN
 from hma.io import atomic_write_json
+from hma.train.fit import fit
+from hma.train.state import Budget, TrainState
 
 @dataclass
 class _Samples:
@@ -53,14 +55,15 @@ def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: in
         torch.manual_seed(seed)
         net = SmallCNN(targets.shape[1], width=width)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    net.train()
-    for _ in range(steps):
+    state = TrainState(net, torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4), floor=1.0)  # constant LR
+
+    def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randint(0, len(frames), (batch_size,), generator=gen)
         loss = F.mse_loss(net(frames[idx]), targets[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        return loss, {"loss": loss.item()}
+
+    net.train()
+    fit(state, loss_fn, Budget(steps=steps))
     return BCPolicy(net, chunk=chunk, action_dim=targets.shape[1] // chunk, mean=mean, std=std,
                     image_size=data.frames.shape[1:3], name=name)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 from hma.commands import add_progress
-import shlex
 
 DEFAULT_RESULTS_MD = "docs/results.md"
-SIM_EXPERIMENTS = ("synth-bc",)  # experiments that use a trained world model instead of training runs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,48 +35,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_progress(p)
     p.set_defaults(func=_eval)
 
-    from hma.eval.experiment_runs import SCALES
+    from hma.config import PRESETS
+    from hma.eval.experiment_runs import SCALE_PRESETS
     from hma.eval.results import EXPERIMENTS
 
     p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale",
-                       description="Recipes actions, transfer, methods, injection, levers, world-model train runs (--data, --tokenizer and "
-                                   "--steps or --minutes); synth-bc uses a trained world model (--run, --embodiment).")
-    p.add_argument("name", choices=EXPERIMENTS + SIM_EXPERIMENTS, help="recipe to run")
-    p.add_argument("--data", nargs="+", default=None,
-                   help="dataset folders or folders of datasets (e.g. the tiny suite); synth-bc: the real dataset "
-                        "(default: the run's)")
-    p.add_argument("--tokenizer", nargs="+", default=None,
-                   help="tokenizer folder(s): a discrete one, plus a continuous one for `methods`")
-    p.add_argument("--out", required=True, help="experiment folder; runs, evaluations and results go to OUT/NAME/")
-    budget = p.add_mutually_exclusive_group()
+                       description="The recipes actions, transfer, methods, injection, levers and world-model train "
+                                   "runs on --data; synth-bc uses a trained world model (--run, --embodiment). "
+                                   "`hma experiment NAME --help` lists a recipe's options.")
+    names = p.add_subparsers(dest="name", metavar="NAME", required=True)
+    common = argparse.ArgumentParser(add_help=False)  # options of every experiment
+    common.add_argument("--out", required=True, help="experiment folder; runs, evaluations and results go to OUT/NAME/")
+    common.add_argument("--seed", type=int, default=0, help="seed of the runs and their evaluation")
+    common.add_argument("--results-md", default=DEFAULT_RESULTS_MD, help="markdown file whose section this experiment rewrites")
+    common.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_progress(common)
+
+    recipe = argparse.ArgumentParser(add_help=False, parents=[common])  # the recipes that train runs
+    recipe.add_argument("--data", nargs="+", default=None, help="dataset folders or folders of datasets (e.g. the tiny suite)")
+    recipe.add_argument("--tokenizer", nargs="+", default=None,
+                        help="tokenizer folder(s): a discrete one, plus a continuous one for `methods`")
+    budget = recipe.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="optimizer steps per trained run")
     budget.add_argument("--minutes", type=float, help="wall-clock training minutes per trained run")
-    p.add_argument("--scale", default="tiny", choices=list(SCALES), help="trunk size")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per batch of every trained run")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of every trained run")
-    p.add_argument("--seed", type=int, default=0, help="seed of the runs and their evaluation")
-    p.add_argument("--horizon", type=int, default=None, help="frames generated per evaluation clip")
-    p.add_argument("--eval-episodes", type=int, default=None,
-                   help="held-out episodes per embodiment evaluated (default 4); synth-bc: episodes each policy "
-                        "runs in the real simulator (default 20)")
-    p.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name)")
-    p.add_argument("--results-md", default=DEFAULT_RESULTS_MD, help="markdown file whose section this experiment rewrites")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--render-only", action="store_true",
-                   help="write the sections of a finished experiment again from OUT/NAME/results.json, "
-                        "training nothing (after a change of how sections read)")
-    add_progress(p)
-    sb = p.add_argument_group("synth-bc (behaviour cloning on real vs real + synthetic episodes)")
-    sb.add_argument("--run", default=None, help="trained world-model run that generates the synthetic episodes")
-    sb.add_argument("--embodiment", default=None, help="embodiment with a simulator to score the policies in")
+    sizes = recipe.add_mutually_exclusive_group()
+    sizes.add_argument("--preset", default=None, choices=list(PRESETS),
+                       help="model preset of every trained run, as `hma train --preset` (default micro)")
+    sizes.add_argument("--scale", default=None, choices=list(SCALE_PRESETS),
+                       help="earlier spelling of --preset: " + ", ".join(f"{k} = {v}" for k, v in SCALE_PRESETS.items()))
+    recipe.add_argument("--batch-size", type=int, default=8, help="windows per batch of every trained run")
+    recipe.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of every trained run")
+    recipe.add_argument("--horizon", type=int, default=None, help="frames generated per evaluation clip")
+    recipe.add_argument("--eval-episodes", type=int, default=4, help="held-out episodes per embodiment evaluated")
+    recipe.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name)")
+    recipe.add_argument("--render-only", action="store_true",
+                        help="write the sections of a finished experiment again from OUT/NAME/results.json, "
+                             "training nothing (after a change of how sections read)")
+    for name in EXPERIMENTS:
+        q = names.add_parser(name, parents=[recipe], help=f"the {name} recipe: trains runs on --data and tabulates them")
+        q.set_defaults(func=_experiment)
+
+    sb = names.add_parser("synth-bc", parents=[common],
+                          help="behaviour cloning on real vs real + world-model episodes, scored in the real simulator")
+    sb.add_argument("--run", required=True, help="trained world-model run that generates the synthetic episodes")
+    sb.add_argument("--embodiment", required=True, help="embodiment with a simulator to score the policies in")
+    sb.add_argument("--data", default=None, help="the real dataset (default: the run's own of --embodiment)")
     sb.add_argument("--real-episodes", type=int, default=10, help="real episodes both policies are cloned from")
     sb.add_argument("--synthetic-episodes", type=int, default=90, help="world-model episodes added to the second")
+    sb.add_argument("--eval-episodes", type=int, default=20, help="episodes each policy runs in the real simulator")
     sb.add_argument("--bc-steps", type=int, default=500, help="optimizer steps of each behaviour-cloning policy")
     sb.add_argument("--repeats", type=int, default=1,
                     help="run the comparison with seeds SEED..SEED+N-1 and report each and their mean")
     sb.add_argument("--perturb", type=float, default=0.1,
                     help="noise std on the recorded actions that drive the synthetic episodes, fraction of their range")
-    p.set_defaults(func=_experiment)
+    sb.set_defaults(func=_synth_bc)
 
 
 def _threads(n: int | None) -> None:
@@ -108,8 +120,8 @@ def _command_line(args: argparse.Namespace) -> str:
     """The experiment's command with every option explicit, so the docs show how to reproduce it."""
     parts = ["hma", "experiment", args.name, "--data", *args.data, "--tokenizer", *args.tokenizer, "--out", args.out]
     parts += ["--steps", str(args.steps)] if args.steps is not None else ["--minutes", f"{args.minutes:g}"]
-    parts += ["--scale", args.scale, "--batch-size", str(args.batch_size), "--lr", f"{args.lr:g}", "--seed", str(args.seed),
-              "--eval-episodes", str(args.eval_episodes or 4)]
+    parts += ["--preset", args.preset, "--batch-size", str(args.batch_size), "--lr", f"{args.lr:g}", "--seed", str(args.seed),
+              "--eval-episodes", str(args.eval_episodes)]
     results_md = None if args.results_md == DEFAULT_RESULTS_MD else args.results_md
     for flag, value in (("--horizon", args.horizon), ("--target", args.target), ("--results-md", results_md),
                         ("--threads", args.threads)):
@@ -122,28 +134,27 @@ def _experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hma.errors import ConfigError
-    from hma.eval.experiment_runs import Budget, ExperimentOptions
+    from hma.eval.experiment_runs import SCALE_PRESETS, Budget, ExperimentOptions
     from hma.eval.experiments import run_experiment
-    from hma.eval.results import EXPERIMENTS
 
     _threads(args.threads)
+    if args.scale is not None:
+        args.preset = SCALE_PRESETS[args.scale]
+        print(f"hma: warning: --scale {args.scale} is the earlier spelling of --preset {args.preset}", file=sys.stderr)
+    args.preset = args.preset or "micro"
     if args.render_only:
-        if args.name in SIM_EXPERIMENTS:
-            raise ConfigError(f"--render-only re-writes the recipes {', '.join(EXPERIMENTS)}, not {args.name!r}")
         from hma.eval.experiments import render_experiment
 
         render_experiment(args.name, Path(args.out), Path(args.results_md))
         print(f"re-wrote the {args.name} section of {args.results_md} from {Path(args.out) / args.name}/results.json")
         return 0
-    if args.name in SIM_EXPERIMENTS:
-        return _synth_bc(args)
     missing = [flag for flag, value in (("--data", args.data), ("--tokenizer", args.tokenizer)) if not value]
     if missing:
         raise ConfigError(f"experiment {args.name!r} trains runs and needs {' and '.join(missing)}")
     opts = ExperimentOptions(data=args.data, tokenizers=args.tokenizer, out=Path(args.out),
-                             budget=Budget(steps=args.steps, minutes=args.minutes), scale=args.scale,
+                             budget=Budget(steps=args.steps, minutes=args.minutes), preset=args.preset,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed, horizon=args.horizon,
-                             eval_episodes=args.eval_episodes or 4, target=args.target, results_md=Path(args.results_md),
+                             eval_episodes=args.eval_episodes, target=args.target, results_md=Path(args.results_md),
                              command=_command_line(args), progress=not args.no_progress)
     result = run_experiment(args.name, opts)
     for f in result["findings"]:
@@ -155,9 +166,9 @@ def _experiment(args: argparse.Namespace) -> int:
 def _synth_bc_command(args: argparse.Namespace) -> str:
     parts = ["hma", "experiment", "synth-bc", "--run", args.run, "--embodiment", args.embodiment]
     if args.data:
-        parts += ["--data", *args.data]
+        parts += ["--data", args.data]
     parts += ["--out", args.out, "--real-episodes", str(args.real_episodes), "--synthetic-episodes",
-              str(args.synthetic_episodes), "--eval-episodes", str(args.eval_episodes or 20), "--bc-steps",
+              str(args.synthetic_episodes), "--eval-episodes", str(args.eval_episodes), "--bc-steps",
               str(args.bc_steps), "--perturb", f"{args.perturb:g}", "--seed", str(args.seed), "--repeats", str(args.repeats)]
     results_md = None if args.results_md == DEFAULT_RESULTS_MD else args.results_md
     for flag, value in (("--results-md", results_md), ("--threads", args.threads)):
@@ -171,17 +182,12 @@ def _synth_bc(args: argparse.Namespace) -> int:
     from hma.apps.bc import synth_bc_experiment
     from hma.errors import ConfigError
 
-    missing = [flag for flag, value in (("--run", args.run), ("--embodiment", args.embodiment)) if not value]
-    if missing:
-        raise ConfigError(f"experiment 'synth-bc' needs {' and '.join(missing)} (a trained world model and its embodiment)")
-    if args.data and len(args.data) != 1:
-        raise ConfigError(f"synth-bc takes one real dataset folder, got {len(args.data)}: {' '.join(args.data)}")
     if args.repeats < 1:
         raise ConfigError(f"--repeats {args.repeats} is invalid, expected an integer >= 1")
     synth_bc_experiment(args.run, args.embodiment, out=args.out, seeds=range(args.seed, args.seed + args.repeats),
                         results_md=args.results_md, command=_synth_bc_command(args),
-                        dataset=args.data[0] if args.data else None, real_episodes=args.real_episodes,
-                        synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes or 20,
+                        dataset=args.data, real_episodes=args.real_episodes,
+                        synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes,
                         bc_steps=args.bc_steps, perturb=args.perturb)
     print(f"updated {args.results_md}")
     return 0

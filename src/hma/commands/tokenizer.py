@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="discrete: FSQ codes for MaskGIT; continuous: KL latents for MAR and the diffusion baseline")
     p.add_argument("--out", required=True, help="run folder (resumed automatically when it holds a training_state/)")
     p.add_argument("--resume", action="store_true", help="require an existing run in --out to resume")
-    p.add_argument("--minutes", type=float, default=None, help="training time budget (total over resumes)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (2000 if neither --steps nor --minutes)")
+    p.add_argument("--minutes", type=float, default=None, help="training time budget: the run plans its number of steps from its measured speed (a resume keeps the plan)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (2000 if neither --steps nor --minutes; not both)")
     p.add_argument("--batch-size", type=int, default=64, help="frames per optimizer step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialization and the frame order")
@@ -83,12 +83,13 @@ def _train(args: argparse.Namespace) -> int:
 
     from hma.errors import ConfigError
     from hma.tokenizer.config import TokenizerConfig
-    from hma.tokenizer.train import STATE_FILE, TRAINING_STATE_DIR, TrainOptions, train_tokenizer
+    from hma.train.checkpoint import STATE_DIR, STATE_FILE
+    from hma.train.tokenizer import TrainOptions, train_tokenizer
 
     device = _setup(args)
     out = Path(args.out)
-    if args.resume and not (out / TRAINING_STATE_DIR / STATE_FILE).is_file():
-        raise ConfigError(f"--resume was given but {out / TRAINING_STATE_DIR} does not exist, expected a run to resume")
+    if args.resume and not (out / STATE_DIR / STATE_FILE).is_file():
+        raise ConfigError(f"--resume was given but {out / STATE_DIR} does not exist, expected a run to resume")
     config = TokenizerConfig(
         kind=args.kind, name=args.name or out.resolve().name, downsample=args.downsample,
         channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, encoder=args.encoder, vocab_size=args.vocab_size,

@@ -9,44 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hma.train.state import Budget
 from hma.errors import ConfigError
 
 RUNS_DIR = "runs"
 EVAL_DIR = "eval"
 
-# Trunk sizes that train to something measurable in minutes on a laptop CPU. ``small`` is the
-# ``tiny`` preset itself; ``tiny`` halves depth and width again.
-SCALES: dict[str, dict[str, Any]] = {
-    "tiny": dict(num_blocks=2, width=64, num_heads=4, num_frames=4, diffusion_width=128, diffusion_blocks=2),
-    "small": dict(num_blocks=4, width=128, num_heads=4, num_frames=8, diffusion_width=256, diffusion_blocks=3),
-    # What `hma demo` trains (hma.demo.DemoBudget): the tiny preset with two blocks on 4-frame windows.
-    "demo": dict(num_blocks=2, width=128, num_heads=4, num_frames=4, diffusion_width=256, diffusion_blocks=3),
-}
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The same training budget for every run of a recipe: optimizer steps or wall-clock minutes."""
-
-    steps: int | None = None
-    minutes: float | None = None
-
-    def __post_init__(self) -> None:
-        if (self.steps is None) == (self.minutes is None):
-            raise ConfigError("give exactly one training budget: --steps N or --minutes M")
-        if (self.steps is not None and self.steps < 1) or (self.minutes is not None and self.minutes <= 0):
-            raise ConfigError(f"training budget {self.steps or self.minutes} is invalid; expected a positive number")
-
-    def scaled(self, factor: float) -> Budget:
-        """This budget times ``factor`` (steps rounded, at least one)."""
-        if self.steps is not None:
-            return Budget(steps=max(1, round(self.steps * factor)))
-        return Budget(minutes=self.minutes * factor)
-
-    def describe(self) -> str:
-        if self.steps is not None:
-            return f"{self.steps} optimizer steps per run (same steps)"
-        return f"{self.minutes:g} minutes of wall-clock training per run (same wall time)"
+# The ``--scale`` names of earlier releases (still accepted, with a warning) and the presets they are.
+SCALE_PRESETS = {"tiny": "micro", "small": "tiny", "demo": "demo"}
 
 
 @dataclass
@@ -55,7 +25,7 @@ class ExperimentOptions:
     tokenizers: list[str]  # one folder per token kind the recipe needs
     out: Path
     budget: Budget
-    scale: str = "tiny"
+    preset: str = "micro"  # a model preset, hma.config.PRESETS
     batch_size: int = 8
     lr: float = 1e-3
     seed: int = 0
@@ -68,8 +38,10 @@ class ExperimentOptions:
     eval_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.scale not in SCALES:
-            raise ConfigError(f"scale {self.scale!r} is unknown, expected one of {', '.join(SCALES)}")
+        from hma.config import PRESETS
+
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset {self.preset!r} is unknown, expected one of {', '.join(PRESETS)}")
         self.out = Path(self.out)
         self.results_md = Path(self.results_md)
 
@@ -136,7 +108,7 @@ def train_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, toke
                       minutes=budget.minutes, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
                       warmup=warmup_steps(budget), progress=opts.progress,
                       checkpoint_every=10**9, init_from=str(init_from) if init_from else None,
-                      model_overrides={} if init_from else {**SCALES[opts.scale], **(model_changes or {})}, **changes)
+                      preset=opts.preset, model_overrides={} if init_from else dict(model_changes or {}), **changes)
     train(cfg)
     seconds = time.perf_counter() - started
     step = int(ckpt.read_training_state(run)["step"])

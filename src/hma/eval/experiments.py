@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hma.config import PRESETS
 from hma.errors import ConfigError, DataError
-from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, SCALES, ExperimentOptions, datasets_by_embodiment,
+from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, SCALE_PRESETS, ExperimentOptions, datasets_by_embodiment,
                                       evaluate_run, need_tokenizer, score_row, single_stream_fps, tokenize, train_run)
 from hma.eval.levers import levers_recipe, world_model_recipe
 from hma.eval.report import METRICS_FILE, format_value, markdown_table
@@ -192,13 +193,22 @@ def _section(name: str, recipe: Recipe, result: dict[str, Any]) -> str:
         f"Claim (paper): {recipe.claim}\n",
         f"Command ({result['date']}):\n",
         f"```\n{result['command']}\n```\n",
-        f"Budget: {result['budget']}; scale `{opts['scale']}` ({result['scale_config']}); batch {opts['batch_size']}, "
+        f"Budget: {result['budget']}; preset `{_preset(opts)}` ({result.get('preset_config') or result['scale_config']}); "
+        f"batch {opts['batch_size']}, "
         f"lr {opts['lr']:g}; evaluated on held-out episodes ({result['eval']}); {result['threads']} CPU thread(s).\n",
         markdown_table(header, rows),
         "Findings:\n",
         "\n".join(f"- {f}" for f in result["findings"]) + "\n",
     ]
     return "\n".join(lines)
+
+
+PRESET_FIELDS = ("num_blocks", "width", "num_heads", "num_frames", "diffusion_width", "diffusion_blocks")
+
+
+def _preset(opts: dict[str, Any]) -> str:
+    """The preset a results.json's runs used (those of earlier releases record a ``scale``)."""
+    return opts["preset"] if "preset" in opts else SCALE_PRESETS[opts["scale"]]
 
 
 def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
@@ -216,8 +226,8 @@ def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
         "command": opts.command,
         "date": results_date(),
         "budget": opts.budget.describe(),
-        "scale_config": ", ".join(f"{k} {v}" for k, v in SCALES[opts.scale].items()),
-        "options": {"scale": opts.scale, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
+        "preset_config": ", ".join(f"{k} {getattr(PRESETS[opts.preset], k)}" for k in PRESET_FIELDS),
+        "options": {"preset": opts.preset, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
                     "data": opts.data, "tokenizers": opts.tokenizers, "target": opts.target},
         "eval": _eval_description(opts.out),
         "threads": _threads(),

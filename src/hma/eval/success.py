@@ -15,6 +15,8 @@ from torch import nn
 from hma.data.store import EpisodeStore
 from hma.errors import CheckpointError, DataError
 from hma.io import read_weights_folder, save_weights_folder
+from hma.train.fit import fit
+from hma.train.state import Budget, TrainState
 
 
 
@@ -111,20 +113,22 @@ def train_success_classifier(store: EpisodeStore, *, steps: int = 300, batch_siz
         torch.manual_seed(seed)
         net = SmallCNN(1, width=width)
     recon = reconstruct(store.frames, tokenizer) if tokenizer is not None else None  # (N, H, W, 3)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    for _ in range(steps):
+    state = TrainState(net, torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4), floor=1.0)  # constant LR
+
+    def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
         idx = np.sort(np.concatenate([rng.choice(pos, batch_size // 2), rng.choice(neg, batch_size // 2)]))
         frames = np.asarray(store.frames[idx])  # (B, H, W, 3)
         if recon is not None:
             frames = np.where(rng.random(len(idx))[:, None, None, None] < 0.5, recon[idx], frames)
-        frames = torch.as_tensor(frames)
         target = torch.as_tensor(labels[idx], dtype=torch.float32)
-        loss = F.binary_cross_entropy_with_logits(net(frames)[:, 0], target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = F.binary_cross_entropy_with_logits(net(torch.as_tensor(frames))[:, 0], target)
+        last["loss"] = loss.item()
+        return loss, dict(last)
+
+    last: dict[str, float] = {}
+    fit(state, loss_fn, Budget(steps=steps), log_every=steps)
     classifier = SuccessClassifier(net, store.image_size, store.embodiment)
-    metrics = {"train_loss": float(loss.detach())}
+    metrics = {"train_loss": last["loss"]}
     if held_eps:
         held = rows(held_eps)
         pred = classifier.predict(np.asarray(store.frames[held])) > 0.5

@@ -1,13 +1,16 @@
-"""Training checkpoints: a run folder (:mod:`hma.run.files`) plus ``training_state/`` (no pickles).
+"""Training checkpoints: a weights folder (``model.safetensors`` + ``config.json``) plus
+``training_state/`` (no pickles), written by every trainer of hma.
 
-``training_state/`` holds the optimizer moments (safetensors), the schedule, step and data
-position (JSON) and every random generator's state (safetensors), so ``--resume`` continues
-exactly. A checkpoint is first written complete into a temporary folder inside the run,
-then moved into place file by file with renames; ``step`` is recorded in both
-``config.json`` and ``training_state/state.json`` and a resume refuses a pair that disagree
-(a crash between two renames). ``config.json`` also records the sha256 of
-``model.safetensors``, so :func:`hma.load` refuses weights damaged on disk (a flipped bit
-inside a tensor still parses as safetensors).
+``training_state/`` holds :meth:`TrainState.files <hma.train.state.TrainState.files>`: the
+optimizer moments, the random generators and (with EMA) the averaged and raw weights as
+safetensors, the step, schedule and the trainer's own fields in ``state.json``, with the
+sha256 of the ``model.safetensors`` it belongs to.
+
+A save is a journal that survives a kill at any moment: the complete checkpoint is first
+written into ``.checkpoint.tmp.PID/`` inside the folder and synced, then marked ready, then
+moved into place file by file with renames. Before a run starts (and before a resume reads
+its state) :func:`finish_interrupted` rolls a ready checkpoint forward and removes one that
+never became ready, so a folder always holds one consistent checkpoint.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -28,97 +30,108 @@ from hma.run.files import (CONFIG_FILE, EVAL_FILE, MODEL_FILE, SEEDS_FILE, TOKEN
                             load_model_weights, read_run_config)
 
 STATE_DIR = "training_state"
+STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 EMA_FILE = "ema.safetensors"
 RAW_MODEL_FILE = "model_raw.safetensors"  # the un-averaged weights when model.safetensors holds the EMA
-STATE_FILE = "state.json"
+READY = "READY"
+_TMP = ".checkpoint.tmp."
+_OLD = f".{STATE_DIR}.old"
 
 
-def _contiguous(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
-def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into tensors (safetensors) and the rest (JSON)."""
-    sd = optimizer.state_dict()
-    tensors: dict[str, Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, state in sd["state"].items():
-        for name, value in state.items():
-            if isinstance(value, Tensor):
-                tensors[f"{index}.{name}"] = value
-            else:
-                scalars.setdefault(str(index), {})[name] = value
-    return _contiguous(tensors), {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    for index, values in meta["scalars"].items():
-        state.setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def save_checkpoint(run: Path, *, model_state: dict[str, Tensor], config: dict[str, Any],
-                    state: dict[str, Any], optimizer: torch.optim.Optimizer,
-                    rng: dict[str, Tensor], ema: dict[str, Tensor] | None = None,
-                    raw_model_state: dict[str, Tensor] | None = None) -> None:
-    """Write one complete checkpoint of a run (see the module docstring for the layout)."""
-    run.mkdir(parents=True, exist_ok=True)
-    tmp = run / f".checkpoint.tmp.{os.getpid()}"
-    # Only one process writes a run's checkpoints, so any other temporary folder was left
-    # by a writer that was killed mid-save: it never became the checkpoint, remove it.
-    for stale in run.glob(".checkpoint.tmp.*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    (tmp / STATE_DIR).mkdir(parents=True)
-    step = int(state["step"])
-    save_file(_contiguous(model_state), tmp / MODEL_FILE, metadata={"step": str(step)})
-    checksum = sha256_file(tmp / MODEL_FILE)
-    (tmp / CONFIG_FILE).write_text(json.dumps(seal({**config, "step": step, WEIGHTS_SHA256: checksum}), indent=2) + "\n")
-    opt_tensors, opt_meta = optimizer_to_files(optimizer)
-    save_file(opt_tensors, tmp / STATE_DIR / OPTIMIZER_FILE)
-    save_file(_contiguous(rng), tmp / STATE_DIR / RNG_FILE)
-    if ema is not None:
-        save_file(_contiguous(ema), tmp / STATE_DIR / EMA_FILE)
-    if raw_model_state is not None:
-        save_file(_contiguous(raw_model_state), tmp / STATE_DIR / RAW_MODEL_FILE)
-    (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps({**state, "optimizer": opt_meta}, indent=2) + "\n")
-    for f in (tmp / MODEL_FILE, tmp / CONFIG_FILE, *(tmp / STATE_DIR).iterdir()):
-        with open(f, "rb") as handle:
-            os.fsync(handle.fileno())
-    # training_state first (a folder swap), then the model and its config.
-    old = run / f".{STATE_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if (run / STATE_DIR).exists():
-        os.replace(run / STATE_DIR, old)
-    os.replace(tmp / STATE_DIR, run / STATE_DIR)
-    os.replace(tmp / MODEL_FILE, run / MODEL_FILE)
-    os.replace(tmp / CONFIG_FILE, run / CONFIG_FILE)
+def _roll_forward(folder: Path, tmp: Path) -> None:
+    """Move a ready checkpoint's files into place; each move may already have happened."""
+    old = folder / _OLD
+    if (tmp / STATE_DIR).exists():
+        if (folder / STATE_DIR).exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder / STATE_DIR, old)
+        os.replace(tmp / STATE_DIR, folder / STATE_DIR)
+    for name in (MODEL_FILE, CONFIG_FILE):  # the weights before the config that names their checksum
+        if (tmp / name).exists():
+            os.replace(tmp / name, folder / name)
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def read_training_state(run: Path) -> dict[str, Any]:
-    """The JSON state of the run's last checkpoint, checked against ``config.json``."""
-    state = read_json(run / STATE_DIR / STATE_FILE, "training state")
-    config_step = read_run_config(run).get("step")
-    if config_step != state.get("step"):
-        raise CheckpointError(
-            f"{run}: {CONFIG_FILE} is at step {config_step} but {STATE_DIR} at step {state.get('step')}; "
-            "the last checkpoint was interrupted, expected them equal"
-        )
+def finish_interrupted(folder: Path) -> None:
+    """Complete a checkpoint killed while moving into place; discard one killed while being written."""
+    for tmp in sorted(folder.glob(_TMP + "*")):
+        if (tmp / READY).is_file():
+            _roll_forward(folder, tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    old = folder / _OLD
+    if old.exists() and not (folder / STATE_DIR).exists():
+        os.replace(old, folder / STATE_DIR)  # killed between the two renames of the state folder
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_checkpoint(folder: Path, *, weights: bytes, config: dict[str, Any], tensors: dict[str, dict[str, Tensor]],
+                     state: dict[str, Any], config_checksum: bool = True) -> None:
+    """Write one complete checkpoint into ``folder`` (see the module docstring).
+
+    ``weights``: the serialized ``model.safetensors``; ``config``: its ``config.json`` (sealed
+    here, with the weights' sha256 under ``weights_sha256`` when ``config_checksum``);
+    ``tensors``/``state``: the training state (:meth:`TrainState.files`, plus the trainer's
+    own JSON fields).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    finish_interrupted(folder)  # only one process writes a folder's checkpoints
+    tmp = folder / f"{_TMP}{os.getpid()}"
+    (tmp / STATE_DIR).mkdir(parents=True)
+    (tmp / MODEL_FILE).write_bytes(weights)
+    checksum = sha256_file(tmp / MODEL_FILE)
+    if config_checksum:
+        config = {**config, WEIGHTS_SHA256: checksum}
+    (tmp / CONFIG_FILE).write_text(json.dumps(seal(config), indent=2) + "\n")
+    for name, values in tensors.items():
+        save_file(values, tmp / STATE_DIR / f"{name}.safetensors")
+    (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps({**state, "model_sha256": checksum}, indent=2) + "\n")
+    for f in (tmp / MODEL_FILE, tmp / CONFIG_FILE, *(tmp / STATE_DIR).iterdir()):
+        _fsync(f)
+    (tmp / READY).write_text("")
+    _fsync(tmp / READY)
+    _roll_forward(folder, tmp)
+
+
+def read_training_state(folder: Path, *, config_step: bool = True) -> dict[str, Any]:
+    """The JSON state of the folder's last checkpoint, checked against the weights beside it
+    (and, for a world-model run, against the step in ``config.json``). Call
+    :func:`finish_interrupted` first (one process of a distributed run)."""
+    state = read_json(folder / STATE_DIR / STATE_FILE, "training state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{folder / STATE_DIR / STATE_FILE} holds {type(state).__name__}, expected a JSON object")
+    weights = folder / MODEL_FILE
+    if "model_sha256" in state and (not weights.is_file() or sha256_file(weights) != state["model_sha256"]):
+        raise CheckpointError(f"{folder}: {MODEL_FILE} is not the one {STATE_DIR} was saved with; the last "
+                              "checkpoint was interrupted or edited, expected the pair one save wrote")
+    if config_step:
+        step = read_run_config(folder).get("step")
+        if step != state.get("step"):
+            raise CheckpointError(
+                f"{folder}: {CONFIG_FILE} is at step {step} but {STATE_DIR} at step {state.get('step')}; "
+                "the last checkpoint was interrupted, expected them equal"
+            )
     return state
 
 
-def load_state_tensors(run: Path, name: str) -> dict[str, Tensor]:
-    path = run / STATE_DIR / name
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing from the training state")
-    try:
-        return load_file(path)
-    except Exception as e:  # safetensors raises its own error types for truncated files
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+def state_tensors(folder: Path, device: str = "cpu") -> Callable[[str], dict[str, Tensor]]:
+    """A reader of the folder's training-state safetensors files by name (``"optimizer"``, ``"rng"``, ...)."""
+
+    def read(name: str) -> dict[str, Tensor]:
+        path = folder / STATE_DIR / f"{name}.safetensors"
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing from the training state")
+        try:
+            return load_file(path, device=device)
+        except Exception as e:  # safetensors raises its own error types for truncated files
+            raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+
+    return read

@@ -20,18 +20,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as torch_dist
+from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from hma.config import ModelConfig, RunKind, Setting, TokenKind, preset
 from hma.data.mixture import MixtureSampler
 from hma.data.windows import HOLDOUT
-from hma.errors import CheckpointError, ConfigError, EmbodimentError, TrainingError
+from hma.errors import CheckpointError, ConfigError, EmbodimentError
 from hma.io import atomic_write_json, read_json
 from hma.train import checkpoint as ckpt
 from hma.train.data import TrainingData, batches, load_training_data, to_tensors
 from hma.train.distributed import gather_state, init_distributed
 from hma.run.kinds import build_model
-from hma.train.optim import Ema, WarmupCosine, build_optimizer
+from hma.train.fit import TrainLog, fit
+from hma.train.optim import build_optimizer
+from hma.train.state import Budget, TrainState
 
 
 @dataclass
@@ -134,11 +137,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume, or fine-tune) one run; returns the final evaluation (rank 0) or {}."""
     from hma.tokenizer import load_tokenizer
 
-    if (cfg.steps is None) == (cfg.minutes is None):
-        raise ConfigError("give exactly one of --steps or --minutes")
     setting = Setting.parse(cfg.setting)
     dist = init_distributed()
     run = Path(cfg.out)
+    budget = Budget(steps=cfg.steps, minutes=cfg.minutes, stop_at=cfg.stop_at, agree=lambda n: _agree_min(n, dist))
+    if dist.main and run.is_dir():
+        ckpt.finish_interrupted(run)  # a save killed midway is completed or discarded
+    if dist.world_size > 1:
+        torch_dist.barrier()
     resuming = cfg.resume and (run / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
     if (run / ckpt.MODEL_FILE).exists() and not resuming:
         raise ConfigError(f"run folder {run} already holds a model, expected a new folder (or pass --resume)")
@@ -193,25 +199,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     rank_seed = cfg.seed * dist.world_size + dist.rank
     torch.manual_seed(rank_seed)
     generator = torch.Generator(device=dist.device).manual_seed(rank_seed)
-    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = WarmupCosine(cfg.warmup, cfg.steps if cfg.steps is not None else 10**9)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    ema = Ema(model, cfg.ema) if cfg.ema else None
-    step, position, total_known = 0, 0, cfg.steps is not None
+    state = TrainState(model, build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay), warmup=cfg.warmup,
+                       total_steps=cfg.steps, ema=cfg.ema, generators={"generator": generator})
+    position = 0
     if resuming:
-        state = ckpt.read_training_state(run)
-        if int(state["world_size"]) != dist.world_size:
-            raise ConfigError(f"{run} was trained with {state['world_size']} processes, resume it with the same number, not {dist.world_size}")
-        step, position = int(state["step"]), int(state["data_position"])
-        schedule.total_steps = int(state["total_steps"])
-        total_known = True
-        ckpt.optimizer_from_files(optimizer, ckpt.load_state_tensors(run, ckpt.OPTIMIZER_FILE), state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng = ckpt.load_state_tensors(run, ckpt.RNG_FILE)
-        generator.set_state(rng[f"generator.{dist.rank}"])
-        torch.set_rng_state(rng[f"torch.{dist.rank}"])
-        if ema is not None:
-            ema.shadow = {k: v.to(dist.device) for k, v in ckpt.load_state_tensors(run, ckpt.EMA_FILE).items()}
+        saved = ckpt.read_training_state(run)
+        if int(saved["world_size"]) != dist.world_size:
+            raise ConfigError(f"{run} was trained with {saved['world_size']} processes, resume it with the same number, not {dist.world_size}")
+        state.restore(ckpt.state_tensors(run), saved, rank=dist.rank, where=str(run / ckpt.STATE_DIR))
+        position = int(saved["data_position"])
 
     objective: nn.Module = _Objective(model)
     if dist.world_size > 1:
@@ -226,111 +222,69 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                   "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "model_overrides"}}
     # Absolute too: commands run from another folder (policy-eval, synth, play) find the data.
     run_config["train"]["data_resolved"] = [str(Path(d).resolve()) for d in cfg.data]
-    writer = None
+    log = None
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
         if not (run / ckpt.TOKENIZER_DIR).exists():
             shutil.copytree(tokenizer_dir, run / ckpt.TOKENIZER_DIR)  # the run is self-contained
         atomic_write_json(run / ckpt.SEEDS_FILE, {"seed": cfg.seed, "world_size": dist.world_size,
                                                  "rank_seeds": [cfg.seed * dist.world_size + r for r in range(dist.world_size)]})
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run / "tb"))
+        log = TrainLog(run)
 
     def save() -> None:
-        rng = {}
-        for name, t in (("generator", generator.get_state()), ("torch", torch.get_rng_state())):
-            gathered = gather_state(t, dist)
-            rng.update({f"{name}.{r}": g for r, g in enumerate(gathered)})
+        states = {}
+        for key, t in state.random_states(dist.rank).items():
+            name = key.rsplit(".", 1)[0]
+            states.update({f"{name}.{r}": g for r, g in enumerate(gather_state(t, dist))})
         if dist.main:
-            weights = model.state_dict()
-            ckpt.save_checkpoint(
-                run, model_state=ema.shadow if ema else weights, config=run_config, optimizer=optimizer, rng=rng,
-                state={"step": step, "data_position": sampler.position, "total_steps": schedule.total_steps,
-                       "world_size": dist.world_size, "scheduler": scheduler.state_dict()},
-                ema=ema.shadow if ema else None, raw_model_state=weights if ema else None)
+            tensors, meta = state.files(states)
+            weights = save_safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in state.weights().items()},
+                                             metadata={"step": str(state.step)})
+            ckpt.write_checkpoint(run, weights=weights, config={**run_config, "step": state.step}, tensors=tensors,
+                                  state={**meta, "data_position": sampler.position, "world_size": dist.world_size})
         if dist.world_size > 1:
             torch_dist.barrier()
 
-    from hma.progress import bar as progress_bar
-
-    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=_use_bf16(cfg.precision, dist.device))
-    tokens_per_batch = cfg.batch_size * model_config.num_frames * model_config.tokens_per_frame * dist.world_size
-    bar = progress_bar(total=schedule.total_steps if total_known else None, initial=step,
-                       show=dist.main and cfg.progress, dynamic_ncols=True)
-    started, probe_steps, timed_from = time.perf_counter(), 20, step
-    warm_at = started
-    replan_at: int | None = None  # a timed run's second speed estimate (step), once the first is made
-    probed_at, probed_step = started, step
-    stop = min(x for x in (schedule.total_steps, cfg.stop_at) if x is not None)
-    model.train()
-    while step < stop:
+    def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(stream)
         batch["setting"] = setting
-        with autocast:
-            loss, metrics = objective(batch, generator)
-        loss.backward()
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update(model)
-        step += 1
-        if (not total_known and step - timed_from in (5, probe_steps)) or step == replan_at:
-            # A timed run fixes its schedule length once it knows its speed (all ranks agree).
-            # The first steps pay for allocation and warm-up, so speed is measured after
-            # them and only the time still left is divided by it. Those few steps can run
-            # slower (or faster) than the rest, e.g. beside another job that then ends, so
-            # the length is planned once more, on the steps since, a tenth of the way in:
-            # the cosine schedule has hardly moved by then.
-            now = time.perf_counter()
-            if step - timed_from == 5 and not total_known:
-                warm_at = now
-            else:
-                if step == replan_at:
-                    per_step, replan_at = (now - probed_at) / (step - probed_step), None
-                else:
-                    per_step = (now - warm_at) / (probe_steps - 5)
-                    probed_at, probed_step = now, step
-                left = cfg.minutes * 60 - (now - started)
-                budget = torch.tensor([step + left / per_step], device=dist.device)
-                if dist.world_size > 1:
-                    torch_dist.all_reduce(budget, op=torch_dist.ReduceOp.MIN)
-                schedule.total_steps = max(step + 1, int(budget.item()))
-                stop = schedule.total_steps if cfg.stop_at is None else min(schedule.total_steps, cfg.stop_at)
-                if not total_known:
-                    replan_at = step + max(2 * probe_steps, (schedule.total_steps - step) // 10)
-                    replan_at = replan_at if replan_at < stop else None
-                bar.total, total_known = schedule.total_steps, True
-        if dist.main and (step % cfg.log_every == 0 or step == stop):
-            rate = tokens_per_batch * bar.format_dict["rate"] if bar.format_dict.get("rate") else float("nan")
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{rate:,.0f}")
-            for k, v in metrics.items():
-                writer.add_scalar(f"train/{k}", v, step)
-            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-            writer.add_scalar("train/grad_norm", float(grad_norm), step)
-        if dist.main and cfg.eval_every and step % cfg.eval_every == 0 and step < stop and model_kind == RunKind.HMA:
-            from hma.train.monitor import log_progress
+        return objective(batch, generator)
 
-            log_progress(writer, run, model, tokenizer, data, step=step, batch_size=cfg.batch_size, seed=cfg.seed,
-                         evaluate=evaluate)
-        bar.update(1)
-        if step % cfg.checkpoint_every == 0 and step < stop:
-            save()
-    bar.close()
-    if step > timed_from and not math.isfinite(metrics["loss"]):
-        raise TrainingError(f"training diverged: loss is {metrics['loss']} at step {step}, expected finite (lower --lr)")
-    save()
+    def monitor(step: int) -> None:
+        from hma.train.monitor import log_progress
+
+        log_progress(log.writer, run, model, tokenizer, data, step=step, batch_size=cfg.batch_size, seed=cfg.seed,
+                     evaluate=evaluate)
+
+    tokens_per_batch = cfg.batch_size * model_config.num_frames * model_config.tokens_per_frame * dist.world_size
+
+    def postfix(record: dict, bar: Any) -> dict:
+        rate = tokens_per_batch * bar.format_dict["rate"] if bar.format_dict.get("rate") else float("nan")
+        return {"loss": f"{record['loss']:.3f}", "tok_s": f"{rate:,.0f}"}
+
+    started = time.perf_counter()
+    model.train()
+    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=_use_bf16(cfg.precision, dist.device))
+    fit(state, loss_fn, budget, grad_clip=cfg.grad_clip, autocast=autocast, log=log, log_every=cfg.log_every,
+        postfix=postfix, hooks=[(cfg.eval_every, monitor)] if dist.main and model_kind == RunKind.HMA else [],
+        save=save, save_every=cfg.checkpoint_every, progress=dist.main and cfg.progress)
     result: dict[str, Any] = {}
     if dist.main:
-        writer.close()
-        if step == schedule.total_steps and model_kind == RunKind.HMA:
+        log.close()
+        if state.step == state.schedule.total_steps and model_kind == RunKind.HMA:
             result = evaluate(model, data, batch_size=cfg.batch_size, max_windows=cfg.eval_windows, seed=cfg.seed)
-            result.update(step=step, seconds=round(time.perf_counter() - started, 1))
+            result.update(step=state.step, seconds=round(time.perf_counter() - started, 1))
             atomic_write_json(run / ckpt.EVAL_FILE, result)
     return result
+
+
+def _agree_min(steps: int, dist: Any) -> int:
+    """The smallest of the ranks' planned lengths (every rank must stop at the same step)."""
+    if dist.world_size == 1:
+        return steps
+    value = torch.tensor([steps], device=dist.device)
+    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MIN)
+    return int(value.item())
 
 
 @torch.no_grad()

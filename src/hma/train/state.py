@@ -1,0 +1,231 @@
+"""What a training run needs to continue exactly, and the budget that says when it stops.
+
+:class:`TrainState` holds the step, the optimizer, the warmup + cosine learning-rate
+schedule, an optional EMA of the weights and every random generator the run draws from;
+:meth:`TrainState.files` turns it into safetensors tensors plus JSON (no pickles) and
+:meth:`TrainState.restore` reads them back. :class:`Budget` turns ``--steps`` or
+``--minutes`` into a number of steps. Every trainer of hma (world model, tokenizer,
+behaviour-cloning policy, success classifier) runs on these through :func:`hma.train.fit.fit`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hma.errors import CheckpointError, ConfigError
+from hma.train.optim import Ema, WarmupCosine
+
+UNPLANNED = 10**9  # a timed run's schedule length until it has measured its speed
+
+
+def _contiguous(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+
+def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (safetensors) and the rest (JSON)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, state in sd["state"].items():
+        for name, value in state.items():
+            if isinstance(value, Tensor):
+                tensors[f"{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return _contiguous(tensors), {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, values in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+class TrainState:
+    """The model's optimizer, LR schedule, EMA, random generators and step, saved and restored together.
+
+    ``floor=1.0`` with ``warmup=0`` is a constant learning rate. ``generators`` are the
+    torch generators the run draws from (its data order, masks, noise); ``numpy_rngs``
+    the numpy ones. The default torch generator is saved too (dropout and friends).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, warmup: int = 0,
+                 total_steps: int | None = None, floor: float = 0.1, ema: float | None = None,
+                 generators: dict[str, torch.Generator] | None = None,
+                 numpy_rngs: dict[str, np.random.Generator] | None = None) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = WarmupCosine(warmup, total_steps or UNPLANNED, floor)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
+        self.ema = Ema(model, ema) if ema else None
+        self.generators = dict(generators or {})
+        self.numpy_rngs = dict(numpy_rngs or {})
+        self.step = 0
+        self.planned = total_steps is not None  # the schedule's length is final
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def update(self, loss: Tensor, *, grad_clip: float | None = None) -> float | None:
+        """One optimizer step on ``loss``; returns the gradient norm before clipping (None without clipping)."""
+        loss.backward()
+        grad_norm = None
+        if grad_clip is not None:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        return grad_norm
+
+    def plan(self, total_steps: int) -> None:
+        self.schedule.total_steps = total_steps
+        self.planned = True
+
+    def weights(self) -> dict[str, Tensor]:
+        """The weights a checkpoint publishes: the EMA when there is one, else the model's."""
+        return self.ema.shadow if self.ema is not None else self.model.state_dict()
+
+    def random_states(self, rank: int = 0) -> dict[str, Tensor]:
+        """Every torch generator's state, keyed ``name.rank`` (one process of ``torchrun`` each)."""
+        states = {f"{name}.{rank}": g.get_state() for name, g in self.generators.items()}
+        states[f"torch.{rank}"] = torch.get_rng_state()
+        return states
+
+    def files(self, random_states: dict[str, Tensor] | None = None) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
+        """(safetensors files by name, the JSON state). ``random_states``: all ranks' (default: this process's)."""
+        opt_tensors, opt_meta = optimizer_to_files(self.optimizer)
+        tensors = {"optimizer": opt_tensors, "rng": _contiguous(random_states or self.random_states())}
+        if self.ema is not None:
+            tensors["ema"] = _contiguous(self.ema.shadow)
+            tensors["model_raw"] = _contiguous(self.model.state_dict())  # the un-averaged weights
+        meta = {"step": self.step, "total_steps": self.schedule.total_steps, "planned": self.planned,
+                "scheduler": self.scheduler.state_dict(), "optimizer": opt_meta,
+                "numpy_rngs": {name: rng.bit_generator.state for name, rng in self.numpy_rngs.items()}}
+        return tensors, meta
+
+    def restore(self, tensors: Callable[[str], dict[str, Tensor]], meta: dict[str, Any], *, rank: int = 0,
+                where: str = "training state") -> None:
+        """Continue from :meth:`files`' output; ``tensors(name)`` reads one safetensors file."""
+        try:
+            self.step = int(meta["step"])
+            self.schedule.total_steps = int(meta["total_steps"])
+            self.planned = bool(meta.get("planned", True))
+            optimizer_from_files(self.optimizer, tensors("optimizer"), meta["optimizer"])
+            self.scheduler.load_state_dict(meta["scheduler"])
+            for name, rng in self.numpy_rngs.items():
+                rng.bit_generator.state = meta["numpy_rngs"][name]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{where} cannot be restored ({type(e).__name__}: {e}), expected the files "
+                                  "hma's trainer writes") from None
+        states = tensors("rng")
+        try:
+            for name, g in self.generators.items():
+                g.set_state(states[f"{name}.{rank}"])
+            torch.set_rng_state(states[f"torch.{rank}"])
+        except (KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{where}: random state {e} is missing or damaged") from None
+        if self.ema is not None:
+            device = next(self.model.parameters()).device
+            self.ema.shadow = {k: v.to(device) for k, v in tensors("ema").items()}
+
+
+class Budget:
+    """How long a run trains: ``steps`` optimizer steps, or as many as fit in ``minutes``.
+
+    A timed run plans its length once it knows its speed: the first steps pay for
+    allocation and warm-up, so speed is measured on the 15 steps after the 5th and only the
+    time still left is divided by it. Those steps can run slower (or faster) than the rest,
+    e.g. beside another job that then ends, so the length is planned once more on the steps
+    since, a tenth of the way in, when the cosine schedule has hardly moved. ``agree``
+    makes all ranks of a distributed run agree on a planned length (e.g. the minimum).
+    """
+
+    WARM, PROBE = 5, 20
+
+    def __init__(self, *, steps: int | None = None, minutes: float | None = None, stop_at: int | None = None,
+                 agree: Callable[[int], int] | None = None) -> None:
+        if (steps is None) == (minutes is None):
+            raise ConfigError("give exactly one training budget: --steps N or --minutes M")
+        if steps is not None and steps < 1:
+            raise ConfigError(f"--steps {steps} is invalid, expected a positive number of steps")
+        if minutes is not None and not minutes > 0:
+            raise ConfigError(f"--minutes {minutes} is invalid, expected a positive duration")
+        self.steps, self.minutes, self.stop_at = steps, minutes, stop_at
+        self.agree = agree or (lambda n: n)
+        self._started = self._warm_at = self._probed_at = 0.0
+        self._first = self._probed_step = 0
+        self._replan_at: int | None = None
+
+    def scaled(self, factor: float) -> Budget:
+        """This budget times ``factor`` (steps rounded, at least one)."""
+        if self.steps is not None:
+            return Budget(steps=max(1, round(self.steps * factor)))
+        return Budget(minutes=self.minutes * factor)
+
+    def describe(self) -> str:
+        if self.steps is not None:
+            return f"{self.steps} optimizer steps per run (same steps)"
+        return f"{self.minutes:g} minutes of wall-clock training per run (same wall time)"
+
+    def start(self, state: TrainState) -> None:
+        """Called once before the first step (of this process: a resumed run keeps its plan)."""
+        if self.steps is not None and not state.planned:
+            state.plan(self.steps)
+        self._started = time.perf_counter()
+        self._first = state.step
+
+    def stop(self, state: TrainState) -> int:
+        """The step to stop at: the planned length, or ``stop_at`` (a checkpoint there, schedule unchanged)."""
+        total = state.schedule.total_steps
+        return total if self.stop_at is None else min(total, self.stop_at)
+
+    def observe(self, state: TrainState) -> bool:
+        """After each step: plan (or re-plan) a timed run's length; True when the length changed."""
+        if state.planned and self._replan_at is None:
+            return False
+        now, done = time.perf_counter(), state.step - self._first
+        if not state.planned and done == self.WARM:
+            self._warm_at = now
+            return False
+        if not state.planned and done == self.PROBE:
+            per_step = (now - self._warm_at) / (self.PROBE - self.WARM)
+            self._probed_at, self._probed_step = now, state.step
+        elif state.step == self._replan_at:
+            per_step, self._replan_at = (now - self._probed_at) / (state.step - self._probed_step), None
+        else:
+            return False
+        first_plan = not state.planned
+        left = self.minutes * 60 - (now - self._started)
+        state.plan(max(state.step + 1, self.agree(int(state.step + left / per_step))))
+        if first_plan:
+            replan = state.step + max(2 * self.PROBE, (state.schedule.total_steps - state.step) // 10)
+            self._replan_at = replan if replan < self.stop(state) else None
+        return True
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self._started
+
+
+def check_finite(loss: float, step: int) -> None:
+    from hma.errors import TrainingError
+
+    if not math.isfinite(loss):
+        raise TrainingError(f"training diverged: loss is {loss} at step {step}, expected finite (lower --lr)")

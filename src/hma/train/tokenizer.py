@@ -1,0 +1,198 @@
+"""Training of hma's image tokenizers: ``hma tokenizer train``.
+
+The tokenizer trains on :func:`hma.train.fit.fit` like every model of hma: resumable from
+its folder, which holds ``model.safetensors`` + ``config.json`` (the tokenizer, loadable
+while it trains) and ``training_state/`` (:mod:`hma.train.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from hma.config import TokenKind
+from hma.data.store import open_datasets
+from hma.errors import ConfigError
+from hma.tokenizer.config import TokenizerConfig
+from hma.tokenizer.frames import FramePool
+from hma.tokenizer.modeling import ConvAutoencoder, reconstruction_loss
+from hma.tokenizer.protocol import frames_to_unit
+from hma.tokenizer.trained import ConvTokenizer, load_trained_tokenizer, weights_bytes
+from hma.train import checkpoint as ckpt
+from hma.train.fit import TrainLog, fit
+from hma.train.state import Budget, TrainState
+
+SAMPLES_DIR = "samples"
+LOG_FILE = "log.jsonl"
+FOREGROUND_THRESHOLD = 8  # of 255: a pixel this far from its background (any channel) is foreground
+
+
+@dataclass
+class TrainOptions:
+    """How long and how to train; the architecture lives in :class:`TokenizerConfig`."""
+
+    steps: int | None = None
+    minutes: float | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 50  # short: on a shared CPU a 30-minute run is only a few hundred steps
+    seed: int = 0
+    sample_every: int = 500  # steps between reconstruction grids in OUT/samples/
+    log_every: int = 50  # steps between log lines (and code-usage windows)
+    checkpoint_minutes: float = 2.0
+    scale_frames: int = 512  # training frames used to measure the latent scale
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.minutes is None:
+            self.steps = 2000
+        if self.steps is not None and self.minutes is not None:
+            raise ConfigError(f"--steps {self.steps} and --minutes {self.minutes} were both given, expected one of them")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"--steps {self.steps} is invalid, expected a positive number of steps")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ConfigError(f"--minutes {self.minutes} is invalid, expected a positive duration")
+        if self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(f"batch size {self.batch_size} / learning rate {self.lr} are invalid, expected positive values")
+
+
+# -- helpers ---------------------------------------------------------------------------
+@torch.no_grad()
+def measure_latent_scale(model: ConvAutoencoder, frames: np.ndarray, *, batch_size: int = 128) -> float:
+    """1 / std of the latent means over ``frames``, so scaled latents have unit variance (as in latent diffusion)."""
+    p = next(model.parameters())
+    means = []
+    for i in range(0, len(frames), batch_size):
+        x = frames_to_unit(frames[i : i + batch_size], image_size=model.config.image_size, device=p.device, dtype=p.dtype)
+        means.append(model.encode_moments(x)[0].float().flatten())
+    std = torch.cat(means).std().item()
+    return 1.0 / max(std, 1e-6)
+
+
+@torch.no_grad()
+def write_sample_grid(model: ConvAutoencoder, frames: np.ndarray, path: Path) -> np.ndarray:
+    """PNG: originals on the top row, reconstructions below (through the actual tokens); returns the grid."""
+    import imageio.v3 as iio
+
+    tok = ConvTokenizer(model)
+    was_training = model.training
+    recon = tok.decode(tok.encode(frames)).cpu().numpy()  # (B, H, W, 3)
+    model.train(was_training)
+    grid = rearrange(np.stack([frames, recon]), "r b h w c -> (r h) (b w) c")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    iio.imwrite(tmp, grid)
+    tmp.replace(path)
+    return grid
+
+
+def _foreground_weight(frames: np.ndarray, backgrounds: np.ndarray, config: TokenizerConfig,
+                       device: torch.device) -> torch.Tensor:
+    """(B, 1, H, W): ``config.foreground_weight`` where a frame (B, H, W, 3) differs from its background, else 1."""
+    differs = np.abs(frames.astype(np.int16) - backgrounds).max(axis=-1) > FOREGROUND_THRESHOLD  # (B, H, W)
+    weight = 1.0 + (config.foreground_weight - 1.0) * differs.astype(np.float32)
+    return torch.from_numpy(weight[:, None]).to(device)
+
+
+def _code_usage(counts: torch.Tensor) -> tuple[float, float]:
+    """(fraction of codes used, perplexity = exp(entropy of the code histogram))."""
+    total = counts.sum().clamp_min(1)
+    p = counts.double() / total
+    entropy = -(p[p > 0] * p[p > 0].log()).sum().item()
+    return (counts > 0).float().mean().item(), math.exp(entropy)
+
+
+# -- the loop ----------------------------------------------------------------------------
+def train_tokenizer(
+    data: Sequence[str | Path],
+    out: str | Path,
+    config: TokenizerConfig,
+    options: TrainOptions,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> ConvTokenizer:
+    """Train (or resume) a tokenizer on the training episodes of ``data``; returns it loaded from ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    pool = FramePool(open_datasets(data))
+    ckpt.finish_interrupted(out)
+    resuming = (out / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
+    if resuming:
+        saved = load_trained_tokenizer(out)
+        if saved.config.kind != config.kind:
+            raise ConfigError(f"{out} holds a {saved.config.kind} tokenizer, but --kind {config.kind} was asked; use another --out")
+        config = saved.config
+        model = saved.model
+    else:
+        config = dataclasses.replace(config, image_size=pool.image_size)  # re-validated against the frames
+        torch.manual_seed(options.seed)  # weight init draws from the default generator
+        model = ConvAutoencoder(config)
+    if tuple(config.image_size) != pool.image_size:
+        raise ConfigError(f"datasets have {list(pool.image_size)} frames but the tokenizer in {out} expects {list(config.image_size)}")
+    model.to(device).train()
+    rng = np.random.default_rng(options.seed)
+    gen = torch.Generator(device=device).manual_seed(options.seed)
+    state = TrainState(model, torch.optim.AdamW(model.parameters(), lr=options.lr, betas=(0.9, 0.99), weight_decay=0.0),
+                       warmup=options.warmup_steps, total_steps=options.steps, generators={"noise": gen},
+                       numpy_rngs={"frames": rng})
+    if resuming:
+        state.restore(ckpt.state_tensors(out, str(device)), ckpt.read_training_state(out, config_step=False),
+                      where=str(out / ckpt.STATE_DIR))
+    budget = Budget(steps=options.steps, minutes=options.minutes)
+
+    backgrounds = pool.backgrounds(seed=options.seed) if config.foreground_weight > 1 else None
+    sample_frames = pool.fixed(8, seed=options.seed)
+    scale_frames = pool.fixed(options.scale_frames, seed=options.seed + 1)
+    usage_counts = torch.zeros(config.vocab_size if config.kind == TokenKind.DISCRETE else 1, dtype=torch.long, device=device)
+
+    def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
+        frames, source = pool.sample_with_source(rng, options.batch_size)
+        x = frames_to_unit(frames, image_size=config.image_size, device=device, dtype=torch.float32)
+        result = model(x, generator=gen)
+        weight = None if backgrounds is None else _foreground_weight(frames, backgrounds[source], config, device)
+        recon_loss = reconstruction_loss(result.recon, x, config, pixel_weight=weight)
+        loss = recon_loss + (config.kl_weight * result.aux_loss if config.kind == TokenKind.CONTINUOUS else 0.0)
+        if result.ids is not None:
+            usage_counts.add_(torch.bincount(result.ids.flatten(), minlength=config.vocab_size))
+        mse = torch.mean((result.recon.detach().clamp(-1, 1) - x) ** 2).item() / 4.0  # in [0, 1] units
+        metrics = {"loss": recon_loss.item(), "psnr": -10 * math.log10(max(mse, 1e-10))}
+        if config.kind == TokenKind.CONTINUOUS:
+            metrics["kl"] = result.aux_loss.item()
+        return loss, metrics
+
+    def add_usage(step: int, record: dict) -> None:
+        record["elapsed_s"] = round(budget.elapsed_s, 1)
+        if config.kind == TokenKind.DISCRETE:
+            record["code_usage"], record["perplexity"] = _code_usage(usage_counts)
+            usage_counts.zero_()
+
+    log = TrainLog(out, jsonl=out / LOG_FILE)  # RUN/tb and RUN/log.jsonl, as the world model's
+
+    def sample(step: int) -> None:
+        grid = write_sample_grid(model, sample_frames, out / SAMPLES_DIR / f"step_{step:07d}.png")
+        log.writer.add_image("samples/original_over_reconstruction", grid, step, dataformats="HWC")
+
+    def save() -> None:
+        if config.kind == TokenKind.CONTINUOUS:
+            model.eval()
+            config.latent_scale = measure_latent_scale(model, scale_frames)
+            model.train()
+        tensors, meta = state.files()
+        ckpt.write_checkpoint(out, weights=weights_bytes(model), config=model.config.to_json(), tensors=tensors,
+                              state={**meta, "options": dataclasses.asdict(options)}, config_checksum=False)
+
+    fit(state, loss_fn, budget, log=log, log_every=options.log_every, on_log=[add_usage],
+        postfix=lambda record, bar: {k: f"{v:.4g}" for k, v in record.items() if k != "elapsed_s"},
+        hooks=[(options.sample_every, sample)], save=save, save_minutes=options.checkpoint_minutes,
+        progress=progress, desc=f"train {config.kind} tokenizer")
+    sample(state.step)
+    log.close()
+    return load_trained_tokenizer(out).to(device)
