@@ -19,7 +19,7 @@ from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.loading import load_tokenizer
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.protocol import Tokenizer
-from hma.tokenizer.trained import ConvTokenizer
+from hma.tokenizer.conv import ConvTokenizer
 
 
 def roundtrip_rates(tok: Tokenizer, batch_size: int, repeats: int) -> tuple[float, float]:

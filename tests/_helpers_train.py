@@ -11,7 +11,7 @@ from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.tokenizer import load_tokenizer, tokenize_dataset
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
-from hma.tokenizer.trained import save_tokenizer
+from hma.tokenizer.conv import save_tokenizer
 
 # Smaller than the `tiny` preset: a 1-block trunk trains in well under a second per step.
 TINY = dict(num_blocks=2, width=32, num_heads=2, num_frames=4, diffusion_width=32, diffusion_blocks=1)

@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, RuleClassifier, ToySim, make_run, make_store
+from _helpers_envs import CHUNK, EMBODIMENT, IMAGE, RuleClassifier, ToySim, make_run, make_store
 from hma.apps import evaluate_policies, run_synth_bc, synthesize, train_bc
 from hma.apps.bc_policy import load_bc_policy
 from hma.apps.policy import parse_policy
@@ -182,7 +182,7 @@ def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path
 
     original = hma.run.open_run
     monkeypatch.setattr(hma.run, "open_run", lambda path, device=None: run if path == "toy-run" else original(path, device))
-    monkeypatch.setattr(bc, "GroundTruthSim", lambda embodiment, size: ToySim())
+    monkeypatch.setattr(bc, "RealSimulator", lambda embodiment, size: ToySim())
     md = tmp_path / "results.md"
     md.write_text("# Results\n\nintro kept\n")
     args = ["experiment", "synth-bc", "--run", "toy-run", "--embodiment", EMBODIMENT, "--data", str(store.root),
@@ -196,7 +196,8 @@ def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path
     for key, label in (("real_only", "real only | 3"), ("real_plus_synthetic", "real + synthetic | 3 + 2")):
         a, b = results[0][key], results[1][key]
         assert f"| {label} | {a:.2f} | {b:.2f} | {(a + b) / 2:.2f} |" in text
-    assert "hma experiment synth-bc --run toy-run" in text and "--synthetic-episodes 2" in text and "--repeats 2" in text
+    assert "hma experiment synth-bc --out " in text and "--run toy-run" in text and "--synthetic-episodes 2" in text
+    assert "--repeats 2" in text and "--perturb 0.1" in text  # defaults spelled out too
     assert EpisodeStore(tmp_path / "exp" / "synth-bc" / "seed_5" / "synthetic").num_episodes == 2
 
 

@@ -62,7 +62,7 @@ def test_unknown_choice_is_one_line_naming_the_choices(capsys):
 
 
 def test_play_warns_when_it_listens_beyond_loopback(monkeypatch, capsys):
-    import hma.sim.play as play
+    import hma.envs.play as play
 
     seen = {}
 
@@ -108,3 +108,21 @@ def test_no_progress_turns_off_the_bars_and_only_for_that_call(tmp_path, capsys,
     assert "ep/s" not in capsys.readouterr().err and "TQDM_DISABLE" not in os.environ
     assert main([*argv, "--out", str(tmp_path / "loud")]) == 0
     assert "gym_reacher: 100%" in capsys.readouterr().err
+
+
+def test_explicit_command_spells_out_every_option_and_parses_back_to_the_same_options():
+    import shlex
+
+    from hma.commands import explicit_command
+
+    parser = build_parser()
+    typed = ["experiment", "levers", "--data", "d1", "d2", "--tokenizer", "tok", "--out", "o", "--steps", "20",
+             "--lr", "0.0005", "--no-progress"]
+    args = parser.parse_args(typed)
+    line = explicit_command(args, args.parser)
+    assert line.startswith("hma experiment levers --out o --seed 0 --results-md docs/results.md ")
+    assert "--data d1 d2" in line and "--lr 0.0005" in line and "--eval-episodes 4" in line
+    assert "--no-progress" not in line and "--minutes" not in line and "--horizon" not in line
+    again = parser.parse_args(shlex.split(line)[1:])
+    skip = {"func", "parser", "no_progress"}
+    assert {k: v for k, v in vars(again).items() if k not in skip} == {k: v for k, v in vars(args).items() if k not in skip}

@@ -41,7 +41,8 @@ def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
     # Sections keep the canonical order (actions before methods) and the other section is untouched.
     assert text.index("hma-experiment:actions:begin") < text.index("old methods")
     assert result["command"] in text and result["date"] in text and table.strip() in text
-    assert result["command"].startswith("hma experiment actions --data") and "--steps 2" in result["command"]
+    assert result["command"].startswith("hma experiment actions --out ") and "--steps 2" in result["command"]
+    assert f"--data {tmp_path / 'data'}" in result["command"]
 
     # A second run into the same folder is refused instead of mixing old and new runs.
     assert main(["experiment", "actions", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from _helpers_sim import make_store, make_trained_run
+from _helpers_envs import make_store, make_trained_run
 from _helpers_threads import one_thread
 from hma.hub import is_hub_name, resolve
 

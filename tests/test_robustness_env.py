@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 import hma
 from hma.errors import EmbodimentError
-from hma.sim import WorldModelEnv
+from hma.envs import WorldModelEnv
 
 from _helpers_robustness import EMBODIMENT, make_pipeline
 
@@ -64,7 +64,7 @@ def test_bad_actions_name_the_problem(env, action, message):
 
 
 def test_out_of_range_is_clipped_by_default_and_rejected_on_request(loaded):
-    # Documented in hma.sim.env: clipped to the dataset's range unless out_of_range="raise".
+    # Documented in hma.envs.env: clipped to the dataset's range unless out_of_range="raise".
     clip = WorldModelEnv(loaded, EMBODIMENT)
     high = clip.action_space.high
     clip.reset(seed=3)

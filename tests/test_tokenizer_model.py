@@ -13,7 +13,7 @@ from hma.tokenizer import TokenizerConfig, load_tokenizer
 from hma.tokenizer.frames import FramePool
 from hma.tokenizer.fsq import FSQ, levels_for_vocab
 from hma.tokenizer.protocol import Tokenizer
-from hma.tokenizer.trained import ConvTokenizer
+from hma.tokenizer.conv import ConvTokenizer
 
 from _helpers_tokenizer import make_image_store, random_model, train_tiny
 

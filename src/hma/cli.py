@@ -20,7 +20,7 @@ COMMAND_MODULES = [
     "tokenizer",
     "train",
     "model",
-    "sim",
+    "apps",
     "eval",
     "demo",
     "bench",

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from hma.apps.bc_policy import BCPolicy
-from hma.apps.experts import GroundTruthSim
+from hma.apps.experts import RealSimulator
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
 from hma.eval.success import SmallCNN
@@ -68,7 +68,7 @@ def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: in
                     image_size=data.frames.shape[1:3], name=name)
 
 
-def success_rate(policy: BCPolicy, sim: GroundTruthSim, *, episodes: int, steps: int, seed: int = 10_000) -> float:
+def success_rate(policy: BCPolicy, sim: RealSimulator, *, episodes: int, steps: int, seed: int = 10_000) -> float:
     """Fraction of episodes in which the real simulator flags success (fresh initial states)."""
     wins = 0
     for e in range(episodes):
@@ -85,7 +85,7 @@ def success_rate(policy: BCPolicy, sim: GroundTruthSim, *, episodes: int, steps:
 
 def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | Path, real_episodes: int = 10,
                  synthetic_episodes: int = 90, eval_episodes: int = 20, steps: int | None = None, bc_steps: int = 500,
-                 perturb: float = 0.1, seed: int = 0, simulator: GroundTruthSim | None = None) -> dict[str, Any]:
+                 perturb: float = 0.1, seed: int = 0, simulator: RealSimulator | None = None) -> dict[str, Any]:
     """BC on ``real_episodes`` real episodes vs. those plus ``synthetic_episodes`` generated
     from them by the world model; returns (and writes to ``out/synth_bc.json``) both
     policies' success rates in the real simulator."""
@@ -103,7 +103,7 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
     real = list(range(real_episodes))
     synthetic = synthesize(run, embodiment, episodes=synthetic_episodes, out=out / "synthetic", dataset=store,
                            source_episodes=real, perturb=perturb, seed=seed)
-    sim = simulator or GroundTruthSim(embodiment, store.image_size[0])
+    sim = simulator or RealSimulator(embodiment, store.image_size[0])
     chunk = sim.chunk
     steps = steps or default_steps(store, chunk)
     try:

@@ -23,7 +23,7 @@ class Transition:
     chunk: np.ndarray  # (k, A) the actions actually executed (clipped)
 
 
-class GroundTruthSim:
+class RealSimulator:
     """One real simulator instance; use as a context manager (closes the renderer)."""
 
     def __init__(self, embodiment: str, image_size: int, *, frame_hz: float = FRAME_HZ) -> None:
@@ -61,7 +61,7 @@ class GroundTruthSim:
     def close(self) -> None:
         self.env.close()
 
-    def __enter__(self) -> "GroundTruthSim":
+    def __enter__(self) -> "RealSimulator":
         return self
 
     def __exit__(self, *exc) -> None:

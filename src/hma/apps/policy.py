@@ -4,7 +4,7 @@ A policy acts once per world-model frame and returns one action chunk (chunk, A)
 embodiment's raw units. Two kinds:
 
 - **Image policies** (``act(frame)``): a behaviour-cloning checkpoint, the world model's
-  own action head (:class:`hma.sim.WorldModelPolicy`), or random actions. They run
+  own action head (:class:`hma.envs.WorldModelPolicy`), or random actions. They run
   closed-loop in the real simulator and in the world model alike.
 - **Scripted experts** read the simulator's true state, which a generated video does not
   have. They run closed-loop (at the control rate) in the real simulator only; in the
@@ -167,7 +167,7 @@ def parse_policy(text: str, *, run: Any, embodiment: str, space: spaces.Box, dat
 
         return lambda: load_bc_policy(arg, name=text)
     if kind == "world-model":
-        from hma.sim import WorldModelPolicy
+        from hma.envs import WorldModelPolicy
 
         return lambda: WorldModelPolicy(run, embodiment, dataset=dataset, name=text)
     if arg and kind.replace(".", "").replace("_", "").isalnum():

@@ -5,7 +5,7 @@ Each policy runs ``episodes`` times in the real simulator and in the world model
 same initial frames. Real success is the simulator's flag; success in the world model is
 judged by a :class:`~hma.eval.success.SuccessClassifier` trained on real frames with those
 flags. All episodes of one policy are generated together by a
-:class:`~hma.sim.WorldModelVectorEnv` (one batched generation call per frame).
+:class:`~hma.envs.WorldModelVectorEnv` (one batched generation call per frame).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hma.apps.experts import GroundTruthSim
+from hma.apps.experts import RealSimulator
 from hma.apps.policy import ExpertSpec, parse_policy
 from hma.eval.success import SuccessClassifier, train_success_classifier
 from hma.data.sim.registry import get_embodiment
@@ -27,7 +27,7 @@ from hma.errors import ConfigError, DataError
 from hma.eval.report import side_by_side_gif
 from hma.io import atomic_write_json
 from hma.run import open_run, run_dataset
-from hma.sim.vector_env import WorldModelVectorEnv
+from hma.envs.vector_env import WorldModelVectorEnv
 
 DEFAULT_POLICIES = ("expert:0", "expert:0.3", "expert:1", "random")
 VIDEOS_DIR = "videos"  # per policy: its first episode, real simulator beside world model
@@ -96,13 +96,13 @@ def default_steps(store: EpisodeStore, chunk: int) -> int:
 def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | None = None, episodes: int = 10,
                       steps: int | None = None, dataset: str | Path | None = None, out: str | Path = "policy_eval",
                       seed: int = 0, classifier: SuccessClassifier | None = None, sampling: Any = None,
-                      simulator: GroundTruthSim | None = None, device: str | None = None) -> PolicyEvalReport:
+                      simulator: RealSimulator | None = None, device: str | None = None) -> PolicyEvalReport:
     """Roll every policy out in both simulators; write ``report.json``, ``correlation.png`` and
     ``videos/POLICY.gif`` (first episode, real beside world model) to ``out``.
 
     ``simulator`` replaces the registry's simulator of ``embodiment`` (anything with
-    GroundTruthSim's ``chunk``/``reset``/``step``/``expert_step``/``close``). ``device``: as
-    :class:`hma.sim.WorldModelEnv`'s."""
+    RealSimulator's ``chunk``/``reset``/``step``/``expert_step``/``close``). ``device``: as
+    :class:`hma.envs.WorldModelEnv`'s."""
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} is invalid, expected an integer >= 1")
     if simulator is None:
@@ -122,7 +122,7 @@ def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | No
     chunk = venv.single_action_space.shape[0]
     steps = steps or default_steps(store, chunk)
     results = []
-    with simulator or GroundTruthSim(embodiment, store.image_size[0]) as sim:
+    with simulator or RealSimulator(embodiment, store.image_size[0]) as sim:
         if sim.chunk != chunk:
             raise ConfigError(f"the simulator takes {sim.chunk} control steps per frame, the model {chunk}")
         from hma.progress import bar
@@ -148,7 +148,7 @@ def _file_name(policy: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{kind}_{arg}" if arg else kind)
 
 
-def _evaluate_one(name: str, policy, sim: GroundTruthSim, venv: WorldModelVectorEnv, classifier: SuccessClassifier, *,
+def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorEnv, classifier: SuccessClassifier, *,
                   episodes: int, steps: int, seed: int) -> tuple[PolicyResult, np.ndarray, np.ndarray]:
     """The policy's result, and its first episode in the real simulator and in the world model (T, H, W, 3)."""
     rng = np.random.default_rng([seed, 1])

@@ -4,7 +4,7 @@ generated trajectories added to 10 real demos raised Robomimic success from 82% 
 Each synthetic episode starts from the first frame of a real episode and follows either
 that episode's recorded actions with Gaussian noise, or an image policy acting on the
 generated frames. Episodes are generated ``batch_size`` at a time in one
-:class:`~hma.sim.WorldModelVectorEnv`.
+:class:`~hma.envs.WorldModelVectorEnv`.
 
 The native store has one row per control step while the model makes one frame per
 ``k`` control steps, so each generated frame is held for its ``k`` rows, next to the k
@@ -26,9 +26,9 @@ from hma.apps.policy import ExpertSpec, parse_policy
 from hma.data.store import EpisodeStore, StoreWriter
 from hma.data.windows import split_episodes
 from hma.errors import ConfigError, DataError
-from hma.sim.context import episode_context
+from hma.envs.context import episode_context
 from hma.run import open_run, run_dataset
-from hma.sim.vector_env import WorldModelVectorEnv
+from hma.envs.vector_env import WorldModelVectorEnv
 
 
 def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, policy: str | None = None,
@@ -40,7 +40,7 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
     ``source_episodes``: the real episodes whose first frames (and actions) are used,
     cycled (default: the training episodes of ``dataset``). ``perturb``: noise std as a
     fraction of each action dimension's half range in the dataset. ``device``: as
-    :class:`hma.sim.WorldModelEnv`'s.
+    :class:`hma.envs.WorldModelEnv`'s.
     """
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} is invalid, expected an integer >= 1")

@@ -8,3 +8,26 @@ import argparse
 def add_progress(p: argparse.ArgumentParser) -> None:
     """``--no-progress`` on a long-running command (``hma.cli.main`` turns off every bar it draws)."""
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def explicit_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The command ``args`` were parsed from with every option spelled out, defaults included,
+    so a results section shows exactly how to run it again (``hma experiment NAME --out ...``).
+
+    Options left unset (None) and off flags are left out; ``--no-progress`` changes nothing
+    a result records and is never shown.
+    """
+    import shlex
+
+    parts = parser.prog.split()
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in ("help", "no_progress") or value is None or value is False:
+            continue
+        flag = max(action.option_strings, key=len)
+        if value is True:
+            parts.append(flag)
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        parts += [flag, *(f"{v:g}" if isinstance(v, float) else str(v) for v in values)]
+    return shlex.join(parts)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
-from hma.commands import add_progress
+from hma.commands import add_progress, explicit_command
 
 DEFAULT_RESULTS_MD = "docs/results.md"
 
@@ -73,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "training nothing (after a change of how sections read)")
     for name in EXPERIMENTS:
         q = names.add_parser(name, parents=[recipe], help=f"the {name} recipe: trains runs on --data and tabulates them")
-        q.set_defaults(func=_experiment)
+        q.set_defaults(func=_experiment, parser=q)
 
     sb = names.add_parser("synth-bc", parents=[common],
                           help="behaviour cloning on real vs real + world-model episodes, scored in the real simulator")
@@ -88,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="run the comparison with seeds SEED..SEED+N-1 and report each and their mean")
     sb.add_argument("--perturb", type=float, default=0.1,
                     help="noise std on the recorded actions that drive the synthetic episodes, fraction of their range")
-    sb.set_defaults(func=_synth_bc)
+    sb.set_defaults(func=_synth_bc, parser=sb)
 
 
 def _threads(n: int | None) -> None:
@@ -116,20 +115,6 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_line(args: argparse.Namespace) -> str:
-    """The experiment's command with every option explicit, so the docs show how to reproduce it."""
-    parts = ["hma", "experiment", args.name, "--data", *args.data, "--tokenizer", *args.tokenizer, "--out", args.out]
-    parts += ["--steps", str(args.steps)] if args.steps is not None else ["--minutes", f"{args.minutes:g}"]
-    parts += ["--preset", args.preset, "--batch-size", str(args.batch_size), "--lr", f"{args.lr:g}", "--seed", str(args.seed),
-              "--eval-episodes", str(args.eval_episodes)]
-    results_md = None if args.results_md == DEFAULT_RESULTS_MD else args.results_md
-    for flag, value in (("--horizon", args.horizon), ("--target", args.target), ("--results-md", results_md),
-                        ("--threads", args.threads)):
-        if value is not None:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
-
-
 def _experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -139,8 +124,8 @@ def _experiment(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     if args.scale is not None:
-        args.preset = SCALE_PRESETS[args.scale]
-        print(f"hma: warning: --scale {args.scale} is the earlier spelling of --preset {args.preset}", file=sys.stderr)
+        args.preset, args.scale = SCALE_PRESETS[args.scale], None
+        print(f"hma: warning: --scale is the earlier spelling of --preset; running --preset {args.preset}", file=sys.stderr)
     args.preset = args.preset or "micro"
     if args.render_only:
         from hma.eval.experiments import render_experiment
@@ -155,26 +140,12 @@ def _experiment(args: argparse.Namespace) -> int:
                              budget=Budget(steps=args.steps, minutes=args.minutes), preset=args.preset,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed, horizon=args.horizon,
                              eval_episodes=args.eval_episodes, target=args.target, results_md=Path(args.results_md),
-                             command=_command_line(args), progress=not args.no_progress)
+                             command=explicit_command(args, args.parser), progress=not args.no_progress)
     result = run_experiment(args.name, opts)
     for f in result["findings"]:
         print(f)
     print(f"wrote {Path(args.out) / args.name}/results.json and updated {args.results_md}")
     return 0
-
-
-def _synth_bc_command(args: argparse.Namespace) -> str:
-    parts = ["hma", "experiment", "synth-bc", "--run", args.run, "--embodiment", args.embodiment]
-    if args.data:
-        parts += ["--data", args.data]
-    parts += ["--out", args.out, "--real-episodes", str(args.real_episodes), "--synthetic-episodes",
-              str(args.synthetic_episodes), "--eval-episodes", str(args.eval_episodes), "--bc-steps",
-              str(args.bc_steps), "--perturb", f"{args.perturb:g}", "--seed", str(args.seed), "--repeats", str(args.repeats)]
-    results_md = None if args.results_md == DEFAULT_RESULTS_MD else args.results_md
-    for flag, value in (("--results-md", results_md), ("--threads", args.threads)):
-        if value is not None:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
 
 
 def _synth_bc(args: argparse.Namespace) -> int:
@@ -185,7 +156,7 @@ def _synth_bc(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ConfigError(f"--repeats {args.repeats} is invalid, expected an integer >= 1")
     synth_bc_experiment(args.run, args.embodiment, out=args.out, seeds=range(args.seed, args.seed + args.repeats),
-                        results_md=args.results_md, command=_synth_bc_command(args),
+                        results_md=args.results_md, command=explicit_command(args, args.parser),
                         dataset=args.data, real_episodes=args.real_episodes,
                         synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes,
                         bc_steps=args.bc_steps, perturb=args.perturb)

@@ -31,11 +31,11 @@ from typing import Any
 
 from hma.config import PRESETS
 from hma.errors import ConfigError, DataError
-from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, SCALE_PRESETS, ExperimentOptions, datasets_by_embodiment,
+from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, datasets_by_embodiment,
                                       evaluate_run, need_tokenizer, score_row, single_stream_fps, tokenize, train_run)
 from hma.eval.levers import levers_recipe, world_model_recipe
-from hma.eval.report import METRICS_FILE, format_value, markdown_table
-from hma.eval.results import EXPERIMENTS, results_date, update_results_section
+from hma.eval.report import METRICS_FILE
+from hma.eval.results import EXPERIMENTS, recipe_section, results_date, update_results_section
 from hma.io import atomic_write_bytes, atomic_write_json
 
 RESULTS_FILE = "results.json"
@@ -184,31 +184,7 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def _section(name: str, recipe: Recipe, result: dict[str, Any]) -> str:
-    header = ["run", *(title for _, title, _ in recipe.columns)]
-    rows = [[r["label"], *(format_value(r.get(k), fmt) for k, _, fmt in recipe.columns)] for r in result["rows"]]
-    opts = result["options"]
-    lines = [
-        f"## {name}: {recipe.title}\n",
-        f"Claim (paper): {recipe.claim}\n",
-        f"Command ({result['date']}):\n",
-        f"```\n{result['command']}\n```\n",
-        f"Budget: {result['budget']}; preset `{_preset(opts)}` ({result.get('preset_config') or result['scale_config']}); "
-        f"batch {opts['batch_size']}, "
-        f"lr {opts['lr']:g}; evaluated on held-out episodes ({result['eval']}); {result['threads']} CPU thread(s).\n",
-        markdown_table(header, rows),
-        "Findings:\n",
-        "\n".join(f"- {f}" for f in result["findings"]) + "\n",
-    ]
-    return "\n".join(lines)
-
-
 PRESET_FIELDS = ("num_blocks", "width", "num_heads", "num_frames", "diffusion_width", "diffusion_blocks")
-
-
-def _preset(opts: dict[str, Any]) -> str:
-    """The preset a results.json's runs used (those of earlier releases record a ``scale``)."""
-    return opts["preset"] if "preset" in opts else SCALE_PRESETS[opts["scale"]]
 
 
 def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
@@ -258,7 +234,8 @@ def render_experiment(name: str, out: Path, results_md: Path) -> dict[str, Any]:
 
 
 def _write_section(name: str, folder: Path, result: dict[str, Any], results_md: Path) -> None:
-    section = _section(name, RECIPES[name], result)
+    recipe = RECIPES[name]
+    section = recipe_section(name, recipe.title, recipe.claim, recipe.columns, result)
     atomic_write_bytes(folder / TABLE_FILE, section.encode())
     update_results_section(results_md, name, section)
 

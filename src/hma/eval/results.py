@@ -1,6 +1,6 @@
 """docs/results.md: one section per experiment and simulator-use report, each replaced
-only by its own command (between its markers), in a fixed order; and the renderers of the
-simulator-use sections (the experiments' own are in :mod:`hma.eval.experiments`)."""
+only by its own command (between its markers), in a fixed order; and the renderer of every
+section: the recipes' (:func:`recipe_section`), policy evaluation, speed and synth-bc."""
 
 from __future__ import annotations
 
@@ -69,6 +69,32 @@ def update_results_section(path: Path, name: str, body: str) -> None:
         atomic_write_bytes(path, (head + "\n" + "\n\n".join(ordered) + "\n").encode())
     finally:
         os.close(folder)  # closing releases the lock
+
+
+def recipe_section(name: str, title: str, claim: str, columns: Sequence[tuple[str, str, str]],
+                   result: dict[str, Any]) -> str:
+    """The section of an ``hma experiment`` recipe from its results.json: the claim, the command,
+    the budget and model, the table (``columns``: result key, header, format) and the findings."""
+    from hma.eval.experiment_runs import SCALE_PRESETS
+    from hma.eval.report import format_value, markdown_table
+
+    header = ["run", *(column_title for _, column_title, _ in columns)]
+    rows = [[r["label"], *(format_value(r.get(k), fmt) for k, _, fmt in columns)] for r in result["rows"]]
+    opts = result["options"]
+    preset = opts["preset"] if "preset" in opts else SCALE_PRESETS[opts["scale"]]  # earlier results record a scale
+    lines = [
+        f"## {name}: {title}\n",
+        f"Claim (paper): {claim}\n",
+        f"Command ({result['date']}):\n",
+        f"```\n{result['command']}\n```\n",
+        f"Budget: {result['budget']}; preset `{preset}` ({result.get('preset_config') or result['scale_config']}); "
+        f"batch {opts['batch_size']}, lr {opts['lr']:g}; evaluated on held-out episodes ({result['eval']}); "
+        f"{result['threads']} CPU thread(s).\n",
+        markdown_table(header, rows),
+        "Findings:\n",
+        "\n".join(f"- {f}" for f in result["findings"]) + "\n",
+    ]
+    return "\n".join(lines)
 
 
 def policy_eval_section(report: Any, command: str, date: str | None = None) -> str:

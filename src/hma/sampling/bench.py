@@ -72,7 +72,7 @@ def _tokenizer(config: ModelConfig, image_size: int):
     try:
         from hma.tokenizer.config import TokenizerConfig
         from hma.tokenizer.modeling import ConvAutoencoder
-        from hma.tokenizer.trained import ConvTokenizer
+        from hma.tokenizer.conv import ConvTokenizer
     except ImportError:
         return None
     downsample = image_size // config.grid[0]

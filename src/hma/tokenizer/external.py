@@ -14,7 +14,7 @@ import torch
 
 from hma.errors import CheckpointError
 from hma.tokenizer.protocol import frames_to_unit, unit_to_frames
-from hma.tokenizer.trained import read_weights
+from hma.tokenizer.conv import read_weights
 
 DIFFUSERS_WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 

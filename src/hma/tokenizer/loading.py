@@ -7,7 +7,7 @@ from pathlib import Path
 from hma.errors import CheckpointError
 from hma.tokenizer.external import is_diffusers_autoencoder, load_diffusers_autoencoder
 from hma.tokenizer.protocol import Tokenizer
-from hma.tokenizer.trained import CONFIG_FILE, load_trained_tokenizer, read_config
+from hma.tokenizer.conv import CONFIG_FILE, load_trained_tokenizer, read_config
 
 
 def load_tokenizer(path: str | Path, *, image_size: tuple[int, int] | None = None) -> Tokenizer:

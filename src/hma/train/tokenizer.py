@@ -24,7 +24,7 @@ from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.frames import FramePool
 from hma.tokenizer.modeling import ConvAutoencoder, reconstruction_loss
 from hma.tokenizer.protocol import frames_to_unit
-from hma.tokenizer.trained import ConvTokenizer, load_trained_tokenizer, weights_bytes
+from hma.tokenizer.conv import ConvTokenizer, load_trained_tokenizer, weights_bytes
 from hma.train import checkpoint as ckpt
 from hma.train.fit import TrainLog, fit
 from hma.train.state import Budget, TrainState

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from hma.sim.play import make_play_server
+    from hma.envs.play import make_play_server
 
     if args.host not in LOOPBACK:
         print(f"hma play: warning: listening on {args.host}, not loopback: anyone who can reach this machine "

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from _helpers_browser import CHROMIUM, Browser
-from _helpers_sim import CHUNK, EMBODIMENT, make_run, make_store
+from _helpers_envs import CHUNK, EMBODIMENT, make_run, make_store
 from hma.errors import ConfigError
 from hma.sampling.maskgit import MaskGITSampling
-from hma.sim import WorldModelEnv
-from hma.sim.play import default_keymap, keys_to_action, load_keymap, make_play_server
+from hma.envs import WorldModelEnv
+from hma.envs.play import default_keymap, keys_to_action, load_keymap, make_play_server
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -24,13 +24,13 @@ from hma.data.store import EpisodeStore
 from hma.errors import ConfigError
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
-from hma.sim.actions import check_action
-from hma.sim.env import SimCore
+from hma.envs.actions import check_action
+from hma.envs.env import SimCore
 
 
 
 class WorldModelVectorEnv(VectorEnv):
-    """``num_envs`` rollouts of one embodiment; arguments as :class:`hma.sim.WorldModelEnv`.
+    """``num_envs`` rollouts of one embodiment; arguments as :class:`hma.envs.WorldModelEnv`.
 
     ``reset(options={"context": c})`` takes one context for every sub-env or a list of
     ``num_envs`` contexts; by default each sub-env draws its own held-out episode.

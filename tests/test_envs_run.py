@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from _helpers_sim import CHUNK, EMBODIMENT, make_store, make_trained_run
+from _helpers_envs import CHUNK, EMBODIMENT, make_store, make_trained_run
 from hma.cli import main
 from hma.data.store import EpisodeStore
-from hma.sim import WorldModelEnv
+from hma.envs import WorldModelEnv
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -61,7 +61,7 @@ def test_load_puts_model_and_tokenizer_on_the_device_asked_for(run):
 def test_device_option_reaches_the_library(command, run, tmp_path, monkeypatch):
     import hma.apps.policy_eval
     import hma.apps.synth
-    import hma.sim.play
+    import hma.envs.play
 
     seen = {}
 
@@ -70,7 +70,7 @@ def test_device_option_reaches_the_library(command, run, tmp_path, monkeypatch):
         raise SystemExit(0)
 
     target = {"synth": (hma.apps.synth, "synthesize"), "policy-eval": (hma.apps.policy_eval, "evaluate_policies"),
-              "play": (hma.sim.play, "make_play_server")}[command]
+              "play": (hma.envs.play, "make_play_server")}[command]
     monkeypatch.setattr(*target, record)
     argv = [command, "--run", str(run.path), "--embodiment", EMBODIMENT, "--device", "cuda:3"]
     if command == "synth":

@@ -24,10 +24,10 @@ from hma.data.store import EpisodeStore
 from hma.errors import ConfigError
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
-from hma.sim.actions import OutOfRange, action_box, check_action
-from hma.sim.context import Context, parse_context
+from hma.envs.actions import OutOfRange, action_box, check_action
+from hma.envs.context import Context, parse_context
 from hma.run import open_run, run_dataset
-from hma.sim.rollout import WorldModelRollout
+from hma.envs.rollout import WorldModelRollout
 
 # Without a dataset the Box spans mean +- this many standard deviations of the training actions.
 _BOUND_STDS = 3.0
@@ -171,7 +171,7 @@ class WorldModelEnv(gym.Env):
         return self.core.embodiment
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        """``options["context"]``: see :func:`hma.sim.context.parse_context` (default: a held-out episode)."""
+        """``options["context"]``: see :func:`hma.envs.context.parse_context` (default: a held-out episode)."""
         super().reset(seed=seed)
         context = self.core.context((options or {}).get("context"), self.np_random)
         torch_seed = int(self.np_random.integers(2 ** 62))

@@ -17,7 +17,7 @@ from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.model import WorldModel
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
-from hma.tokenizer.trained import ConvTokenizer
+from hma.tokenizer.conv import ConvTokenizer
 
 IMAGE = 32
 EMBODIMENT = "toy"
@@ -67,7 +67,7 @@ def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> 
 
 
 class ToySim:
-    """The ground truth of :func:`make_store`'s world, with GroundTruthSim's interface:
+    """The ground truth of :func:`make_store`'s world, with RealSimulator's interface:
     the expert pushes the square right, success is the square in the right half."""
 
     chunk = CHUNK

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from hma.data.store import EpisodeStore
-from hma.sim.env import SimCore
+from hma.envs.env import SimCore
 
 
 class WorldModelPolicy:
@@ -19,7 +19,7 @@ class WorldModelPolicy:
     which slides over the model's window, so memory stays constant.
 
     Predicted chunks are clipped to the dataset's action range (the same Box as
-    :class:`hma.sim.WorldModelEnv`) and returned as (chunk, action_dim) float32.
+    :class:`hma.envs.WorldModelEnv`) and returned as (chunk, action_dim) float32.
     """
 
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,

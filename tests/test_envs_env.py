@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from _helpers_sim import CHUNK, EMBODIMENT, IMAGE, make_run, make_store
+from _helpers_envs import CHUNK, EMBODIMENT, IMAGE, make_run, make_store
 from hma.errors import ConfigError, DataError, EmbodimentError
 from hma.sampling.maskgit import MaskGITSampling
-from hma.sim import WorldModelEnv, WorldModelPolicy, WorldModelVectorEnv
+from hma.envs import WorldModelEnv, WorldModelPolicy, WorldModelVectorEnv
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

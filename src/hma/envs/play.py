@@ -1,6 +1,6 @@
 """``hma play``: drive the world model with the keyboard in a browser.
 
-A stdlib HTTP server holds one :class:`~hma.sim.WorldModelEnv`; a small page
+A stdlib HTTP server holds one :class:`~hma.envs.WorldModelEnv`; a small page
 (``static/play.html``) sends the held keys with every ``POST /step`` and shows the frame
 it gets back. The browser paces the loop (one request per generated frame), so the video
 runs as fast as the model generates and the server needs no threads or locks. Paused, each
@@ -27,7 +27,7 @@ from gymnasium import spaces
 
 from hma.errors import ConfigError
 from hma.io import atomic_write_bytes, read_json
-from hma.sim.env import WorldModelEnv
+from hma.envs.env import WorldModelEnv
 
 # Keys in the order dimensions get them: (increase, decrease) pairs, as KeyboardEvent.key names.
 _DEFAULT_KEY_PAIRS = [("ArrowRight", "ArrowLeft"), ("ArrowUp", "ArrowDown"), ("e", "q"), ("x", "z"),
@@ -156,7 +156,7 @@ class PlaySession:
 
 
 def _page() -> bytes:
-    return resources.files("hma.sim").joinpath("static/play.html").read_bytes()
+    return resources.files("hma.envs").joinpath("static/play.html").read_bytes()
 
 
 class _Handler(BaseHTTPRequestHandler):
