@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from _helpers_lerobot import CAMERA, FPS, SECOND_CAMERA, psnr, write_v21, write_v30
+from _helpers_lerobot import CAMERA, FPS, SECOND_CAMERA, episode_frames, psnr, write_v21, write_v30
 from hma.data.lerobot import export_lerobot, import_lerobot, write_lerobot_v3
 from hma.data.lerobot.format import DEFAULT_CAMERA
 from hma.data.lerobot.stats import image_stats
@@ -94,7 +94,8 @@ def test_import_resumes_after_interruption(tmp_path):
     # episode 0 there: a resumed import keeps it instead of reading it again.
     staged = StoreWriter(tmp_path / "again", done.info)
     marked = np.asarray(done.episode(0)["actions"]) + 1.0
-    staged.add_episode(np.asarray(done.episode(0)["frames"]), marked, np.asarray(done.episode(0)["success"]))
+    staged.add_episode(np.asarray(done.episode(0)["frames"]), marked, np.asarray(done.episode(0)["success"]),
+                       cameras={k: np.asarray(v) for k, v in done.episode(0)["cameras"].items()})
     resumed = import_lerobot(tmp_path / "src", tmp_path / "again")
     np.testing.assert_array_equal(resumed.episode(0)["actions"], marked)
     for e in range(1, resumed.num_episodes):
@@ -249,7 +250,8 @@ def test_default_camera_is_a_scene_camera_and_the_cli_says_which(tmp_path, capsy
     assert default_camera(["observation.images.wrist"]) == "observation.images.wrist"
     write_v30(tmp_path / "src", episodes=2, length=4, size=16, action_dim=2)
     assert main(["data", "import-lerobot", str(tmp_path / "src"), str(tmp_path / "out"), "--no-progress"]) == 0
-    assert f"camera {CAMERA} (of {CAMERA}, {SECOND_CAMERA}; --camera picks another)" in capsys.readouterr().out
+    assert (f"trains on camera {CAMERA} (of {CAMERA}, {SECOND_CAMERA}; --camera picks another); also kept: {SECOND_CAMERA}"
+            in capsys.readouterr().out)
 
 
 def test_export_quality_options_reach_the_video_and_its_metadata(tmp_path, capsys):
@@ -262,3 +264,50 @@ def test_export_quality_options_reach_the_video_and_its_metadata(tmp_path, capsy
     assert video["video.crf"] == 28 and video["video.g"] == 4
     assert main(["data", "export-lerobot", str(native.root), str(tmp_path / "bad"), "--crf", "-1"]) == 2
     assert "--crf -1 is invalid" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("writer,images", [(write_v21, False), (write_v30, False), (write_v30, True)],
+                         ids=["v2.1", "v3.0", "v3.0-images"])
+def test_a_dataset_with_two_cameras_imports_with_nothing_dropped(tmp_path, writer, images):
+    synthetic = writer(tmp_path / "src", images=images)
+    store = import_lerobot(tmp_path / "src", tmp_path / "native")
+    _check_import(store, synthetic, exact_frames=images)
+    assert store.camera == CAMERA and list(store.cameras) == [SECOND_CAMERA]
+    assert store.meta["cameras"] == {SECOND_CAMERA: [32, 32]}
+    for e in range(store.num_episodes):
+        wrist = store.episode(e)["cameras"][SECOND_CAMERA]
+        if images:  # the image fixture embeds the same PNGs for both cameras
+            np.testing.assert_array_equal(wrist, synthetic.frames[e])
+        else:  # the wrist video is the front one with its blue channel raised by 60
+            assert psnr(wrist, episode_frames(e, len(wrist), 32, shade=60)) > IMPORT_MIN_PSNR
+    only = import_lerobot(tmp_path / "src", tmp_path / "only", camera=SECOND_CAMERA, all_cameras=False)
+    assert only.camera == SECOND_CAMERA and only.cameras == {} and "cameras" not in only.episode(0)
+
+
+def test_export_writes_every_camera_with_lerobot_video_info_and_parquet_features(tmp_path):
+    native = import_lerobot(write_v30(tmp_path / "src", episodes=3, length=6, size=16, action_dim=2).root, tmp_path / "n")
+    report = write_lerobot_v3(native, tmp_path / "v30", codec="libx264")
+    assert report.psnr_db > ROUND_TRIP_MIN_PSNR and report.video_files == 2  # one mp4 per camera
+    info = json.loads((tmp_path / "v30" / "meta" / "info.json").read_text())
+    for camera in (CAMERA, SECOND_CAMERA):
+        feature = info["features"][camera]
+        assert feature["dtype"] == "video" and feature["shape"] == [16, 16, 3]
+        video = feature["info"]
+        # Probed from the written mp4 as LeRobot does, under its current keys.
+        assert {k: video[k] for k in ("video.height", "video.width", "video.codec", "video.pix_fmt", "video.fps",
+                                      "video.channels", "has_audio", "is_depth_map")} == {
+            "video.height": 16, "video.width": 16, "video.codec": "h264", "video.pix_fmt": "yuv420p", "video.fps": FPS,
+            "video.channels": 3, "has_audio": False, "is_depth_map": False}
+        assert "video.is_depth_map" not in video and video["video.video_backend"] == "pyav"
+        assert (tmp_path / "v30" / "videos" / camera / "chunk-000" / "file-000.mp4").is_file()
+    episodes = pq.read_table(tmp_path / "v30" / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    assert {f"videos/{SECOND_CAMERA}/from_timestamp", f"stats/{SECOND_CAMERA}/mean"} <= set(episodes.column_names)
+    schema = pq.read_schema(tmp_path / "v30" / "data" / "chunk-000" / "file-000.parquet")
+    hf = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
+    assert hf["action"] == {"feature": {"dtype": "float32", "_type": "Value"}, "length": 2, "_type": "List"}
+    assert hf["frame_index"] == {"dtype": "int64", "_type": "Value"} and set(hf) == set(schema.names)
+    back = import_lerobot(tmp_path / "v30", tmp_path / "back")
+    assert back.camera == CAMERA and list(back.cameras) == [SECOND_CAMERA]
+    for e in range(native.num_episodes):
+        a, b = native.episode(e)["cameras"][SECOND_CAMERA], back.episode(e)["cameras"][SECOND_CAMERA]
+        assert psnr(b, a) > ROUND_TRIP_MIN_PSNR

@@ -6,6 +6,7 @@ import pytest
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter, find_datasets, open_datasets
 from hma.errors import DataError
 
+from _helpers_files import flip_byte
 from _helpers_store import make_store
 
 
@@ -188,3 +189,141 @@ def test_state_and_reward_are_checked_and_optional(tmp_path):
                           (dict(reward=np.array([0, 1, np.inf, 0])), "reward at step 2 is inf")):
         with pytest.raises(DataError, match=match):
             w.add_episode(frames, actions, **kwargs)
+
+
+CAMERAS = {"wrist": (6, 10), "side": (4, 4)}
+
+
+def _cameras(n, seed=0, sizes=CAMERAS):
+    rng = np.random.default_rng(100 + seed)
+    return {name: rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8) for name, (h, w) in sizes.items()}
+
+
+def test_extra_cameras_round_trip_and_are_verified(tmp_path):
+    root = tmp_path / "d"
+    info = _info(camera="top", cameras=CAMERAS)
+    written = []
+    with StoreWriter(root, info) as w:
+        for e, n in enumerate((4, 6)):
+            cameras = _cameras(n, seed=e)
+            w.add_episode(*_episode(n, seed=e), cameras=cameras)
+            written.append(cameras)
+    store = EpisodeStore(root, verify=True)
+    assert store.camera == "top" and store.info == info
+    assert list(store.cameras) == ["wrist", "side"]
+    assert store.cameras["wrist"].shape == (10, 6, 10, 3) and store.cameras["side"].shape == (10, 4, 4, 3)
+    assert all(isinstance(c, np.memmap) and not c.flags.writeable for c in store.cameras.values())
+    for e, cameras in enumerate(written):
+        ep = store.episode(e)
+        assert set(ep["cameras"]) == set(CAMERAS)
+        for name, frames in cameras.items():
+            np.testing.assert_array_equal(ep["cameras"][name], frames)
+    meta = json.loads((root / "metadata.json").read_text())
+    assert meta["camera"] == "top" and meta["cameras"] == {"wrist": [6, 10], "side": [4, 4]}
+    assert {"cameras/wrist.npy", "cameras/side.npy"} <= set(meta["files"])
+    flip_byte(root / "cameras" / "side.npy", 0.9, 0x55)
+    EpisodeStore(root)
+    with pytest.raises(DataError, match=r"cameras/side\.npy fails its checksum"):
+        EpisodeStore(root, verify=True)
+    wrist = root / "cameras" / "wrist.npy"
+    wrist.write_bytes(wrist.read_bytes()[:-7])
+    with pytest.raises(DataError, match=r"cameras/wrist\.npy has \d+ bytes, .* truncated"):
+        EpisodeStore(root)
+    wrist.unlink()
+    with pytest.raises(DataError, match=r"cameras/wrist\.npy is missing"):
+        EpisodeStore(root)
+
+
+def test_killed_writer_resumes_with_cameras(tmp_path):
+    out = tmp_path / "d"
+    info = _info(cameras=CAMERAS)
+    w = StoreWriter(out, info)
+    written = [_cameras(n, seed=e) for e, n in enumerate((3, 5, 4))]
+    for e in range(2):
+        w.add_episode(*_episode(len(written[e]["wrist"]), seed=e), cameras=written[e])
+    del w  # "killed" before finalize
+    w = StoreWriter(out, info)
+    assert w.num_staged == 2
+    w.add_episode(*_episode(4, seed=2), cameras=written[2])
+    store = w.finalize()
+    assert store.num_episodes == 3 and store.num_frames == 12
+    for e, cameras in enumerate(written):
+        for name, frames in cameras.items():
+            np.testing.assert_array_equal(store.episode(e)["cameras"][name], frames)
+
+
+@pytest.mark.parametrize(
+    "cameras, match",
+    [
+        (None, "camera 'wrist' was not given, expected every declared camera"),
+        ({"wrist": _cameras(4)["wrist"]}, "camera 'side' was not given"),
+        ({**_cameras(4), "top": _cameras(4)["side"]}, r"camera 'top' is not declared .*\(declared: wrist, side\)"),
+        ({**_cameras(4), "wrist": np.zeros((4, 6, 9, 3), np.uint8)},
+         r"camera 'wrist' frames have shape \(4, 6, 9, 3\), expected \(4, 6, 10, 3\)"),
+        ({**_cameras(4), "side": np.zeros((3, 4, 4, 3), np.uint8)},
+         r"camera 'side' frames have shape \(3, 4, 4, 3\), expected \(4, 4, 4, 3\)"),
+        ({**_cameras(4), "wrist": np.zeros((4, 6, 10, 3), np.float32)}, "camera 'wrist' frames have dtype float32, expected uint8"),
+    ],
+)
+def test_bad_camera_frames_are_rejected(tmp_path, cameras, match):
+    w = StoreWriter(tmp_path / "d", _info(cameras=CAMERAS))
+    with pytest.raises(DataError, match=match):
+        w.add_episode(*_episode(4), cameras=cameras)
+    assert w.num_staged == 0
+
+
+def test_cameras_need_declaring(tmp_path):
+    w = StoreWriter(tmp_path / "d", _info())
+    with pytest.raises(DataError, match=r"camera 'wrist' is not declared .*\(declared: none\)"):
+        w.add_episode(*_episode(4), cameras={"wrist": _cameras(4)["wrist"]})
+
+
+@pytest.mark.parametrize(
+    "camera, cameras, match",
+    [
+        ("top", {"": (4, 4)}, "camera name '' is not valid, expected a non-empty name"),
+        ("top", {"a/b": (4, 4)}, "camera name 'a/b' is not valid"),
+        ("top", {"left eye": (4, 4)}, "camera name 'left eye' is not valid"),
+        ("top", {"top": (4, 4)}, "extra camera 'top' has the primary camera's name"),
+        ("top", {"wrist": (0, 4)}, r"camera 'wrist' has size \(0, 4\), expected \[height, width\] of positive integers"),
+        (7, {}, "camera is 7, expected a string"),
+    ],
+)
+def test_bad_camera_names_are_rejected(tmp_path, camera, cameras, match):
+    with pytest.raises(DataError, match=match):
+        StoreWriter(tmp_path / "d", _info(camera=camera, cameras=cameras))
+    assert not (tmp_path / "d.partial").exists()
+
+
+def test_reader_rejects_bad_camera_metadata(tmp_path):
+    root = tmp_path / "d"
+    with StoreWriter(root, _info(camera="top", cameras=CAMERAS)) as w:
+        w.add_episode(*_episode(4), cameras=_cameras(4))
+    meta_path = root / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    for change, match in (({"cameras": {"../escape": [4, 4]}}, "camera name '../escape' is not valid"),
+                          ({"cameras": {**meta["cameras"], "top": [4, 4]}}, "extra camera 'top' has the primary"),
+                          ({"cameras": {"wrist": [6, 10]}}, r"field 'files' .* of a camera in 'cameras'"),
+                          ({"cameras": {**meta["cameras"], "back": [4, 4]}}, r"lists no cameras/back\.npy"),
+                          ({"cameras": {"wrist": [6, 10], "side": [4, 5]}}, r"side\.npy holds uint8\[4, 4, 4, 3\], expected uint8\[4, 4, 5, 3\]"),
+                          ({"camera": ["top"]}, r"camera is \['top'\], expected a string")):
+        meta_path.write_text(json.dumps({**meta, **change}))
+        with pytest.raises(DataError, match=match):
+            EpisodeStore(root)
+
+
+def test_store_without_cameras_writes_the_metadata_it_always_did(tmp_path):
+    store = make_store(tmp_path / "d", episodes=2, length=4)
+    meta = json.loads((tmp_path / "d" / "metadata.json").read_text())
+    assert set(meta) == {"schema_version", "embodiment", "simulator", "task", "action_names", "control_hz", "image_size",
+                         "state_names", "extra", "action_dim", "num_episodes", "num_frames", "has_success", "has_state",
+                         "has_reward", "action_stats", "files", "created"}
+    assert set(meta["files"]) == {"frames.npy", "actions.npy", "episode_starts.npy"}
+    assert not (tmp_path / "d" / "cameras").exists()
+    assert store.camera == "" and store.cameras == {} and store.info.cameras == {}
+    assert set(store.episode(0)) == {"frames", "actions"}
+    with StoreWriter(tmp_path / "named", _info(camera="top")) as w:
+        w.add_episode(*_episode(4))
+    meta = json.loads((tmp_path / "named" / "metadata.json").read_text())
+    assert meta["camera"] == "top" and "cameras" not in meta
+    assert EpisodeStore(tmp_path / "named").camera == "top"

@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", default=None,
                    help="video/image feature key, e.g. observation.images.front (default: the first scene camera: "
                         "front, top, agentview, ...; wrist and hand cameras last)")
+    p.add_argument("--only-camera", action="store_true",
+                   help="keep only the --camera (or default) camera; by default every other camera is kept too")
     p.add_argument("--embodiment", default=None, help="embodiment name (default: robot_type or folder name)")
     p.add_argument("--image-size", type=int, default=None, help="resize frames to this square size")
     add_progress(p)
@@ -100,11 +102,13 @@ def _preview(args: argparse.Namespace) -> int:
 def _import_lerobot(args: argparse.Namespace) -> int:
     from hma.data.lerobot import import_lerobot
 
-    store = import_lerobot(args.src, args.out, camera=args.camera, embodiment=args.embodiment, image_size=args.image_size)
+    store = import_lerobot(args.src, args.out, camera=args.camera, all_cameras=not args.only_camera,
+                           embodiment=args.embodiment, image_size=args.image_size)
     lerobot = store.meta.get("extra", {}).get("lerobot", {})
     cameras = lerobot.get("cameras") or []
-    if args.camera is None and len(cameras) > 1:
-        print(f"camera {lerobot['camera']} (of {', '.join(cameras)}; --camera picks another)")
+    if len(cameras) > 1:
+        kept = f"; also kept: {', '.join(store.cameras)}" if store.cameras else ""
+        print(f"trains on camera {lerobot['camera']} (of {', '.join(cameras)}; --camera picks another){kept}")
     print(store)
     return 0
 

@@ -8,7 +8,8 @@ format facts (file templates, column names, frame timing) are stated in
 :mod:`hma.data.lerobot.format` and where they are used.
 """
 
-from hma.data.lerobot.reader import LeRobotSource, import_lerobot
+from hma.data.lerobot.importer import import_lerobot
+from hma.data.lerobot.reader import LeRobotSource
 from hma.data.lerobot.writer import ExportReport, export_lerobot, write_lerobot_v3
 
 __all__ = ["ExportReport", "LeRobotSource", "export_lerobot", "import_lerobot", "write_lerobot_v3"]

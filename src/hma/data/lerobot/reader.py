@@ -37,9 +37,17 @@ from hma.data.lerobot.format import (
 )
 from hma.data.lerobot.columns import check_action_column, check_columns, check_image_column, bool_column
 from hma.data.lerobot.video import VideoReader, decode_image, resize
-from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
-from hma.errors import ConfigError, DataError
+from hma.errors import DataError
 from hma.io import is_int, read_json
+
+
+@dataclass(frozen=True)
+class VideoSpan:
+    """Where one episode of one camera is in an mp4."""
+
+    file: Path
+    from_timestamp: float  # seconds into the file where frame 0 is presented
+    to_timestamp: float  # end of the episode in the file (inf: the file holds only this episode)
 
 
 @dataclass(frozen=True)
@@ -49,19 +57,18 @@ class EpisodeRef:
     index: int
     length: int
     data_file: Path
-    video_file: Path | None  # None when the camera is an image feature stored in the parquet
-    from_timestamp: float  # seconds into video_file where frame 0 is presented
-    to_timestamp: float  # end of the episode in video_file (inf: the file holds only this episode)
+    videos: dict[str, VideoSpan]  # per video camera; image cameras are stored in the parquet rows
     tasks: tuple[str, ...]
 
 
 @dataclass
 class Episode:
-    frames: np.ndarray  # (T, H, W, 3) uint8
+    frames: np.ndarray  # (T, H, W, 3) uint8, the primary camera
     actions: np.ndarray  # (T, A) float32
     success: np.ndarray | None  # (T,) bool
     state: np.ndarray | None = None  # (T, S) float32, observation.state
     reward: np.ndarray | None = None  # (T,) float32, next.reward
+    cameras: dict[str, np.ndarray] | None = None  # the other cameras read, name -> (T, H', W', 3) uint8
 
 
 # Camera names that see the scene, in order of preference; wrist and hand cameras come last.
@@ -84,9 +91,10 @@ def default_camera(cameras: list[str]) -> str:
 
 
 class LeRobotSource:
-    """A LeRobotDataset folder opened for reading one camera."""
+    """A LeRobotDataset folder opened for reading: its primary camera (``camera``, default
+    :func:`default_camera`) and, with ``all_cameras``, every other camera too."""
 
-    def __init__(self, root: str | Path, *, camera: str | None = None) -> None:
+    def __init__(self, root: str | Path, *, camera: str | None = None, all_cameras: bool = False) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"LeRobot dataset folder {self.root} does not exist")
@@ -98,9 +106,11 @@ class LeRobotSource:
         if camera is not None and camera not in cameras:
             raise DataError(f"camera {camera!r} is not a feature of {self.root}, expected one of {', '.join(cameras)}")
         self.camera: str = camera or default_camera(cameras)
-        self.camera_is_video = self.info.features[self.camera].dtype == "video"
-        if self.camera_is_video and self.info.video_path is None:
-            raise DataError(f"{info_path}: video_path is null but {self.camera!r} is a video feature, expected a path template")
+        # The cameras read, the primary first.
+        self.cameras: list[str] = [self.camera, *(c for c in cameras if c != self.camera and all_cameras)]
+        self.video_cameras = [c for c in self.cameras if self.info.features[c].dtype == "video"]
+        if self.video_cameras and self.info.video_path is None:
+            raise DataError(f"{info_path}: video_path is null but {self.video_cameras[0]!r} is a video feature, expected a path template")
         action = self.info.features.get(ACTION_KEY)
         if action is None:
             raise DataError(f"{info_path} has no {ACTION_KEY!r} feature, expected the actions to import")
@@ -114,7 +124,7 @@ class LeRobotSource:
         if len(self.episodes) != self.info.total_episodes:
             raise DataError(f"{info_path}: total_episodes is {self.info.total_episodes} but the episode index lists {len(self.episodes)}")
         self._table: tuple[Path, pa.Table] | None = None
-        self._video: VideoReader | None = None
+        self._videos: dict[str, VideoReader] = {}  # the open file of each video camera
 
     @property
     def fps(self) -> float:
@@ -150,14 +160,11 @@ class LeRobotSource:
                 raise DataError(f"{path} line {n} has episode_index {index!r} and length {length!r}, expected integers >= 0 and > 0")
             chunk = index // info.chunks_size
             data = fill_template(info.data_path, info.path, episode_chunk=chunk, episode_index=index)
-            video = None
-            if self.camera_is_video:
-                video = fill_template(info.video_path, info.path, episode_chunk=chunk, episode_index=index, video_key=self.camera)
-            refs.append(EpisodeRef(
-                index=index, length=length, data_file=self.root / data,
-                video_file=self.root / video if self.camera_is_video else None,
-                from_timestamp=0.0, to_timestamp=float("inf"), tasks=_tasks(rec.get("tasks"), path, n),
-            ))
+            videos = {c: VideoSpan(self.root / fill_template(info.video_path, info.path, episode_chunk=chunk,
+                                                             episode_index=index, video_key=c), 0.0, float("inf"))
+                      for c in self.video_cameras}
+            refs.append(EpisodeRef(index=index, length=length, data_file=self.root / data, videos=videos,
+                                   tasks=_tasks(rec.get("tasks"), path, n)))
         return _sorted_unique(refs, path)
 
     def _episodes_v3(self) -> list[EpisodeRef]:
@@ -167,9 +174,9 @@ class LeRobotSource:
             raise DataError(f"{folder} holds no chunk-*/file-*.parquet episode index, expected a v3.0 dataset")
         ints = ["episode_index", "length", "data/chunk_index", "data/file_index"]
         floats: list[str] = []
-        if self.camera_is_video:
-            ints += [f"videos/{self.camera}/chunk_index", f"videos/{self.camera}/file_index"]
-            floats = [f"videos/{self.camera}/from_timestamp", f"videos/{self.camera}/to_timestamp"]
+        for c in self.video_cameras:
+            ints += [f"videos/{c}/chunk_index", f"videos/{c}/file_index"]
+            floats += [f"videos/{c}/from_timestamp", f"videos/{c}/to_timestamp"]
         info = self.info
         refs = []
         for path in files:
@@ -187,37 +194,41 @@ class LeRobotSource:
                 if index < 0 or length <= 0:
                     raise DataError(f"{path} row {r} has episode_index {index} and length {length}, expected >= 0 and > 0")
                 data = fill_template(info.data_path, info.path, chunk_index=cols["data/chunk_index"][r], file_index=cols["data/file_index"][r])
-                video, start, end = None, 0.0, float("inf")
-                if self.camera_is_video:
-                    key = f"videos/{self.camera}"
-                    video = fill_template(info.video_path, info.path, video_key=self.camera,
+                videos = {}
+                for c in self.video_cameras:
+                    key = f"videos/{c}"
+                    video = fill_template(info.video_path, info.path, video_key=c,
                                           chunk_index=cols[f"{key}/chunk_index"][r], file_index=cols[f"{key}/file_index"][r])
                     start, end = float(cols[f"{key}/from_timestamp"][r]), float(cols[f"{key}/to_timestamp"][r])
                     if not (np.isfinite(start) and np.isfinite(end) and 0 <= start < end):
-                        raise DataError(f"{path} row {r}: episode {index} spans {start} s to {end} s of its video, expected 0 <= from < to")
-                refs.append(EpisodeRef(
-                    index=index, length=length, data_file=self.root / data,
-                    video_file=self.root / video if self.camera_is_video else None, from_timestamp=start, to_timestamp=end,
-                    tasks=_tasks(cols["tasks"][r] if "tasks" in cols else None, path, r),
-                ))
+                        raise DataError(f"{path} row {r}: episode {index} spans {start} s to {end} s of its {c} video, expected 0 <= from < to")
+                    videos[c] = VideoSpan(self.root / video, start, end)
+                refs.append(EpisodeRef(index=index, length=length, data_file=self.root / data, videos=videos,
+                                       tasks=_tasks(cols["tasks"][r] if "tasks" in cols else None, path, r)))
         return _sorted_unique(refs, folder)
 
     # -- one episode -------------------------------------------------------------------
     def read_episode(self, ref: EpisodeRef, *, image_size: int | None = None) -> Episode:
-        """Frames (optionally resized to a square), actions and success flags of one episode."""
+        """Frames of every camera read (optionally resized to a square), actions, success flags,
+        state and reward of one episode."""
         what = f"episode {ref.index}"
         rows = self._episode_rows(ref)
         actions = self._actions(rows, ref)
         success = bool_column(rows.column(SUCCESS_KEY), ref.data_file, what) if SUCCESS_KEY in rows.column_names else None
         state = self._floats(rows, STATE_KEY, ref, len(self.state_names)) if self.state_names else None
         reward = self._floats(rows, REWARD_KEY, ref, 1)[:, 0] if REWARD_KEY in rows.column_names else None
-        if ref.video_file is not None:
-            video = self._video_reader(ref.video_file)
-            frames = video.episode_frames(start=ref.from_timestamp, count=ref.length, fps=self.fps,
-                                          end=ref.to_timestamp, size=image_size, what=what)
-        else:
-            frames = self._images(rows, ref, image_size)
-        return Episode(frames=frames, actions=actions, success=success, state=state, reward=reward)
+        frames = {}
+        for camera in self.cameras:
+            span = ref.videos.get(camera)
+            if span is not None:
+                frames[camera] = self._video_reader(camera, span.file).episode_frames(
+                    start=span.from_timestamp, count=ref.length, fps=self.fps, end=span.to_timestamp, size=image_size,
+                    what=what)  # the file's path names the camera
+            else:
+                frames[camera] = self._images(rows, ref, image_size, camera)
+        primary = frames.pop(self.camera)
+        return Episode(frames=primary, actions=actions, success=success, state=state, reward=reward,
+                       cameras=frames or None)
 
     def _episode_rows(self, ref: EpisodeRef) -> pa.Table:
         table = self._data_table(ref.data_file)
@@ -251,9 +262,10 @@ class LeRobotSource:
                 columns.append(STATE_KEY)
             if REWARD_KEY in schema.names:
                 columns.append(REWARD_KEY)
-            if not self.camera_is_video:
-                check_image_column(schema, path, self.camera)
-                columns.append(self.camera)
+            for camera in self.cameras:
+                if camera not in self.video_cameras:
+                    check_image_column(schema, path, camera)
+                    columns.append(camera)
             table = pq.read_table(path, columns=columns)
             for c in ("episode_index", "frame_index"):
                 if table.column(c).null_count:
@@ -289,11 +301,11 @@ class LeRobotSource:
             raise DataError(f"{ref.data_file}: episode {ref.index} has non-finite {key!r} values, expected finite numbers")
         return out
 
-    def _images(self, rows: pa.Table, ref: EpisodeRef, size: int | None) -> np.ndarray:
-        blobs = rows.column(self.camera).combine_chunks().field("bytes").to_pylist()
+    def _images(self, rows: pa.Table, ref: EpisodeRef, size: int | None, camera: str) -> np.ndarray:
+        blobs = rows.column(camera).combine_chunks().field("bytes").to_pylist()
         frames = []
         for k, blob in enumerate(blobs):
-            where = f"{ref.data_file} episode {ref.index} frame {k} ({self.camera})"
+            where = f"{ref.data_file} episode {ref.index} frame {k} ({camera})"
             if blob is None:
                 raise DataError(f"{where} has no embedded image bytes, expected PNG bytes in the parquet")
             frames.append(resize(decode_image(blob, where), size))
@@ -302,16 +314,18 @@ class LeRobotSource:
             raise DataError(f"{ref.data_file}: images of episode {ref.index} change size ({sorted(shapes)}), expected one size")
         return np.stack(frames)  # (T, H, W, 3)
 
-    def _video_reader(self, path: Path) -> VideoReader:
-        if self._video is None or self._video.path != path:
-            self.close()
-            self._video = VideoReader(path)
-        return self._video
+    def _video_reader(self, camera: str, path: Path) -> VideoReader:
+        reader = self._videos.get(camera)
+        if reader is None or reader.path != path:
+            if reader is not None:
+                reader.close()
+            reader = self._videos[camera] = VideoReader(path)
+        return reader
 
     def close(self) -> None:
-        if self._video is not None:
-            self._video.close()
-            self._video = None
+        for reader in self._videos.values():
+            reader.close()
+        self._videos.clear()
 
     def __enter__(self) -> "LeRobotSource":
         return self
@@ -334,57 +348,3 @@ def _sorted_unique(refs: list[EpisodeRef], path: Path) -> list[EpisodeRef]:
         if a.index == b.index:
             raise DataError(f"{path} lists episode {a.index} twice, expected each episode once")
     return refs
-
-
-def import_lerobot(
-    src: str | Path,
-    out: str | Path,
-    *,
-    camera: str | None = None,
-    embodiment: str | None = None,
-    image_size: int | None = None,
-) -> EpisodeStore:
-    """Convert a LeRobotDataset folder (v2.1 or v3.0) into a native episode store at ``out``.
-
-    ``camera`` picks the video/image feature (default: the first one listed);
-    ``embodiment`` defaults to the dataset's robot_type, else the folder name;
-    ``image_size`` resizes frames to a square. An interrupted import resumes. ``src`` may be
-    the Hub name (``org/name``) of a dataset repo (:mod:`hma.hub`; a local path wins).
-    """
-    from hma.hub import resolve
-
-    if image_size is not None and (not is_int(image_size) or image_size <= 0):
-        raise ConfigError(f"image_size is {image_size!r}, expected a positive number of pixels")
-    src = resolve(src, repo_type="dataset", what="LeRobot dataset")
-    with LeRobotSource(src, camera=camera) as source:
-        # The first episode fixes the frame size the store is declared with.
-        first = source.read_episode(source.episodes[0], image_size=image_size)
-        height, width = first.frames.shape[1:3]
-        info = DatasetInfo(
-            embodiment=embodiment or source.info.robot_type or src.resolve().name,
-            simulator="lerobot",
-            action_names=source.action_names,
-            control_hz=source.fps,
-            image_size=(height, width),
-            task=source.tasks[0] if len(source.tasks) == 1 else "",
-            state_names=source.state_names,
-            extra={"lerobot": {
-                "source": str(src.resolve()), "codebase_version": source.info.version, "camera": source.camera,
-                "cameras": list(source.info.cameras),
-                "robot_type": source.info.robot_type, "tasks": source.tasks,
-            }},
-        )
-        writer = StoreWriter(out, info)
-        from hma.progress import bar
-
-        for i in bar(range(writer.num_staged, len(source.episodes)), desc="import-lerobot", unit="ep", leave=False):
-            ref = source.episodes[i]
-            episode = first if i == 0 else source.read_episode(ref, image_size=image_size)
-            if episode.frames.shape[1:3] != (height, width):
-                raise DataError(
-                    f"{ref.video_file or ref.data_file}: episode {ref.index} has {episode.frames.shape[2]}x{episode.frames.shape[1]} "
-                    f"frames, expected {width}x{height} like episode {source.episodes[0].index} (pass --image-size to resize)"
-                )
-            writer.add_episode(episode.frames, episode.actions, episode.success, state=episode.state,
-                               reward=episode.reward, task=ref.tasks[0] if ref.tasks else None)
-        return writer.finalize()

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -152,6 +153,17 @@ def resolve_encoder(codec: str, *, crf: int | None = None, gop: int | None = Non
     if gop is not None:
         options["g"] = str(gop)
     return Encoder(name=c.name, canonical=c.canonical_name, options=options)
+
+
+def probe_video(path: Path) -> dict[str, Any]:
+    """The stream properties LeRobot records for a video feature, read from the file as it
+    does (PyAV): height, width, codec, pixel format, frame rate, channels, audio."""
+    with guard(path, "the video file"), av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return {"video.height": stream.height, "video.width": stream.width, "video.codec": stream.codec.canonical_name,
+                "video.pix_fmt": stream.pix_fmt, "video.fps": int(stream.base_rate),
+                "video.channels": len(av.VideoFormat(stream.pix_fmt).components),
+                "has_audio": bool(container.streams.audio)}
 
 
 def _has_encoder(name: str) -> bool:

@@ -10,6 +10,7 @@ measure the round trip, then renamed to ``OUT``.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -41,7 +42,7 @@ from hma.data.lerobot.format import (
 )
 from hma.data.lerobot.reader import LeRobotSource
 from hma.data.lerobot.stats import Stats, aggregate, image_stats, to_lists, vector_stats
-from hma.data.lerobot.video import PIX_FMT, Encoder, VideoWriter, resolve_encoder
+from hma.data.lerobot.video import PIX_FMT, Encoder, VideoWriter, probe_video, resolve_encoder
 from hma.data.store import PARTIAL_SUFFIX, EpisodeStore
 from hma.errors import DataError
 from hma.io import atomic_write_json
@@ -102,8 +103,12 @@ def write_lerobot_v3(
     encoder = resolve_encoder(codec, crf=crf, gop=gop)
     fps = _integer_fps(store)
     height, width = store.image_size
-    if height % 2 or width % 2:
-        raise DataError(f"{store.root}: frames are {width}x{height}, expected even sides for {PIX_FMT} video")
+    # Every camera of the store becomes a video feature, the primary (the frames) first.
+    camera = store.camera or store.info.extra.get("lerobot", {}).get("camera") or DEFAULT_CAMERA
+    sizes = {camera: (height, width), **{name: tuple(a.shape[1:3]) for name, a in store.cameras.items()}}
+    for name, (h, w) in sizes.items():
+        if h % 2 or w % 2:
+            raise DataError(f"{store.root}: {name} frames are {w}x{h}, expected even sides for {PIX_FMT} video")
     out = Path(out)
     if out.exists():
         raise DataError(f"export folder {out} already exists, expected a new path")
@@ -112,41 +117,47 @@ def write_lerobot_v3(
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
 
-    camera = store.info.extra.get("lerobot", {}).get("camera") or DEFAULT_CAMERA
     has_success = store.success is not None
-    features = _features(store, camera, encoder=encoder, fps=fps, has_success=has_success)
+    features = _features(store, sizes, encoder=encoder, fps=fps, has_success=has_success)
     state_dim = len(store.state_names) if store.state is not None else 0
     schema = _data_schema(store.action_dim, has_success, state_dim=state_dim, has_reward=store.reward is not None)
+    schema = schema.with_metadata({b"huggingface": json.dumps({"info": {"features": hf_features(schema)}}).encode()})
     data_files = _DataFiles(partial, schema, limit_bytes=data_files_size_in_mb * _MB)
     # LeRobot indexes tasks: each distinct task string once, in order of first use.
     episode_tasks = [_task(store, e) for e in range(store.num_episodes)]
     task_index = {t: i for i, t in enumerate(dict.fromkeys(episode_tasks))}
-    video_files = _VideoFiles(partial, camera, encoder=encoder, fps=fps, size=(height, width), limit_bytes=video_files_size_in_mb * _MB)
+    video_files = {name: _VideoFiles(partial, name, encoder=encoder, fps=fps, size=size,
+                                     limit_bytes=video_files_size_in_mb * _MB) for name, size in sizes.items()}
     episode_rows, episode_stats = [], []
     from hma.progress import bar
 
     for e in bar(range(store.num_episodes), desc="export-lerobot", unit="ep", leave=False):
         episode = store.episode(e)
-        frames = np.asarray(episode["frames"])  # (T, H, W, 3)
-        first = int(store.episode_starts[e])
+        views = {camera: np.asarray(episode["frames"]), **episode.get("cameras", {})}  # name -> (T, H, W, 3)
+        first, length = int(store.episode_starts[e]), len(episode["actions"])
         table = _episode_table(episode, index=e, first_row=first, fps=fps, task_index=task_index[episode_tasks[e]])
         data_chunk, data_file = data_files.add(table)
-        (video_chunk, video_file), start, end = video_files.add(frames)
-        stats = _episode_stats(table, frames, camera)
+        stats = _episode_stats(table, views)
         episode_stats.append(stats)
         row = {
-            "episode_index": e, "tasks": [episode_tasks[e]], "length": len(frames),
+            "episode_index": e, "tasks": [episode_tasks[e]], "length": length,
             "data/chunk_index": data_chunk, "data/file_index": data_file,
-            "dataset_from_index": first, "dataset_to_index": first + len(frames),
-            f"videos/{camera}/chunk_index": video_chunk, f"videos/{camera}/file_index": video_file,
-            f"videos/{camera}/from_timestamp": start, f"videos/{camera}/to_timestamp": end,
+            "dataset_from_index": first, "dataset_to_index": first + length,
         }
+        for name, frames in views.items():
+            (video_chunk, video_file), start, end = video_files[name].add(np.asarray(frames))
+            row |= {f"videos/{name}/chunk_index": video_chunk, f"videos/{name}/file_index": video_file,
+                    f"videos/{name}/from_timestamp": start, f"videos/{name}/to_timestamp": end}
         for key, s in stats.items():
             row.update({f"stats/{key}/{name}": value for name, value in to_lists(s).items()})
         row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = 0, 0
         episode_rows.append(row)
     data_files.close()
-    video_files.close()
+    for files in video_files.values():
+        files.close()
+    for name in sizes:  # what the first file of each camera holds, as LeRobot records it
+        features[name]["info"] = {**features[name]["info"], **probe_video(partial / VIDEO_PATH_V3.format(
+            video_key=name, chunk_index=0, file_index=0))}
 
     episodes_path = partial / EPISODES_PARQUET_PATH.format(chunk_index=0, file_index=0)
     episodes_path.parent.mkdir(parents=True)
@@ -173,10 +184,11 @@ def write_lerobot_v3(
     })
 
     psnr, actions_same, success_same = _round_trip(store, partial, camera)
+    num_video_files = sum(files.count for files in video_files.values())
     partial.rename(out)
     return ExportReport(
         source=store.root, out=out, codec=encoder.name, crf=encoder.crf, num_episodes=store.num_episodes,
-        num_frames=store.num_frames, image_size=(height, width), video_files=video_files.count,
+        num_frames=store.num_frames, image_size=(height, width), video_files=num_video_files,
         video_bytes=sum(p.stat().st_size for p in (out / "videos").rglob("*.mp4")), data_files=data_files.count,
         psnr_db=psnr, actions_identical=actions_same, success_identical=success_same,
         seconds=time.perf_counter() - started,
@@ -195,19 +207,18 @@ def _task(store: EpisodeStore, e: int) -> str:
     return store.episode_task(e) or store.embodiment
 
 
-def _features(store: EpisodeStore, camera: str, *, encoder: Encoder, fps: int, has_success: bool) -> dict[str, Any]:
-    height, width = store.image_size
-    features: dict[str, Any] = {
-        ACTION_KEY: {"dtype": "float32", "shape": [store.action_dim], "names": store.action_names},
-        camera: {
+def _features(store: EpisodeStore, sizes: dict[str, tuple[int, int]], *, encoder: Encoder, fps: int,
+              has_success: bool) -> dict[str, Any]:
+    """info.json's features. A video feature's ``info`` holds the encoder settings here; the
+    stream's own properties are probed from the written files (:func:`probe_video`)."""
+    features: dict[str, Any] = {ACTION_KEY: {"dtype": "float32", "shape": [store.action_dim], "names": store.action_names}}
+    for name, (height, width) in sizes.items():
+        features[name] = {
             "dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"],
-            "info": {
-                "video.height": height, "video.width": width, "video.codec": encoder.canonical,
-                "video.pix_fmt": PIX_FMT, "video.is_depth_map": False, "video.fps": fps, "video.channels": 3,
-                "video.g": encoder.gop, "video.crf": encoder.crf, "has_audio": False,
-            },
-        },
-    }
+            "info": {"is_depth_map": False, "video.fps": fps, "video.g": encoder.gop, "video.crf": encoder.crf,
+                     "video.preset": encoder.options.get("preset"), "video.fast_decode": 0, "video.video_backend": "pyav",
+                     "video.extra_options": {k: v for k, v in encoder.options.items() if k not in ("g", "crf", "preset")}},
+        }
     if store.state is not None:
         features[STATE_KEY] = {"dtype": "float32", "shape": [len(store.state_names)], "names": store.state_names}
     if store.reward is not None:
@@ -215,6 +226,22 @@ def _features(store: EpisodeStore, camera: str, *, encoder: Encoder, fps: int, h
     if has_success:
         features[SUCCESS_KEY] = {"dtype": "bool", "shape": [1], "names": None}
     return {**features, **DEFAULT_FEATURES}
+
+
+def hf_features(schema: pa.Schema) -> dict[str, Any]:
+    """The Hugging Face ``datasets`` features of a data parquet's columns, as ``datasets`` 4
+    records them in the file's ``huggingface`` schema metadata (fixed-size lists: ``List``)."""
+    def value(t: pa.DataType) -> dict[str, Any]:
+        dtype = {pa.float32(): "float32", pa.float64(): "float64", pa.int64(): "int64", pa.bool_(): "bool"}[t]
+        return {"dtype": dtype, "_type": "Value"}
+
+    features = {}
+    for field in schema:
+        if pa.types.is_fixed_size_list(field.type):
+            features[field.name] = {"feature": value(field.type.value_type), "length": field.type.list_size, "_type": "List"}
+        else:
+            features[field.name] = value(field.type)
+    return features
 
 
 def _data_schema(action_dim: int, has_success: bool, *, state_dim: int = 0, has_reward: bool = False) -> pa.Schema:
@@ -255,7 +282,7 @@ def _episode_table(episode: dict[str, np.ndarray], *, index: int, first_row: int
     return pa.table(columns)
 
 
-def _episode_stats(table: pa.Table, frames: np.ndarray, camera: str) -> dict[str, Stats]:
+def _episode_stats(table: pa.Table, views: dict[str, np.ndarray]) -> dict[str, Stats]:
     stats = {}
     for name in table.column_names:
         column = table.column(name).combine_chunks()
@@ -264,7 +291,8 @@ def _episode_stats(table: pa.Table, frames: np.ndarray, camera: str) -> dict[str
         else:
             values = column.to_numpy(zero_copy_only=False).reshape(-1, 1)  # (T, 1)
         stats[name] = vector_stats(values)
-    stats[camera] = image_stats(frames)
+    for name, frames in views.items():
+        stats[name] = image_stats(np.asarray(frames))
     return stats
 
 
@@ -337,16 +365,19 @@ class _VideoFiles:
 
 
 def _round_trip(store: EpisodeStore, root: Path, camera: str) -> tuple[float, bool, bool | None]:
-    """Read the written folder back: frame PSNR over all pixels, and whether actions/success match."""
+    """Read the written folder back: frame PSNR over all pixels of every camera, and whether actions/success match."""
     squared_error, pixels = 0.0, 0
     actions_same = True
     success_same = None if store.success is None else True
-    with LeRobotSource(root, camera=camera) as source:
+    with LeRobotSource(root, camera=camera, all_cameras=True) as source:
         for e, ref in enumerate(source.episodes):
             read, original = source.read_episode(ref), store.episode(e)
-            diff = read.frames.astype(np.float64) - original["frames"]  # (T, H, W, 3)
-            squared_error += float(np.square(diff).sum())
-            pixels += diff.size
+            pairs = [(read.frames, original["frames"])]
+            pairs += [(read.cameras[name], frames) for name, frames in original.get("cameras", {}).items()]
+            for got, expected in pairs:
+                diff = got.astype(np.float64) - expected  # (T, H, W, 3)
+                squared_error += float(np.square(diff).sum())
+                pixels += diff.size
             actions_same &= bool(np.array_equal(read.actions, original["actions"]))
             if success_same is not None:
                 success_same &= read.success is not None and bool(np.array_equal(read.success, original["success"]))

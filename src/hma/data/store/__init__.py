@@ -9,9 +9,12 @@ Layout of a dataset folder::
     success.npy          (N,) bool, only when the source reports success
     state.npy            (N, S) float32, the proprioceptive/simulator state at frames[i], when recorded
     reward.npy           (N,) float32, the reward of the action at row i, when recorded
+    cameras/<name>.npy   (N, H_c, W_c, 3) uint8, one file per extra camera, when recorded
 
 ``metadata.json`` also names the state's dimensions (``state_names``) and, when the
-source has them, each episode's task string (``episode_tasks``).
+source has them, each episode's task string (``episode_tasks``), the primary camera's
+name (``camera``: the one in ``frames.npy``, the camera the world model trains on) and the
+extra cameras' sizes (``cameras``: name -> [H_c, W_c]).
 
 One row per control step follows LeRobot's convention (a frame and the action taken at
 it), so import/export are one-to-one. Training windows resample to a common frame rate
@@ -26,12 +29,12 @@ and the next writer resumes from.
 """
 
 
-from hma.data.store.layout import (ACTIONS_FILE, EPISODE_STARTS_FILE, FRAMES_FILE, METADATA_FILE, PARTIAL_SUFFIX,
-                                   REWARD_FILE, SCHEMA_VERSION, STATE_FILE, SUCCESS_FILE, DatasetInfo,
-                                   action_statistics)
+from hma.data.store.layout import (ACTIONS_FILE, CAMERAS_DIR, EPISODE_STARTS_FILE, FRAMES_FILE, METADATA_FILE,
+                                   PARTIAL_SUFFIX, REWARD_FILE, SCHEMA_VERSION, STATE_FILE, SUCCESS_FILE, DatasetInfo,
+                                   action_statistics, camera_file)
 from hma.data.store.reader import EpisodeStore, find_datasets, open_datasets
 from hma.data.store.writer import StoreWriter, validate_episode
 
-__all__ = ["ACTIONS_FILE", "EPISODE_STARTS_FILE", "FRAMES_FILE", "METADATA_FILE", "PARTIAL_SUFFIX", "REWARD_FILE",
-           "SCHEMA_VERSION", "STATE_FILE", "SUCCESS_FILE", "DatasetInfo", "EpisodeStore", "StoreWriter",
-           "action_statistics", "find_datasets", "open_datasets", "validate_episode"]
+__all__ = ["ACTIONS_FILE", "CAMERAS_DIR", "EPISODE_STARTS_FILE", "FRAMES_FILE", "METADATA_FILE", "PARTIAL_SUFFIX",
+           "REWARD_FILE", "SCHEMA_VERSION", "STATE_FILE", "SUCCESS_FILE", "DatasetInfo", "EpisodeStore", "StoreWriter",
+           "action_statistics", "camera_file", "find_datasets", "open_datasets", "validate_episode"]

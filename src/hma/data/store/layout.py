@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,13 @@ STATE_FILE = "state.npy"
 REWARD_FILE = "reward.npy"
 PARTIAL_SUFFIX = ".partial"
 STAGED_EPISODES_DIR = "episodes"  # under <out>.partial/: one file per finished episode
+CAMERAS_DIR = "cameras"  # cameras/<name>.npy: one file per extra camera
+CAMERA_NAME = re.compile(r"[A-Za-z0-9._-]+")  # a camera's name becomes a file name
+
+
+def camera_file(name: str) -> str:
+    """The file of extra camera ``name``, relative to the dataset folder (its key in metadata "files")."""
+    return f"{CAMERAS_DIR}/{name}.npy"
 
 
 @dataclass
@@ -35,6 +43,8 @@ class DatasetInfo:
     task: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     state_names: list[str] = field(default_factory=list)  # empty: the episodes carry no state
+    camera: str = ""  # the primary camera's name (the one in frames.npy); "" when unnamed, e.g. simulated data
+    cameras: dict[str, tuple[int, int]] = field(default_factory=dict)  # extra cameras: name -> (H, W)
 
     @property
     def action_dim(self) -> int:
@@ -42,7 +52,9 @@ class DatasetInfo:
 
 
 def info_to_json(info: DatasetInfo) -> dict[str, Any]:
-    return {
+    """``info`` as metadata fields; the camera fields only when set, so datasets without them
+    keep the metadata they always had."""
+    out = {
         "embodiment": info.embodiment,
         "simulator": info.simulator,
         "task": info.task,
@@ -52,6 +64,28 @@ def info_to_json(info: DatasetInfo) -> dict[str, Any]:
         "state_names": list(info.state_names),
         "extra": info.extra,
     }
+    if info.camera:
+        out["camera"] = info.camera
+    if info.cameras:
+        out["cameras"] = {name: [int(h), int(w)] for name, (h, w) in info.cameras.items()}
+    return out
+
+
+def check_cameras(camera: Any, cameras: Any, where: str) -> None:
+    """Raise :class:`DataError` unless ``camera`` is a string and ``cameras`` maps valid names,
+    none the primary's, to ``[height, width]``."""
+    if not isinstance(camera, str):
+        raise DataError(f"{where}: camera is {camera!r}, expected a string (the primary camera's name, '' when unnamed)")
+    if not isinstance(cameras, dict):
+        raise DataError(f"{where}: cameras is {cameras!r}, expected a mapping of camera name to [height, width]")
+    for name, size in cameras.items():
+        if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name):
+            raise DataError(f"{where}: camera name {name!r} is not valid, expected a non-empty name of letters, "
+                            "digits, '.', '_' or '-' (it becomes a file name)")
+        if name == camera:
+            raise DataError(f"{where}: extra camera {name!r} has the primary camera's name, expected a name of its own")
+        if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(is_int(v) and v > 0 for v in size):
+            raise DataError(f"{where}: camera {name!r} has size {size!r}, expected [height, width] of positive integers")
 
 
 def check_metadata_types(meta: dict[str, Any], path: Path) -> None:
@@ -82,14 +116,17 @@ def check_metadata_types(meta: dict[str, Any], path: Path) -> None:
         for k in ("mean", "std", "min", "max")
     ):
         raise bad("action_stats", f"mean/std/min/max lists of {len(names)} numbers")
+    cameras = meta.get("cameras", {})
+    check_cameras(meta.get("camera", ""), cameras, str(path))
     files = meta["files"]
     if not isinstance(files, dict) or not all(
         isinstance(spec, dict) and is_int(spec.get("bytes")) and isinstance(spec.get("sha256"), str)
         for spec in files.values()
     ):
         raise bad("files", "a mapping of file name to {bytes, sha256}")
-    if any(not isinstance(n, str) or "/" in n or n.startswith(".") for n in files):
-        raise bad("files", "plain file names inside the dataset folder")
+    camera_files = {camera_file(name) for name in cameras}
+    if any(not isinstance(n, str) or (("/" in n or n.startswith(".")) and n not in camera_files) for n in files):
+        raise bad("files", f"plain file names inside the dataset folder, or {CAMERAS_DIR}/<name>.npy of a camera in 'cameras'")
     state_names = meta.get("state_names", [])
     if not isinstance(state_names, list) or not all(isinstance(n, str) for n in state_names):
         raise bad("state_names", "a list of strings")

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from hma.data.store.layout import (ACTIONS_FILE, EPISODE_STARTS_FILE, FRAMES_FILE, METADATA_FILE, PARTIAL_SUFFIX,
-                                   REWARD_FILE, SCHEMA_VERSION, STATE_FILE, SUCCESS_FILE, DatasetInfo,
+                                   REWARD_FILE, SCHEMA_VERSION, STATE_FILE, SUCCESS_FILE, DatasetInfo, camera_file,
                                    check_metadata_types)
 from hma.errors import DataError
 from hma.io import read_json, sha256_file
@@ -52,7 +52,7 @@ class EpisodeStore:
                 raise DataError(f"{path} has {size} bytes, expected {spec.get('bytes')}: the file is truncated or was changed")
             if verify and sha256_file(path) != spec.get("sha256"):
                 raise DataError(f"{path} fails its checksum: the file is corrupt or was changed")
-        for name in (FRAMES_FILE, ACTIONS_FILE, EPISODE_STARTS_FILE):
+        for name in (FRAMES_FILE, ACTIONS_FILE, EPISODE_STARTS_FILE, *map(camera_file, meta.get("cameras", {}))):
             if name not in files:
                 raise DataError(f"{meta_path} lists no {name}")
         self.frames: np.ndarray = self._load(FRAMES_FILE)  # (N, H, W, 3) uint8, memmap
@@ -61,6 +61,8 @@ class EpisodeStore:
         self.success: np.ndarray | None = self._load(SUCCESS_FILE) if SUCCESS_FILE in files else None
         self.state: np.ndarray | None = self._load(STATE_FILE) if STATE_FILE in files else None  # (N, S)
         self.reward: np.ndarray | None = self._load(REWARD_FILE) if REWARD_FILE in files else None  # (N,)
+        # The extra cameras, name -> (N, H_c, W_c, 3) uint8 memmap; empty when the dataset has none.
+        self.cameras: dict[str, np.ndarray] = {name: self._load(camera_file(name)) for name in meta.get("cameras", {})}
         self._check_shapes()
 
     def _load(self, name: str) -> np.ndarray:
@@ -87,6 +89,10 @@ class EpisodeStore:
             raise DataError(f"{self.root / STATE_FILE} holds {self.state.dtype}{list(self.state.shape)}, expected float32[{n}, {s_dim}]")
         if self.reward is not None and (self.reward.dtype != np.float32 or self.reward.shape != (n,)):
             raise DataError(f"{self.root / REWARD_FILE} holds {self.reward.dtype}{list(self.reward.shape)}, expected float32[{n}]")
+        for name, frames in self.cameras.items():
+            ch, cw = self.meta["cameras"][name]
+            if frames.dtype != np.uint8 or frames.shape != (n, ch, cw, 3):
+                raise DataError(f"{self.root / camera_file(name)} holds {frames.dtype}{list(frames.shape)}, expected uint8[{n}, {ch}, {cw}, 3]")
 
     # -- description -------------------------------------------------------------------
     @property
@@ -104,6 +110,11 @@ class EpisodeStore:
     @property
     def action_dim(self) -> int:
         return len(self.meta["action_names"])
+
+    @property
+    def camera(self) -> str:
+        """The primary camera's name (the one in ``frames``); "" when none was recorded."""
+        return self.meta.get("camera", "")
 
     @property
     def state_names(self) -> list[str]:
@@ -141,7 +152,8 @@ class EpisodeStore:
         return DatasetInfo(
             embodiment=m["embodiment"], simulator=m["simulator"], action_names=list(m["action_names"]),
             control_hz=float(m["control_hz"]), image_size=self.image_size, task=m.get("task", ""), extra=m.get("extra", {}),
-            state_names=self.state_names,
+            state_names=self.state_names, camera=self.camera,
+            cameras={name: (int(h), int(w)) for name, (h, w) in m.get("cameras", {}).items()},
         )
 
     # -- access ------------------------------------------------------------------------
@@ -156,16 +168,19 @@ class EpisodeStore:
             raise IndexError(f"episode {e} out of range for {self.root} with {self.num_episodes} episodes")
         return slice(int(self.episode_starts[e]), int(self.episode_starts[e + 1]))
 
-    def episode(self, e: int) -> dict[str, np.ndarray]:
-        """Frames, actions (and success, state, reward where recorded) of one episode, as memmap views."""
+    def episode(self, e: int) -> dict[str, Any]:
+        """Frames, actions (and success, state, reward where recorded, and ``cameras``: name ->
+        frames when the dataset has extra cameras) of one episode, as memmap views."""
         sl = self.episode_slice(e)
-        out = {"frames": self.frames[sl], "actions": self.actions[sl]}
+        out: dict[str, Any] = {"frames": self.frames[sl], "actions": self.actions[sl]}
         for key, array in (("success", self.success), ("state", self.state), ("reward", self.reward)):
             if array is not None:
                 out[key] = array[sl]
+        if self.cameras:
+            out["cameras"] = {name: frames[sl] for name, frames in self.cameras.items()}
         return out
 
-    def episodes(self) -> Iterator[dict[str, np.ndarray]]:
+    def episodes(self) -> Iterator[dict[str, Any]]:
         for e in range(self.num_episodes):
             yield self.episode(e)
 

@@ -11,10 +11,13 @@ import numpy as np
 
 from hma.data.store.layout import (ACTIONS_FILE, EPISODE_STARTS_FILE, FRAMES_FILE, METADATA_FILE, PARTIAL_SUFFIX,
                                    REWARD_FILE, SCHEMA_VERSION, STAGED_EPISODES_DIR, STATE_FILE, SUCCESS_FILE,
-                                   DatasetInfo, action_statistics, info_to_json)
+                                   DatasetInfo, action_statistics, camera_file, check_cameras, info_to_json)
 from hma.data.store.reader import EpisodeStore
 from hma.errors import DataError
 from hma.io import atomic_save_npy, atomic_write_json, read_json, sha256_file
+
+STAGED_CAMERA_PREFIX = "camera."  # a staged episode's key of extra camera <name> is camera.<name>
+
 
 def validate_episode(
     frames: np.ndarray,
@@ -63,6 +66,27 @@ def validate_episode(
             raise DataError(f"{where}: reward at step {bad} is {reward[bad]}, expected a finite number")
 
 
+def _validate_cameras(cameras: dict[str, np.ndarray], sizes: dict[str, tuple[int, int]], length: int, where: str) -> None:
+    """Raise :class:`DataError` unless ``cameras`` holds exactly the declared cameras, each (T, H_c, W_c, 3) uint8."""
+    missing = [name for name in sizes if name not in cameras]
+    if missing:
+        raise DataError(f"{where}: camera {missing[0]!r} was not given, expected every declared camera "
+                        f"({', '.join(sizes)}) for every episode")
+    undeclared = [name for name in cameras if name not in sizes]
+    if undeclared:
+        declared = ", ".join(sizes) or "none"
+        raise DataError(f"{where}: camera {undeclared[0]!r} is not declared in the dataset's cameras "
+                        f"(declared: {declared}), expected only declared cameras")
+    for name, frames in cameras.items():
+        h, w = sizes[name]
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+            dtype = getattr(frames, "dtype", type(frames).__name__)
+            raise DataError(f"{where}: camera {name!r} frames have dtype {dtype}, expected uint8")
+        if frames.shape != (length, h, w, 3):
+            raise DataError(f"{where}: camera {name!r} frames have shape {tuple(frames.shape)}, "
+                            f"expected ({length}, {h}, {w}, 3)")
+
+
 class StoreWriter:
     """Writes one dataset folder, one episode at a time, resumably and atomically.
 
@@ -75,6 +99,7 @@ class StoreWriter:
         self.out = Path(out)
         self.info = info
         self.partial = self.out.with_name(self.out.name + PARTIAL_SUFFIX)
+        check_cameras(info.camera, info.cameras, f"dataset {self.out}")
         if (self.out / METADATA_FILE).exists():
             if not overwrite:
                 raise DataError(f"dataset {self.out} already exists; pass overwrite=True (--overwrite) to replace it")
@@ -98,8 +123,10 @@ class StoreWriter:
         return n
 
     def add_episode(self, frames: np.ndarray, actions: np.ndarray, success: np.ndarray | None = None, *,
-                    state: np.ndarray | None = None, reward: np.ndarray | None = None, task: str | None = None) -> int:
-        """Stage one episode (optionally with its state, reward and task string); returns its index."""
+                    state: np.ndarray | None = None, reward: np.ndarray | None = None, task: str | None = None,
+                    cameras: dict[str, np.ndarray] | None = None) -> int:
+        """Stage one episode (optionally with its state, reward and task string, and the frames of
+        every extra camera the dataset declares); returns its index."""
         index = self.num_staged
         actions = np.asarray(actions, dtype=np.float32) if isinstance(actions, np.ndarray) else actions
         state = None if state is None else np.asarray(state, dtype=np.float32)
@@ -109,6 +136,8 @@ class StoreWriter:
             success=success, state=state, state_dim=len(self.info.state_names), reward=reward,
             where=f"{self.out} episode {index}",
         )
+        cameras = cameras or {}
+        _validate_cameras(cameras, self.info.cameras, len(frames), f"{self.out} episode {index}")
         arrays = {"frames": frames, "actions": actions}
         if success is not None:
             arrays["success"] = np.asarray(success, dtype=bool)
@@ -118,6 +147,7 @@ class StoreWriter:
             arrays["reward"] = reward
         if task is not None:
             arrays["task"] = np.array(str(task))
+        arrays.update({STAGED_CAMERA_PREFIX + name: array for name, array in cameras.items()})
         tmp = self.staging / f".{index:06d}.tmp.npz"
         np.savez(tmp, **arrays)
         tmp.replace(self.staging / f"{index:06d}.npz")
@@ -138,9 +168,10 @@ class StoreWriter:
         tasks = [""] * n_eps if any("task" in ks for ks in keys) else None
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         n = int(starts[-1])
-        h, w = self.info.image_size
         a = self.info.action_dim
-        frames_mm = np.lib.format.open_memmap(self.partial / FRAMES_FILE, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
+        self._write_frames(FRAMES_FILE, "frames", tuple(self.info.image_size), starts)
+        for name, size in self.info.cameras.items():
+            self._write_frames(camera_file(name), STAGED_CAMERA_PREFIX + name, tuple(size), starts)
         actions = np.empty((n, a), dtype=np.float32)
         success = np.zeros(n, dtype=bool) if has_success else None
         state = np.empty((n, len(self.info.state_names)), dtype=np.float32) if has_state else None
@@ -148,7 +179,6 @@ class StoreWriter:
         for e in range(n_eps):
             with np.load(self.staging / f"{e:06d}.npz") as z:
                 sl = slice(starts[e], starts[e + 1])
-                frames_mm[sl] = z["frames"]
                 actions[sl] = z["actions"]
                 if success is not None:
                     success[sl] = z["success"]
@@ -158,8 +188,6 @@ class StoreWriter:
                     reward[sl] = z["reward"]
                 if tasks is not None and "task" in z.files:
                     tasks[e] = str(z["task"])
-        frames_mm.flush()
-        del frames_mm
         atomic_save_npy(self.partial / ACTIONS_FILE, actions)
         atomic_save_npy(self.partial / EPISODE_STARTS_FILE, starts)
         files = [FRAMES_FILE, ACTIONS_FILE, EPISODE_STARTS_FILE]
@@ -167,6 +195,7 @@ class StoreWriter:
             if array is not None:
                 atomic_save_npy(self.partial / name, array)
                 files.append(name)
+        files.extend(camera_file(name) for name in self.info.cameras)
         meta = {
             "schema_version": SCHEMA_VERSION,
             **info_to_json(self.info),
@@ -186,6 +215,17 @@ class StoreWriter:
         atomic_write_json(self.partial / METADATA_FILE, meta)  # last: marks the folder complete
         self.partial.rename(self.out)
         return EpisodeStore(self.out)
+
+    def _write_frames(self, name: str, key: str, size: tuple[int, int], starts: np.ndarray) -> None:
+        """Copy every staged episode's ``key`` images into ``name``, an (N, H, W, 3) uint8 .npy
+        written through a memmap so that a dataset larger than memory is never held whole."""
+        path = self.partial / name
+        path.parent.mkdir(exist_ok=True)
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(int(starts[-1]), *size, 3))
+        for e in range(len(starts) - 1):
+            with np.load(self.staging / f"{e:06d}.npz") as z:
+                out[starts[e]:starts[e + 1]] = z[key]
+        out.flush()
 
     def __enter__(self) -> "StoreWriter":
         return self
