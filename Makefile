@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test test-slow test-numpy2 bench clean
+.PHONY: install demo test test-slow test-numpy2 test-reference bench clean
 
 install: $(STAMP)
 
@@ -40,6 +40,7 @@ bench: install
 # The default suite on NumPy 2, in a venv of its own: robosuite 1.5.2 pins mink==0.0.5, which
 # declares numpy<2, so those two go in without their dependency pins; everything else resolves.
 NP2 := .venv-numpy2
+REF := .venv-reference
 test-numpy2:
 	test -x $(NP2)/bin/python || $(PY) -m venv $(NP2)
 	$(NP2)/bin/python -m pip install -q --upgrade pip
@@ -51,5 +52,17 @@ test-numpy2:
 	$(NP2)/bin/python -c "import numpy; assert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__"
 	$(NP2)/bin/python -m pytest -q
 
+# hma's LPIPS and FID-Inception against the lpips and pytorch-fid packages themselves
+# (tests/test_eval_nets_reference.py). Both need torchvision, which cannot sit beside
+# torch 2.13.0, so they get their own environment: torch 2.14.1 with torchvision 0.29.1
+# (pip takes both from this machine's disk; about 6 GB).
+test-reference:
+	test -x $(REF)/bin/python || $(PY) -m venv $(REF)
+	$(REF)/bin/python -m pip install -q --upgrade pip
+	$(REF)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(REF)/bin/python -m pip install -q lpips==0.1.4 pytorch-fid==0.3.0 -e ".[dev]"
+	$(REF)/bin/python -c "import torchvision, lpips, pytorch_fid"
+	$(REF)/bin/python -m pytest -q -rs tests/test_eval_nets_reference.py
+
 clean:
-	rm -rf $(VENV) $(NP2) demo_out .pytest_cache
+	rm -rf $(VENV) $(NP2) $(REF) demo_out .pytest_cache

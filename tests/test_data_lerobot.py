@@ -206,11 +206,13 @@ def test_state_reward_and_per_episode_tasks_import_with_nothing_dropped(tmp_path
     syn = write_v30(tmp_path / "src", episodes=3, length=6, size=16, action_dim=2, state_dim=5, tasks=tasks)
     store = import_lerobot(syn.root, tmp_path / "native")
     assert store.state_names == [f"joint_pos{i}" for i in range(5)]
+    assert store.camera == CAMERA and list(store.cameras) == [SECOND_CAMERA]  # both cameras of the fixture
     for e in range(3):
         ep = store.episode(e)
         np.testing.assert_array_equal(ep["state"], syn.state[e])
         np.testing.assert_array_equal(ep["reward"], syn.reward[e])
         assert store.episode_task(e) == tasks[e]
+        assert psnr(ep["cameras"][SECOND_CAMERA], episode_frames(e, len(ep["actions"]), 16, shade=60)) > ROUND_TRIP_MIN_PSNR
 
 
 def test_export_carries_state_reward_and_tasks_under_lerobot_names_and_imports_back(tmp_path):

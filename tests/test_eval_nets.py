@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from hma.errors import CheckpointError, DataError
 from hma.eval import metrics as M
+from hma.eval.nets import lpips as lpips_module
 from hma.eval.nets import (
     LPIPS, FIDInceptionV3, I3DLayer, InceptionI3D, Unavailable, load_fid_inception, load_i3d, load_lpips,
 )
@@ -19,9 +20,12 @@ ENV_VARS = ("HMA_LPIPS_WEIGHTS", "HMA_ALEXNET_WEIGHTS", "HMA_FID_INCEPTION_WEIGH
 
 
 @pytest.fixture(autouse=True)
-def _no_weight_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_weight_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No weights from the environment, the torch hub cache or an installed lpips package."""
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("empty_torch_home")))
+    monkeypatch.setattr(lpips_module, "package_file", lambda package, relative: None)
 
 
 def _randomize(net: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -149,6 +153,37 @@ def test_fid_inception_loads_the_standard_layout(tmp_path: Path) -> None:
                tmp_path / "inception_v3_google.pth")
     with pytest.raises(CheckpointError, match="unexpected key 'AuxLogits.fc.weight'"):
         load_fid_inception(tmp_path / "inception_v3_google.pth")
+
+
+def test_weights_are_found_where_the_reference_packages_keep_them(lpips_files, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from hma.eval.nets._common import package_file
+
+    src, lin_path, alex_path = lpips_files
+    # torchvision and pytorch-fid download into the torch hub cache; the lpips wheel ships its
+    # linear layers inside the package.
+    checkpoints = tmp_path / "torch_home" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    shutil.copy(alex_path, checkpoints / "alexnet-owt-7be5be79.pth")
+    package = tmp_path / "site" / "lpips"
+    (package / "weights" / "v0.1").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    shutil.copy(lin_path, package / "weights" / "v0.1" / "alex.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(lpips_module, "package_file", package_file)
+    net = load_lpips()
+    assert isinstance(net, LPIPS)
+    a, b = _images(2, 48, 7), _images(2, 48, 8)
+    assert torch.allclose(net.distance(a, b), src.distance(a, b))
+    fid_src = _randomize(FIDInceptionV3(), seed=9)
+    torch.save(fid_src.state_dict(), checkpoints / "pt_inception-2015-12-05-6726825d.pth")
+    fid_net = load_fid_inception()
+    assert isinstance(fid_net, FIDInceptionV3)
+    images = _images(1, 32, 10)
+    assert torch.allclose(fid_net.features(images), fid_src.features(images), atol=1e-5)
 
 
 # -- FVD I3D ----------------------------------------------------------------------------

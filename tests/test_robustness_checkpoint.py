@@ -79,6 +79,10 @@ def test_a_sealed_config_refuses_a_changed_value_and_accepts_reformatting(pipeli
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=f"config.json does not match the {SEAL_KEY}"):
         hma.load(run)
+    damaged = {("config_sia256" if k == SEAL_KEY else k): v for k, v in config.items()}  # one flipped byte in the key
+    (run / "config.json").write_text(json.dumps(damaged))
+    with pytest.raises(CheckpointError, match="has a key 'config_sia256' where hma writes 'config_sha256'"):
+        hma.load(run)
     del config[SEAL_KEY]  # the documented way to load a hand edit
     (run / "config.json").write_text(json.dumps(config))
     assert hma.load(run).config["model"]["frame_hz"] == config["model"]["frame_hz"]

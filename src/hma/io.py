@@ -118,6 +118,11 @@ def unseal(doc: dict, path: str | os.PathLike) -> dict:
     from hma.errors import CheckpointError
 
     if SEAL_KEY not in doc:
+        # A seal whose own key was damaged would otherwise pass as a deliberately unsealed file.
+        near = [k for k in doc if len(k) == len(SEAL_KEY) and sum(a != b for a, b in zip(k, SEAL_KEY)) == 1]
+        if near:
+            raise CheckpointError(f"{path} has a key {near[0]!r} where hma writes {SEAL_KEY!r}: the file is damaged; "
+                                  "expected the file as hma wrote it")
         return doc
     body = {k: v for k, v in doc.items() if k != SEAL_KEY}
     if doc[SEAL_KEY] != _canonical_sha256(body):

@@ -77,12 +77,35 @@ class Unavailable:
         return f"{self.metric} {self.reason}"
 
 
-def resolve_weights(path: str | os.PathLike | None, env_var: str) -> Path | None:
-    """The weight file to use: ``path`` if given, else ``$env_var`` if set and non-empty."""
+def resolve_weights(path: str | os.PathLike | None, env_var: str, *, found: Iterable[Path | None] = ()) -> Path | None:
+    """The weight file to use: ``path`` if given, else ``$env_var`` if set and non-empty, else
+    the first existing file of ``found`` (where the reference packages keep theirs:
+    :func:`hub_checkpoint`, :func:`package_file`)."""
     if path is not None:
         return Path(path)
     value = os.environ.get(env_var, "").strip()
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    return next((p for p in found if p is not None and p.is_file()), None)
+
+
+def hub_checkpoint(name: str) -> Path:
+    """``name`` in the torch hub cache, where torchvision and pytorch-fid download their weights
+    (``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def package_file(package: str, relative: str) -> Path | None:
+    """A data file shipped inside an installed package (found without importing it), or None."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
 def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
@@ -138,11 +161,11 @@ def load_checked(
 
 def load_feature_net(net: torch.nn.Module, weights: str | os.PathLike | None, *, env_var: str, metric: str,
                      file_name: str, what: str, device: torch.device | str | None = None,
-                     ignore_prefixes: Iterable[str] = ()) -> torch.nn.Module | Unavailable:
+                     ignore_prefixes: Iterable[str] = (), found: Iterable[Path | None] = ()) -> torch.nn.Module | Unavailable:
     """``net`` with the weights of the standard file ``weights`` (else ``$env_var``), frozen and in
     eval mode on ``device``; :class:`Unavailable` when no file is named. Raises CheckpointError
     when the named file is missing or is not the expected one."""
-    path = resolve_weights(weights, env_var)
+    path = resolve_weights(weights, env_var, found=found)
     if path is None:
         return Unavailable(metric, env_var, file_name)
     load_checked(net, read_state_dict(path, what), path, what, ignore_prefixes=ignore_prefixes)

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hma.eval.nets._common import Unavailable, load_feature_net, to_unit_nchw
+from hma.eval.nets._common import Unavailable, hub_checkpoint, load_feature_net, to_unit_nchw
 
 FID_ENV = "HMA_FID_INCEPTION_WEIGHTS"
 FID_FILE = "pytorch-fid's InceptionV3 FID weights (pt_inception-2015-12-05-6726825d.pth)"
+FID_HUB_FILE = "pt_inception-2015-12-05-6726825d.pth"  # in the torch hub cache, where pytorch-fid downloads it
 FID_FEATURE_DIM = 2048
 
 
@@ -213,4 +214,5 @@ def load_fid_inception(
     Raises CheckpointError when the named file is missing or is not the expected one.
     """
     return load_feature_net(FIDInceptionV3(), weights, env_var=FID_ENV, metric="FID", file_name=FID_FILE,
-                            what="FID Inception weight file", device=device, ignore_prefixes=("fc.",))
+                            what="FID Inception weight file", device=device, ignore_prefixes=("fc.",),
+                            found=[hub_checkpoint(FID_HUB_FILE)])

@@ -3,9 +3,11 @@ Deep Features as a Perceptual Metric"), version 0.1 as used in the paper's evalu
 
 Two standard files make it up, read as they are published:
 - the ImageNet AlexNet of torchvision, ``alexnet-owt-7be5be79.pth`` (keys ``features.{i}.*``;
-  the ``classifier.*`` head is ignored), given by ``alexnet_weights`` or ``$HMA_ALEXNET_WEIGHTS``;
+  the ``classifier.*`` head is ignored), given by ``alexnet_weights`` or ``$HMA_ALEXNET_WEIGHTS``,
+  else found in the torch hub cache where torchvision keeps it;
 - the LPIPS linear calibration of the ``lpips`` package, ``weights/v0.1/alex.pth`` (keys
-  ``lin{0..4}.model.1.weight``), given by ``lin_weights`` or ``$HMA_LPIPS_WEIGHTS``.
+  ``lin{0..4}.model.1.weight``), given by ``lin_weights`` or ``$HMA_LPIPS_WEIGHTS``, else found
+  inside an installed ``lpips`` package, which ships it.
 Both may also be .safetensors files with the same keys.
 """
 
@@ -17,13 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from hma.eval.nets._common import Unavailable, load_checked, read_state_dict, resolve_weights, to_unit_nchw
+from hma.eval.nets._common import (Unavailable, hub_checkpoint, load_checked, package_file, read_state_dict,
+                                   resolve_weights, to_unit_nchw)
 from hma.errors import DataError
 
 LPIPS_ENV = "HMA_LPIPS_WEIGHTS"
 ALEXNET_ENV = "HMA_ALEXNET_WEIGHTS"
 LPIPS_FILE = "the LPIPS v0.1 AlexNet linear-layer file (lpips package weights/v0.1/alex.pth)"
 ALEXNET_FILE = "torchvision's ImageNet AlexNet weights (alexnet-owt-7be5be79.pth)"
+LPIPS_PACKAGE_FILE = "weights/v0.1/alex.pth"  # inside the installed lpips package, which ships it
+ALEXNET_HUB_FILE = "alexnet-owt-7be5be79.pth"  # in the torch hub cache, where torchvision downloads it
 
 # Indices into torchvision's AlexNet `features` after which LPIPS taps (relu1..relu5).
 _TAPS = (1, 4, 7, 9, 11)
@@ -110,10 +115,10 @@ def load_lpips(
 
     Raises CheckpointError when a named file exists but is not the expected one.
     """
-    lin_path = resolve_weights(lin_weights, LPIPS_ENV)
+    lin_path = resolve_weights(lin_weights, LPIPS_ENV, found=[package_file("lpips", LPIPS_PACKAGE_FILE)])
     if lin_path is None:
         return Unavailable("LPIPS", LPIPS_ENV, LPIPS_FILE)
-    alex_path = resolve_weights(alexnet_weights, ALEXNET_ENV)
+    alex_path = resolve_weights(alexnet_weights, ALEXNET_ENV, found=[hub_checkpoint(ALEXNET_HUB_FILE)])
     if alex_path is None:
         return Unavailable("LPIPS", ALEXNET_ENV, ALEXNET_FILE)
     net = LPIPS()
