@@ -5,7 +5,8 @@ import json
 import pytest
 
 from hma.cli import main
-from hma.sampling.bench import BenchResult, BenchSettings, bench_world_model, format_table, results_json
+from hma.sampling.bench import (BenchResult, BenchSettings, bench_world_model, format_table, format_throughput,
+                                results_json)
 from hma.sampling.engine import CacheMode
 
 
@@ -41,7 +42,7 @@ def test_table_shows_the_ratios_side_by_side() -> None:
     data = results_json(results, {"cpu_count": 2})
     assert data["results"][0] == {"preset": "base", "method": "maskgit", "cached": True, "steps": 2,
                                   "sec_per_frame": 0.5, "decode_sec_per_frame": 0.01, "cpu_sec_per_frame": 0.4,
-                                  "flops_per_frame": 3e9, "precision": "fp32"}
+                                  "flops_per_frame": 3e9, "precision": "fp32", "batch": 1}
 
 
 def test_cli_rejects_an_unknown_preset(capsys) -> None:
@@ -90,3 +91,30 @@ def test_cli_measures_each_precision_beside_fp32(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as err:
         main(["bench", "--precision", "fp8"])
     assert err.value.code == 2 and "invalid choice: 'fp8'" in capsys.readouterr().err
+
+
+def test_a_batched_step_does_batch_times_the_work_and_is_shown_against_the_peak() -> None:
+    one = bench_world_model("tiny", "maskgit", CacheMode.CACHED, BenchSettings(repeats=1))
+    four = bench_world_model("tiny", "maskgit", CacheMode.CACHED, BenchSettings(repeats=1), batch=4)
+    assert four.batch == 4 and four.flops_per_frame == pytest.approx(4 * one.flops_per_frame, rel=0.02)
+    assert four.env_frames_per_s == pytest.approx(4 / four.sec_per_frame)
+    results = [BenchResult("tiny", "maskgit", True, 2, 0.5, None, 0.5, 20e9, batch=1),
+               BenchResult("tiny", "maskgit", True, 2, 2.0, None, 2.0, 640e9, batch=64)]
+    table = format_throughput(results, peak_gflops=400.0)
+    assert "fp32 matmul peak: 400.0 GFLOP/s" in table
+    assert "tiny   maskgit      64    2.0000     32.00     320.0    80.0%" in table  # 640 GFLOP in 2 s of 400 GFLOP/s
+    assert "tiny   maskgit       1    0.5000      2.00      40.0    10.0%" in table
+
+
+def test_cli_batches_print_the_throughput_beside_the_peak(tmp_path, capsys) -> None:
+    assert main(["bench", "--batch", "0"]) == 2
+    assert "--batch 0 is invalid" in capsys.readouterr().err
+    md = tmp_path / "results.md"
+    assert main(["bench", "--presets", "tiny", "--methods", "maskgit", "--repeats", "1", "--threads", "1",
+                 "--batch", "2", "--results-md", str(md), "--json", str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "fp32 matmul peak:" in out and "of peak" in out
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["machine"]["fp32_matmul_peak_gflops"] > 0
+    assert sorted(r["batch"] for r in data["results"]) == [1, 1, 2]
+    assert "Batched (B rollouts per step" in md.read_text()

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "bf16", "int8"),
                    help="arithmetic of cached MaskGIT and MAR, each measured (the others run at fp32)")
+    p.add_argument("--batch", nargs="+", type=int, default=[1],
+                   help="batch sizes of cached MaskGIT and MAR (rollouts stepped together); beside them the fp32 "
+                        "matmul peak of this machine and the fraction of it reached")
     p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
     add_progress(p)
     p.set_defaults(func=_bench)
@@ -33,7 +36,8 @@ def _bench(args: argparse.Namespace) -> int:
     from hma.config import PRESETS
     from hma.errors import ConfigError
     from hma.io import atomic_write_json
-    from hma.sampling.bench import BenchSettings, format_table, results_json, run_bench
+    from hma.sampling.bench import (BenchSettings, format_table, format_throughput, matmul_peak, results_json,
+                                    run_bench)
 
     for name in args.presets:
         if name not in PRESETS:
@@ -43,14 +47,22 @@ def _bench(args: argparse.Namespace) -> int:
             raise ConfigError(f"method {method!r} is unknown, expected maskgit, mar or diffusion")
     if args.repeats < 1:
         raise ConfigError(f"--repeats {args.repeats} is invalid, expected an integer >= 1")
+    for b in args.batch:
+        if b < 1:
+            raise ConfigError(f"--batch {b} is invalid, expected batch sizes >= 1")
     settings = BenchSettings(maskgit_steps=args.maskgit_steps, mar_diffusion_steps=args.mar_diffusion_steps,
                              diffusion_steps=args.diffusion_steps, repeats=args.repeats, methods=tuple(args.methods),
-                             precisions=tuple(dict.fromkeys(["fp32", *args.precision])))
+                             precisions=tuple(dict.fromkeys(["fp32", *args.precision])),
+                             batches=tuple(dict.fromkeys([1, *args.batch])))
     load_before = os.getloadavg()
     results = run_bench(args.presets, settings, threads=args.threads)
+    peak = matmul_peak() if any(b > 1 for b in settings.batches) else None
     machine = {"cpu_count": os.cpu_count(), "threads": args.threads or os.cpu_count(), "processor": platform.processor() or platform.machine(),
-               "load_average_before": list(load_before), "load_average_after": list(os.getloadavg())}
+               "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
+               "fp32_matmul_peak_gflops": peak}
     print(format_table(results))
+    if peak is not None:
+        print(format_throughput(results, peak))
     print(f"load average before {load_before[0]:.2f}, after {machine['load_average_after'][0]:.2f} "
           f"on {machine['cpu_count']} cores")
     if args.json_out:
@@ -65,8 +77,10 @@ def _write_speed_section(path: str, results, machine: dict, argv: list[str]) -> 
     from pathlib import Path
 
     from hma.eval.results import shown_command, speed_section, update_results_section
-    from hma.sampling.bench import format_table
+    from hma.sampling.bench import format_table, format_throughput
 
     ratios = [line for line in format_table(results).splitlines() if "/cached" in line]
-    update_results_section(Path(path), "speed", speed_section(results, machine, ratios, shown_command(argv)))
+    throughput = format_throughput(results, machine["fp32_matmul_peak_gflops"]) if machine["fp32_matmul_peak_gflops"] else None
+    update_results_section(Path(path), "speed", speed_section(results, machine, ratios, shown_command(argv),
+                                                              throughput=throughput))
     print(f"updated {path}")

@@ -110,11 +110,11 @@ def policy_eval_section(report: Any, command: str, date: str | None = None) -> s
 
 
 def speed_section(results: Sequence[Any], machine: dict[str, Any], ratios: Sequence[str], command: str,
-                  date: str | None = None) -> str:
+                  date: str | None = None, throughput: str | None = None) -> str:
     """The ``speed`` section of an ``hma bench`` run: its table (``results`` are
     :class:`hma.sampling.bench.BenchResult`), the ``ratios`` lines it printed, command and machine."""
     rows = []
-    for r in results:
+    for r in (r for r in results if getattr(r, "batch", 1) == 1):
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):.2f}" if dec is not None else "n/a"
         flops = f"{r.flops_per_frame / 1e9:.1f}" if r.flops_per_frame else "n/a"
@@ -131,7 +131,9 @@ def speed_section(results: Sequence[Any], machine: dict[str, Any], ratios: Seque
             "A cached MaskGIT frame costs K single-frame passes plus one pass that commits the finished "
             "frame's keys/values; an uncached one costs K passes over the whole window of W frames. The "
             "FLOP ratio is therefore W*K/(K+1) (8x for W=12, K=2), the most any exact cache can save; the "
-            "(FLOPs) lines above count it.\n")
+            "(FLOPs) lines above count it.\n"
+            + (f"\nBatched (B rollouts per step, env-frames/s, share of the fp32 matmul peak measured in the same "
+               f"run):\n\n```\n{throughput}\n```\n" if throughput else ""))
 
 
 def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str | None = None) -> str:

@@ -10,6 +10,10 @@ on its own. Methods:
 - ``maskgit`` cached / uncached: the engine's two paths, K unmasking steps per frame;
 - ``mar`` cached: MAR, each revealed token drawn by the diffusion head;
 - ``diffusion``: the IRASim-style baseline, one DDIM step = one cached single-frame pass.
+
+With ``batches``, cached MaskGIT and MAR also step B rollouts at once (many envs, as policy
+evaluation runs them): env-frames per second and the FLOP rate they reach, beside the
+machine's fp32 matmul peak measured in the same run (:func:`matmul_peak`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,15 @@ class BenchResult:
     # torch.utils.flop_counter): the ratio a perfect implementation would reach.
     flops_per_frame: float | None = None
     precision: str = "fp32"
+    batch: int = 1  # rollouts stepped together; the times and FLOPs are of one step of all of them
+
+    @property
+    def env_frames_per_s(self) -> float:
+        return self.batch / self.sec_per_frame
+
+    @property
+    def gflops_per_s(self) -> float | None:
+        return self.flops_per_frame / self.sec_per_frame / 1e9 if self.flops_per_frame else None
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class BenchSettings:
     repeats: int = 3
     methods: tuple[str, ...] = ("maskgit", "mar", "diffusion")
     precisions: tuple[str, ...] = ("fp32",)  # cached MaskGIT and MAR run at each; the rest at fp32
+    batches: tuple[int, ...] = (1,)  # cached MaskGIT and MAR also run at each batch size; the rest at 1
 
 
 def _model_config(name: str, kind: str) -> ModelConfig:
@@ -114,13 +128,24 @@ def _flops(fn: Callable[[], object]) -> float:
     return float(counter.get_total_flops())
 
 
-def _context(config: ModelConfig, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _context(config: ModelConfig, frames: int, generator: torch.Generator,
+             batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     if config.kind == TokenKind.DISCRETE:
-        tokens = torch.randint(0, config.vocab_size, (1, frames, *config.grid), generator=generator)
+        tokens = torch.randint(0, config.vocab_size, (batch, frames, *config.grid), generator=generator)
     else:
-        tokens = torch.randn(1, frames, config.latent_channels, *config.grid, generator=generator)
-    actions = torch.randn(1, frames - 1, ACTION_DIM, generator=generator)
+        tokens = torch.randn(batch, frames, config.latent_channels, *config.grid, generator=generator)
+    actions = torch.randn(batch, frames - 1, ACTION_DIM, generator=generator)
     return tokens, actions
+
+
+def matmul_peak(*, size: int = 2048, repeats: int = 5) -> float:
+    """The fp32 FLOP rate (GFLOP/s) of a square matmul, median of ``repeats``, on the current
+    threads: the ceiling a generation step's matmuls could reach on this machine."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
+    a @ b  # warm-up
+    seconds, _ = _median_seconds(lambda: a @ b, repeats)
+    return 2 * size**3 / seconds / 1e9
 
 
 def _decode_seconds(tokenizer, frame: torch.Tensor, repeats: int) -> float | None:
@@ -132,8 +157,9 @@ def _decode_seconds(tokenizer, frame: torch.Tensor, repeats: int) -> float | Non
 
 @torch.inference_mode()
 def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSettings,
-                      precision: str = "fp32") -> BenchResult:
-    """Seconds per frame of MaskGIT or MAR generation in steady state (window full)."""
+                      precision: str = "fp32", batch: int = 1) -> BenchResult:
+    """Seconds per step of MaskGIT or MAR generation in steady state (window full), ``batch``
+    rollouts at once."""
     kind = "discrete" if method == "maskgit" else "continuous"
     config = _model_config(name, kind)
     torch.manual_seed(0)
@@ -143,17 +169,18 @@ def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSe
     else:
         sampling = MARSampling(steps=settings.mar_steps, diffusion_steps=settings.mar_diffusion_steps)
     g = torch.Generator().manual_seed(0)
-    context, actions = _context(config, config.num_frames - 1, g)
+    context, actions = _context(config, config.num_frames - 1, g, batch)
     engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling, precision=precision)
     engine.reset(context, actions)
-    action = torch.randn(1, ACTION_DIM, generator=g)
+    action = torch.randn(batch, ACTION_DIM, generator=g)
     for _ in range(2):  # the window fills, then slides once: steady state from here on
         frame = engine.step(action, g)
     seconds, cpu = _median_seconds(lambda: engine.step(action, g), settings.repeats)
     # torch's FLOP counter does not see quantized linear layers: an int8 count would be a fraction of the real one.
     flops = None if precision == "int8" else _flops(lambda: engine.step(action, g))
     decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
-    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode, cpu, flops, precision)
+    return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode, cpu, flops, precision,
+                       batch)
 
 
 @torch.inference_mode()
@@ -195,11 +222,15 @@ def run_bench(presets: list[str], settings: BenchSettings, *, threads: int | Non
                      for p in settings.precisions]
         if "diffusion" in settings.methods:
             jobs.append(lambda n=name: bench_diffusion(n, settings))
+        for b in (b for b in settings.batches if b > 1):
+            jobs += [lambda n=name, m=m, b=b: bench_world_model(n, m, CacheMode.CACHED, settings, "fp32", b)
+                     for m in ("maskgit", "mar") if m in settings.methods]
         for job in jobs:
             result = job()
             results.append(result)
             log(f"{result.preset:5s} {result.method:9s} {'cached' if result.cached else 'uncached':8s} "
-                f"{result.precision:5s} {result.sec_per_frame:8.4f} s/frame ({result.cpu_sec_per_frame:.4f} s CPU)")
+                f"{result.precision:5s} batch {result.batch:3d} {result.sec_per_frame:8.4f} s/step "
+                f"({result.cpu_sec_per_frame:.4f} s CPU)")
     return results
 
 
@@ -208,7 +239,7 @@ def format_table(results: list[BenchResult]) -> str:
     uncached / cached and diffusion / cached for MaskGIT, all from the same run."""
     lines = [f"{'preset':6s} {'method':9s} {'path':8s} {'prec':5s} {'steps':>5s} {'s/frame':>9s} {'decode s':>9s} "
              f"{'fps':>7s} {'fps+dec':>7s} {'cpu s':>9s} {'GFLOP':>8s}"]
-    for r in results:
+    for r in (r for r in results if r.batch == 1):
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):7.2f}" if dec is not None else "    n/a"
         dec_text = f"{dec:9.4f}" if dec is not None else "      n/a"
@@ -217,7 +248,8 @@ def format_table(results: list[BenchResult]) -> str:
                      f"{r.flops_per_frame / 1e9 if r.flops_per_frame else float('nan'):8.2f}")
     for name in dict.fromkeys(r.preset for r in results):
         for clock in ("sec_per_frame", "cpu_sec_per_frame", "flops_per_frame"):
-            by = {(r.method, r.cached): getattr(r, clock) for r in results if r.preset == name and r.precision == "fp32"}
+            by = {(r.method, r.cached): getattr(r, clock) for r in results
+                  if r.preset == name and r.precision == "fp32" and r.batch == 1}
             cached = by.get(("maskgit", True))
             if not cached:
                 continue
@@ -231,9 +263,23 @@ def format_table(results: list[BenchResult]) -> str:
             label = {"sec_per_frame": "wall", "cpu_sec_per_frame": "cpu", "flops_per_frame": "FLOPs"}[clock]
             if clock != "flops_per_frame":
                 for r in results:
-                    if r.preset == name and r.precision != "fp32" and (r.method, r.cached) in by:
+                    if r.preset == name and r.precision != "fp32" and r.batch == 1 and (r.method, r.cached) in by:
                         parts.append(f"{r.method} {r.precision}/fp32 = {getattr(r, clock) / by[(r.method, r.cached)]:.2f}x")
             lines.append(f"{name} ({label}): " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def format_throughput(results: list[BenchResult], peak_gflops: float) -> str:
+    """Cached fp32 MaskGIT and MAR at every batch size: env-frames/s and the fraction of the
+    machine's fp32 matmul peak (measured in the same run) that their FLOPs reach."""
+    rows = [r for r in results if r.cached and r.precision == "fp32" and r.method in ("maskgit", "mar")]
+    lines = [f"fp32 matmul peak: {peak_gflops:.1f} GFLOP/s",
+             f"{'preset':6s} {'method':9s} {'batch':>5s} {'s/step':>9s} {'env-fps':>9s} {'GFLOP/s':>9s} {'of peak':>8s}"]
+    for r in sorted(rows, key=lambda r: (r.preset, r.method, r.batch)):
+        rate = r.gflops_per_s
+        share = f"{rate / peak_gflops:8.1%}" if rate else "     n/a"
+        lines.append(f"{r.preset:6s} {r.method:9s} {r.batch:5d} {r.sec_per_frame:9.4f} {r.env_frames_per_s:9.2f} "
+                     f"{rate if rate else float('nan'):9.1f} {share}")
     return "\n".join(lines)
 
 
