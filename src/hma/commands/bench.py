@@ -55,11 +55,16 @@ def _bench(args: argparse.Namespace) -> int:
                              precisions=tuple(dict.fromkeys(["fp32", *args.precision])),
                              batches=tuple(dict.fromkeys([1, *args.batch])))
     load_before = os.getloadavg()
+    batched = any(b > 1 for b in settings.batches)
+    # The peak is measured before and after the run and the higher taken: a busy or warm
+    # machine only lowers it, and a low peak would flatter the fractions.
+    peaks = [matmul_peak(threads=args.threads)] if batched else []
     results = run_bench(args.presets, settings, threads=args.threads)
-    peak = matmul_peak() if any(b > 1 for b in settings.batches) else None
+    peaks += [matmul_peak(threads=args.threads)] if batched else []
+    peak = max(peaks) if peaks else None
     machine = {"cpu_count": os.cpu_count(), "threads": args.threads or os.cpu_count(), "processor": platform.processor() or platform.machine(),
                "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
-               "fp32_matmul_peak_gflops": peak}
+               "fp32_matmul_peak_gflops": peak, "fp32_matmul_peak_measurements": peaks}
     print(format_table(results))
     if peak is not None:
         print(format_throughput(results, peak))

@@ -116,6 +116,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
+    import dataclasses
     from pathlib import Path
 
     from hma.errors import ConfigError
@@ -136,11 +137,12 @@ def _experiment(args: argparse.Namespace) -> int:
     missing = [flag for flag, value in (("--data", args.data), ("--tokenizer", args.tokenizer)) if not value]
     if missing:
         raise ConfigError(f"experiment {args.name!r} trains runs and needs {' and '.join(missing)}")
-    opts = ExperimentOptions(data=args.data, tokenizers=args.tokenizer, out=Path(args.out),
-                             budget=Budget(steps=args.steps, minutes=args.minutes), preset=args.preset,
-                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, horizon=args.horizon,
-                             eval_episodes=args.eval_episodes, target=args.target, results_md=Path(args.results_md),
-                             command=explicit_command(args, args.parser), progress=not args.no_progress)
+    # Every ExperimentOptions field that has an option of the same name, plus those that do not.
+    given = {"tokenizers": args.tokenizer, "budget": Budget(steps=args.steps, minutes=args.minutes),
+             "command": explicit_command(args, args.parser), "progress": not args.no_progress}
+    named = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentOptions)
+             if f.name not in given and hasattr(args, f.name)}
+    opts = ExperimentOptions(**named, **given)
     result = run_experiment(args.name, opts)
     for f in result["findings"]:
         print(f)

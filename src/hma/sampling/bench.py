@@ -138,9 +138,11 @@ def _context(config: ModelConfig, frames: int, generator: torch.Generator,
     return tokens, actions
 
 
-def matmul_peak(*, size: int = 2048, repeats: int = 5) -> float:
-    """The fp32 FLOP rate (GFLOP/s) of a square matmul, median of ``repeats``, on the current
-    threads: the ceiling a generation step's matmuls could reach on this machine."""
+def matmul_peak(*, size: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
+    """The fp32 FLOP rate (GFLOP/s) of a square matmul, median of ``repeats``, on ``threads``
+    (default: every core, as :func:`run_bench`): the ceiling a generation step's matmuls could
+    reach on this machine."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
     a @ b  # warm-up
