@@ -25,22 +25,25 @@ CHUNK = 2  # control steps per model frame: 20 Hz control, 10 Hz frames
 
 
 def make_store(root: Path, *, episodes: int = 6, length: int = 24, seed: int = 0) -> EpisodeStore:
-    """A square that the 2-D actions push around; success when it is in the right half."""
+    """A square that the 2-D actions push around; success when it is in the right half; the
+    state is the square's position."""
     rng = np.random.default_rng(seed)
     info = DatasetInfo(embodiment=EMBODIMENT, simulator="procedural", action_names=["dx", "dy"],
-                       control_hz=20.0, image_size=(IMAGE, IMAGE), task="push the square right")
+                       control_hz=20.0, image_size=(IMAGE, IMAGE), task="push the square right", state_names=["x", "y"])
     writer = StoreWriter(root, info)
     for _ in range(episodes):
         pos = rng.uniform(4, IMAGE - 12, size=2)
         actions = rng.uniform(-2, 2, size=(length, 2)).astype(np.float32)
         frames = np.zeros((length, IMAGE, IMAGE, 3), np.uint8)
         success = np.zeros(length, bool)
+        state = np.zeros((length, 2), np.float32)
         for t in range(length):
             x, y = pos.astype(int)
             frames[t, y : y + 8, x : x + 8] = (230, 60, 40)
             success[t] = x > IMAGE // 2
+            state[t] = pos
             pos = np.clip(pos + actions[t], 0, IMAGE - 8)
-        writer.add_episode(frames, actions, success)
+        writer.add_episode(frames, actions, success, state=state)
     return writer.finalize()
 
 
@@ -51,8 +54,10 @@ def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> 
                                                         downsample=8, channels=(8, 16, 16), num_res_blocks=1,
                                                         vocab_size=256)))
     stats = store.action_stats
+    state = {} if store.state is None else {"state_names": store.state_names, "state_mean": store.state.mean(0).tolist(),
+                                            "state_std": store.state.std(0).tolist()}
     spec = EmbodimentSpec(name=EMBODIMENT, action_dim=2, chunk=CHUNK, mean=np.tile(stats["mean"], CHUNK).tolist(),
-                          std=np.tile(stats["std"], CHUNK).tolist(), action_names=["dx", "dy"], control_hz=20.0)
+                          std=np.tile(stats["std"], CHUNK).tolist(), action_names=["dx", "dy"], control_hz=20.0, **state)
     config = preset("tiny", num_blocks=2, width=32, num_heads=2, grid=tok.grid, num_frames=4, vocab_size=tok.vocab_size,
                     frame_hz=10.0, embodiments={EMBODIMENT: spec})
     model = WorldModel(config).eval()
@@ -85,6 +90,9 @@ class ToySim:
     def reset(self, seed: int) -> np.ndarray:
         self.pos = np.random.default_rng(seed).uniform(4, IMAGE // 2 - 8, size=2)
         return self._frame()
+
+    def state(self) -> np.ndarray:
+        return self.pos.astype(np.float32)
 
     def step(self, chunk: np.ndarray):
         from hma.apps.experts import Transition

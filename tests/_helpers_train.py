@@ -38,20 +38,23 @@ def make_tokenizer(out: Path, kind: str = "discrete", *, name: str = "tok", seed
 
 
 def make_dataset(root: Path, *, embodiment: str, action_dim: int, episodes: int = 5, length: int = 20,
-                 seed: int = 0) -> Path:
-    """A moving-square dataset whose motion follows the actions (so actions are learnable)."""
+                 seed: int = 0, state: tuple[str, str] | None = None) -> Path:
+    """A moving-square dataset whose motion follows the actions (so actions are learnable);
+    with ``state`` (two names) it records the square's position as the state."""
     rng = np.random.default_rng(seed)
     info = DatasetInfo(embodiment=embodiment, simulator="synthetic", action_names=[f"a{i}" for i in range(action_dim)],
-                       control_hz=10.0, image_size=(16, 16))
+                       control_hz=10.0, image_size=(16, 16), state_names=list(state or []))
     w = StoreWriter(root, info)
     for _ in range(episodes):
         actions = rng.integers(-2, 3, size=(length, action_dim)).astype(np.float32)
         pos = rng.integers(0, 12, size=2)
         frames = np.zeros((length, 16, 16, 3), dtype=np.uint8)
+        positions = np.zeros((length, 2), dtype=np.float32)
         for t in range(length):
             frames[t, pos[1] : pos[1] + 4, pos[0] : pos[0] + 4] = 255
+            positions[t] = pos
             pos = np.clip(pos + actions[t, :2].astype(int), 0, 12)
-        w.add_episode(frames, actions)
+        w.add_episode(frames, actions, state=positions if state else None)
     w.finalize()
     return root
 

@@ -60,6 +60,11 @@ def test_synth_writes_a_valid_resumable_dataset(run, store, tmp_path, monkeypatc
     np.testing.assert_array_equal(ep["frames"][0], store.episode(0)["frames"][0])
     low, high = store.action_stats["min"], store.action_stats["max"]
     assert (ep["actions"] >= low - 1e-6).all() and (ep["actions"] <= high + 1e-6).all()
+    # The state: the source's recorded one at frame 0, then the state head's read-out, held like the frames.
+    assert syn.state_names == store.state_names and ep["state"].shape == (5 * CHUNK, 2)
+    np.testing.assert_array_equal(ep["state"][0], store.episode(0)["state"][0])
+    np.testing.assert_array_equal(ep["state"][CHUNK], ep["state"][CHUNK + 1])
+    assert not np.array_equal(ep["state"][0], ep["state"][CHUNK])
 
 
 def test_synth_killed_inside_a_batch_resumes_to_the_uninterrupted_result(run, store, tmp_path, monkeypatch):
@@ -234,7 +239,7 @@ def test_synth_bc_rejects_empty_counts(run, store, tmp_path):
 LEROBOT_STANDIN = '''
 import torch
 
-CALLS = {"select_action": 0, "reset": 0, "keys": set(), "shapes": set()}
+CALLS = {"select_action": 0, "reset": 0, "keys": set(), "shapes": set(), "states": []}
 
 
 class Config:
@@ -254,6 +259,7 @@ class PushRight:
         CALLS["keys"].update(batch)
         image = batch["observation.images.front"]
         CALLS["shapes"].add((tuple(image.shape), str(image.dtype), float(image.max()) <= 1.0))
+        CALLS["states"].append(batch["observation.state"])
         return torch.tensor([[1.0, 0.0]])
 
 
@@ -276,8 +282,21 @@ def test_lerobot_protocol_policy_runs_in_policy_eval_and_synth(run, store, tmp_p
     assert [r.name for r in report.results] == ["standin_policies:make"] and len(report.results[0].real) == 2
     # Asked once per control step: CHUNK steps per frame, in both simulators.
     assert standin.CALLS["select_action"] >= 2 * 2 * 3 * CHUNK and standin.CALLS["reset"] >= 2
-    assert standin.CALLS["keys"] == {"observation.images.front"}
+    assert standin.CALLS["keys"] == {"observation.images.front", "observation.state"}
     assert standin.CALLS["shapes"] == {((1, 3, IMAGE, IMAGE), "torch.float32", True)}
+    # The state: the simulator's own (the square's position) in the real simulator, then the
+    # model's state head's read-out of each generated frame (the first from the real start).
+    states = standin.CALLS["states"]
+    assert {(tuple(s.shape), str(s.dtype)) for s in states} == {((1, 2), "torch.float32")}
+    import torch
+
+    sim = ToySim()
+    sim.reset(0)  # policy-eval's episode 0 at seed 0
+    torch.testing.assert_close(states[0], torch.from_numpy(sim.state())[None])
+    real_calls = 2 * 3 * CHUNK
+    torch.testing.assert_close(states[real_calls], states[0])  # the world model starts from the real state
+    assert not torch.equal(states[-1], states[real_calls])  # then reads its own frames' states
+    assert all(bool(torch.isfinite(s).all()) for s in states)
 
     before = standin.CALLS["select_action"]
     out = synthesize(run, EMBODIMENT, episodes=2, out=tmp_path / "syn", dataset=store.root, steps=3,

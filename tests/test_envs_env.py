@@ -106,6 +106,38 @@ def test_context_options(run, store):
         env.reset(options={"context": {"frames": frames}})
 
 
+def test_pixels_agent_pos_observations_carry_the_state(run, store):
+    env = WorldModelEnv(run, EMBODIMENT, context_frames=2, max_episode_steps=4, obs_type="pixels_agent_pos")
+    check_env(env)
+    assert set(env.observation_space.spaces) == {"pixels", "agent_pos"}
+    obs, _ = env.reset(seed=0, options={"context": 1})
+    # A context frame's state is the recorded one: frame 1 of episode 1 is control step CHUNK.
+    np.testing.assert_array_equal(obs["agent_pos"], store.episode(1)["state"][CHUNK])
+    np.testing.assert_array_equal(obs["pixels"], store.episode(1)["frames"][CHUNK])
+    states = [env.step(env.action_space.sample())[0]["agent_pos"] for _ in range(3)]
+    # Generated frames: what the state head reads out of each, in the state's raw units.
+    head = env.core.rollout
+    np.testing.assert_array_equal(states[-1], head.states[0])
+    assert all(s.shape == (2,) and s.dtype == np.float32 and np.isfinite(s).all() for s in states)
+    assert not np.array_equal(states[0], states[1])
+
+    venv = WorldModelVectorEnv(run, EMBODIMENT, 3, max_episode_steps=2, obs_type="pixels_agent_pos")
+    obs, _ = venv.reset(seed=0)
+    assert obs["pixels"].shape == (3, IMAGE, IMAGE, 3) and obs["agent_pos"].shape == (3, 2)
+    obs, *_ = venv.step(venv.action_space.sample())
+    assert venv.observation_space.contains(obs)
+
+
+def test_obs_types_are_checked(run, store):
+    with pytest.raises(ConfigError, match="obs_type 'state' is unknown, expected one of: pixels, pixels_agent_pos"):
+        WorldModelEnv(run, EMBODIMENT, obs_type="state")
+    blind = make_run(store)
+    del blind.model.state_heads[EMBODIMENT]  # a model that reads out no state
+    with pytest.raises(ConfigError, match="needs a model that reads out a state for 'toy'"):
+        WorldModelEnv(blind, EMBODIMENT, obs_type="pixels_agent_pos")
+    assert WorldModelEnv(blind, EMBODIMENT).reset(seed=0)[0].shape == (IMAGE, IMAGE, 3)
+
+
 @pytest.mark.parametrize("action, message", [
     (np.zeros((3, 2), np.float32), r"shape \(3, 2\), expected \(2, 2\)"),
     (np.full((CHUNK, 2), np.nan, np.float32), "NaN or inf"),

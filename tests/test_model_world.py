@@ -166,3 +166,47 @@ def test_training_loss_scores_the_masked_tokens_of_the_full_logits(factors: int)
     assert metrics["token_ce"] == pytest.approx(float(expected), rel=1e-5)
     action = ((out.action_pred - batch["actions"]).pow(2).mean(-1) * masks.action_loss).sum() / masks.action_loss.sum()
     assert float(loss) == pytest.approx(float(expected + action), rel=1e-5)
+
+
+def _state_model(kind: str = "discrete") -> WorldModel:
+    """The tiny model with a 2-value state for its embodiment."""
+    torch.manual_seed(0)
+    config = tiny_model_config(kind)
+    spec = config.embodiments["arm"]
+    spec.state_names, spec.state_mean, spec.state_std = ["x", "y"], [0.0, 0.0], [1.0, 1.0]
+    return WorldModel(config)
+
+
+def test_the_state_head_learns_the_state_of_each_frame() -> None:
+    model = _state_model()
+    batch = _batch("discrete")
+    # The state is a function of the frame (its mean token id and its first token): learnable.
+    frames = batch["frames"].float()
+    state = torch.stack([frames.mean((2, 3)) / 32 - 1, frames[:, :, 0, 0] / 32 - 1], dim=-1)  # (B,T,2)
+    first, last = _train(model, {**batch, "state": state, "setting": Setting.FULL}, 60, key="state_mse")
+    assert last < 0.3 * first, (first, last)
+    # Without a state in the batch the head is not scored; a model without a head ignores one.
+    assert "state_mse" not in model.loss(batch)[1]
+    plain = WorldModel(tiny_model_config())
+    assert "state_mse" not in plain.loss({**batch, "state": state})[1] and not len(plain.state_heads)
+
+
+def test_committed_frames_read_out_the_states_of_the_window_forward() -> None:
+    model = _state_model().eval()
+    batch = _batch("discrete", b=2, t=4)
+    tokens, actions = batch["frames"], batch["actions"]
+    with torch.no_grad():
+        full = model(tokens, actions, embodiment="arm").state_pred  # (B,T,2), every frame visible
+        cache = model.new_cache(2)
+        prefilled = model.prefill(tokens[:, :2], actions[:, :2], embodiment="arm", cache=cache)
+        committed = [model.commit_frame(tokens[:, t], actions[:, t - 1], embodiment="arm", cache=cache) for t in (2, 3)]
+        plain = WorldModel(tiny_model_config()).eval()
+        assert plain.commit_frame(tokens[:, 0], None, embodiment="arm", cache=plain.new_cache(2)) is None  # no head
+    torch.testing.assert_close(prefilled, full[:, 1], rtol=1e-4, atol=1e-5)
+    for t, state in zip((2, 3), committed):
+        torch.testing.assert_close(state, full[:, t], rtol=1e-4, atol=1e-5)
+
+
+def test_state_statistics_must_match_the_state_names() -> None:
+    with pytest.raises(ConfigError, match="state statistics have 1/2 entries, expected one per state name"):
+        EmbodimentSpec("arm", 3, 1, [0.0] * 3, [1.0] * 3, state_names=["x", "y"], state_mean=[0.0], state_std=[1.0, 1.0])

@@ -66,6 +66,31 @@ def test_finetune_adds_embodiment_and_freezes_trunk(tokenized, tmp_path: Path) -
     assert "stems.cart.0.weight" in after
 
 
+def test_a_run_on_data_with_a_state_trains_a_state_head(tokenized, tmp_path: Path) -> None:
+    from hma.data.windows import split_episodes
+
+    _, tok = tokenized
+    data = make_dataset(tmp_path / "arm_state", embodiment="arm", action_dim=2, state=("x", "y"), episodes=12)
+    tokenize_dataset(EpisodeStore(data), load_tokenizer(tok), progress=False)
+    result = train(_config([data], tmp_path / "run", tok, steps=200, batch_size=8, setting="full", eval_windows=32,
+                           model_overrides={**TINY, "state_loss_weight": 1.0}))
+    loaded = hma.load(tmp_path / "run")
+    spec = loaded.embodiments["arm"]
+    store = EpisodeStore(data)
+    trained = split_episodes(store.num_episodes)[0]
+    positions = store.state[: store.episode_starts[trained[-1] + 1]]  # the training episodes come first
+    assert spec.state_names == ["x", "y"] and "arm" in loaded.model.state_heads
+    assert spec.state_mean == pytest.approx(positions.mean(0).tolist(), abs=1e-4)
+    # Held-out read-out error (normalized units) well below the training mean's on the same frames.
+    assert 0 < result["heldout_state_mse"] < 0.75 * result["heldout_state_mse_of_mean"], result
+    # Fine-tuning on another state for the same robot is refused before any step.
+    other = make_dataset(tmp_path / "arm_other", embodiment="arm", action_dim=2, state=("u", "v"), seed=3)
+    tokenize_dataset(EpisodeStore(other), load_tokenizer(tok), progress=False)
+    with pytest.raises(EmbodimentError, match="records a state of 2 values in the data, expected the 2 values"):
+        train(_config([other], tmp_path / "ft", init_from=str(tmp_path / "run")))
+    assert not (tmp_path / "ft").exists()
+
+
 def test_data_from_another_tokenizer_is_refused_before_training(tokenized, tmp_path: Path) -> None:
     data, _ = tokenized
     other = make_tokenized(tmp_path / "other", embodiments={"arm": 2}, seed=7)[1]  # same name, other weights

@@ -119,16 +119,30 @@ class EmbodimentSpec:
     std: list[float]  # (chunk * action_dim,)
     action_names: list[str] = field(default_factory=list)
     control_hz: float = 0.0
+    # The proprioceptive state the model reads out per frame (a state head), when its data
+    # recorded one: the names of its values and their training-set statistics. Empty: no state.
+    state_names: list[str] = field(default_factory=list)
+    state_mean: list[float] = field(default_factory=list)
+    state_std: list[float] = field(default_factory=list)
 
     @property
     def chunk_dim(self) -> int:
         return self.action_dim * self.chunk
+
+    @property
+    def state_dim(self) -> int:
+        return len(self.state_names)
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.chunk_dim or len(self.std) != self.chunk_dim:
             raise ConfigError(
                 f"embodiment {self.name!r}: statistics have {len(self.mean)}/{len(self.std)} entries, "
                 f"expected action_dim * chunk = {self.chunk_dim}"
+            )
+        if len(self.state_mean) != self.state_dim or len(self.state_std) != self.state_dim:
+            raise ConfigError(
+                f"embodiment {self.name!r}: state statistics have {len(self.state_mean)}/{len(self.state_std)} "
+                f"entries, expected one per state name ({self.state_dim})"
             )
 
     @property
@@ -138,6 +152,17 @@ class EmbodimentSpec:
         from hma.data.windows import ActionNormalizer
 
         return ActionNormalizer(mean=np.asarray(self.mean, dtype=np.float32), std=np.asarray(self.std, dtype=np.float32))
+
+    @property
+    def state_normalizer(self):  # -> ActionNormalizer of the state, or None without one
+        import numpy as np
+
+        from hma.data.windows import ActionNormalizer
+
+        if not self.state_dim:
+            return None
+        return ActionNormalizer(mean=np.asarray(self.state_mean, dtype=np.float32),
+                                std=np.asarray(self.state_std, dtype=np.float32))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -172,6 +197,9 @@ class ModelConfig:
     # Objective
     corrupt_max: float = 0.2  # MaskGIT random-token corruption: up to this fraction of inputs
     action_loss_weight: float = 1.0
+    # The state head's loss (normalized MSE), for embodiments whose data records a state: an
+    # auxiliary readout, weighted low so that it does not compete with the video objective.
+    state_loss_weight: float = 0.1
     # Weight of a masked token whose id differs from the same position's in the frame before
     # (discrete only). Most tokens of robot video repeat the previous frame; the few that
     # change carry what the actions did, and a plain mean lets a model that copies the past

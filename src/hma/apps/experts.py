@@ -47,6 +47,10 @@ class RealSimulator:
             success = success or bool(self.env.success())
         return Transition(self.env.frame(), success, chunk.astype(np.float32))
 
+    def state(self) -> np.ndarray:
+        """The simulator's state now (S,) float32: what the datasets record as ``state``."""
+        return np.asarray(self.env.state(), np.float32)
+
     def expert_step(self, noise: float, rng: np.random.Generator) -> Transition:
         """One frame of the scripted expert, re-planning at every control step."""
         half_range = (self.high - self.low) / 2

@@ -67,8 +67,20 @@ class RandomPolicy:
 PolicyFactory = Callable[[], ImagePolicy]
 
 # The image key of LeRobot's single-camera observations (what its env preprocessing
-# makes of a gym env's ``pixels``).
+# makes of a gym env's ``pixels``), and its state key (of ``agent_pos``).
 LEROBOT_IMAGE_KEY = "observation.image"
+LEROBOT_STATE_KEY = "observation.state"
+
+
+def policy_action(policy: ImagePolicy, frame: np.ndarray, state: np.ndarray | None, *, where: str) -> np.ndarray:
+    """One chunk from ``policy``: the frame, and the state too for a policy that reads one
+    (``wants_state``); ``where`` names the state's source in the error when it has none."""
+    if not getattr(policy, "wants_state", False):
+        return policy.act(frame)
+    if state is None:
+        raise ConfigError(f"policy {policy.name!r} reads a state ({LEROBOT_STATE_KEY}), but {where} gives none; "
+                          "expected a run trained on data that records a state, or a policy that reads images only")
+    return policy.act(frame, state=state)
 
 
 class LeRobotPolicyAdapter:
@@ -78,9 +90,9 @@ class LeRobotPolicyAdapter:
     ``chunk`` times, each time with that frame, and stacks the answers into one chunk. The
     frame goes in as LeRobot's policies expect it: float32 (1, 3, H, W) in [0, 1], under every
     image key the policy declares in ``config.input_features`` (else
-    ``observation.image``). No ``observation.state`` is given: the world model generates
-    frames, not states, and a state recorded with the context episode would not match frames
-    generated under other actions; a policy that needs one fails with its own error.
+    ``observation.image``). A policy that declares ``observation.state`` also gets the state
+    (float32 (1, S)): in the real simulator the simulator's own, in the world model the one
+    its state head reads out of each generated frame (:attr:`wants_state`).
     """
 
     def __init__(self, policy: Any, space: spaces.Box, name: str) -> None:
@@ -90,18 +102,22 @@ class LeRobotPolicyAdapter:
         features = getattr(getattr(policy, "config", None), "input_features", None) or {}
         keys = [k for k in features if "image" in k]
         self.image_keys = keys or [LEROBOT_IMAGE_KEY]
+        self.wants_state = LEROBOT_STATE_KEY in features
 
     def reset(self, seed: int | None = None) -> None:
         self.policy.reset()
 
-    def act(self, frame: np.ndarray) -> np.ndarray:
+    def act(self, frame: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
         import torch
 
         image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
         param = next(self.policy.parameters(), None) if isinstance(self.policy, torch.nn.Module) else None
-        if param is not None:  # LeRobot's policies are modules: feed them on their device
-            image = image.to(param.device)
-        batch = {key: image for key in self.image_keys}
+        device = param.device if param is not None else None  # LeRobot's policies are modules: feed them on their device
+        batch = {key: image.to(device) for key in self.image_keys}
+        if self.wants_state:
+            if state is None:
+                raise ConfigError(f"policy {self.name!r} reads {LEROBOT_STATE_KEY}, but no state was given")
+            batch[LEROBOT_STATE_KEY] = torch.as_tensor(np.asarray(state, np.float32)).reshape(1, -1).to(device)
         chunk, action_dim = self.space.shape
         steps = []
         for _ in range(chunk):

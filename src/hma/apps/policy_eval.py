@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hma.apps.experts import RealSimulator
-from hma.apps.policy import ExpertSpec, parse_policy
+from hma.apps.policy import ExpertSpec, parse_policy, policy_action
 from hma.eval.success import SuccessClassifier, train_success_classifier
 from hma.data.sim.registry import get_embodiment
 from hma.data.store import EpisodeStore
@@ -152,11 +152,12 @@ def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorE
                   episodes: int, steps: int, seed: int) -> tuple[PolicyResult, np.ndarray, np.ndarray]:
     """The policy's result, and its first episode in the real simulator and in the world model (T, H, W, 3)."""
     rng = np.random.default_rng([seed, 1])
-    first_frames, real_chunks, real_frames, real_success = [], [], [], []
+    first_frames, first_states, real_chunks, real_frames, real_success = [], [], [], [], []
     image_policies = [policy() for _ in range(episodes)] if not isinstance(policy, ExpertSpec) else None
     for e in range(episodes):
         frame = sim.reset(seed * 100_003 + e)  # episode e starts from the same state for every policy
         first_frames.append(frame)
+        first_states.append(sim.state() if hasattr(sim, "state") else None)
         if image_policies is not None:
             image_policies[e].reset(seed=e)
         frames, chunks, success = [frame], [], False
@@ -164,7 +165,8 @@ def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorE
             if image_policies is None:
                 step = sim.expert_step(policy.noise, rng)
             else:
-                step = sim.step(image_policies[e].act(frame))
+                state = sim.state() if hasattr(sim, "state") else None
+                step = sim.step(policy_action(image_policies[e], frame, state, where="the real simulator"))
             frame = step.frame
             frames.append(frame)
             chunks.append(step.chunk)
@@ -173,7 +175,9 @@ def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorE
         real_chunks.append(np.stack(chunks))
         real_success.append(success)
     # The world model, from the same first frames, all episodes in one batch.
-    obs, _ = venv.reset(seed=seed, options={"context": [{"frames": f[None]} for f in first_frames]})
+    obs, _ = venv.reset(seed=seed, options={"context": [{"frames": f[None], "state": s}
+                                                        for f, s in zip(first_frames, first_states)]})
+    rollout = venv.core.rollout
     if image_policies is not None:
         for e, p in enumerate(image_policies):
             p.reset(seed=e)
@@ -182,7 +186,8 @@ def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorE
         if image_policies is None:
             actions = np.stack([c[t] for c in real_chunks])  # replay the expert's chunks (it needs the true state)
         else:
-            actions = np.stack([p.act(o) for p, o in zip(image_policies, obs)])
+            now = [None] * len(obs) if rollout.states is None else rollout.states
+            actions = np.stack([policy_action(p, o, s, where="the world model") for p, o, s in zip(image_policies, obs, now)])
         obs, *_ = venv.step(actions)
         generated.append(obs)
     videos = np.stack(generated, axis=1)  # (E, steps+1, H, W, 3)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hma.apps.policy import ExpertSpec, parse_policy
+from hma.apps.policy import ExpertSpec, parse_policy, policy_action
 from hma.data.store import EpisodeStore, StoreWriter
 from hma.data.windows import split_episodes
 from hma.errors import ConfigError, DataError
@@ -80,17 +80,20 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
                                   f"image policy (bc:CHECKPOINT, world-model, random) or recorded actions")
         batch = _generate(venv, store, [sources[i % len(sources)] for i in ids], image_policy,
                           steps=steps, perturb=perturb, seed=seed * 1_000_003 + first)
-        for i, (frames, actions) in zip(ids, batch):
+        for i, (frames, actions, states) in zip(ids, batch):
             if i >= staged:
-                writer.add_episode(frames, actions)
+                # The state the model reads out, where it is the one the dataset records.
+                same = states is not None and list(info.state_names) == venv.core.rollout.state_names
+                writer.add_episode(frames, actions, state=states if same else None)
                 bar.update(1)
     bar.close()
     return writer.finalize()
 
 
 def _generate(venv: WorldModelVectorEnv, store: EpisodeStore, sources: list[int], image_policy, *, steps: int | None,
-              perturb: float, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One batch: per episode, control-rate frames (T*k, H, W, 3) and actions (T*k, A)."""
+              perturb: float, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """One batch: per episode, control-rate frames (T*k, H, W, 3), actions (T*k, A) and, when
+    the model reads out a state, states (T*k, S) (the source's recorded state at frame 0)."""
     space = venv.single_action_space
     k, a = space.shape
     rng = np.random.default_rng(seed)
@@ -103,22 +106,27 @@ def _generate(venv: WorldModelVectorEnv, store: EpisodeStore, sources: list[int]
     if image_policy is None and length > min(len(r) for r in recorded):
         raise ConfigError(f"steps={length} is longer than the shortest source episode ({min(len(r) for r in recorded)} frames)")
     contexts = [episode_context(store, e, num_frames=1, chunk=k) for e in sources]
-    obs, _ = venv.reset(seed=seed, options={"context": [{"frames": c.frames} for c in contexts]})
+    obs, _ = venv.reset(seed=seed, options={"context": [{"frames": c.frames, "state": c.state} for c in contexts]})
+    rollout = venv.core.rollout
     policies = [image_policy() for _ in sources] if image_policy is not None else None
     if policies is not None:
         for i, p in enumerate(policies):
             p.reset(seed=seed + i)
     half_range = (space.high - space.low) / 2  # (k, A)
-    frames, chunks = [obs], []
+    frames, chunks, states = [obs], [], [rollout.states]
     for t in range(length):
         if policies is not None:
-            act = np.stack([p.act(o) for p, o in zip(policies, obs)])  # (B, k, A)
+            now = [None] * len(obs) if rollout.states is None else rollout.states
+            act = np.stack([policy_action(p, o, s, where="the world model") for p, o, s in zip(policies, obs, now)])  # (B, k, A)
         else:
             act = np.stack([r[t] for r in recorded]) + perturb * half_range * rng.standard_normal((len(sources), k, a))
         act = np.clip(act, space.low, space.high).astype(np.float32)
         obs, *_ = venv.step(act)
         frames.append(obs)
         chunks.append(act)
+        states.append(rollout.states)
     video = np.stack(frames[:-1], axis=1)  # (B, T, H, W, 3) the frame each chunk was taken at
     actions = np.stack(chunks, axis=1)  # (B, T, k, A)
-    return [(np.repeat(v, k, axis=0), act.reshape(-1, a)) for v, act in zip(video, actions)]
+    state = None if states[0] is None else np.stack(states[:-1], axis=1)  # (B, T, S)
+    return [(np.repeat(v, k, axis=0), act.reshape(-1, a), None if state is None else np.repeat(state[i], k, axis=0))
+            for i, (v, act) in enumerate(zip(video, actions))]

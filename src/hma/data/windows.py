@@ -67,6 +67,15 @@ class ActionNormalizer:
     def from_store(cls, store: EpisodeStore, chunk: int = 1) -> "ActionNormalizer":
         return cls.from_stats(store.meta["action_stats"], chunk)
 
+    @classmethod
+    def of_state(cls, store: EpisodeStore, episodes: Sequence[int]) -> "ActionNormalizer | None":
+        """The statistics of the recorded state over ``episodes`` (None when the store has no state)."""
+        if store.state is None or not len(episodes):
+            return None
+        rows = np.concatenate([np.arange(store.episode_starts[e], store.episode_starts[e + 1]) for e in episodes])
+        state = np.asarray(store.state[rows], dtype=np.float64)  # (N, S)
+        return cls(mean=state.mean(0).astype(np.float32), std=np.maximum(state.std(0), _STD_FLOOR).astype(np.float32))
+
     def normalize(self, actions: np.ndarray) -> np.ndarray:
         return ((actions - self.mean) / self.std).astype(np.float32)
 
@@ -84,7 +93,9 @@ class WindowDataset:
     ``start, start + k, ..., start + (T - 1) k`` of ``source``; its action for frame t is
     the concatenation of the k control actions from row ``start + t k`` onward.
     Every control step whose window fits in its episode is a start, so a 20 Hz robot
-    yields windows at both phases of the 10 Hz frame grid.
+    yields windows at both phases of the 10 Hz frame grid. With ``state_normalizer`` (and a
+    store that records a state) a batch also holds ``state``: the normalized state at each
+    of the window's frames.
     """
 
     def __init__(
@@ -96,6 +107,7 @@ class WindowDataset:
         episodes: Sequence[int] | None = None,
         source: np.ndarray | None = None,
         normalizer: ActionNormalizer | None = None,
+        state_normalizer: ActionNormalizer | None = None,
     ) -> None:
         if num_frames < 1:
             raise DataError(f"window length {num_frames} must be at least 1 frame")
@@ -120,6 +132,8 @@ class WindowDataset:
         self._frame_offsets = np.arange(num_frames, dtype=np.int64) * self.chunk  # (T,)
         self._action_offsets = np.arange(span, dtype=np.int64)  # (T * k,)
         self._normalized_actions: np.ndarray | None = None
+        self.state_normalizer = state_normalizer if store.state is not None else None
+        self._normalized_state: np.ndarray | None = None
 
     @property
     def embodiment(self) -> str:
@@ -154,11 +168,15 @@ class WindowDataset:
         arows = starts[:, None] + self._action_offsets[None, :]  # (B, T*k)
         actions = self._actions_normalized()[arows]  # (B, T*k, A)
         actions = actions.reshape(len(idx), self.num_frames, self.action_dim)  # (B, T, k*A)
-        return {"frames": np.ascontiguousarray(frames), "actions": actions, "embodiment": self.embodiment}
+        batch = {"frames": np.ascontiguousarray(frames), "actions": actions, "embodiment": self.embodiment}
+        if self.state_normalizer is not None:
+            if self._normalized_state is None:
+                self._normalized_state = self.state_normalizer.normalize(np.asarray(self.store.state, np.float32))
+            batch["state"] = self._normalized_state[rows]  # (B, T, S)
+        return batch
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray | str]:
-        b = self.get_batch([i])
-        return {"frames": b["frames"][0], "actions": b["actions"][0], "embodiment": b["embodiment"]}
+        return {k: v if isinstance(v, str) else v[0] for k, v in self.get_batch([i]).items()}
 
 
 def check_window_fits(store: EpisodeStore, num_frames: int, frame_hz: float = DEFAULT_FRAME_HZ) -> None:

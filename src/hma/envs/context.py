@@ -17,10 +17,12 @@ from hma.errors import DataError
 @dataclass
 class Context:
     """frames (n, H, W, 3) uint8 at the model's frame rate; actions (n-1, k*A) raw chunks
-    taken between consecutive frames, or None when unknown."""
+    taken between consecutive frames, or None when unknown; state (S,) the recorded state at
+    the last frame, or None when unknown."""
 
     frames: np.ndarray
     actions: np.ndarray | None = None
+    state: np.ndarray | None = None
 
 
 def episode_context(store: EpisodeStore, episode: int, *, num_frames: int, chunk: int, start: int = 0) -> Context:
@@ -37,7 +39,8 @@ def episode_context(store: EpisodeStore, episode: int, *, num_frames: int, chunk
     frames = np.ascontiguousarray(ep["frames"][rows])  # (n, H, W, 3)
     actions = np.stack([np.asarray(ep["actions"][r : r + chunk]).reshape(-1) for r in rows[:-1]]) if num_frames > 1 else \
         np.zeros((0, chunk * store.action_dim), np.float32)  # (n-1, k*A)
-    return Context(frames=frames, actions=actions.astype(np.float32))
+    state = None if ep.get("state") is None else np.asarray(ep["state"][rows[-1]], np.float32)  # (S,)
+    return Context(frames=frames, actions=actions.astype(np.float32), state=state)
 
 
 def heldout_episodes(store: EpisodeStore) -> list[int]:
@@ -52,8 +55,9 @@ def parse_context(value: Any, *, store: EpisodeStore | None, num_frames: int, ch
     """Turn ``options["context"]`` of ``reset`` into a :class:`Context`.
 
     Accepted: None (a random held-out episode of the env's dataset), an episode index, a
-    dataset path, a mapping ``{"frames": (n,H,W,3), "actions": (n-1, k, A) or (n-1, k*A)}``,
-    or ``{"dataset": path, "episode": e}`` (both optional).
+    dataset path, a mapping ``{"frames": (n,H,W,3), "actions": (n-1, k, A) or (n-1, k*A)}``
+    (optionally ``"state"``: the (S,) state at the last frame), or ``{"dataset": path,
+    "episode": e}`` (both optional).
     """
     if value is None or isinstance(value, (int, np.integer, str, Path)):
         value = {"episode": value} if isinstance(value, (int, np.integer)) or value is None else {"dataset": value}
@@ -67,7 +71,8 @@ def parse_context(value: Any, *, store: EpisodeStore | None, num_frames: int, ch
             if actions.shape != (len(frames) - 1, chunk_dim):
                 raise DataError(f"context actions have {actions.shape[0]} chunks of {actions.shape[1]} values, expected "
                                 f"{len(frames) - 1} chunks of {chunk_dim} (one between each pair of frames)")
-        return Context(frames=frames, actions=actions)
+        state = value.get("state")
+        return Context(frames=frames, actions=actions, state=None if state is None else np.asarray(state, np.float32))
     if value.get("dataset") is not None:
         store = EpisodeStore(value["dataset"])
     if store is None:

@@ -8,6 +8,12 @@ terminate and are truncated after ``max_episode_steps`` (by the env itself, or b
 gymnasium's TimeLimit when made with ``gymnasium.make``). Out-of-range actions are
 clipped to the dataset's range by default (``out_of_range="raise"`` rejects them);
 wrong shapes, non-float dtypes and NaN/inf always raise :class:`hma.errors.EmbodimentError`.
+
+Observations are the generated frame (``obs_type="pixels"``, default) or, as LeRobot's
+simulated envs give them (gym-pusht's ``pixels_agent_pos``), a dict ``{"pixels": frame,
+"agent_pos": state}``: the proprioceptive state read out of each generated frame by the
+model's state head (the recorded state for a context frame), for runs trained on data that
+records a state.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from hma.envs.rollout import WorldModelRollout
 
 # Without a dataset the Box spans mean +- this many standard deviations of the training actions.
 _BOUND_STDS = 3.0
+OBS_TYPES = ("pixels", "pixels_agent_pos")
 
 
 class SimCore:
@@ -39,7 +46,10 @@ class SimCore:
     def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None, context_frames: int | None,
                  max_episode_steps: int | None, sampling: MaskGITSampling | MARSampling | None,
                  out_of_range: str, device: str | torch.device | None = None, success: Any = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", obs_type: str = "pixels") -> None:
+        if obs_type not in OBS_TYPES:
+            raise ConfigError(f"obs_type {obs_type!r} is unknown, expected one of: {', '.join(OBS_TYPES)}")
+        self.obs_type = obs_type
         self.loaded = open_run(run, device)
         self.success = _success_classifier(success, embodiment)
         self.embodiment = embodiment
@@ -62,7 +72,15 @@ class SimCore:
             low, high = mean - _BOUND_STDS * std, mean + _BOUND_STDS * std
         self.action_space = action_box(low, high, spec.chunk)
         h, w = self.rollout.image_size
-        self.observation_space = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+        pixels = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+        self.observation_space: spaces.Space = pixels
+        if obs_type == "pixels_agent_pos":
+            names = self.rollout.state_names
+            if not names:
+                raise ConfigError(f"obs_type='pixels_agent_pos' needs a model that reads out a state for {embodiment!r} "
+                                  "(trained on data that records one); this run's has none, expected obs_type='pixels'")
+            self.observation_space = spaces.Dict({
+                "pixels": pixels, "agent_pos": spaces.Box(-np.inf, np.inf, shape=(len(names),), dtype=np.float32)})
         window = self.rollout.window
         self.context_frames = context_frames if context_frames is not None else max(1, window // 2)
         if not 1 <= self.context_frames <= window:
@@ -87,9 +105,17 @@ class SimCore:
         known = all(c.actions is not None for c in contexts)
         frames = np.stack([c.frames for c in contexts])  # (B, n, H, W, 3)
         actions = np.stack([c.actions for c in contexts]) if known else None  # (B, n-1, k*A)
+        recorded = self.rollout.state_names and all(c.state is not None for c in contexts)
+        states = np.stack([c.state for c in contexts]) if recorded else None  # (B, S)
         self.generator.manual_seed(seed)
         self.steps = 0
-        return self.rollout.reset(frames, actions)
+        return self.rollout.reset(frames, actions, states)
+
+    def observations(self, frames: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        """The batch's observations: frames (B, H, W, 3), or the pixels + agent_pos dict."""
+        if self.obs_type == "pixels":
+            return frames.copy()
+        return {"pixels": frames.copy(), "agent_pos": self.rollout.states.astype(np.float32, copy=True)}
 
     def step(self, actions: np.ndarray) -> np.ndarray:
         """actions (B, chunk, A) already checked -> next frames (B, H, W, 3)."""
@@ -146,6 +172,7 @@ class WorldModelEnv(gym.Env):
         success: a success classifier (or its folder) for this embodiment: reward 1 and
             ``info["success"]`` True on frames it judges a success.
         precision: "fp32" (default), "bf16" or "int8" (:mod:`hma.sampling.precision`).
+        obs_type: "pixels" (default: the frame) or "pixels_agent_pos" (``{"pixels", "agent_pos"}``).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -154,12 +181,12 @@ class WorldModelEnv(gym.Env):
                  context_frames: int | None = None, max_episode_steps: int | None = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 success: Any = None, precision: str = "fp32") -> None:
+                 success: Any = None, precision: str = "fp32", obs_type: str = "pixels") -> None:
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
                             max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range,
-                            device=device, success=success, precision=precision)
+                            device=device, success=success, precision=precision, obs_type=obs_type)
         self.render_mode = render_mode
         self.action_space = self.core.action_space
         self.observation_space = self.core.observation_space
@@ -170,22 +197,26 @@ class WorldModelEnv(gym.Env):
     def embodiment(self) -> str:
         return self.core.embodiment
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         """``options["context"]``: see :func:`hma.envs.context.parse_context` (default: a held-out episode)."""
         super().reset(seed=seed)
         context = self.core.context((options or {}).get("context"), self.np_random)
         torch_seed = int(self.np_random.integers(2 ** 62))
         self._frame = self.core.reset([context], torch_seed)[0]
-        return self._frame.copy(), {"context_frames": len(context.frames)}
+        return self._observation(), {"context_frames": len(context.frames)}
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         action = check_action(action, self.action_space, embodiment=self.embodiment, out_of_range=self.core.out_of_range)
         self._frame = self.core.step(action[None])[0]
         rewards, flags = self.core.judge(self._frame[None])
         info: dict[str, Any] = {"step": self.core.steps}
         if flags is not None:
             info["success"] = bool(flags[0])
-        return self._frame.copy(), float(rewards[0]), False, self.core.truncated, info
+        return self._observation(), float(rewards[0]), False, self.core.truncated, info
+
+    def _observation(self) -> Any:
+        obs = self.core.observations(self._frame[None])
+        return obs[0] if isinstance(obs, np.ndarray) else {k: v[0] for k, v in obs.items()}
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

@@ -26,7 +26,10 @@ class WorldModelRollout:
 
     ``run`` is what :func:`hma.load` returns (``.model``, ``.tokenizer``). Actions passed
     here are raw (unnormalized) chunks ``(B, k * A)``; normalization uses the statistics
-    stored with the model's embodiment.
+    stored with the model's embodiment. ``states`` is the newest frame's proprioceptive state
+    (B, S) in raw units: the recorded one for a context frame when the context carries it,
+    else what the model's state head reads out of the frame; None when the embodiment has
+    no state head.
     """
 
     def __init__(self, run, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
@@ -42,6 +45,8 @@ class WorldModelRollout:
         if tuple(self.tokenizer.grid) != tuple(self.model.config.grid):
             raise ConfigError(f"tokenizer grid {tuple(self.tokenizer.grid)} does not match the model's grid {self.model.config.grid}")
         self._normalizer = self.spec.normalizer
+        self._state_normalizer = self.spec.state_normalizer
+        self.states: np.ndarray | None = None  # (B, S) raw state of the newest frames
         self._policy_cache = None  # policy mode's own cache of observed (real) frames
         self._batch = 0
         self.frames: np.ndarray | None = None  # (B, H, W, 3) the newest frame of each rollout
@@ -58,15 +63,31 @@ class WorldModelRollout:
     def batch_size(self) -> int:
         return self._batch
 
+    @property
+    def state_names(self) -> list[str]:
+        """What :attr:`states` holds, one name per value; empty without a state head."""
+        return list(self.spec.state_names) if self._has_state else []
+
+    @property
+    def _has_state(self) -> bool:
+        return self.embodiment in getattr(self.model, "state_heads", {})
+
+    def _read_state(self) -> np.ndarray | None:
+        state = getattr(self.engine, "state", None)  # (B, S) normalized, None without a state head
+        if state is None or self._state_normalizer is None:
+            return None
+        return self._state_normalizer.denormalize(state.float().cpu().numpy())
+
     def _normalize(self, actions: np.ndarray) -> torch.Tensor:
         z = self._normalizer.normalize(np.asarray(actions, dtype=np.float32))
         return torch.as_tensor(z, device=self.device, dtype=next(self.model.parameters()).dtype)
 
     @torch.inference_mode()
-    def reset(self, frames: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
+    def reset(self, frames: np.ndarray, actions: np.ndarray | None = None, states: np.ndarray | None = None) -> np.ndarray:
         """Start B rollouts from context frames (B, n, H, W, 3) uint8 and the raw action
-        chunks taken between them (B, n-1, k*A) (None is allowed for one frame). Returns
-        the newest context frame of each rollout (B, H, W, 3)."""
+        chunks taken between them (B, n-1, k*A) (None is allowed for one frame), with the
+        newest frames' recorded states (B, S) when known. Returns the newest context frame
+        of each rollout (B, H, W, 3)."""
         frames = np.asarray(frames)
         h, w = self.image_size
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[2:] != (h, w, 3):
@@ -85,6 +106,13 @@ class WorldModelRollout:
         self.engine.reset(tokens, self._normalize(actions))  # one batch for all B rollouts
         self._batch = b
         self.frames = np.ascontiguousarray(frames[:, -1])
+        self.states = self._read_state()
+        if states is not None and self.states is not None:
+            states = np.asarray(states, dtype=np.float32)
+            if states.shape != self.states.shape:
+                raise DataError(f"context states have shape {states.shape}, expected {self.states.shape} "
+                                f"(one state of {len(self.state_names)} values per rollout)")
+            self.states = states.copy()
         return self.frames
 
     @torch.inference_mode()
@@ -95,6 +123,7 @@ class WorldModelRollout:
             raise ConfigError("the rollout was stepped before reset; call reset() with context frames first")
         tokens = self.engine.step(self._normalize(actions), generator)  # (B, h, w) or (B, C, h, w)
         self.frames = self.tokenizer.decode(tokens).cpu().numpy()  # (B, H, W, 3)
+        self.states = self._read_state()
         return self.frames
 
     def begin(self, batch_size: int) -> None:

@@ -42,12 +42,12 @@ class WorldModelVectorEnv(VectorEnv):
                  context_frames: int | None = None, max_episode_steps: int = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 success: Any = None, precision: str = "fp32") -> None:
+                 success: Any = None, precision: str = "fp32", obs_type: str = "pixels") -> None:
         if num_envs < 1:
             raise ConfigError(f"num_envs={num_envs} is invalid, expected an integer >= 1")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,
                             max_episode_steps=max_episode_steps, sampling=sampling, out_of_range=out_of_range,
-                            device=device, success=success, precision=precision)
+                            device=device, success=success, precision=precision, obs_type=obs_type)
         if max_episode_steps is None:
             raise ConfigError("max_episode_steps=None is invalid for the vector env, expected an integer >= 1: "
                               "its sub-envs share one clock and are truncated together")
@@ -75,7 +75,7 @@ class WorldModelVectorEnv(VectorEnv):
         contexts = [self.core.context(v, self.np_random) for v in values]
         self._frames = self.core.reset(contexts, int(self.np_random.integers(2 ** 62)))
         self._needs_reset = False
-        return self._frames.copy(), {}
+        return self.core.observations(self._frames), {}
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         if self._needs_reset:
@@ -89,7 +89,7 @@ class WorldModelVectorEnv(VectorEnv):
         self._needs_reset = truncated
         rewards, flags = self.core.judge(self._frames)
         info = {} if flags is None else {"success": flags}
-        return (self._frames.copy(), rewards, np.zeros(self.num_envs, dtype=bool),
+        return (self.core.observations(self._frames), rewards, np.zeros(self.num_envs, dtype=bool),
                 np.full(self.num_envs, truncated), info)
 
     def render(self) -> tuple[np.ndarray, ...] | None:

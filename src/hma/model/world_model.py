@@ -1,6 +1,10 @@
 """The HMA world model: token embedding, per-embodiment action stems/heads, shared trunk,
 output heads, the training loss and the frame-by-frame (KV-cached) forward.
 
+An embodiment whose data records a proprioceptive state also gets a state head, the action
+head's sibling: it reads frame t's output and predicts the state at frame t, so a rollout
+carries a state that follows the frames it generates (what state-based policies read).
+
 Action convention: ``actions[:, t]`` is the action taken at frame t; it leads to frame
 t+1. Frame t is therefore conditioned on the embedding of ``actions[:, t-1]`` (frame 0
 on a learned "no action" embedding), and frame t's output predicts ``actions[:, t]``.
@@ -31,6 +35,7 @@ class WorldModelOutput:
     logits: Tensor | None
     cond: Tensor | None  # continuous: (B,T,S,D) per-token condition for the diffusion head
     action_pred: Tensor  # (B,T,k*A) normalized prediction of actions[:, t] from frame t
+    state_pred: Tensor | None = None  # (B,T,S) normalized state at frame t; None without a state head
 
 
 class WorldModel(nn.Module):
@@ -62,6 +67,7 @@ class WorldModel(nn.Module):
         self.trunk = Trunk(c.num_blocks, d, c.num_heads, c.mlp_ratio, self.injection, c.num_frames)
         self.stems = nn.ModuleDict()
         self.heads = nn.ModuleDict()
+        self.state_heads = nn.ModuleDict()  # only the embodiments that record a state
         self._init_weights()
         for spec in c.embodiments.values():
             self._build_embodiment(spec)
@@ -92,14 +98,15 @@ class WorldModel(nn.Module):
             raise ConfigError(f"embodiment name {spec.name!r} must be non-empty and contain no '.'")
         d = self.config.width
         ref = self.no_action
-        stem = Mlp(spec.chunk_dim, d, d)
-        head = Mlp(d, d, spec.chunk_dim)
-        for m in (*stem, *head):
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-        self.stems[spec.name] = stem.to(device=ref.device, dtype=ref.dtype)
-        self.heads[spec.name] = head.to(device=ref.device, dtype=ref.dtype)
+        parts = {self.stems: Mlp(spec.chunk_dim, d, d), self.heads: Mlp(d, d, spec.chunk_dim)}
+        if spec.state_dim:
+            parts[self.state_heads] = Mlp(d, d, spec.state_dim)
+        for modules, mlp in parts.items():
+            for m in mlp:
+                if isinstance(m, nn.Linear):
+                    nn.init.trunc_normal_(m.weight, std=0.02)
+                    nn.init.zeros_(m.bias)
+            modules[spec.name] = mlp.to(device=ref.device, dtype=ref.dtype)
 
     def add_embodiment(self, spec: EmbodimentSpec) -> None:
         """Add a robot: a new stem and head; no other weight changes (paper sec. 3.2)."""
@@ -165,17 +172,26 @@ class WorldModel(nn.Module):
         """Normed trunk output (B,T,S',D) -> token logits / diffusion condition and action prediction."""
         spatial = h[:, :, : self.config.tokens_per_frame]  # (B,T,S,D)
         action_pred = self._action_pred(h, embodiment)  # (B,T,k*A)
+        state_pred = self._state_pred(h, embodiment)  # (B,T,S) or None
         if self.config.kind == TokenKind.CONTINUOUS:
-            return WorldModelOutput(logits=None, cond=spatial, action_pred=action_pred)
+            return WorldModelOutput(logits=None, cond=spatial, action_pred=action_pred, state_pred=state_pred)
         logits = [head(spatial) for head in self.token_heads]  # F x (B,T,S,Vf)
         logits = logits[0] if len(logits) == 1 else torch.stack(logits, dim=3)  # (B,T,S,V) or (B,T,S,F,Vf)
-        return WorldModelOutput(logits=logits, cond=None, action_pred=action_pred)
+        return WorldModelOutput(logits=logits, cond=None, action_pred=action_pred, state_pred=state_pred)
+
+    def _frame_feature(self, h: Tensor) -> Tensor:
+        """Normed trunk output (B,T,S',D) -> one feature per frame (B,T,D): the action slot, or the mean token."""
+        s = self.config.tokens_per_frame
+        return h[:, :, s] if Injection.CONCAT in self.injection else h[:, :, :s].mean(dim=2)
 
     def _action_pred(self, h: Tensor, embodiment: str) -> Tensor:
-        """Normed trunk output (B,T,S',D) -> (B,T,k*A): from the action slot, or the frame's mean token."""
-        s = self.config.tokens_per_frame
-        feature = h[:, :, s] if Injection.CONCAT in self.injection else h[:, :, :s].mean(dim=2)  # (B,T,D)
-        return self.heads[embodiment](feature)
+        """Normed trunk output (B,T,S',D) -> (B,T,k*A)."""
+        return self.heads[embodiment](self._frame_feature(h))
+
+    def _state_pred(self, h: Tensor, embodiment: str) -> Tensor | None:
+        """Normed trunk output (B,T,S',D) -> (B,T,S) normalized state, or None without a state head."""
+        head = self.state_heads[embodiment] if embodiment in self.state_heads else None
+        return None if head is None else head(self._frame_feature(h))
 
     # -- full-window forward ---------------------------------------------------------
     def forward(self, tokens: Tensor, actions: Tensor, *, embodiment: str, token_mask: Tensor | None = None,
@@ -235,13 +251,14 @@ class WorldModel(nn.Module):
         return self._frame(frame_tokens, action_prev, embodiment, frame_mask, cache, commit=False)
 
     def commit_frame(self, frame_tokens: Tensor, action_prev: Tensor | None, *, embodiment: str,
-                     cache: KVCache) -> None:
+                     cache: KVCache) -> Tensor | None:
         """Append a finished (unmasked) frame to the cache: its keys/values at every block are
-        computed once, here. Same arguments as :meth:`forward_frame`; no output heads run."""
-        self._frame(frame_tokens, action_prev, embodiment, None, cache, commit=True)
+        computed once, here. Same arguments as :meth:`forward_frame`. Of the output heads only
+        the state head runs: returns the frame's normalized state (B,S), or None without one."""
+        return self._frame(frame_tokens, action_prev, embodiment, None, cache, commit=True)
 
     def _frame(self, frame_tokens: Tensor, action_prev: Tensor | None, embodiment: str,
-               frame_mask: Tensor | None, cache: KVCache, *, commit: bool) -> WorldModelOutput | None:
+               frame_mask: Tensor | None, cache: KVCache, *, commit: bool) -> WorldModelOutput | Tensor | None:
         self.check_actions(embodiment, action_prev)
         cache.check_batch(frame_tokens.shape[0])
         if cache.length == cache.max_frames and cache.drop_oldest(self.no_action):
@@ -260,12 +277,14 @@ class WorldModel(nn.Module):
         if not commit:
             return self._outputs(h, embodiment)
         cache.commit(n, slot, tok[:, 0])
-        return None
+        state = self._state_pred(h, embodiment)  # (B,1,S) or None
+        return None if state is None else state[:, 0]
 
-    def prefill(self, tokens: Tensor, actions: Tensor | None, *, embodiment: str, cache: KVCache) -> None:
+    def prefill(self, tokens: Tensor, actions: Tensor | None, *, embodiment: str, cache: KVCache) -> Tensor | None:
         """Commit several context frames in one window pass, like n calls of :meth:`commit_frame`
         on an empty cache. tokens (B,n,h,w) or (B,n,C,h,w); actions (B,n,k*A) with
-        ``actions[:, t]`` taken at frame t (the last one is not used); None = hidden."""
+        ``actions[:, t]`` taken at frame t (the last one is not used); None = hidden.
+        Returns the last frame's normalized state (B,S), or None without a state head."""
         self.check_actions(embodiment, actions)
         b, n = tokens.shape[:2]
         if actions is None:
@@ -273,20 +292,25 @@ class WorldModel(nn.Module):
         else:
             act = self._window_actions(actions, None, embodiment)  # (B,n,D)
         cache.fill(self._embed_tokens(tokens, None), act)
-        self._encode_cache(cache, n)
+        h = self._encode_cache(cache, n)  # (B,n,S',D)
+        state = self._state_pred(h[:, -1:], embodiment)  # (B,1,S) or None
+        return None if state is None else state[:, 0]
 
-    def _encode_cache(self, cache: KVCache, n: int) -> None:
-        """Write the keys/values of the cache's first n frames from their stored embeddings."""
+    def _encode_cache(self, cache: KVCache, n: int) -> Tensor:
+        """Write the keys/values of the cache's first n frames from their stored embeddings;
+        returns the trunk's output over them (B,n,S',D)."""
         tok, act = cache.token_emb[:, :n], cache.action_emb[:, :n]  # (B,n,S,D), (B,n,D)
-        self.trunk(self._assemble(tok, act), act, kv_buffers=cache.buffers, start=0, action_context=act)
+        h = self.trunk(self._assemble(tok, act), act, kv_buffers=cache.buffers, start=0, action_context=act)
         cache.encoded(n)
+        return h
 
     # -- training objective ----------------------------------------------------------
     def loss(self, batch: dict, *, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
         """Masked-autoregression loss of one batch.
 
         batch: ``frames`` (B,T,h,w) long or (B,T,C,h,w) float, ``actions`` (B,T,k*A),
-        ``embodiment`` str, optional ``setting`` (:class:`Setting`, default full dynamics).
+        ``embodiment`` str, optional ``setting`` (:class:`Setting`, default full dynamics) and
+        ``state`` (B,T,S) normalized, scored by the embodiment's state head at every frame.
         """
         tokens, actions, embodiment = batch["frames"], batch["actions"], batch["embodiment"]
         setting = Setting(batch.get("setting", Setting.FULL))
@@ -325,6 +349,11 @@ class WorldModel(nn.Module):
         if masks.action_loss.any():
             metrics["action_mse"] = float(action_loss.detach())
         loss = token_loss + c.action_loss_weight * action_loss
+        state_pred = self._state_pred(h, embodiment) if "state" in batch else None  # (B,T,S)
+        if state_pred is not None:
+            state_loss = (state_pred - batch["state"].to(state_pred.dtype)).pow(2).mean()
+            metrics["state_mse"] = float(state_loss.detach())
+            loss = loss + c.state_loss_weight * state_loss
         metrics["loss"] = float(loss.detach())
         return loss, metrics
 

@@ -54,7 +54,9 @@ class Engine:
     ``precision`` (:mod:`hma.sampling.precision`): fp32, bf16 autocast, or an int8 copy of
     the model's linear layers. ``hide_actions`` shows the model every action as hidden, as a
     passive-video run was trained (its action stems were never used, so real actions would
-    reach untrained weights); the actions passed in are still checked.
+    reach untrained weights); the actions passed in are still checked. ``state`` is the
+    newest frame's normalized state (B, S) as the model's state head reads it out, None for
+    an embodiment without one.
     """
 
     def __init__(self, model: WorldModel, *, embodiment: str, mode: CacheMode = CacheMode.CACHED,
@@ -81,6 +83,8 @@ class Engine:
         # Uncached state: the last window - 1 frames and the actions taken between them.
         self.past: Tensor | None = None  # (B, n, ...) n <= window - 1
         self.past_actions: Tensor | None = None  # (B, n - 1, k*A)
+        self.state: Tensor | None = None  # (B, S) of the newest frame
+        self._has_state = embodiment in getattr(model, "state_heads", {})
 
     @torch.inference_mode()
     def reset(self, context: Tensor, actions: Tensor) -> None:
@@ -100,10 +104,11 @@ class Engine:
             self.cache = self.model.new_cache(context.shape[0], self.window, slide=self.slide)
             # prefill reads actions[:, t] as taken at frame t; the last frame's action comes with step().
             padded = torch.cat([actions, actions.new_zeros(actions.shape[0], 1, actions.shape[2])], dim=1)  # (B, keep, k*A)
-            self.model.prefill(context, None if self.hide_actions else padded, embodiment=self.embodiment,
-                               cache=self.cache)
+            self.state = self.model.prefill(context, None if self.hide_actions else padded, embodiment=self.embodiment,
+                                            cache=self.cache)
         else:
             self.past, self.past_actions = context.clone(), actions.clone()
+            self.state = self._window_state()
 
     @torch.inference_mode()
     def step(self, action: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -158,13 +163,23 @@ class Engine:
     def _remember(self, frame: Tensor, action: Tensor) -> None:
         """Make the finished frame part of the past; memory stays bounded by the window."""
         if self.mode is CacheMode.CACHED:
-            self.model.commit_frame(frame, None if self.hide_actions else action, embodiment=self.embodiment,
-                                    cache=self.cache)
+            self.state = self.model.commit_frame(frame, None if self.hide_actions else action,
+                                                 embodiment=self.embodiment, cache=self.cache)
             return
         past = torch.cat([self.past, frame[:, None].to(self.past.dtype)], dim=1)  # (B, n+1, ...)
         actions = torch.cat([self.past_actions, action[:, None]], dim=1)  # (B, n, k*A)
         drop = max(past.shape[1] - (self.window - 1), 0)
         self.past, self.past_actions = past[:, drop:], actions[:, drop:]
+        self.state = self._window_state()
+
+    def _window_state(self) -> Tensor | None:
+        """Uncached: the newest past frame's state from one more pass over the kept frames."""
+        if not self._has_state:
+            return None
+        actions = torch.cat([self.past_actions, torch.zeros_like(self.past_actions[:, :1])], dim=1)  # (B, n, k*A)
+        hidden = (torch.ones(actions.shape[:2], dtype=torch.bool, device=actions.device) if self.hide_actions else None)
+        out = self.model(self.past, actions, embodiment=self.embodiment, action_mask=hidden)
+        return out.state_pred[:, -1]
 
 
 @torch.inference_mode()

@@ -46,19 +46,30 @@ def load_training_data(paths: Sequence[str | Path], tokenizer, *, num_frames: in
         check_window_fits(store, num_frames, frame_hz)
         chunk = frame_stride(store.control_hz, frame_hz)
         normalizer = ActionNormalizer.from_store(store, chunk)
+        train_ids, held_ids = split_episodes(store.num_episodes, holdout)
+        state = ActionNormalizer.of_state(store, train_ids)
         spec = EmbodimentSpec(name=store.embodiment, action_dim=store.action_dim, chunk=chunk,
                               mean=normalizer.mean.tolist(), std=normalizer.std.tolist(),
-                              action_names=store.action_names, control_hz=store.control_hz)
+                              action_names=store.action_names, control_hz=store.control_hz,
+                              **({} if state is None else {"state_names": store.state_names, "state_mean": state.mean.tolist(),
+                                                           "state_std": state.std.tolist()}))
         known = specs.get(spec.name)
         if known is not None and known.chunk_dim != spec.chunk_dim:
             raise EmbodimentError(
                 f"{store.root}: embodiment {spec.name!r} has {spec.chunk_dim} action values per frame here "
                 f"but {known.chunk_dim} in another dataset, expected the same"
             )
+        if known is not None and known.state_dim and state is not None and known.state_names != spec.state_names:
+            raise EmbodimentError(
+                f"{store.root}: embodiment {spec.name!r} records a state of {spec.state_dim} values here "
+                f"but {known.state_dim} in another dataset, expected the same state names"
+            )
         specs.setdefault(spec.name, spec)
-        train_ids, held_ids = split_episodes(store.num_episodes, holdout)
-        train.append(WindowDataset(store, num_frames, frame_hz, episodes=train_ids, source=shard.array, normalizer=normalizer))
-        heldout.append(WindowDataset(store, num_frames, frame_hz, episodes=held_ids, source=shard.array, normalizer=normalizer))
+        # The state is normalized as the model will read it out: by its embodiment's statistics.
+        state = specs[spec.name].state_normalizer if state is not None else None
+        views = {"source": shard.array, "normalizer": normalizer, "state_normalizer": state}
+        train.append(WindowDataset(store, num_frames, frame_hz, episodes=train_ids, **views))
+        heldout.append(WindowDataset(store, num_frames, frame_hz, episodes=held_ids, **views))
         if counts is not None:
             rows = slice(0, int(store.episode_starts[train_ids[-1] + 1]))  # training episodes come first
             counts += np.bincount(np.asarray(shard.array[rows]).reshape(-1), minlength=len(counts))[: len(counts)]
@@ -71,8 +82,11 @@ def to_tensors(batch: dict, device: torch.device) -> dict:
     """A WindowDataset batch as tensors: token ids -> long, latents -> float32."""
     frames = torch.from_numpy(np.asarray(batch["frames"]))
     frames = frames.long() if not frames.dtype.is_floating_point else frames.float()
-    return {"frames": frames.to(device), "actions": torch.from_numpy(batch["actions"]).to(device),
-            "embodiment": batch["embodiment"]}
+    out = {"frames": frames.to(device), "actions": torch.from_numpy(batch["actions"]).to(device),
+           "embodiment": batch["embodiment"]}
+    if "state" in batch:
+        out["state"] = torch.from_numpy(batch["state"]).to(device)
+    return out
 
 
 def batches(data: TrainingData, sampler: MixtureSampler, device: torch.device) -> Iterator[dict[str, Tensor]]:

@@ -130,6 +130,11 @@ def _check_embodiments(model_config: ModelConfig, data: TrainingData, *, allow_n
                 f"embodiment {name!r} has {spec.chunk_dim} action values per frame in the data "
                 f"(action_dim {spec.action_dim} x chunk {spec.chunk}), expected {known.chunk_dim} as the model was trained"
             )
+        elif known.state_dim and spec.state_dim and known.state_names != spec.state_names:
+            raise EmbodimentError(
+                f"embodiment {name!r} records a state of {spec.state_dim} values in the data, expected the "
+                f"{known.state_dim} values ({', '.join(known.state_names[:4])}, ...) the model's state head was trained on"
+            )
     return new
 
 
@@ -193,7 +198,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model.add_embodiment(spec)
     if cfg.freeze_trunk:
         for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(("stems.", "heads.")))
+            p.requires_grad_(name.startswith(("stems.", "heads.", "state_heads.")))
     model.to(dist.device)
 
     rank_seed = cfg.seed * dist.world_size + dist.rank
@@ -290,7 +295,10 @@ def _agree_min(steps: int, dist: Any) -> int:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windows: int, seed: int) -> dict[str, Any]:
     """Held-out forward-dynamics loss; for discrete tokens the perplexity exp(CE) over masked
-    tokens (cosine-scheduled masks, fixed seed) beside a unigram baseline's on the same tokens."""
+    tokens (cosine-scheduled masks, fixed seed) beside a unigram baseline's on the same tokens.
+    Where the data records a state and the model has a state head: ``heldout_state_mse``, the
+    head's mean squared error in normalized units on fully visible frames (as a rollout reads
+    it out), beside ``heldout_state_mse_of_mean``: that of predicting the training mean."""
     from hma.model.objectives import masked_cross_entropy
 
     was_training = model.training
@@ -303,6 +311,7 @@ def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windo
         probs = (data.token_counts + 1) / (data.token_counts.sum() + len(data.token_counts))  # add-one smoothing
         log_unigram = torch.from_numpy(np.log(probs)).to(device)
     total_ce = total_unigram = total_tokens = 0.0
+    state_se = state_mean_se = state_frames = 0.0
     windows = 0
     for ds in data.heldout:
         if not len(ds):
@@ -311,6 +320,13 @@ def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windo
         for start in range(0, len(take), batch_size):
             batch = to_tensors(ds.get_batch(take[start : start + batch_size]), device)
             b, t = batch["frames"].shape[:2]
+            state = batch.pop("state", None)
+            if state is not None and batch["embodiment"] in getattr(model, "state_heads", {}):
+                with torch.no_grad():
+                    pred = model(batch["frames"], batch["actions"], embodiment=batch["embodiment"]).state_pred
+                state_se += float((pred.float() - state).pow(2).mean(-1).sum())
+                state_mean_se += float(state.pow(2).mean(-1).sum())  # the training mean is 0 here
+                state_frames += b * t
             if c.kind == TokenKind.DISCRETE:
                 ce, n, masked = masked_cross_entropy(model, batch["frames"], batch["actions"], embodiment=batch["embodiment"],
                                                      setting=Setting.FORWARD, generator=generator)
@@ -326,8 +342,10 @@ def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windo
     model.train(was_training)
     if not windows:
         return {"heldout_windows": 0}
+    extra = {"heldout_state_mse": state_se / state_frames,
+             "heldout_state_mse_of_mean": state_mean_se / state_frames} if state_frames else {}
     if c.kind == TokenKind.DISCRETE:
         ce, uni = total_ce / total_tokens, total_unigram / total_tokens
         return {"heldout_windows": windows, "heldout_tokens": int(total_tokens), "cross_entropy": ce,
-                "perplexity": math.exp(ce), "unigram_perplexity": math.exp(uni)}
-    return {"heldout_windows": windows, "heldout_diffusion_loss": total_ce / total_tokens}
+                "perplexity": math.exp(ce), "unigram_perplexity": math.exp(uni), **extra}
+    return {"heldout_windows": windows, "heldout_diffusion_loss": total_ce / total_tokens, **extra}
