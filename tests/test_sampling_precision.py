@@ -58,3 +58,22 @@ def test_unknown_precision_and_int8_off_the_cpu_are_refused() -> None:
         Engine(model, embodiment="arm", precision="fp16")
     with pytest.raises(ConfigError, match="int8' runs on the CPU only"):
         Engine(model.to("meta"), embodiment="arm", precision="int8")
+
+
+@pytest.mark.slow
+def test_a_compiled_trunk_generates_what_the_eager_one_does(tmp_path, monkeypatch) -> None:
+    """torch.compile (opt-in) changes the speed, not the frames: greedy MaskGIT agrees with the
+    eager model on almost every token, weights and state-dict keys stay as they were, and the
+    compiled graphs land in the on-disk cache."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    model = tiny_model()
+    context, actions = context_and_actions(model, batch=2, context=2, new=4)
+    greedy = MaskGITSampling(temperature=0.0)
+    eager = rollout(Engine(model, embodiment="arm", sampling=greedy), context, actions)
+    keys = sorted(model.state_dict())
+    compiled = rollout(Engine(model, embodiment="arm", sampling=greedy, compile=True), context, actions)
+    assert (compiled == eager).float().mean() >= 0.99
+    assert sorted(model.state_dict()) == keys
+    assert any((tmp_path / "inductor").rglob("*.py"))
+    with pytest.raises(ConfigError, match="does not apply to an int8"):
+        Engine(tiny_model(), embodiment="arm", precision="int8", compile=True)

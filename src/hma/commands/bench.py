@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", nargs="+", type=int, default=[1],
                    help="batch sizes of cached MaskGIT and MAR (rollouts stepped together); beside them the fp32 "
                         "matmul peak of this machine and the fraction of it reached")
+    p.add_argument("--compile", action="store_true",
+                   help="also run cached MaskGIT and MAR with the trunk through torch.compile (compile time reported "
+                        "apart; graphs cached on disk for later runs)")
     p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
     add_progress(p)
     p.set_defaults(func=_bench)
@@ -53,7 +56,7 @@ def _bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(maskgit_steps=args.maskgit_steps, mar_diffusion_steps=args.mar_diffusion_steps,
                              diffusion_steps=args.diffusion_steps, repeats=args.repeats, methods=tuple(args.methods),
                              precisions=tuple(dict.fromkeys(["fp32", *args.precision])),
-                             batches=tuple(dict.fromkeys([1, *args.batch])))
+                             batches=tuple(dict.fromkeys([1, *args.batch])), compile=args.compile)
     load_before = os.getloadavg()
     batched = any(b > 1 for b in settings.batches)
     # The peak is measured before and after the run and the higher taken: a busy or warm

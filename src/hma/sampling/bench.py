@@ -13,7 +13,10 @@ on its own. Methods:
 
 With ``batches``, cached MaskGIT and MAR also step B rollouts at once (many envs, as policy
 evaluation runs them): env-frames per second and the FLOP rate they reach, beside the
-machine's fp32 matmul peak measured in the same run (:func:`matmul_peak`).
+machine's fp32 matmul peak measured in the same run (:func:`matmul_peak`). With
+``compile``, cached MaskGIT and MAR also run with the trunk through ``torch.compile``; every
+row records the seconds of its first frames (reset and two warm-up steps), so a compiled
+row's excess over its eager twin is the compilation.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class BenchResult:
     flops_per_frame: float | None = None
     precision: str = "fp32"
     batch: int = 1  # rollouts stepped together; the times and FLOPs are of one step of all of them
+    compiled: bool = False  # the trunk ran through torch.compile
+    warmup_sec: float = 0.0  # reset + the two warm-up steps: includes compilation when compiled
 
     @property
     def env_frames_per_s(self) -> float:
@@ -74,6 +79,7 @@ class BenchSettings:
     methods: tuple[str, ...] = ("maskgit", "mar", "diffusion")
     precisions: tuple[str, ...] = ("fp32",)  # cached MaskGIT and MAR run at each; the rest at fp32
     batches: tuple[int, ...] = (1,)  # cached MaskGIT and MAR also run at each batch size; the rest at 1
+    compile: bool = False  # cached MaskGIT and MAR also run compiled, at each precision but int8
 
 
 def _model_config(name: str, kind: str) -> ModelConfig:
@@ -159,9 +165,9 @@ def _decode_seconds(tokenizer, frame: torch.Tensor, repeats: int) -> float | Non
 
 @torch.inference_mode()
 def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSettings,
-                      precision: str = "fp32", batch: int = 1) -> BenchResult:
+                      precision: str = "fp32", batch: int = 1, compile: bool = False) -> BenchResult:
     """Seconds per step of MaskGIT or MAR generation in steady state (window full), ``batch``
-    rollouts at once."""
+    rollouts at once (the trunk compiled with ``compile``)."""
     kind = "discrete" if method == "maskgit" else "continuous"
     config = _model_config(name, kind)
     torch.manual_seed(0)
@@ -172,17 +178,20 @@ def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSe
         sampling = MARSampling(steps=settings.mar_steps, diffusion_steps=settings.mar_diffusion_steps)
     g = torch.Generator().manual_seed(0)
     context, actions = _context(config, config.num_frames - 1, g, batch)
-    engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling, precision=precision)
-    engine.reset(context, actions)
+    engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling, precision=precision, compile=compile)
     action = torch.randn(batch, ACTION_DIM, generator=g)
+    start = time.perf_counter()
+    engine.reset(context, actions)
     for _ in range(2):  # the window fills, then slides once: steady state from here on
         frame = engine.step(action, g)
+    warmup = time.perf_counter() - start
     seconds, cpu = _median_seconds(lambda: engine.step(action, g), settings.repeats)
-    # torch's FLOP counter does not see quantized linear layers: an int8 count would be a fraction of the real one.
-    flops = None if precision == "int8" else _flops(lambda: engine.step(action, g))
+    # torch's FLOP counter sees neither quantized linear layers nor compiled kernels: such a
+    # count would be a fraction of the real one.
+    flops = None if precision == "int8" or compile else _flops(lambda: engine.step(action, g))
     decode = _decode_seconds(_tokenizer(config, BENCH_IMAGE_SIZE[name]), frame, settings.repeats)
     return BenchResult(name, method, mode is CacheMode.CACHED, sampling.steps, seconds, decode, cpu, flops, precision,
-                       batch)
+                       batch, compile, warmup)
 
 
 @torch.inference_mode()
@@ -224,6 +233,9 @@ def run_bench(presets: list[str], settings: BenchSettings, *, threads: int | Non
                      for p in settings.precisions]
         if "diffusion" in settings.methods:
             jobs.append(lambda n=name: bench_diffusion(n, settings))
+        if settings.compile:
+            jobs += [lambda n=name, m=m, p=p: bench_world_model(n, m, CacheMode.CACHED, settings, p, compile=True)
+                     for m in ("maskgit", "mar") if m in settings.methods for p in settings.precisions if p != "int8"]
         for b in (b for b in settings.batches if b > 1):
             jobs += [lambda n=name, m=m, b=b: bench_world_model(n, m, CacheMode.CACHED, settings, "fp32", b)
                      for m in ("maskgit", "mar") if m in settings.methods]
@@ -231,27 +243,32 @@ def run_bench(presets: list[str], settings: BenchSettings, *, threads: int | Non
             result = job()
             results.append(result)
             log(f"{result.preset:5s} {result.method:9s} {'cached' if result.cached else 'uncached':8s} "
-                f"{result.precision:5s} batch {result.batch:3d} {result.sec_per_frame:8.4f} s/step "
-                f"({result.cpu_sec_per_frame:.4f} s CPU)")
+                f"{_prec(result):7s} batch {result.batch:3d} {result.sec_per_frame:8.4f} s/step "
+                f"({result.cpu_sec_per_frame:.4f} s CPU, first frames {result.warmup_sec:.1f} s)")
     return results
+
+
+def _prec(r: BenchResult) -> str:
+    """The arithmetic of a row: its precision, "+c" when compiled."""
+    return r.precision + ("+c" if r.compiled else "")
 
 
 def format_table(results: list[BenchResult]) -> str:
     """Per-frame times with fps (with and without decoding) and, per preset, the ratios
     uncached / cached and diffusion / cached for MaskGIT, all from the same run."""
-    lines = [f"{'preset':6s} {'method':9s} {'path':8s} {'prec':5s} {'steps':>5s} {'s/frame':>9s} {'decode s':>9s} "
-             f"{'fps':>7s} {'fps+dec':>7s} {'cpu s':>9s} {'GFLOP':>8s}"]
+    lines = [f"{'preset':6s} {'method':9s} {'path':8s} {'prec':7s} {'steps':>5s} {'s/frame':>9s} {'decode s':>9s} "
+             f"{'fps':>7s} {'fps+dec':>7s} {'cpu s':>9s} {'GFLOP':>8s} {'first s':>8s}"]
     for r in (r for r in results if r.batch == 1):
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):7.2f}" if dec is not None else "    n/a"
         dec_text = f"{dec:9.4f}" if dec is not None else "      n/a"
-        lines.append(f"{r.preset:6s} {r.method:9s} {'cached' if r.cached else 'uncached':8s} {r.precision:5s} {r.steps:5d} "
+        lines.append(f"{r.preset:6s} {r.method:9s} {'cached' if r.cached else 'uncached':8s} {_prec(r):7s} {r.steps:5d} "
                      f"{r.sec_per_frame:9.4f} {dec_text} {1 / r.sec_per_frame:7.2f} {fps_dec} {r.cpu_sec_per_frame:9.4f} "
-                     f"{r.flops_per_frame / 1e9 if r.flops_per_frame else float('nan'):8.2f}")
+                     f"{r.flops_per_frame / 1e9 if r.flops_per_frame else float('nan'):8.2f} {r.warmup_sec:8.1f}")
     for name in dict.fromkeys(r.preset for r in results):
         for clock in ("sec_per_frame", "cpu_sec_per_frame", "flops_per_frame"):
             by = {(r.method, r.cached): getattr(r, clock) for r in results
-                  if r.preset == name and r.precision == "fp32" and r.batch == 1}
+                  if r.preset == name and r.precision == "fp32" and r.batch == 1 and not r.compiled}
             cached = by.get(("maskgit", True))
             if not cached:
                 continue
@@ -265,9 +282,15 @@ def format_table(results: list[BenchResult]) -> str:
             label = {"sec_per_frame": "wall", "cpu_sec_per_frame": "cpu", "flops_per_frame": "FLOPs"}[clock]
             if clock != "flops_per_frame":
                 for r in results:
-                    if r.preset == name and r.precision != "fp32" and r.batch == 1 and (r.method, r.cached) in by:
-                        parts.append(f"{r.method} {r.precision}/fp32 = {getattr(r, clock) / by[(r.method, r.cached)]:.2f}x")
+                    if r.preset == name and (r.precision != "fp32" or r.compiled) and r.batch == 1 and (r.method, r.cached) in by:
+                        parts.append(f"{r.method} {_prec(r)}/fp32 = {getattr(r, clock) / by[(r.method, r.cached)]:.2f}x")
             lines.append(f"{name} ({label}): " + ", ".join(parts))
+        eager = {(r.method, r.precision): r.warmup_sec for r in results
+                 if r.preset == name and r.cached and r.batch == 1 and not r.compiled}
+        compiled = [f"{r.method} {r.precision} {r.warmup_sec - eager[(r.method, r.precision)]:.1f} s"
+                    for r in results if r.preset == name and r.compiled and (r.method, r.precision) in eager]
+        if compiled:
+            lines.append(f"{name} (compile: first frames compiled minus eager): " + ", ".join(compiled))
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ from hma.model import KVCache, WorldModel, WorldModelOutput
 from hma.model.cache import Slide
 from hma.sampling.mar import MARSampling, unmask_latent_frame
 from hma.sampling.maskgit import MaskGITSampling, unmask_token_frame
-from hma.sampling.precision import Precision, autocast, prepare
+from hma.sampling.precision import Precision, autocast, compile_trunk, prepare
 
 
 class CacheMode(str, Enum):
@@ -54,7 +54,9 @@ class Engine:
     ``precision`` (:mod:`hma.sampling.precision`): fp32, bf16 autocast, or an int8 copy of
     the model's linear layers. ``hide_actions`` shows the model every action as hidden, as a
     passive-video run was trained (its action stems were never used, so real actions would
-    reach untrained weights); the actions passed in are still checked. ``state`` is the
+    reach untrained weights); the actions passed in are still checked. ``compile`` puts the
+    model's trunk through ``torch.compile`` (:func:`hma.sampling.precision.compile_trunk`; in
+    place, so every user of this model object runs it compiled). ``state`` is the
     newest frame's normalized state (B, S) as the model's state head reads it out, None for
     an embodiment without one.
     """
@@ -62,11 +64,13 @@ class Engine:
     def __init__(self, model: WorldModel, *, embodiment: str, mode: CacheMode = CacheMode.CACHED,
                  sampling: MaskGITSampling | MARSampling | None = None, window: int | None = None,
                  slide: Slide = Slide.EVICT, precision: str | Precision = Precision.FP32,
-                 hide_actions: bool = False) -> None:
+                 hide_actions: bool = False, compile: bool = False) -> None:
         config = model.config
         self.hide_actions = hide_actions
         self.precision = Precision.parse(precision)
         self.model = prepare(model, self.precision)
+        if compile:
+            compile_trunk(self.model)
         self.embodiment = embodiment
         self.mode = CacheMode(mode)
         self.slide = Slide(slide)

@@ -33,7 +33,7 @@ class FrameGenerator(Protocol):
 
 def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
                     unmask_steps: int = 2, temperature: float = 0.0, diffusion_steps: int | None = None,
-                    precision: str = "fp32", mode: CacheMode = CacheMode.CACHED) -> FrameGenerator:
+                    precision: str = "fp32", mode: CacheMode = CacheMode.CACHED, compile: bool = False) -> FrameGenerator:
     """The generator of ``run`` (what :func:`hma.load` returns, or anything with its ``.model``)
     for ``embodiment``.
 
@@ -41,7 +41,7 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
     MAR (latents; ``diffusion_steps`` of its head) with ``unmask_steps`` and ``temperature``;
     a run trained in the passive-video setting sees its actions hidden (a run that records no
     setting is taken as action-conditioned). A diffusion-baseline run gets a :class:`DDIMEngine`
-    with ``diffusion_steps`` DDIM steps (``sampling`` and ``precision`` do not apply to it).
+    with ``diffusion_steps`` DDIM steps (``sampling``, ``precision`` and ``compile`` do not apply to it).
     """
     from hma.baselines.diffusion import VideoDiffusion
 
@@ -57,5 +57,5 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
         extra = {} if diffusion_steps is None else {"diffusion_steps": diffusion_steps}
         sampling = MARSampling(steps=unmask_steps, **extra)
     passive = Setting.parse(getattr(run, "setting", Setting.FULL.value)) is Setting.VIDEO
-    return Engine(run.model, embodiment=embodiment, mode=mode, sampling=sampling, precision=precision,
+    return Engine(run.model, embodiment=embodiment, mode=mode, sampling=sampling, precision=precision, compile=compile,
                   hide_actions=passive)
