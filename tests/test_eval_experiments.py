@@ -27,12 +27,17 @@ def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
                  "--results-md", str(docs), "--threads", "1", "--no-progress"]) == 0
 
     result = json.loads((out / "actions" / "results.json").read_text())
-    assert [r["label"] for r in result["rows"]] == ["passive video", "forward dynamics", "full dynamics"]
+    assert [r["label"] for r in result["rows"]] == ["passive video", "forward dynamics", "full dynamics", "mixed settings"]
     for row in result["rows"]:
         assert row["steps"] == 2 and row["params"] > 0 and row["perplexity"] > 1
         assert isinstance(row["delta_psnr"], float)
+        # The run's own ΔPSNR with its interval over the evaluated clips.
+        assert row["delta_interval"].startswith(f"{row['delta_psnr']:.2f} [")
     assert result["budget"].startswith("2 optimizer steps")
-    assert len(result["findings"]) == 2
+    # Three comparisons with the passive run, then the same three paired per clip with their intervals.
+    assert len(result["findings"]) == 6
+    for finding in result["findings"][3:]:
+        assert "paired per clip" in finding and " dB [" in finding and "interval" in finding
 
     table = (out / "actions" / "results.md").read_text()
     assert "| passive video |" in table and "| full dynamics |" in table
@@ -53,9 +58,21 @@ def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
     docs.write_text(text.replace(table.strip(), "stale table"))
     assert main(["experiment", "actions", "--out", str(out), "--render-only", "--results-md", str(docs)]) == 0
     assert docs.read_text() == text and (out / "actions" / "results.md").read_text() == table
-    assert sorted(p.name for p in (out / "actions" / "runs").iterdir()) == ["forward", "full", "video"]
+    assert sorted(p.name for p in (out / "actions" / "runs").iterdir()) == ["forward", "full", "mixed", "video"]
     (out / "actions" / "results.json").write_text('{"rows": ')
     assert main(["experiment", "actions", "--out", str(out), "--render-only", "--results-md", str(docs)]) == 2
+
+
+def test_injection_recipe_gives_each_mode_an_interval_and_a_paired_difference(tmp_path):
+    make_tokenized(tmp_path, embodiments={"arm": 2})
+    docs = tmp_path / "results.md"
+    assert main(["experiment", "injection", "--data", str(tmp_path / "data"), "--tokenizer", str(tmp_path / "tokenizer_tok"),
+                 "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--eval-episodes", "1",
+                 "--results-md", str(docs), "--threads", "1", "--no-progress"]) == 0
+    result = json.loads((tmp_path / "exp" / "injection" / "results.json").read_text())
+    assert [r["label"] for r in result["rows"]] == ["concat", "modulate", "add", "cross_attention"]
+    assert all(r["delta_interval"].startswith(f"{r['delta_psnr']:.2f} [") for r in result["rows"])
+    assert "paired per clip" in result["findings"][-1] and "ΔPSNR [95%] over clips" in docs.read_text()
 
 
 def test_results_section_is_replaced_not_duplicated(tmp_path):
@@ -129,6 +146,33 @@ def test_world_model_recipe_writes_one_row_per_robot_with_its_branch_scores(tmp_
     assert config["model"]["changed_token_weight"] == 10.0 and config["train"]["setting"] == "forward"
     text = docs.read_text()
     assert "## world-model:" in text and "| arm |" in text and "of 2 robots" in text
+
+
+def test_long_horizon_recipe_rolls_out_ten_windows_beside_the_copy_baseline(tmp_path):
+    import imageio.v3 as iio
+
+    make_tokenized(tmp_path, embodiments={"arm": 2, "cart": 3}, length=50)
+    docs = tmp_path / "docs" / "results.md"
+    assert main(["experiment", "long-horizon", "--data", str(tmp_path / "data"), "--tokenizer",
+                 str(tmp_path / "tokenizer_tok"), "--out", str(tmp_path / "exp"), "--steps", "2", "--preset", "micro",
+                 "--eval-episodes", "1", "--results-md", str(docs), "--threads", "1", "--no-progress"]) == 0
+    result = json.loads((tmp_path / "exp" / "long-horizon" / "results.json").read_text())
+    metrics = json.loads((tmp_path / "exp" / "long-horizon" / "eval" / "demo_recipe" / "metrics.json").read_text())
+    assert metrics["options"]["horizon"] == 40 and metrics["options"]["mode"] == "autoregressive"  # 10 x window 4
+    for row in result["rows"]:
+        scores = metrics["per_embodiment"][row["label"]]["modes"]["autoregressive"]
+        assert row["horizon"] == 40 and len(scores["copy_psnr_by_horizon"]) == 40
+        # The bands are means of the per-step curves: the first and the last of ten windows.
+        assert row["psnr_first"] == pytest.approx(sum(scores["psnr_by_horizon"][:4]) / 4)
+        assert row["copy_last"] == pytest.approx(sum(scores["copy_psnr_by_horizon"][36:]) / 4)
+        above = sum(p > c for p, c in zip(scores["psnr_by_horizon"], scores["copy_psnr_by_horizon"]))
+        assert row["above_copy"] == above and row["psnr_last_interval"].startswith(f"{row['psnr_last']:.2f}")
+    text = docs.read_text()
+    assert "## long-horizon:" in text and "assets/long-horizon.png" in text and "assets/long-horizon.gif" in text
+    plot = iio.imread(docs.parent / "assets" / "long-horizon.png")
+    gif = iio.imread(docs.parent / "assets" / "long-horizon.gif", index=None)
+    # A long rollout (GIF writers merge repeated frames, so not always exactly context + 40).
+    assert plot.std() > 0 and 4 * 4 < gif.shape[0] <= 2 + 40
 
 
 def test_scale_is_the_earlier_spelling_of_a_preset():

@@ -113,3 +113,29 @@ def test_generation_precision_is_an_option_and_recorded(trained, tmp_path):
     assert r["options"]["precision"] == "int8" and np.isfinite(r["overall"]["psnr"])
     with pytest.raises(ConfigError, match="precision 'fp8' is unknown"):
         hma.eval.evaluate(run, datasets[:1], tmp_path, precision="fp8", report=False)
+
+
+def test_copy_baseline_and_motion_psnr_per_horizon_step():
+    """A square moves one pixel per frame: the copy baseline holds the last context frame,
+    motion PSNR looks only where the real frames moved."""
+    b, h, size = 2, 3, 16
+    last = np.zeros((b, size, size, 3), np.uint8)
+    last[:, 4:8, 4:8] = 255
+    real = np.zeros((b, h, size, size, 3), np.uint8)
+    for i in range(h):
+        real[:, i, 4:8, 5 + i : 9 + i] = 255
+    real[1] = last[1]  # the second clip does not move at all
+    randoms = [np.zeros_like(real) for _ in range(3)]
+    held = np.broadcast_to(last[:, None], real.shape)
+    perfect = runner._mode_scores(real, real, randoms, hma.eval.metrics.FeatureNets(), last)
+    copied = runner._mode_scores(held.copy(), real, randoms, hma.eval.metrics.FeatureNets(), last)
+    assert copied["psnr_by_horizon"] == pytest.approx(copied["copy_psnr_by_horizon"])
+    assert perfect["copy_psnr_by_horizon"] == copied["copy_psnr_by_horizon"]
+    # The copy baseline gets worse as the square moves away; a perfect prediction is capped everywhere.
+    assert copied["copy_psnr_by_horizon"][0] > copied["copy_psnr_by_horizon"][-1]
+    assert perfect["motion_psnr_by_horizon"] == pytest.approx([runner.PSNR_CAP_DB] * h)
+    # Only the first clip moved: its moved pixels are where the copy is wrong by the full range.
+    assert copied["motion_psnr_by_horizon"] == pytest.approx([0.0] * h, abs=1e-6)
+    still = runner._mode_scores(held.copy()[1:], real[1:], [r[1:] for r in randoms], hma.eval.metrics.FeatureNets(), last[1:])
+    assert still["motion_psnr_by_horizon"] == [None] * h
+    json.dumps(still)  # no NaN reaches the metrics file

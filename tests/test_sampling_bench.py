@@ -42,7 +42,13 @@ def test_table_shows_the_ratios_side_by_side() -> None:
     data = results_json(results, {"cpu_count": 2})
     assert data["results"][0] == {"preset": "base", "method": "maskgit", "cached": True, "steps": 2,
                                   "sec_per_frame": 0.5, "decode_sec_per_frame": 0.01, "cpu_sec_per_frame": 0.4,
-                                  "flops_per_frame": 3e9, "precision": "fp32", "batch": 1}
+                                  "flops_per_frame": 3e9, "precision": "fp32", "batch": 1, "compiled": False,
+                                  "warmup_sec": 0.0}
+    # A compiled row: its speed beside the eager one, its compilation (first frames minus the eager's) apart.
+    results[0].warmup_sec = 2.0
+    compiled = BenchResult("base", "maskgit", True, 2, 0.25, 0.01, 0.2, None, compiled=True, warmup_sec=32.0)
+    table = format_table([*results, compiled])
+    assert "maskgit fp32+c/fp32 = 0.50x" in table and "first frames compiled minus eager): maskgit fp32 30.0 s" in table
 
 
 def test_cli_rejects_an_unknown_preset(capsys) -> None:

@@ -30,7 +30,8 @@ def summary(results_md: str) -> str:
             continue
         keep = ["#" + heading]  # one level down inside the README's Results section
         keep += [""] + [l for l in lines if l.startswith("|")]
-        findings = [l for l in lines if l.startswith("- ")]
+        # Links relative to docs/results.md (its plots and GIFs in docs/assets/) as the README sees them.
+        findings = [l.replace("](assets/", "](docs/assets/") for l in lines if l.startswith("- ")]
         if findings:
             keep += [""] + findings
         parts.append("\n".join(keep))

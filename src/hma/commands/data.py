@@ -7,7 +7,7 @@ import argparse
 from hma.commands import add_progress
 
 # hma.data.sim.suite.SUITES, spelled out: importing it costs every CLI call a third of a second.
-SUITE_NAMES = ("tiny", "default")
+SUITE_NAMES = ("tiny", "default", "long")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
     p = dsub.add_parser("generate", help="make a multi-embodiment dataset suite with physics simulators")
-    p.add_argument("--suite", default="tiny", choices=SUITE_NAMES, help="which robots, how many episodes, how long")
+    p.add_argument("--suite", default="tiny", choices=SUITE_NAMES,
+                   help="which robots, how many episodes, how long (long: whole episodes of 4 cheap simulators, "
+                        "for `hma experiment long-horizon`)")
     p.add_argument("--out", required=True, help="output folder (one dataset folder per embodiment)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per embodiment (suite default if omitted)")
     p.add_argument("--image-size", type=int, default=64, help="square frame size in pixels")

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from hma.eval.results import EXPERIMENTS
 
     p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale",
-                       description="The recipes actions, transfer, methods, injection, levers and world-model train "
+                       description="The recipes actions, transfer, methods, injection, levers, world-model and long-horizon train "
                                    "runs on --data; synth-bc uses a trained world model (--run, --embodiment). "
                                    "`hma experiment NAME --help` lists a recipe's options.")
     names = p.add_subparsers(dest="name", metavar="NAME", required=True)

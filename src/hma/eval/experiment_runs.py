@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hma.train.state import Budget
 from hma.errors import ConfigError
 
@@ -130,6 +132,37 @@ def score_row(label: str, trained: dict[str, Any], evaluated: dict[str, Any], *,
     scores = evaluated["overall"] if embodiment is None else evaluated["per_embodiment"][embodiment]
     keys = ("psnr", "ssim", "delta_psnr", "perplexity", "fps", "recon_psnr", "lpips", "fvd")
     return {"label": label, **{k: scores.get(k) for k in keys}, **trained}
+
+
+def clip_values(evaluated: dict[str, Any], key: str = "delta_psnr_by_clip") -> np.ndarray:
+    """One value per evaluated clip (its headline mode's ``key``), every embodiment's in name order:
+    runs evaluated on the same data hold the same clips in the same order, so two runs' arrays pair up."""
+    per = evaluated["per_embodiment"]
+    return np.concatenate([np.asarray(per[name]["modes"][per[name]["headline_mode"]][key], dtype=np.float64)
+                           for name in sorted(per)])
+
+
+def interval_text(values: np.ndarray, *, seed: int = 0) -> str:
+    """``mean [lo, hi]``: the mean of ``values`` with its 95% bootstrap interval."""
+    from hma.eval.metrics import bootstrap_interval
+
+    if len(values) < 2:
+        return f"{float(np.mean(values)):.2f} (1 clip)"
+    lo, hi = bootstrap_interval(values, seed=seed)
+    return f"{float(np.mean(values)):.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, what: str, *, seed: int = 0) -> str:
+    """A finding on the per-clip difference a - b: its mean, 95% bootstrap interval, and whether
+    the interval excludes 0 (a difference beyond the noise of these clips)."""
+    from hma.eval.metrics import bootstrap_interval
+
+    d = a - b
+    if len(d) < 2:
+        return f"{what}: {float(d.mean()):+.2f} dB on 1 clip, no interval"
+    lo, hi = bootstrap_interval(d, seed=seed)
+    verdict = "outside the interval: a real difference" if lo > 0 or hi < 0 else "0 inside the interval: not a difference here"
+    return f"{what}: {float(d.mean()):+.2f} dB [{lo:+.2f}, {hi:+.2f}] over {len(d)} clips, {verdict}"
 
 
 def single_stream_fps(run: Path, data: Sequence[Path], *, frames: int, seed: int = 0,

@@ -17,7 +17,9 @@ table, and whether the paper's claim held here):
   (setting, loss weighting, frame rate), scored against the simulator's counterfactual
   branches (:mod:`hma.eval.counterfactual`);
 - ``world-model``: one model trained with the demo's recipe on every robot of the data
-  (the default suite's 12 for the long run), one row per robot against its branches.
+  (the default suite's 12 for the long run), one row per robot against its branches;
+- ``long-horizon``: the demo's recipe rolled out to 10x its window, per horizon step against
+  the real frames and the copy-last-frame baseline (:mod:`hma.eval.long_horizon`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from typing import Any
 
 from hma.config import PRESETS
 from hma.errors import ConfigError, DataError
-from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, datasets_by_embodiment,
-                                      evaluate_run, need_tokenizer, score_row, single_stream_fps, tokenize, train_run)
+from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, clip_values, datasets_by_embodiment,
+                                      evaluate_run, interval_text, need_tokenizer, paired_difference, score_row,
+                                      single_stream_fps, tokenize, train_run)
 from hma.eval.levers import levers_recipe, world_model_recipe
+from hma.eval.long_horizon import COLUMNS as LONG_HORIZON_COLUMNS, long_horizon_recipe
 from hma.eval.report import METRICS_FILE
 from hma.eval.results import EXPERIMENTS, recipe_section, results_date, update_results_section
 from hma.io import atomic_write_bytes, atomic_write_json
@@ -66,14 +70,19 @@ def _actions(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
     tok = need_tokenizer(opts, "discrete", "actions")
     data = [d for ds in datasets_by_embodiment(opts.data).values() for d in ds]
     tokenize(data, tok)
-    rows = []
-    for setting, label in (("video", "passive video"), ("forward", "forward dynamics"), ("full", "full dynamics")):
+    rows, deltas = [], []
+    for setting, label in (("video", "passive video"), ("forward", "forward dynamics"), ("full", "full dynamics"),
+                           ("mixed", "mixed settings")):
         trained = train_run(opts, setting, data, tokenizer=tok, setting=setting)
-        rows.append(score_row(label, trained, evaluate_run(opts, setting, data)))
+        evaluated = evaluate_run(opts, setting, data)
+        deltas.append(clip_values(evaluated))
+        rows.append({**score_row(label, trained, evaluated), "delta_interval": interval_text(deltas[-1], seed=opts.seed)})
     passive = rows[0]
     findings = [f"{r['label']} vs passive video: higher ΔPSNR {_better(r['delta_psnr'], passive['delta_psnr'], higher=True)}, "
                 f"lower perplexity {_better(r['perplexity'], passive['perplexity'], higher=False)}, "
                 f"higher PSNR {_better(r['psnr'], passive['psnr'], higher=True)}" for r in rows[1:]]
+    findings += [paired_difference(d, deltas[0], f"ΔPSNR of {r['label']} minus passive video, paired per clip",
+                                   seed=opts.seed) for r, d in zip(rows[1:], deltas[1:])]
     return rows, findings
 
 
@@ -134,21 +143,28 @@ def _injection(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]
     data = [d for ds in datasets_by_embodiment(opts.data).values() for d in ds]
     tokenize(data, tok)
     rows = []
+    deltas = {}
     for mode in ("concat", "modulate", "add", "cross_attention"):
         trained = train_run(opts, mode, data, tokenizer=tok, injection=mode)
-        rows.append(score_row(mode, trained, evaluate_run(opts, mode, data)))
+        evaluated = evaluate_run(opts, mode, data)
+        deltas[mode] = clip_values(evaluated)
+        rows.append({**score_row(mode, trained, evaluated), "delta_interval": interval_text(deltas[mode], seed=opts.seed)})
     best_d = max(rows, key=lambda r: r["delta_psnr"])
+    worst_d = min(rows, key=lambda r: r["delta_psnr"])
     best_p = max(rows, key=lambda r: r["psnr"])
     return rows, [f"highest ΔPSNR: {best_d['label']} ({best_d['delta_psnr']:.2f} dB); "
-                  f"highest PSNR: {best_p['label']} ({best_p['psnr']:.2f} dB)"]
+                  f"highest PSNR: {best_p['label']} ({best_p['psnr']:.2f} dB)",
+                  paired_difference(deltas[best_d["label"]], deltas[worst_d["label"]],
+                                    f"ΔPSNR of {best_d['label']} minus {worst_d['label']}, paired per clip", seed=opts.seed)]
 
 
 PERPLEXITY = ("perplexity", "perplexity", "{:.1f}")
+DELTA_INTERVAL = ("delta_interval", "ΔPSNR [95%] over clips", "{}")
 RECIPES: dict[str, Recipe] = {
     "actions": Recipe(
-        "Action conditioning: passive video vs forward vs full dynamics",
+        "Action conditioning: passive video vs forward vs full dynamics vs mixed settings",
         "Action-conditioned models beat passive video models on fidelity and controllability.",
-        [*QUALITY, PERPLEXITY, *TRAINING], _actions),
+        [*QUALITY, DELTA_INTERVAL, PERPLEXITY, *TRAINING], _actions),
     "transfer": Recipe(
         "Transfer to a held-out embodiment: pre-trained + fine-tuned vs from scratch",
         "Pre-trained then fine-tuned beats from scratch (paper: PSNR 22.04 vs 21.01, perplexity 189.8 vs 305.9).",
@@ -162,7 +178,7 @@ RECIPES: dict[str, Recipe] = {
     "injection": Recipe(
         "Action injection: concat vs modulate vs add vs cross-attention",
         "The paper ablates the four ways of injecting actions; its default is concat + modulate.",
-        [*QUALITY, PERPLEXITY, *TRAINING], _injection),
+        [*QUALITY, DELTA_INTERVAL, PERPLEXITY, *TRAINING], _injection),
     "levers": Recipe(
         "Levers: what makes a model follow its actions in minutes, against the simulator",
         "A world model must follow actions it was not shown (paper: action-conditioned models are more "
@@ -181,6 +197,11 @@ RECIPES: dict[str, Recipe] = {
          ("psnr_cross", "PSNR true pred. vs other future", "{:.2f}"), ("follows", "follows", "{}"),
          ("motion", "motion PSNR", "{:.2f}"), ("tokenizer_motion", "tokenizer motion PSNR", "{:.2f}"),
          ("clips", "clips", "{:d}")], world_model_recipe),
+    "long-horizon": Recipe(
+        "Long horizons: rollouts up to 10x the training window, against copying the last frame",
+        "Generated rollouts stay plausible far past the training window (paper: over 100 frames); here scored "
+        "against the real frames, per horizon step, beside the copy-last-frame baseline.",
+        LONG_HORIZON_COLUMNS, long_horizon_recipe),
 }
 
 

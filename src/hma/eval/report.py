@@ -127,7 +127,8 @@ def _png_bytes(fig) -> bytes:
 
 
 def psnr_plot(result: Mapping[str, Any], path: Path) -> None:
-    """PSNR (dB) against the number of frames generated, one line per embodiment and mode."""
+    """PSNR (dB) against the number of frames generated, one line per embodiment and mode, and
+    dotted the copy-last-frame baseline's."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a display
@@ -135,12 +136,15 @@ def psnr_plot(result: Mapping[str, Any], path: Path) -> None:
     import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    styles = {"autoregressive": "-", "teacher-forced": "--"}
+    styles = {"autoregressive": "-", "teacher-forced": "--"}  # dotted: the copy baseline
     for i, (name, r) in enumerate(result["per_embodiment"].items()):
         for mode, scores in r["modes"].items():
             ys = scores["psnr_by_horizon"]
             ax.plot(range(1, len(ys) + 1), ys, styles.get(mode, ":"), color=f"C{i % 10}", marker="o", markersize=3,
                     label=f"{name} ({mode})")
+        copy = next(iter(r["modes"].values())).get("copy_psnr_by_horizon")  # the same in every mode
+        if copy:
+            ax.plot(range(1, len(copy) + 1), copy, ":", color=f"C{i % 10}", alpha=0.7, label=f"{name} (copy last frame)")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("frames generated after the context")
     ax.set_ylabel("PSNR (dB)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from hma.errors import ConfigError
 from hma.io import atomic_write_bytes
 
-EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model")
+EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model", "long-horizon")
 # docs/results.md sections, in order: the experiments, then the simulator-use reports.
 RESULT_SECTIONS = EXPERIMENTS + ("policy-eval", "synth-bc", "speed")
 
@@ -118,7 +118,8 @@ def speed_section(results: Sequence[Any], machine: dict[str, Any], ratios: Seque
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):.2f}" if dec is not None else "n/a"
         flops = f"{r.flops_per_frame / 1e9:.1f}" if r.flops_per_frame else "n/a"
-        rows.append(f"| {r.preset} | {r.method} | {'cached' if r.cached else 'uncached'} | {r.precision} | {r.steps} | "
+        prec = r.precision + (" + compile" if getattr(r, "compiled", False) else "")
+        rows.append(f"| {r.preset} | {r.method} | {'cached' if r.cached else 'uncached'} | {prec} | {r.steps} | "
                     f"{r.sec_per_frame:.4f} | {1 / r.sec_per_frame:.2f} | {fps_dec} | {flops} |")
     return (f"## speed: seconds per generated frame (random weights, batch 1)\n\n"
             f"Claim (paper): MaskGIT HMA generates frames about 15x faster than a video diffusion model "

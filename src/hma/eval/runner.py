@@ -16,6 +16,11 @@ mean over ``random_draws`` draws of random actions from the embodiment's action
 distribution, all with the same sampling noise so only the actions differ). Discrete runs
 also get the held-out perplexity of masked tokens. Generation speed (frames per second,
 decoding excluded) comes from the autoregressive rollout.
+
+Per horizon step each mode also reports the **copy-last-frame baseline** (the last context
+frame held, against the real future: what a model that predicts no change scores) and the
+**motion PSNR** (PSNR over the pixels where the real frame differs from the last context
+frame, where a static background cannot hide a vanished robot).
 """
 
 from __future__ import annotations
@@ -168,10 +173,17 @@ def heldout_perplexity(model, tokens: Tensor, actions: Tensor, *, embodiment: st
 # -- the runner -----------------------------------------------------------------------
 
 def _mode_scores(pred_frames: np.ndarray, real: np.ndarray, random_frames: list[np.ndarray],
-                 nets: M.FeatureNets) -> dict[str, Any]:
-    """Scores of generated frames (B, H, ...) against the real ones, per horizon step and overall."""
+                 nets: M.FeatureNets, last_context: np.ndarray) -> dict[str, Any]:
+    """Scores of generated frames (B, H, ...) against the real ones, per horizon step and overall;
+    ``last_context`` (B, h, w, 3) is the frame the copy baseline holds."""
     psnr_bh = M.psnr(pred_frames, real, cap_db=PSNR_CAP_DB)  # (B, H)
     delta_bh = M.delta_psnr(pred_frames, random_frames, real, cap_db=PSNR_CAP_DB)  # (B, H)
+    held = np.broadcast_to(last_context[:, None], real.shape)  # (B, H, h, w, 3)
+    copy_bh = M.psnr(held, real, cap_db=PSNR_CAP_DB)  # (B, H)
+    moved = M.motion_mask(real, held)  # (B, H, h, w)
+    # One masked PSNR per clip and step (NaN where nothing moved), averaged over the clips that moved.
+    motion_bh = torch.stack([M.masked_psnr(pred_frames[:, i : i + 1], real[:, i : i + 1], moved[:, i : i + 1],
+                                           cap_db=PSNR_CAP_DB) for i in range(real.shape[1])], dim=1)  # (B, H)
     extra, notes = nets.scores(pred_frames, real)
     return {
         "psnr": float(psnr_bh.mean()),
@@ -181,9 +193,19 @@ def _mode_scores(pred_frames: np.ndarray, real: np.ndarray, random_frames: list[
         "random_draws": len(random_frames),
         **extra,
         "psnr_by_horizon": [float(v) for v in psnr_bh.mean(dim=0)],
+        "psnr_by_clip_and_horizon": [[float(v) for v in clip] for clip in psnr_bh],  # (B, H): for intervals
+        "delta_psnr_by_clip": [float(v) for v in delta_bh.mean(dim=1)],  # (B,): for intervals
         "delta_psnr_by_horizon": [float(v) for v in delta_bh.mean(dim=0)],
+        "copy_psnr": float(copy_bh.mean()),
+        "copy_psnr_by_horizon": [float(v) for v in copy_bh.mean(dim=0)],
+        "motion_psnr_by_horizon": [_nan_to_none(float(v)) for v in motion_bh.nanmean(dim=0)],
         "notes": notes,
     }
+
+
+def _nan_to_none(v: float) -> float | None:
+    """JSON has no NaN: a step where no clip moved has no motion PSNR."""
+    return None if math.isnan(v) else v
 
 
 def _generate_clips(gen, mode: EvalMode, tokens: Tensor, actions: Tensor, opts: EvalOptions, *,
@@ -236,7 +258,7 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: M
         pred = decode_clips(loaded.tokenizer, frames)  # (B, H, h, w, 3)
         randoms = [decode_clips(loaded.tokenizer, _generate_clips(gen, mode, tokens, r, opts, window=window)[0])
                    for r in random_actions]
-        result["modes"][mode.value] = _mode_scores(pred, real, randoms, nets)
+        result["modes"][mode.value] = _mode_scores(pred, real, randoms, nets, clips.frames[:, opts.context - 1])
         shown[mode.value] = np.concatenate([clips.frames[0, : opts.context], pred[0]])
     headline = EvalMode.AUTOREGRESSIVE if EvalMode.AUTOREGRESSIVE in opts.mode.modes else EvalMode.TEACHER_FORCED
     scores = result["modes"][headline.value]

@@ -40,6 +40,9 @@ SUITES: dict[str, Suite] = {
         "metaworld_button_press_sawyer", "robosuite_lift_panda", "robosuite_lift_sawyer", "robosuite_lift_iiwa",
         "robosuite_lift_ur5e", "robosuite_lift_jaco", "robosuite_lift_kinova3",
     ), episodes=40),
+    # Whole episodes (5-10 s: 50-100 frames at 10 Hz) of the cheap simulators, for rollouts of
+    # 10x a 4-frame window (`hma experiment long-horizon`).
+    "long": Suite("long", ("gym_halfcheetah", "gym_pusher", "pusht", "metaworld_push_sawyer"), episodes=20),
 }
 
 
