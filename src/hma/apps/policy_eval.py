@@ -165,8 +165,10 @@ def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorE
             if image_policies is None:
                 step = sim.expert_step(policy.noise, rng)
             else:
-                state = sim.state() if hasattr(sim, "state") else None
-                step = sim.step(policy_action(image_policies[e], frame, state, where="the real simulator"))
+                # The simulator's state, read only for a policy that takes one.
+                wants = getattr(image_policies[e], "wants_state", False) and hasattr(sim, "state")
+                step = sim.step(policy_action(image_policies[e], frame, sim.state() if wants else None,
+                                              where="the real simulator"))
             frame = step.frame
             frames.append(frame)
             chunks.append(step.chunk)
