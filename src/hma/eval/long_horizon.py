@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from hma.errors import DataError
-from hma.eval.experiment_runs import (EVAL_DIR, ExperimentOptions, datasets_by_embodiment, evaluate_run, need_tokenizer,
-                                      tokenize, train_run)
+from hma.eval.experiment_runs import (EVAL_DIR, ExperimentOptions, datasets_by_embodiment, evaluate_run,
+                                      interval_text, need_tokenizer, tokenize, train_run)
 from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE
 from hma.eval.report import VIDEO_DIR
 from hma.io import atomic_write_bytes
@@ -90,22 +90,17 @@ def _bands(horizon: int, window: int) -> dict[str, slice]:
 
 
 def _row(name: str, scores: dict[str, Any], clips: int, window: int, trained: dict[str, Any]) -> dict[str, Any]:
-    from hma.eval.metrics import bootstrap_interval
-
     psnr, copy = np.asarray(scores["psnr_by_horizon"]), np.asarray(scores["copy_psnr_by_horizon"])
     motion = np.asarray([np.nan if v is None else v for v in scores["motion_psnr_by_horizon"]])
     delta = np.asarray(scores["delta_psnr_by_horizon"])
     row: dict[str, Any] = {"label": name, "clips": clips, "horizon": len(psnr), "steps": trained["steps"]}
-    for band, steps in _bands(len(psnr), window).items():
+    bands = _bands(len(psnr), window)
+    for band, steps in bands.items():
         row[f"psnr_{band}"], row[f"copy_{band}"] = float(psnr[steps].mean()), float(copy[steps].mean())
         row[f"motion_{band}"] = None if np.isnan(motion[steps]).all() else float(np.nanmean(motion[steps]))
         row[f"delta_{band}"] = float(delta[steps].mean())
-    per_clip = np.asarray(scores["psnr_by_clip_and_horizon"])[:, _bands(len(psnr), window)["last"]].mean(axis=1)  # (B,)
-    if len(per_clip) > 1:
-        lo, hi = bootstrap_interval(per_clip)
-        row["psnr_last_interval"] = f"{row['psnr_last']:.2f} [{lo:.2f}, {hi:.2f}]"
-    else:
-        row["psnr_last_interval"] = f"{row['psnr_last']:.2f} (1 clip)"
+    per_clip = np.asarray(scores["psnr_by_clip_and_horizon"])[:, bands["last"]].mean(axis=1)  # (B,)
+    row["psnr_last_interval"] = interval_text(per_clip)
     row["above_copy"] = int((psnr > copy).sum())
     return row
 
