@@ -60,13 +60,15 @@ def make_dataset(root: Path, *, embodiment: str, action_dim: int, episodes: int 
 
 
 def make_tokenized(tmp: Path, *, kind: str = "discrete", embodiments: dict[str, int] | None = None,
-                   tokenizer_name: str = "tok", seed: int = 0, length: int = 20) -> tuple[list[Path], Path]:
+                   tokenizer_name: str = "tok", seed: int = 0, length: int = 20,
+                   episodes: int = 5) -> tuple[list[Path], Path]:
     """Datasets (one per embodiment) tokenized with a fresh tokenizer: (dataset dirs, tokenizer dir)."""
     tok_dir = make_tokenizer(tmp / f"tokenizer_{tokenizer_name}", kind, name=tokenizer_name, seed=seed)
     tokenizer = load_tokenizer(tok_dir)
     dirs = []
     for i, (name, dim) in enumerate((embodiments or {"arm": 2}).items()):
-        d = make_dataset(tmp / "data" / name, embodiment=name, action_dim=dim, seed=seed + i, length=length)
+        d = make_dataset(tmp / "data" / name, embodiment=name, action_dim=dim, seed=seed + i, length=length,
+                         episodes=episodes)
         tokenize_dataset(EpisodeStore(d), tokenizer, progress=False)
         dirs.append(d)
     return dirs, tok_dir

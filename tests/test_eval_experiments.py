@@ -94,6 +94,8 @@ def test_methods_needs_both_token_kinds(tmp_path):
     with pytest.raises(ConfigError, match="exactly one training budget"):
         Budget(steps=1, minutes=1.0)
     with pytest.raises(ConfigError, match="unknown"):
+        run_experiment("scaled", opts)
+    with pytest.raises(ConfigError, match="needs --axis"):
         run_experiment("scaling", opts)
 
 
@@ -187,3 +189,64 @@ def test_scale_is_the_earlier_spelling_of_a_preset():
     assert set(earlier) == set(SCALE_PRESETS)
     for scale, overrides in earlier.items():
         assert preset("tiny", **overrides) == PRESETS[SCALE_PRESETS[scale]], scale
+
+
+def test_scaling_in_embodiments_evaluates_every_point_on_the_same_robot(tmp_path):
+    import imageio.v3 as iio
+
+    datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2, "cart": 3})
+    for d in datasets:
+        add_branches(d, steps=(2, 6, 10))
+    docs = tmp_path / "docs" / "results.md"
+    argv = ["experiment", "scaling", "--axis", "embodiments", "--target", "cart", "--data", str(tmp_path / "data"),
+            "--tokenizer", str(tokenizer), "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2",
+            "--preset", "micro", "--eval-episodes", "1", "--results-md", str(docs), "--threads", "1", "--no-progress"]
+    assert main(argv) == 0
+    folder = tmp_path / "exp" / "scaling-embodiments"
+    result = json.loads((folder / "results.json").read_text())
+    assert [r["label"] for r in result["rows"]] == ["1 robot", "2 robots"] and [r["x"] for r in result["rows"]] == [1, 2]
+    one = json.loads((folder / "runs" / "robots_1" / "config.json").read_text())
+    two = json.loads((folder / "runs" / "robots_2" / "config.json").read_text())
+    assert sorted(one["model"]["embodiments"]) == ["cart"] and sorted(two["model"]["embodiments"]) == ["arm", "cart"]
+    for label in ("robots_1", "robots_2"):
+        metrics = json.loads((folder / "eval" / label / "metrics.json").read_text())
+        assert sorted(metrics["per_embodiment"]) == ["cart"]  # the same robot's held-out clips at every point
+    for row in result["rows"]:
+        assert row["steps"] == 2 and row["delta_interval"].startswith(f"{row['delta_psnr']:.2f} [")
+        assert isinstance(row["cf_delta_psnr"], float) and row["cf_delta"].count("[") == 1
+        assert row["delta_lo_hi"][0] <= row["delta_psnr"] <= row["delta_lo_hi"][1]
+    assert any("paired per clip" in f and "2 robots minus 1 robot" in f for f in result["findings"])
+    text = docs.read_text()
+    assert "## scaling-embodiments:" in text and "assets/scaling-embodiments.png" in text
+    assert iio.imread(docs.parent / "assets" / "scaling-embodiments.png").std() > 0
+    # --render-only needs the axis too, and writes the same section again.
+    assert main(["experiment", "scaling", "--axis", "embodiments", "--out", str(tmp_path / "exp"), "--render-only",
+                 "--results-md", str(docs)]) == 0
+    assert docs.read_text() == text
+    argv[argv.index("cart")] = "dog"
+    argv[argv.index(str(tmp_path / "exp"))] = str(tmp_path / "exp2")
+    assert main(argv) == 2  # an unknown --target: one line naming the robots there are
+
+
+@pytest.mark.slow
+def test_scaling_in_trajectories_and_size_trains_four_points_each(tmp_path):
+    make_tokenized(tmp_path, embodiments={"arm": 2}, episodes=10)
+    docs = tmp_path / "results.md"
+    for axis in ("trajectories", "size"):
+        assert main(["experiment", "scaling", "--axis", axis, "--data", str(tmp_path / "data"), "--tokenizer",
+                     str(tmp_path / "tokenizer_tok"), "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2",
+                     "--preset", "micro", "--eval-episodes", "1", "--results-md", str(docs), "--threads", "1",
+                     "--no-progress"]) == 0
+    folder = tmp_path / "exp" / "scaling-trajectories"
+    rows = json.loads((folder / "results.json").read_text())["rows"]
+    # 10 episodes: 9 for training (1 held out); 12.5%, 25%, 50%, 100% of them.
+    assert [r["x"] for r in rows] == [1, 2, 4, 9]
+    assert json.loads((folder / "runs" / "episodes_0.25" / "config.json").read_text())["train"]["train_fraction"] == 0.25
+    held = {json.dumps(json.loads((folder / "eval" / p / "metrics.json").read_text())["per_embodiment"]["arm"]["clips"])
+            for p in ("episodes_0.125", "episodes_1")}
+    assert len(held) == 1  # the same held-out clips whatever the training share
+    sizes = json.loads((tmp_path / "exp" / "scaling-size" / "results.json").read_text())["rows"]
+    assert [r["label"] for r in sizes] == ["2 blocks x 64", "2 blocks x 128", "4 blocks x 128", "6 blocks x 192"]
+    assert [r["x"] for r in sizes] == [r["params"] for r in sizes] and sorted(r["params"] for r in sizes) == [r["params"] for r in sizes]
+    text = docs.read_text()
+    assert text.index("## scaling-trajectories:") < text.index("## scaling-size:")

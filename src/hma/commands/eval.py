@@ -37,10 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     from hma.config import PRESETS
     from hma.eval.experiment_runs import SCALE_PRESETS
     from hma.eval.results import EXPERIMENTS
+    from hma.eval.scaling import AXES as SCALING_AXES
 
     p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale",
-                       description="The recipes actions, transfer, methods, injection, levers, world-model and long-horizon train "
-                                   "runs on --data; synth-bc uses a trained world model (--run, --embodiment). "
+                       description="The recipes actions, transfer, methods, injection, levers, world-model, long-horizon and "
+                                   "scaling train runs on --data; synth-bc uses a trained world model (--run, --embodiment). "
                                    "`hma experiment NAME --help` lists a recipe's options.")
     names = p.add_subparsers(dest="name", metavar="NAME", required=True)
     common = argparse.ArgumentParser(add_help=False)  # options of every experiment
@@ -66,12 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     recipe.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of every trained run")
     recipe.add_argument("--horizon", type=int, default=None, help="frames generated per evaluation clip")
     recipe.add_argument("--eval-episodes", type=int, default=4, help="held-out episodes per embodiment evaluated")
-    recipe.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name)")
+    recipe.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name); "
+                                                       "scaling --axis embodiments: the evaluated one (default: the first)")
     recipe.add_argument("--render-only", action="store_true",
                         help="write the sections of a finished experiment again from OUT/NAME/results.json, "
                              "training nothing (after a change of how sections read)")
     for name in EXPERIMENTS:
         q = names.add_parser(name, parents=[recipe], help=f"the {name} recipe: trains runs on --data and tabulates them")
+        if name == "scaling":
+            q.add_argument("--axis", required=True, choices=SCALING_AXES,
+                           help="what grows from point to point: robots trained on, training episodes, or trunk size")
         q.set_defaults(func=_experiment, parser=q)
 
     sb = names.add_parser("synth-bc", parents=[common],
@@ -121,7 +126,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
     from hma.errors import ConfigError
     from hma.eval.experiment_runs import SCALE_PRESETS, Budget, ExperimentOptions
-    from hma.eval.experiments import run_experiment
+    from hma.eval.experiments import recipe_key, run_experiment
 
     _threads(args.threads)
     if args.scale is not None:
@@ -131,8 +136,9 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.render_only:
         from hma.eval.experiments import render_experiment
 
-        render_experiment(args.name, Path(args.out), Path(args.results_md))
-        print(f"re-wrote the {args.name} section of {args.results_md} from {Path(args.out) / args.name}/results.json")
+        key = recipe_key(args.name, getattr(args, "axis", None))
+        render_experiment(args.name, Path(args.out), Path(args.results_md), axis=getattr(args, "axis", None))
+        print(f"re-wrote the {key} section of {args.results_md} from {Path(args.out) / key}/results.json")
         return 0
     missing = [flag for flag, value in (("--data", args.data), ("--tokenizer", args.tokenizer)) if not value]
     if missing:
@@ -146,7 +152,7 @@ def _experiment(args: argparse.Namespace) -> int:
     result = run_experiment(args.name, opts)
     for f in result["findings"]:
         print(f)
-    print(f"wrote {Path(args.out) / args.name}/results.json and updated {args.results_md}")
+    print(f"wrote {Path(args.out) / recipe_key(args.name, opts.axis)}/results.json and updated {args.results_md}")
     return 0
 
 

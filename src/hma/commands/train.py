@@ -29,6 +29,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="seed of the initialization and the batch stream (rank r of n draws seed * n + r)")
     p.add_argument("--tau", type=float, default=3.0, help="dataset mixture temperature")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of episodes held out for evaluation")
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="train on the first part of each dataset's training episodes (held-out episodes unchanged)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="optimizer steps between checkpoints")
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows evaluated at the end")
     p.add_argument("--eval-every", type=int, default=1000,

@@ -33,7 +33,8 @@ class ExperimentOptions:
     seed: int = 0
     horizon: int | None = None
     eval_episodes: int | None = 4
-    target: str | None = None  # transfer: the held-out embodiment (default: the last by name)
+    target: str | None = None  # transfer: the held-out embodiment (default: the last by name); scaling: the evaluated one
+    axis: str | None = None  # scaling: embodiments, trajectories or size
     results_md: Path = Path("docs/results.md")
     command: str = ""  # the exact command line, quoted in docs/results.md
     progress: bool = False

@@ -19,7 +19,9 @@ table, and whether the paper's claim held here):
 - ``world-model``: one model trained with the demo's recipe on every robot of the data
   (the default suite's 12 for the long run), one row per robot against its branches;
 - ``long-horizon``: the demo's recipe rolled out to 10x its window, per horizon step against
-  the real frames and the copy-last-frame baseline (:mod:`hma.eval.long_horizon`).
+  the real frames and the copy-last-frame baseline (:mod:`hma.eval.long_horizon`);
+- ``scaling --axis embodiments|trajectories|size``: the demo's recipe at four points of one
+  axis, same steps and held-out clips (:mod:`hma.eval.scaling`); a section per axis.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, cli
 from hma.eval.levers import levers_recipe, world_model_recipe
 from hma.eval.long_horizon import COLUMNS as LONG_HORIZON_COLUMNS, long_horizon_recipe
 from hma.eval.report import METRICS_FILE
+from hma.eval.scaling import AXES as SCALING_AXES, COLUMNS as SCALING_COLUMNS, recipe_name as scaling_name, scaling_recipe
 from hma.eval.results import EXPERIMENTS, recipe_section, results_date, update_results_section
 from hma.io import atomic_write_bytes, atomic_write_json
 
@@ -202,14 +205,34 @@ RECIPES: dict[str, Recipe] = {
         "Generated rollouts stay plausible far past the training window (paper: over 100 frames); here scored "
         "against the real frames, per horizon step, beside the copy-last-frame baseline.",
         LONG_HORIZON_COLUMNS, long_horizon_recipe),
+    **{scaling_name(axis): Recipe(
+        f"Scaling in {axis}: {what}, same optimizer steps, same held-out clips",
+        f"Performance improves with more {claim} (paper Fig. 6).",
+        SCALING_COLUMNS, scaling_recipe) for axis, what, claim in (
+            ("embodiments", "1 to 12 robots trained on, one robot evaluated", "datasets (embodiments)"),
+            ("trajectories", "12.5% to 100% of each robot's training episodes", "trajectories"),
+            ("size", "four trunk sizes", "model parameters"))},
 }
+
+
+def recipe_key(name: str, axis: str | None = None) -> str:
+    """The recipe (and OUT folder, and section) of ``hma experiment NAME``: ``scaling`` has one per ``--axis``."""
+    if name == "scaling":
+        if axis is None:
+            raise ConfigError(f"experiment 'scaling' needs --axis, one of {', '.join(SCALING_AXES)}")
+        return scaling_name(axis)
+    return name
 
 
 PRESET_FIELDS = ("num_blocks", "width", "num_heads", "num_frames", "diffusion_width", "diffusion_blocks")
 
 
 def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
-    """Run recipe ``name``; writes OUT/NAME/results.{json,md} and its section of ``opts.results_md``."""
+    """Run recipe ``name``; writes OUT/NAME/results.{json,md} and its section of ``opts.results_md``.
+
+    ``scaling`` runs the recipe of ``opts.axis`` (OUT/scaling-AXIS).
+    """
+    name = recipe_key(name, opts.axis)
     if name not in RECIPES:
         raise ConfigError(f"experiment {name!r} is unknown, expected one of {', '.join(EXPERIMENTS)}")
     recipe = RECIPES[name]
@@ -225,7 +248,7 @@ def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
         "budget": opts.budget.describe(),
         "preset_config": ", ".join(f"{k} {getattr(PRESETS[opts.preset], k)}" for k in PRESET_FIELDS),
         "options": {"preset": opts.preset, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
-                    "data": opts.data, "tokenizers": opts.tokenizers, "target": opts.target},
+                    "data": opts.data, "tokenizers": opts.tokenizers, "target": opts.target, "axis": opts.axis},
         "eval": _eval_description(opts.out),
         "threads": _threads(),
         "rows": rows,
@@ -237,11 +260,12 @@ def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
     return result
 
 
-def render_experiment(name: str, out: Path, results_md: Path) -> dict[str, Any]:
+def render_experiment(name: str, out: Path, results_md: Path, *, axis: str | None = None) -> dict[str, Any]:
     """Write the sections of a finished experiment again from ``OUT/NAME/results.json`` (after a
     change of how sections read); trains and evaluates nothing, keeps the recorded command and date."""
     from hma.io import read_json
 
+    name = recipe_key(name, axis)
     if name not in RECIPES:
         raise ConfigError(f"experiment {name!r} is unknown, expected one of {', '.join(EXPERIMENTS)}")
     folder = Path(out) / name

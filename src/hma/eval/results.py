@@ -15,9 +15,10 @@ from pathlib import Path
 from hma.errors import ConfigError
 from hma.io import atomic_write_bytes
 
-EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model", "long-horizon")
-# docs/results.md sections, in order: the experiments, then the simulator-use reports.
-RESULT_SECTIONS = EXPERIMENTS + ("policy-eval", "synth-bc", "speed")
+EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model", "long-horizon", "scaling")
+# docs/results.md sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
+RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectories", "scaling-size",
+                   "policy-eval", "synth-bc", "speed")
 
 RESULTS_TITLE = "# Results\n"
 RESULTS_INTRO = (

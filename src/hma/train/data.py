@@ -19,7 +19,7 @@ from hma.config import EmbodimentSpec, TokenKind
 from hma.data.mixture import MixtureSampler
 from hma.data.store import open_datasets
 from hma.data.windows import HOLDOUT, ActionNormalizer, WindowDataset, check_window_fits, frame_stride, split_episodes
-from hma.errors import DataError, EmbodimentError
+from hma.errors import ConfigError, DataError, EmbodimentError
 
 
 @dataclass
@@ -35,10 +35,16 @@ class TrainingData:
 
 
 def load_training_data(paths: Sequence[str | Path], tokenizer, *, num_frames: int, frame_hz: float,
-                       holdout: float = HOLDOUT) -> TrainingData:
-    """Open every dataset under ``paths`` with its token shard for ``tokenizer``."""
+                       holdout: float = HOLDOUT, train_fraction: float = 1.0) -> TrainingData:
+    """Open every dataset under ``paths`` with its token shard for ``tokenizer``.
+
+    ``train_fraction`` keeps the first part of each dataset's training episodes (at least one);
+    the held-out episodes stay the same whatever it is, so runs on less data score on the same clips.
+    """
     from hma.tokenizer import open_token_shard
 
+    if not 0 < train_fraction <= 1:
+        raise ConfigError(f"train fraction {train_fraction!r} is invalid, expected a number in (0, 1]")
     train, heldout, specs = [], [], {}
     counts = np.zeros(tokenizer.vocab_size, dtype=np.int64) if tokenizer.kind == TokenKind.DISCRETE else None
     for store in open_datasets(paths):
@@ -47,6 +53,7 @@ def load_training_data(paths: Sequence[str | Path], tokenizer, *, num_frames: in
         chunk = frame_stride(store.control_hz, frame_hz)
         normalizer = ActionNormalizer.from_store(store, chunk)
         train_ids, held_ids = split_episodes(store.num_episodes, holdout)
+        train_ids = train_ids[: max(1, round(train_fraction * len(train_ids)))]
         state = ActionNormalizer.of_state(store, train_ids)
         spec = EmbodimentSpec(name=store.embodiment, action_dim=store.action_dim, chunk=chunk,
                               mean=normalizer.mean.tolist(), std=normalizer.std.tolist(),

@@ -61,6 +61,7 @@ class TrainConfig:
     num_frames: int | None = None
     tau: float = 3.0
     holdout: float = HOLDOUT
+    train_fraction: float = 1.0  # the first part of each dataset's training episodes (held-out ones unchanged)
     resume: bool = False
     init_from: str | None = None  # fine-tune: start from this run, adding new embodiments
     freeze_trunk: bool = False
@@ -181,7 +182,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise CheckpointError(f"{tokenizer_dir} does not match the model in {source} (kind/grid differ)")
 
     data = load_training_data(cfg.data, tokenizer, num_frames=model_config.num_frames,
-                              frame_hz=model_config.frame_hz, holdout=cfg.holdout)
+                              frame_hz=model_config.frame_hz, holdout=cfg.holdout,
+                              train_fraction=cfg.train_fraction)
     if source is None:
         model_config = model_config.replace(embodiments=dict(data.embodiments))
         new_specs = []
