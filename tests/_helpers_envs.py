@@ -14,6 +14,7 @@ import torch
 
 from hma.config import EmbodimentSpec, preset
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
+from hma.data.windows import HOLDOUT
 from hma.model import WorldModel
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
@@ -68,7 +69,8 @@ def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> 
             for name, p in model.named_parameters():
                 if "adaln" in name or name.startswith("stems."):
                     p.normal_(0.0, 0.5)
-    return SimpleNamespace(model=model, tokenizer=tok, embodiments=config.embodiments, config={"train": {"data": [str(store.root)]}})
+    return SimpleNamespace(model=model, tokenizer=tok, embodiments=config.embodiments, holdout=HOLDOUT,
+                           config={"train": {"data": [str(store.root)]}})
 
 
 class ToySim:

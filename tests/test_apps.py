@@ -311,3 +311,56 @@ def test_lerobot_protocol_policy_runs_in_policy_eval_and_synth(run, store, tmp_p
             parse_policy(bad, run=run, embodiment=EMBODIMENT, space=space)
     with pytest.raises(ConfigError, match="expected an object with act"):
         parse_policy("standin_policies:broken", run=run, embodiment=EMBODIMENT, space=space)()
+
+
+def test_correlation_intervals_resample_the_same_episodes_for_every_policy():
+    from hma.apps.policy_eval import PolicyResult
+    from hma.apps.policy_ranking import correlation_intervals
+
+    rng = np.random.default_rng(0)
+    rates = (0.1, 0.4, 0.7, 0.9)
+    real = [list(rng.random(40) < r) for r in rates]
+    # The world model agrees with the real simulator on every episode: every resample has
+    # correlation 1, so the interval is [1, 1]; flipping some episodes widens it below 1.
+    same = [PolicyResult(f"p{i}", r, r, r) for i, r in enumerate(real)]
+    assert correlation_intervals(same)["pearson"] == pytest.approx([1.0, 1.0])
+    noisy = [PolicyResult(f"p{i}", r, list(np.logical_xor(r, rng.random(40) < 0.3)), r) for i, r in enumerate(real)]
+    lo, hi = correlation_intervals(noisy)["pearson"]
+    assert -1 <= lo < hi <= 1 and lo < 0.99
+    constant = [PolicyResult(f"p{i}", r, [False] * 40, r) for i, r in enumerate(real)]
+    assert correlation_intervals(constant) == {"pearson": None, "spearman": None}
+    with pytest.raises(DataError, match="unequal episode counts"):
+        correlation_intervals([PolicyResult("a", [True], [True], [True]), PolicyResult("b", [True, False], [True, False], [True])])
+
+
+def test_policy_eval_experiment_ranks_bc_expert_and_random_policies_per_task(run, store, tmp_path, monkeypatch):
+    import hma.run
+    from hma.cli import main
+
+    original = hma.run.open_run
+    monkeypatch.setattr(hma.run, "open_run", lambda path, device=None: run if path == "toy-run" else original(path, device))
+    import hma.apps.policy_eval as pe
+
+    monkeypatch.setattr(pe, "RealSimulator", lambda embodiment, size: ToySim())
+    monkeypatch.setattr(pe, "get_embodiment", lambda embodiment: None)  # the toy world has no registry entry
+    md = tmp_path / "docs" / "results.md"
+    argv = ["experiment", "policy-eval", "--run", "toy-run", "--embodiments", EMBODIMENT, "--data", str(store.root),
+            "--episodes", "3", "--frames", "4", "--noise", "0", "1", "--bc-steps", "2", "6", "--out", str(tmp_path / "exp"),
+            "--results-md", str(md), "--threads", "1"]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "exp" / "policy-eval" / "results.json").read_text())
+    (task,) = result["tasks"]
+    assert [p["label"] for p in task["policies"]] == ["random", "expert, noise 0", "expert, noise 1", "BC, 2 steps", "BC, 6 steps"]
+    assert task["policies"][1]["real"] == 1.0  # the noiseless expert always pushes the square right
+    for p in task["policies"]:
+        assert 0 <= p["model"] <= 1 and 0 <= p["real_by_classifier"] <= 1
+    assert (tmp_path / "exp" / "policy-eval" / EMBODIMENT / "bc" / "steps_6").is_dir()
+    assert task["pearson"] is None or -1 <= task["pearson"] <= 1
+    assert isinstance(result["met"], bool) and result["targets"] == {"pearson": 0.95, "spearman": 0.9}
+    text = md.read_text()
+    assert "## policy-eval-robots:" in text and f"### {EMBODIMENT}" in text and "| BC, 6 steps |" in text
+    assert iio.imread(md.parent / task["plot"]).ndim == 3
+    assert "hma experiment policy-eval --out " in text and "--bc-steps 2 6" in text
+    # A task the run does not know: one line naming the ones it does.
+    argv[argv.index(EMBODIMENT)] = "dog"
+    assert main(argv) == 2

@@ -94,6 +94,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="noise std on the recorded actions that drive the synthetic episodes, fraction of their range")
     sb.set_defaults(func=_synth_bc, parser=sb)
 
+    pe = names.add_parser("policy-eval", parents=[common],
+                          help="rank BC, noisy-expert and random policies in the multi-robot world model vs the real "
+                               "simulators, task by task, with bootstrap intervals of the correlations")
+    pe.add_argument("--run", required=True, help="the trained multi-robot world-model run")
+    pe.add_argument("--embodiments", nargs="+", required=True,
+                    help="the tasks: embodiments of the run with a simulator and success flags in their data")
+    pe.add_argument("--data", nargs="+", default=None, help="dataset folders of the tasks' real episodes (default: the run's)")
+    pe.add_argument("--episodes", type=int, default=20, help="episodes per policy, in each simulator")
+    pe.add_argument("--frames", type=int, default=None, help="frames per episode (default: the dataset's episode length)")
+    pe.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5],
+                    help="noise levels of the scripted-expert policies, fractions of the half action range")
+    pe.add_argument("--bc-steps", type=int, nargs="+", default=[30, 300, 1500],
+                    help="behaviour-cloning policies: one per number of training steps")
+    pe.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    pe.set_defaults(func=_policy_eval_experiment, parser=pe)
+
 
 def _threads(n: int | None) -> None:
     if n:
@@ -153,6 +169,21 @@ def _experiment(args: argparse.Namespace) -> int:
     for f in result["findings"]:
         print(f)
     print(f"wrote {Path(args.out) / recipe_key(args.name, opts.axis)}/results.json and updated {args.results_md}")
+    return 0
+
+
+def _policy_eval_experiment(args: argparse.Namespace) -> int:
+    from hma.apps.policy_ranking import policy_eval_experiment
+    from hma.errors import ConfigError
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes {args.episodes} is invalid, expected an integer >= 1")
+    _threads(args.threads)
+    result = policy_eval_experiment(args.run, args.embodiments, out=args.out, results_md=args.results_md,
+                                    command=explicit_command(args, args.parser), episodes=args.episodes,
+                                    steps=args.frames, noises=args.noise, bc_steps=args.bc_steps, seed=args.seed,
+                                    device=args.device, data=args.data)
+    print(f"target {'met' if result['met'] else 'not met'} on every task; updated {args.results_md}")
     return 0
 
 

@@ -18,7 +18,7 @@ from hma.io import atomic_write_bytes
 EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model", "long-horizon", "scaling")
 # docs/results.md sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
 RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectories", "scaling-size",
-                   "policy-eval", "synth-bc", "speed")
+                   "policy-eval", "policy-eval-robots", "synth-bc", "speed")
 
 RESULTS_TITLE = "# Results\n"
 RESULTS_INTRO = (
@@ -108,6 +108,38 @@ def policy_eval_section(report: Any, command: str, date: str | None = None) -> s
             f"| policy | real simulator | world model |\n|---|---|---|\n{rows}\n\n"
             f"- Pearson {report.pearson:.3f}, Spearman {report.spearman:.3f} over {len(report.results)} policies "
             f"x {report.episodes} episodes ({report.embodiment})\n")
+
+
+def policy_ranking_section(result: dict[str, Any]) -> str:
+    """The ``policy-eval-robots`` section of :func:`hma.apps.policy_ranking.policy_eval_experiment`:
+    per task, each policy's success in both simulators, the correlations with their intervals."""
+    targets = result["targets"]
+
+    def corr(value: float | None, interval: list[float] | None) -> str:
+        if value is None or value != value:  # NaN: one side constant across policies
+            return "undefined (a side is constant across policies)"
+        return f"{value:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else " (no interval)")
+
+    parts = [f"## policy-eval-robots: ranking policies in the multi-robot world model, task by task\n\n"
+             f"Claim (paper): success in the learned simulator correlates with the real one's (Pearson 0.95 over "
+             f"4 policies). Target here: Pearson >= {targets['pearson']} and Spearman >= {targets['spearman']} on each task.\n\n"
+             f"Command ({result['date']}):\n\n```\n{result['command']}\n```\n\n"
+             f"One world model for every task (`{result['run']}`, not fine-tuned per task). BC policies are cloned "
+             f"from the run's training episodes of the task; in the world model the experts' executed actions are "
+             f"replayed (they plan on the simulator's state), image policies act on the generated frames. Success in "
+             f"the world model: a classifier trained on the task's real frames and flags.\n"]
+    for t in result["tasks"]:
+        rows = "\n".join(f"| {p['label']} | {p['real']:.2f} | {p['model']:.2f} | {p['real_by_classifier']:.2f} |"
+                         for p in t["policies"])
+        parts.append(
+            f"### {t['embodiment']} ({t['episodes']} episodes of {t['steps']} frames per policy; BC on "
+            f"{t['training_episodes']} episodes)\n\n"
+            f"| policy | real simulator | world model | classifier on real frames |\n|---|---|---|---|\n{rows}\n\n"
+            f"- Pearson {corr(t['pearson'], t['pearson_interval'])}, Spearman {corr(t['spearman'], t['spearman_interval'])} "
+            f"(95% bootstrap over episodes)\n\n![{t['embodiment']}: world model vs real success]({t['plot']})\n")
+    verdict = "met on every task" if result["met"] else "**not met** on every task"
+    parts.append(f"- Target (Pearson >= {targets['pearson']}, Spearman >= {targets['spearman']}): {verdict}\n")
+    return "\n".join(parts)
 
 
 def speed_section(results: Sequence[Any], machine: dict[str, Any], ratios: Sequence[str], command: str,
