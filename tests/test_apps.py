@@ -358,7 +358,7 @@ def test_policy_eval_experiment_ranks_bc_expert_and_random_policies_per_task(run
     assert task["pearson"] is None or -1 <= task["pearson"] <= 1
     assert isinstance(result["met"], bool) and result["targets"] == {"pearson": 0.95, "spearman": 0.9}
     text = md.read_text()
-    assert "## policy-eval-robots:" in text and f"### {EMBODIMENT}" in text and "| BC, 6 steps |" in text
+    assert "## policy-eval-robots:" in text and f"| {EMBODIMENT} | BC, 6 steps |" in text and f"- {EMBODIMENT}: Pearson " in text
     assert iio.imread(md.parent / task["plot"]).ndim == 3
     assert "hma experiment policy-eval --out " in text and "--bc-steps 2 6" in text
     # A task the run does not know: one line naming the ones it does.

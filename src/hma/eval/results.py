@@ -128,17 +128,17 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
              f"from the run's training episodes of the task; in the world model the experts' executed actions are "
              f"replayed (they plan on the simulator's state), image policies act on the generated frames. Success in "
              f"the world model: a classifier trained on the task's real frames and flags.\n"]
-    for t in result["tasks"]:
-        rows = "\n".join(f"| {p['label']} | {p['real']:.2f} | {p['model']:.2f} | {p['real_by_classifier']:.2f} |"
-                         for p in t["policies"])
-        parts.append(
-            f"### {t['embodiment']} ({t['episodes']} episodes of {t['steps']} frames per policy; BC on "
-            f"{t['training_episodes']} episodes)\n\n"
-            f"| policy | real simulator | world model | classifier on real frames |\n|---|---|---|---|\n{rows}\n\n"
-            f"- Pearson {corr(t['pearson'], t['pearson_interval'])}, Spearman {corr(t['spearman'], t['spearman_interval'])} "
-            f"(95% bootstrap over episodes)\n\n![{t['embodiment']}: world model vs real success]({t['plot']})\n")
-    verdict = "met on every task" if result["met"] else "**not met** on every task"
-    parts.append(f"- Target (Pearson >= {targets['pearson']}, Spearman >= {targets['spearman']}): {verdict}\n")
+    rows = "\n".join(f"| {t['embodiment']} | {p['label']} | {p['real']:.2f} | {p['model']:.2f} | {p['real_by_classifier']:.2f} |"
+                     for t in result["tasks"] for p in t["policies"])
+    parts.append(f"| task | policy | real simulator | world model | classifier on real frames |\n|---|---|---|---|---|\n{rows}\n")
+    parts.append("\n".join(
+        f"- {t['embodiment']}: Pearson {corr(t['pearson'], t['pearson_interval'])}, Spearman "
+        f"{corr(t['spearman'], t['spearman_interval'])} (95% bootstrap over episodes; {len(t['policies'])} policies x "
+        f"{t['episodes']} episodes of {t['steps']} frames; BC on {t['training_episodes']} episodes)"
+        for t in result["tasks"]))
+    verdict = "met on every task" if result["met"] else "**not met**: at least one task is below it"
+    plots = " ".join(f"![{t['embodiment']}: world model vs real success]({t['plot']})" for t in result["tasks"])
+    parts.append(f"- target (Pearson >= {targets['pearson']}, Spearman >= {targets['spearman']}): {verdict}\n- {plots}\n")
     return "\n".join(parts)
 
 

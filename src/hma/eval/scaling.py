@@ -167,6 +167,10 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
+def _tick(value: float, axis: str) -> str:
+    return f"{value / 1e6:.2g}M" if axis == "size" else f"{value:g}"
+
+
 def _plot(axis: str, rows: list[dict[str, Any]], path: Path) -> None:
     import io
 
@@ -187,6 +191,8 @@ def _plot(axis: str, rows: list[dict[str, Any]], path: Path) -> None:
         else:
             ax.plot(x, y, "o-")
         ax.set_xscale("log")
+        ax.set_xticks(x, [_tick(v, axis) for v in x])
+        ax.minorticks_off()
         ax.set_xlabel(X_TITLES[axis])
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
