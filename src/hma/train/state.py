@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hma.errors import CheckpointError, ConfigError
+from hma.errors import CheckpointError, ConfigError, TrainingError
 from hma.train.optim import Ema, WarmupCosine
 
 UNPLANNED = 10**9  # a timed run's schedule length until it has measured its speed
@@ -225,7 +225,5 @@ class Budget:
 
 
 def check_finite(loss: float, step: int) -> None:
-    from hma.errors import TrainingError
-
     if not math.isfinite(loss):
         raise TrainingError(f"training diverged: loss is {loss} at step {step}, expected finite (lower --lr)")
