@@ -346,10 +346,12 @@ def test_policy_eval_experiment_ranks_bc_expert_and_random_policies_per_task(run
     md = tmp_path / "docs" / "results.md"
     argv = ["experiment", "policy-eval", "--run", "toy-run", "--embodiments", EMBODIMENT, "--data", str(store.root),
             "--episodes", "3", "--frames", "4", "--noise", "0", "1", "--bc-steps", "2", "6", "--out", str(tmp_path / "exp"),
-            "--results-md", str(md), "--threads", "1"]
+            "--results-md", str(md), "--threads", "1", "--task-run", f"{EMBODIMENT}=toy-run"]
+    assert main([*argv[:-2], "--task-run", "toy-run"]) == 2  # not EMBODIMENT=RUN: one line saying so
     assert main(argv) == 0
     result = json.loads((tmp_path / "exp" / "policy-eval" / "results.json").read_text())
     (task,) = result["tasks"]
+    assert task["fine_tuned"] and "fine-tuned on the task" in md.read_text()
     assert [p["label"] for p in task["policies"]] == ["random", "expert, noise 0", "expert, noise 1", "BC, 2 steps", "BC, 6 steps"]
     assert task["policies"][1]["real"] == 1.0  # the noiseless expert always pushes the square right
     for p in task["policies"]:

@@ -57,10 +57,12 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
                            command: str, episodes: int = 20, steps: int | None = None,
                            noises: Sequence[float] = DEFAULT_NOISES, bc_steps: Sequence[int] = DEFAULT_BC_STEPS,
                            seed: int = 0, device: str | None = None, data: Sequence[str | Path] | None = None,
+                           task_runs: dict[str, Any] | None = None,
                            simulator: Callable[[str], Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every task's policies in both simulators; writes OUT/policy-eval/{TASK/, results.json}, a
     correlation plot per task into the assets folder beside ``results_md``, and its section.
     ``data``: dataset folders holding the tasks' real episodes (default: the run's own);
+    ``task_runs``: embodiment -> a run of ``run`` fine-tuned on that task, used for it instead;
     ``simulator(embodiment)`` replaces the registry's real simulators (tests)."""
     from hma.apps.bc import train_bc
     from hma.data.store import EpisodeStore, find_datasets
@@ -72,16 +74,23 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
         raise ConfigError("experiment 'policy-eval' needs at least one task, expected --embodiments NAME [NAME ...]")
     if any(n < 1 for n in bc_steps) or any(x < 0 for x in noises):
         raise ConfigError(f"--bc-steps {list(bc_steps)} / --noise {list(noises)} are invalid, expected steps >= 1 and noise >= 0")
-    loaded = open_run(run, device)
-    unknown = [e for e in embodiments if e not in loaded.embodiments]
+    task_runs = dict(task_runs or {})
+    stray = sorted(set(task_runs) - set(embodiments))
+    if stray:
+        raise ConfigError(f"--task-run names {', '.join(stray)}, which is not among --embodiments {' '.join(embodiments)}")
+    shared = open_run(run, device)
+    unknown = [e for e in embodiments if e not in shared.embodiments]
     if unknown:
         raise ConfigError(f"the run knows no embodiment {', '.join(map(repr, unknown))}, expected some of "
-                          f"{', '.join(sorted(loaded.embodiments))}")
+                          f"{', '.join(sorted(shared.embodiments))}")
     given = {EpisodeStore(d).embodiment: d for d in find_datasets(data)} if data else {}
     folder = Path(out) / "policy-eval"
     assets = Path(results_md).parent / "assets"
     tasks = []
     for embodiment in embodiments:
+        loaded = open_run(task_runs[embodiment], device) if embodiment in task_runs else shared
+        if embodiment not in loaded.embodiments:
+            raise ConfigError(f"--task-run {embodiment}={task_runs[embodiment]} does not know {embodiment!r}")
         path = given.get(embodiment) or run_dataset(loaded, embodiment)
         if path is None:
             raise DataError(f"no dataset of {embodiment!r} in --data or among the run's, expected its real episodes")
@@ -101,7 +110,8 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
         plot = assets / f"policy-eval-{embodiment}.png"
         plot.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(report.plot, plot)
-        task = {"embodiment": embodiment, "episodes": report.episodes, "steps": report.steps,
+        task = {"embodiment": embodiment, "run": str(getattr(loaded, "path", task_runs.get(embodiment, run))),
+                "fine_tuned": embodiment in task_runs, "episodes": report.episodes, "steps": report.steps,
                 "training_episodes": len(train_ids), "pearson": report.pearson, "spearman": report.spearman,
                 "pearson_interval": intervals["pearson"], "spearman_interval": intervals["spearman"],
                 "classifier": report.classifier, "plot": f"assets/{plot.name}",
@@ -109,7 +119,7 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
                               "real_by_classifier": float(np.mean(r.real_by_classifier))} for r in report.results]}
         tasks.append(task)
         log(f"{embodiment}: Pearson {report.pearson:.3f}, Spearman {report.spearman:.3f} over {len(report.results)} policies")
-    result = {"experiment": "policy-eval", "command": command, "date": results_date(), "run": str(getattr(loaded, "path", run)),
+    result = {"experiment": "policy-eval", "command": command, "date": results_date(), "run": str(getattr(shared, "path", run)),
               "seed": seed, "tasks": tasks, "targets": {"pearson": PEARSON_TARGET, "spearman": SPEARMAN_TARGET},
               "met": all(not np.isnan(t["pearson"]) and t["pearson"] >= PEARSON_TARGET
                          and t["spearman"] >= SPEARMAN_TARGET for t in tasks)}

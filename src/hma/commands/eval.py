@@ -107,6 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="noise levels of the scripted-expert policies, fractions of the half action range")
     pe.add_argument("--bc-steps", type=int, nargs="+", default=[30, 300, 1500],
                     help="behaviour-cloning policies: one per number of training steps")
+    pe.add_argument("--task-run", nargs="+", default=[], metavar="EMBODIMENT=RUN",
+                    help="use RUN (the multi-robot run fine-tuned on that task, `hma train --init-from`) for that task")
     pe.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     pe.set_defaults(func=_policy_eval_experiment, parser=pe)
 
@@ -178,11 +180,16 @@ def _policy_eval_experiment(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes {args.episodes} is invalid, expected an integer >= 1")
+    pairs = [item.partition("=") for item in args.task_run]
+    bad = [item for item, (name, eq, run) in zip(args.task_run, pairs) if not (name and eq and run)]
+    if bad:
+        raise ConfigError(f"--task-run {bad[0]!r} is invalid, expected EMBODIMENT=RUN")
     _threads(args.threads)
     result = policy_eval_experiment(args.run, args.embodiments, out=args.out, results_md=args.results_md,
                                     command=explicit_command(args, args.parser), episodes=args.episodes,
                                     steps=args.frames, noises=args.noise, bc_steps=args.bc_steps, seed=args.seed,
-                                    device=args.device, data=args.data)
+                                    device=args.device, data=args.data,
+                                    task_runs={name: run for name, _, run in pairs})
     print(f"target {'met' if result['met'] else 'not met'} on every task; updated {args.results_md}")
     return 0
 

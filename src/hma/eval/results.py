@@ -124,7 +124,11 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
              f"Claim (paper): success in the learned simulator correlates with the real one's (Pearson 0.95 over "
              f"4 policies). Target here: Pearson >= {targets['pearson']} and Spearman >= {targets['spearman']} on each task.\n\n"
              f"Command ({result['date']}):\n\n```\n{result['command']}\n```\n\n"
-             f"One world model for every task (`{result['run']}`, not fine-tuned per task). BC policies are cloned "
+             f"The multi-robot world model `{result['run']}`"
+             + (f", fine-tuned on {', '.join(t['embodiment'] for t in result['tasks'] if t.get('fine_tuned'))} "
+                f"(runs listed per task below)" if any(t.get("fine_tuned") for t in result["tasks"])
+                else ", the same for every task, not fine-tuned")
+             + f". BC policies are cloned "
              f"from the run's training episodes of the task; in the world model the experts' executed actions are "
              f"replayed (they plan on the simulator's state), image policies act on the generated frames. Success in "
              f"the world model: a classifier trained on the task's real frames and flags.\n"]
@@ -134,7 +138,8 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
     parts.append("\n".join(
         f"- {t['embodiment']}: Pearson {corr(t['pearson'], t['pearson_interval'])}, Spearman "
         f"{corr(t['spearman'], t['spearman_interval'])} (95% bootstrap over episodes; {len(t['policies'])} policies x "
-        f"{t['episodes']} episodes of {t['steps']} frames; BC on {t['training_episodes']} episodes)"
+        f"{t['episodes']} episodes of {t['steps']} frames; BC on {t['training_episodes']} episodes"
+        + (f"; world model fine-tuned on the task: `{t['run']}`" if t.get("fine_tuned") else "") + ")"
         for t in result["tasks"]))
     verdict = "met on every task" if result["met"] else "**not met**: at least one task is below it"
     plots = " ".join(f"![{t['embodiment']}: world model vs real success]({t['plot']})" for t in result["tasks"])
