@@ -108,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pe.add_argument("--bc-steps", type=int, nargs="+", default=[30, 300, 1500],
                     help="behaviour-cloning policies: one per number of training steps")
     pe.add_argument("--task-run", nargs="+", default=[], metavar="EMBODIMENT=RUN",
-                    help="use RUN (the multi-robot run fine-tuned on that task, `hma train --init-from`) for that task")
+                    help="use RUN (the multi-robot run fine-tuned on that task, `hma finetune --from`) for that task")
     pe.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     pe.set_defaults(func=_policy_eval_experiment, parser=pe)
 
