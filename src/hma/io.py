@@ -66,6 +66,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _atomic_write(path, lambda f: f.write(data))
 
 
+
+def save_figure_png(fig, path: str | os.PathLike, **savefig) -> None:
+    """Write a matplotlib figure as a PNG atomically (no half-written plot), then close it."""
+    import io as _io
+
+    import matplotlib.pyplot as plt
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", **savefig)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())

@@ -199,14 +199,12 @@ def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorE
 
 
 def _plot(report: PolicyEvalReport, path: Path) -> Path:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hma.io import atomic_write_bytes
+    from hma.io import save_figure_png
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     ax.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1)
@@ -219,8 +217,5 @@ def _plot(report: PolicyEvalReport, path: Path) -> Path:
     ax.set_ylabel("success rate, world model")
     ax.set_title(f"{report.embodiment}: Pearson {report.pearson:.2f}, Spearman {report.spearman:.2f}", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure_png(fig, path)
     return path

@@ -24,7 +24,7 @@ from hma.eval.experiment_runs import (EVAL_DIR, ExperimentOptions, datasets_by_e
                                       interval_text, need_tokenizer, tokenize, train_run)
 from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE
 from hma.eval.report import VIDEO_DIR
-from hma.io import atomic_write_bytes
+from hma.io import atomic_write_bytes, save_figure_png
 
 WINDOWS = 10  # default horizon, in model windows
 PLOT_FILE = "long-horizon.png"
@@ -113,8 +113,6 @@ def _mean(values: list[float | None]) -> float:
 
 
 def _plot(evaluated: dict[str, Any], window: int, path: Path) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,7 +132,4 @@ def _plot(evaluated: dict[str, Any], window: int, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure_png(fig, path)

@@ -29,7 +29,7 @@ from hma.errors import ConfigError, DataError
 from hma.eval.experiment_runs import (ExperimentOptions, clip_values, datasets_by_embodiment, evaluate_run,
                                       interval_text, need_tokenizer, paired_difference, score_row, tokenize, train_run)
 from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE
-from hma.io import atomic_write_bytes
+from hma.io import save_figure_png
 
 AXES = ("embodiments", "trajectories", "size")
 EMBODIMENT_COUNTS = (1, 3, 6, 12)
@@ -172,8 +172,6 @@ def _tick(value: float, axis: str) -> str:
 
 
 def _plot(axis: str, rows: list[dict[str, Any]], path: Path) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,7 +196,4 @@ def _plot(axis: str, rows: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"Scaling in {axis} (same optimizer steps per point, same held-out clips)", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure_png(fig, path)
