@@ -161,6 +161,28 @@ def test_bc_round_trip_and_synth_bc(run, store, tmp_path):
                           synthetic_episodes=2, eval_episodes=2, steps=4, bc_steps=10, simulator=ToySim())
     assert set(result) >= {"real_only", "real_plus_synthetic"}
     assert 0.0 <= result["real_only"] <= 1.0 and EpisodeStore(tmp_path / "sbc" / "synthetic").num_episodes == 2
+    for key in ("real_only", "real_plus_synthetic"):
+        assert len(result[f"{key}_episodes"]) == 2 and result[key] == np.mean(result[f"{key}_episodes"])
+
+
+def test_bc_real_share_draws_that_fraction_of_each_batch_from_the_first_source(store, monkeypatch):
+    import hma.apps.bc as bc
+
+    seen = []
+    original = bc.F.mse_loss
+    monkeypatch.setattr(bc.F, "mse_loss", lambda pred, target: seen.append(target.detach().clone()) or original(pred, target))
+    # Two sources of other episodes: a target row tells which source it came from.
+    sources = [(store, [0, 1]), (store, [2, 3, 4, 5])]
+    bc.train_bc(sources, chunk=CHUNK, steps=6, batch_size=8, first_share=0.75)
+    real_rows = bc._samples(sources[:1], CHUNK).chunks
+    data = bc._samples(sources, CHUNK).chunks
+    mean, std = data.mean(0), np.maximum(data.std(0), 1e-6)
+    normalized_real = {tuple(np.round((row - mean) / std, 4)) for row in real_rows}
+    for batch in seen:
+        from_real = sum(tuple(np.round(row.numpy(), 4)) in normalized_real for row in batch)
+        assert from_real == 6  # round(0.75 * 8) real rows in every batch
+    with pytest.raises(ConfigError, match="first_share=0 is invalid"):
+        bc.train_bc([(store, range(2))], chunk=CHUNK, steps=1, first_share=0)
 
 
 def test_policy_eval_section_goes_into_results_md_beside_experiments(tmp_path):
@@ -220,14 +242,26 @@ def test_experiment_cli_names_what_each_recipe_needs(tmp_path, capsys):
     assert "needs --data and --tokenizer" in capsys.readouterr().err
 
 
-def test_synth_bc_section_calls_small_differences_noise():
+def test_synth_bc_section_gives_the_paired_interval_of_the_difference():
     from hma.eval.results import synth_bc_section
 
     base = dict(embodiment="toy", real_episodes=10, synthetic_episodes=90, eval_episodes=20, steps=39)
-    close = synth_bc_section([{**base, "seed": 0, "real_only": 0.50, "real_plus_synthetic": 0.45}], "cmd")
-    assert "- no clear difference here: 0.45 with synthetic episodes vs 0.50 without" in close
-    far = synth_bc_section([{**base, "seed": s, "real_only": 0.1, "real_plus_synthetic": 0.8} for s in range(3)], "cmd")
-    assert "- synthetic episodes helped here: 0.80 vs 0.10 success (mean of 3 seed(s)" in far
+
+    def result(seed, real, mixed):  # per-episode successes: the first N of 20 episodes succeed
+        wins = lambda k: [e < k for e in range(20)]
+        return {**base, "seed": seed, "real_only": real / 20, "real_plus_synthetic": mixed / 20,
+                "real_only_episodes": wins(real), "real_plus_synthetic_episodes": wins(mixed)}
+
+    close = synth_bc_section([result(0, 10, 9)], "cmd")
+    assert "- no difference beyond the interval: 0.45 with synthetic episodes vs 0.50 without, difference -0.05 [" in close
+    far = synth_bc_section([result(s, 2, 16) for s in range(3)], "cmd")
+    assert "- synthetic episodes helped beyond the interval: 0.80 with synthetic episodes vs 0.10 without" in far
+    assert "(95% bootstrap over 60 paired episodes of 3 seed(s))" in far
+    worse = synth_bc_section([{**result(s, 16, 2), "bc_steps": 500, "perturb": 0.1, "real_share": 0.5} for s in range(3)], "cmd")
+    assert "- synthetic episodes hurt beyond the interval" in worse
+    assert "- settings: BC steps 500, action noise 0.1, real share of each batch 0.5" in worse
+    with pytest.raises(ConfigError, match="without per-episode successes"):
+        synth_bc_section([base | {"real_only": 0.5, "real_plus_synthetic": 0.4}], "cmd")
 
 
 def test_synth_bc_rejects_empty_counts(run, store, tmp_path):

@@ -5,6 +5,7 @@ import pytest
 from _helpers_data_sim import SMALL_EMBODIMENTS, SMALL_EPISODES, SMALL_IMAGE, SMALL_STEPS, small_suite
 from hma.cli import main
 from hma.data.sim import suite as suite_mod
+from hma.data.sim.branches import episode_rng
 from hma.data.sim.registry import EMBODIMENTS, FRAME_HZ, get_embodiment
 from hma.data.sim.suite import SUITES, generate_dataset, generate_suite
 from hma.data.store import EpisodeStore, open_datasets
@@ -205,3 +206,23 @@ def test_an_export_of_the_suite_carries_state_cameras_tasks_and_rewards_and_impo
             for key in ("actions", "state", "reward"):
                 np.testing.assert_array_equal(b[key], a[key], err_msg=f"{store.embodiment} {key}")
             assert back.episode_task(e) == (store.episode_task(e) or store.embodiment)
+
+
+def test_demonstrations_follow_the_expert_at_every_step(tmp_path, capsys):
+    args = ["data", "generate", "--suite", "tiny", "--embodiments", "gym_reacher", "--episodes", "1",
+            "--out", str(tmp_path), "--no-counterfactual", "--demonstrations", "0", "--image-size", "16"]
+    assert main(args) == 0
+    store = EpisodeStore(tmp_path / "gym_reacher")
+    assert store.meta["extra"]["behaviour"]["expert_fraction"] == [1.0, 1.0]
+    # Replayed from the same initial state, every recorded action is the expert's own there.
+    spec = get_embodiment("gym_reacher")
+    env = spec.make(16)
+    try:
+        env.reset(episode_rng(0, spec.name, 0))
+        for action in np.asarray(store.episode(0)["actions"]):
+            np.testing.assert_allclose(action, np.clip(env.expert(), env.action_low, env.action_high), atol=1e-6)
+            env.step(action)
+    finally:
+        env.close()
+    assert main(args[:-4] + ["--demonstrations", "1.5", "--overwrite"]) == 2
+    assert "demonstration noise 1.5 is invalid, expected a number in [0, 1]" in capsys.readouterr().err

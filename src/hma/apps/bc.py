@@ -45,9 +45,16 @@ def _samples(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], chunk: int) 
 
 
 def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: int, steps: int = 500, batch_size: int = 64,
-             lr: float = 2e-3, width: int = 16, seed: int = 0, name: str = "bc") -> BCPolicy:
-    """Regress the normalized action chunk from the frame (MSE) on the given (store, episodes)."""
+             lr: float = 2e-3, width: int = 16, seed: int = 0, name: str = "bc", first_share: float | None = None) -> BCPolicy:
+    """Regress the normalized action chunk from the frame (MSE) on the given (store, episodes).
+
+    ``first_share``: the fraction of every batch drawn from the first source (the real
+    episodes, so that added ones do not thin out their passes); None draws uniformly over
+    all samples."""
+    if first_share is not None and not 0 < first_share <= 1:
+        raise ConfigError(f"first_share={first_share} is invalid, expected a number in (0, 1]")
     data = _samples(sources, chunk)
+    num_first = len(_samples(sources[:1], chunk).frames) if first_share is not None else 0
     mean, std = data.chunks.mean(0), np.maximum(data.chunks.std(0), 1e-6)
     targets = torch.as_tensor((data.chunks - mean) / std)  # (N, k*A)
     frames = torch.as_tensor(data.frames)  # (N, H, W, 3)
@@ -58,7 +65,12 @@ def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: in
     state = TrainState(net, torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4), floor=1.0)  # constant LR
 
     def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
-        idx = torch.randint(0, len(frames), (batch_size,), generator=gen)
+        if first_share is None or num_first == len(frames):
+            idx = torch.randint(0, len(frames), (batch_size,), generator=gen)
+        else:
+            n = round(first_share * batch_size)
+            idx = torch.cat([torch.randint(0, num_first, (n,), generator=gen),
+                             torch.randint(num_first, len(frames), (batch_size - n,), generator=gen)])
         loss = F.mse_loss(net(frames[idx]), targets[idx])
         return loss, {"loss": loss.item()}
 
@@ -68,9 +80,11 @@ def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: in
                     image_size=data.frames.shape[1:3], name=name)
 
 
-def success_rate(policy: BCPolicy, sim: RealSimulator, *, episodes: int, steps: int, seed: int = 10_000) -> float:
-    """Fraction of episodes in which the real simulator flags success (fresh initial states)."""
-    wins = 0
+def episode_successes(policy: BCPolicy, sim: RealSimulator, *, episodes: int, steps: int,
+                      seed: int = 10_000) -> list[bool]:
+    """Whether the real simulator flags success in each episode (fresh initial states; episode
+    e starts from the same state for every policy, so two policies' lists pair up)."""
+    wins = []
     for e in range(episodes):
         frame, success = sim.reset(seed + e), False
         policy.reset(seed=e)
@@ -79,16 +93,23 @@ def success_rate(policy: BCPolicy, sim: RealSimulator, *, episodes: int, steps: 
             frame, success = step.frame, success or step.success
             if success:
                 break
-        wins += success
-    return wins / episodes
+        wins.append(bool(success))
+    return wins
+
+
+def success_rate(policy: BCPolicy, sim: RealSimulator, *, episodes: int, steps: int, seed: int = 10_000) -> float:
+    """Fraction of episodes in which the real simulator flags success (:func:`episode_successes`)."""
+    return float(np.mean(episode_successes(policy, sim, episodes=episodes, steps=steps, seed=seed)))
 
 
 def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | Path, real_episodes: int = 10,
                  synthetic_episodes: int = 90, eval_episodes: int = 20, steps: int | None = None, bc_steps: int = 500,
-                 perturb: float = 0.1, seed: int = 0, simulator: RealSimulator | None = None) -> dict[str, Any]:
+                 perturb: float = 0.1, real_share: float | None = None, seed: int = 0,
+                 simulator: RealSimulator | None = None) -> dict[str, Any]:
     """BC on ``real_episodes`` real episodes vs. those plus ``synthetic_episodes`` generated
     from them by the world model; returns (and writes to ``out/synth_bc.json``) both
-    policies' success rates in the real simulator."""
+    policies' success rates in the real simulator. ``real_share``: the fraction of the
+    second policy's batches taken from the real episodes (None: uniform over all)."""
     from hma.apps.policy_eval import default_steps
     from hma.apps.synth import synthesize
 
@@ -110,13 +131,15 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
         policies = {
             "real_only": train_bc([(store, real)], chunk=chunk, steps=bc_steps, seed=seed, name="bc-real"),
             "real_plus_synthetic": train_bc([(store, real), (synthetic, range(synthetic.num_episodes))], chunk=chunk,
-                                            steps=bc_steps, seed=seed, name="bc-real+synth"),
+                                            steps=bc_steps, seed=seed, name="bc-real+synth", first_share=real_share),
         }
         result: dict[str, Any] = {"embodiment": embodiment, "seed": seed, "real_episodes": real_episodes,
-                                  "synthetic_episodes": synthetic_episodes, "eval_episodes": eval_episodes, "steps": steps}
+                                  "synthetic_episodes": synthetic_episodes, "eval_episodes": eval_episodes, "steps": steps,
+                                  "bc_steps": bc_steps, "perturb": perturb, "real_share": real_share}
         for key, policy in policies.items():
             policy.save(out / key)
-            result[key] = success_rate(policy, sim, episodes=eval_episodes, steps=steps)
+            wins = episode_successes(policy, sim, episodes=eval_episodes, steps=steps)
+            result[key], result[f"{key}_episodes"] = float(np.mean(wins)), wins
     finally:
         sim.close()
     atomic_write_json(out / "synth_bc.json", result)

@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--branch-every", type=int, default=None, metavar="FRAMES",
                    help="frames between branch points of a held-out episode (default 2); larger is cheaper, "
                         "for slow simulators such as robosuite")
+    p.add_argument("--demonstrations", type=float, default=None, metavar="NOISE",
+                   help="expert-only episodes with Gaussian action noise NOISE x half the action range (e.g. 0.02), "
+                        "the demonstrations behaviour cloning learns from; by default episodes mix the expert "
+                        "with random exploration, which is what world models learn from")
     add_progress(p)
     p.set_defaults(func=_generate)
 
@@ -69,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from hma.data.sim.branches import BranchPlan
-    from hma.data.sim.suite import generate_suite
+    from hma.data.sim.rollout import BehaviourMix
+    from hma.data.sim.suite import demonstrations, generate_suite
 
     from hma.errors import ConfigError
 
@@ -78,8 +83,9 @@ def _generate(args: argparse.Namespace) -> int:
     plan = None
     if args.counterfactual:
         plan = BranchPlan() if args.branch_every is None else BranchPlan(every_frames=args.branch_every)
+    mix = BehaviourMix() if args.demonstrations is None else demonstrations(args.demonstrations)
     generate_suite(args.suite, args.out, episodes=args.episodes, image_size=args.image_size,
-                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite, branches=plan)
+                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite, branches=plan, mix=mix)
     from hma.data.inspect import info_table
 
     print(info_table([args.out]))

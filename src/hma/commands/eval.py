@@ -92,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="run the comparison with seeds SEED..SEED+N-1 and report each and their mean")
     sb.add_argument("--perturb", type=float, default=0.1,
                     help="noise std on the recorded actions that drive the synthetic episodes, fraction of their range")
+    sb.add_argument("--real-share", type=float, default=None, metavar="F",
+                    help="fraction of each batch of the real + synthetic policy drawn from the real episodes "
+                         "(default: uniform over all episodes, so the real ones are seen less often)")
     sb.set_defaults(func=_synth_bc, parser=sb)
 
     pe = names.add_parser("policy-eval", parents=[common],
@@ -205,6 +208,6 @@ def _synth_bc(args: argparse.Namespace) -> int:
                         results_md=args.results_md, command=explicit_command(args, args.parser),
                         dataset=args.data, real_episodes=args.real_episodes,
                         synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes,
-                        bc_steps=args.bc_steps, perturb=args.perturb)
+                        bc_steps=args.bc_steps, perturb=args.perturb, real_share=args.real_share)
     print(f"updated {args.results_md}")
     return 0

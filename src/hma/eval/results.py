@@ -175,6 +175,35 @@ def speed_section(results: Sequence[Any], machine: dict[str, Any], ratios: Seque
                f"run):\n\n```\n{throughput}\n```\n" if throughput else ""))
 
 
+def _synth_bc_finding(results: Sequence[dict[str, Any]], real: float, mixed: float) -> str:
+    """Real + synthetic minus real only, paired per evaluation episode (both policies start
+    from the same states), with a 95% bootstrap interval over the (seed, episode) pairs."""
+    import numpy as np
+
+    from hma.eval.metrics import bootstrap_interval
+
+    if not all("real_only_episodes" in r and "real_plus_synthetic_episodes" in r for r in results):
+        raise ConfigError("synth-bc results without per-episode successes, expected real_only_episodes and "
+                          "real_plus_synthetic_episodes (results of hma.apps.bc.run_synth_bc)")
+    diff = np.concatenate([np.asarray(r["real_plus_synthetic_episodes"], float) - np.asarray(r["real_only_episodes"], float)
+                           for r in results])
+    lo, hi = bootstrap_interval(diff)
+    verdict = ("synthetic episodes helped beyond the interval" if lo > 0 else
+               "synthetic episodes hurt beyond the interval" if hi < 0 else "no difference beyond the interval")
+    return (f"{verdict}: {mixed:.2f} with synthetic episodes vs {real:.2f} without, difference {mixed - real:+.2f} "
+            f"[{lo:+.2f}, {hi:+.2f}] (95% bootstrap over {len(diff)} paired episodes of {len(results)} seed(s))")
+
+
+def _synth_bc_settings(first: dict[str, Any]) -> str:
+    """The line naming the recipe's levers, where the result records them."""
+    parts = [f"{label} {first[key]}" for key, label in (("bc_steps", "BC steps"), ("perturb", "action noise"))
+             if key in first]
+    if "real_share" in first:
+        share = first["real_share"]
+        parts.append("batches uniform over all episodes" if share is None else f"real share of each batch {share:g}")
+    return f"- settings: {', '.join(parts)}\n" if parts else ""
+
+
 def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str | None = None) -> str:
     """The docs/results.md section of one or more :func:`run_synth_bc` results (one per seed):
     command, date, a table with each seed's success rates and their mean, and the finding."""
@@ -196,18 +225,10 @@ def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str 
         values = " | ".join(f"{r[key]:.2f}" for r in results)
         rows += f"| {label} | {episodes} | {values} | {np.mean([r[key] for r in results]):.2f} |\n"
     n = first["eval_episodes"]
-    # A success rate over N episodes has a standard error of at most 0.5/sqrt(N); the
-    # difference of two such rates at most sqrt(2) times that.
-    noise = 0.5 * np.sqrt(2 / (n * len(results)))
-    if abs(mixed - real) <= 2 * noise:
-        finding = f"no clear difference here: {mixed:.2f} with synthetic episodes vs {real:.2f} without"
-    elif mixed > real:
-        finding = f"synthetic episodes helped here: {mixed:.2f} vs {real:.2f} success"
-    else:
-        finding = f"synthetic episodes hurt here: {mixed:.2f} vs {real:.2f} success"
+    finding = _synth_bc_finding(results, real, mixed)
     return (f"## synth-bc: behaviour cloning on real vs real + world-model episodes\n\n"
             f"Claim (paper): adding world-model generated trajectories to a few real ones improves the cloned policy.\n\n"
             f"Command ({date}):\n\n```\n{command}\n```\n\n"
             f"Success in the real simulator ({n} episodes of {first['steps']} frames per policy, {first['embodiment']}; "
             f"{seeds}):\n\n" + header + rows + "\n"
-            f"- {finding} (mean of {len(results)} seed(s); a difference under {2 * noise:.2f} is within two standard errors of no difference)\n")
+            f"- {finding}\n" + _synth_bc_settings(first))

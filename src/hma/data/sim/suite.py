@@ -46,6 +46,14 @@ SUITES: dict[str, Suite] = {
 }
 
 
+def demonstrations(noise: float) -> BehaviourMix:
+    """Expert-only episodes (demonstrations, as behaviour cloning takes them): every segment
+    follows the scripted expert with Gaussian noise of std ``noise`` x half the action range."""
+    if not 0 <= noise <= 1:
+        raise ConfigError(f"demonstration noise {noise} is invalid, expected a number in [0, 1]")
+    return BehaviourMix(expert_fraction=(1.0, 1.0), expert_noise=(noise, noise))
+
+
 def get_suite(name: str) -> Suite:
     try:
         return SUITES[name]
@@ -72,31 +80,32 @@ def dataset_info(spec: SimEmbodiment, *, image_size: int, seed: int, episode_ste
 
 def generate_dataset(spec: SimEmbodiment, out: str | Path, *, episodes: int, episode_steps: int,
                      image_size: int = 64, seed: int = 0, overwrite: bool = False,
-                     branches: BranchPlan | None = BranchPlan()) -> Path:
+                     branches: BranchPlan | None = BranchPlan(), mix: BehaviourMix = BehaviourMix()) -> Path:
     """Write (or resume, or skip if finished) one embodiment's dataset folder, then its
-    counterfactual branches (:mod:`hma.data.sim.branches`) unless ``branches`` is None."""
+    counterfactual branches (:mod:`hma.data.sim.branches`) unless ``branches`` is None.
+    ``mix``: how each episode's actions are chosen (:func:`demonstrations` for expert-only ones)."""
     out = Path(out)
     if (out / METADATA_FILE).exists() and not overwrite:
         progress.write(f"{spec.name}: {out} is complete, skipping (--overwrite replaces it)")
     else:
         _generate_episodes(spec, out, episodes=episodes, episode_steps=episode_steps, image_size=image_size,
-                           seed=seed, overwrite=overwrite)
+                           seed=seed, overwrite=overwrite, mix=mix)
     if branches is not None:
         generate_branches(spec, out, plan=branches, overwrite=overwrite)
     return out
 
 
 def _generate_episodes(spec: SimEmbodiment, out: Path, *, episodes: int, episode_steps: int, image_size: int,
-                       seed: int, overwrite: bool) -> None:
+                       seed: int, overwrite: bool, mix: BehaviourMix) -> None:
     env = spec.make(image_size)
     try:
         info = dataset_info(spec, image_size=image_size, seed=seed, episode_steps=episode_steps,
-                            state_names=env.state_names)
+                            mix=mix, state_names=env.state_names)
         writer = StoreWriter(out, info, overwrite=overwrite)
         start = writer.num_staged
         with progress.bar(total=episodes, initial=start, desc=spec.name, unit="ep", leave=True) as bar:
             for e in range(start, episodes):
-                ep = rollout(env, episode_steps, spec.control_hz, episode_rng(seed, spec.name, e))
+                ep = rollout(env, episode_steps, spec.control_hz, episode_rng(seed, spec.name, e), mix)
                 writer.add_episode(ep.frames, ep.actions, ep.success, state=ep.state, reward=ep.reward)
                 bar.update(1)
     finally:
@@ -106,7 +115,7 @@ def _generate_episodes(spec: SimEmbodiment, out: Path, *, episodes: int, episode
 
 def generate_suite(suite: str, out: str | Path, *, episodes: int | None = None, image_size: int = 64,
                    seed: int = 0, embodiments: Sequence[str] | None = None, overwrite: bool = False,
-                   branches: BranchPlan | None = BranchPlan()) -> list[Path]:
+                   branches: BranchPlan | None = BranchPlan(), mix: BehaviourMix = BehaviourMix()) -> list[Path]:
     """Generate every dataset of ``suite`` under ``out`` (one folder per embodiment)."""
     s = get_suite(suite)
     names = list(s.embodiments)
@@ -125,6 +134,6 @@ def generate_suite(suite: str, out: str | Path, *, episodes: int | None = None, 
         spec = get_embodiment(name)
         paths.append(generate_dataset(
             spec, Path(out) / name, episodes=episodes or s.episodes, episode_steps=s.episode_steps(spec),
-            image_size=image_size, seed=seed, overwrite=overwrite, branches=branches,
+            image_size=image_size, seed=seed, overwrite=overwrite, branches=branches, mix=mix,
         ))
     return paths
