@@ -78,6 +78,17 @@ def save_figure_png(fig, path: str | os.PathLike, **savefig) -> None:
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
+def nan_to_none(value: Any) -> Any:
+    """``value`` with every NaN float (in nested dicts and lists) as None, JSON's null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [nan_to_none(v) for v in value]
+    return value
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())

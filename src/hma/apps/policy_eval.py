@@ -10,7 +10,6 @@ flags. All episodes of one policy are generated together by a
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from hma.data.sim.registry import get_embodiment
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
 from hma.eval.report import side_by_side_gif
-from hma.io import atomic_write_json
+from hma.io import atomic_write_json, nan_to_none
 from hma.run import open_run, run_dataset
 from hma.envs.vector_env import WorldModelVectorEnv
 
@@ -72,9 +71,7 @@ class PolicyEvalReport:
         d = asdict(self)
         for r, j in zip(self.results, d["results"]):
             j.update(real_rate=r.real_rate, model_rate=r.model_rate)
-        d["pearson"] = None if math.isnan(self.pearson) else self.pearson
-        d["spearman"] = None if math.isnan(self.spearman) else self.spearman
-        return d
+        return nan_to_none(d)  # undefined correlations as null
 
 
 def correlations(real: Sequence[float], model: Sequence[float]) -> tuple[float, float]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from hma.apps.policy_eval import PolicyResult, correlations, evaluate_policies
 from hma.errors import ConfigError, DataError
-from hma.io import atomic_write_json
+from hma.io import atomic_write_json, nan_to_none
 
 DEFAULT_NOISES = (0.0, 0.5, 1.0, 1.5)
 DEFAULT_BC_STEPS = (30, 300, 1500)
@@ -123,17 +123,8 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
               "seed": seed, "tasks": tasks, "targets": {"pearson": PEARSON_TARGET, "spearman": SPEARMAN_TARGET},
               "met": all(not np.isnan(t["pearson"]) and t["pearson"] >= PEARSON_TARGET
                          and t["spearman"] >= SPEARMAN_TARGET for t in tasks)}
-    atomic_write_json(folder / RESULTS_FILE, _json_safe(result))
+    atomic_write_json(folder / RESULTS_FILE, nan_to_none(result))  # NaN: a side constant across policies
     update_results_section(Path(results_md), "policy-eval-robots", policy_ranking_section(result))
     return result
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN correlations (a side constant across policies) as null."""
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -143,13 +143,19 @@ def clip_values(evaluated: dict[str, Any], key: str = "delta_psnr_by_clip") -> n
                            for name in sorted(per)])
 
 
-def interval_text(values: np.ndarray, *, seed: int = 0) -> str:
-    """``mean [lo, hi]``: the mean of ``values`` with its 95% bootstrap interval."""
+def interval_bounds(values: np.ndarray, *, seed: int = 0) -> list[float]:
+    """The 95% bootstrap interval of the mean of ``values`` as [lo, hi] (zero width for one value)."""
     from hma.eval.metrics import bootstrap_interval
 
+    return list(bootstrap_interval(values, seed=seed)) if len(values) > 1 else [float(values[0])] * 2
+
+
+def interval_text(values: np.ndarray, *, seed: int = 0, bounds: Sequence[float] | None = None) -> str:
+    """``mean [lo, hi]``: the mean of ``values`` with its 95% bootstrap interval (``bounds`` when
+    already computed by :func:`interval_bounds`)."""
     if len(values) < 2:
         return f"{float(np.mean(values)):.2f} (1 clip)"
-    lo, hi = bootstrap_interval(values, seed=seed)
+    lo, hi = bounds if bounds is not None else interval_bounds(values, seed=seed)
     return f"{float(np.mean(values)):.2f} [{lo:.2f}, {hi:.2f}]"
 
 

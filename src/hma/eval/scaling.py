@@ -27,7 +27,8 @@ import numpy as np
 
 from hma.errors import ConfigError, DataError
 from hma.eval.experiment_runs import (ExperimentOptions, clip_values, datasets_by_embodiment, evaluate_run,
-                                      interval_text, need_tokenizer, paired_difference, score_row, tokenize, train_run)
+                                      interval_bounds, interval_text, need_tokenizer, paired_difference, score_row,
+                                      tokenize, train_run)
 from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE
 from hma.io import save_figure_png
 
@@ -110,9 +111,10 @@ def scaling_recipe(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[
         deltas.append(clip_values(evaluated))
         psnrs.append(clip_values(evaluated, "psnr_by_clip_and_horizon").mean(axis=1))
         row = score_row(p.label, trained, evaluated)
+        bounds = interval_bounds(deltas[-1], seed=opts.seed)
         row.update(x=p.x if p.x is not None else trained["params"], clips=evaluated["overall"]["clips"],
-                   delta_interval=interval_text(deltas[-1], seed=opts.seed),
-                   delta_lo_hi=_bounds(deltas[-1], seed=opts.seed), **_counterfactual(evaluated))
+                   delta_interval=interval_text(deltas[-1], bounds=bounds), delta_lo_hi=bounds,
+                   **_counterfactual(evaluated))
         rows.append(row)
     robots = sorted({Path(d).name for d in evaluated_on})
     first, last = rows[0]["label"], rows[-1]["label"]
@@ -129,12 +131,6 @@ def scaling_recipe(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[
     _plot(axis, rows, opts.results_md.parent / "assets" / plot_file(axis))
     findings.append(f"![{axis} scaling](assets/{plot_file(axis)})")
     return rows, findings
-
-
-def _bounds(values: np.ndarray, *, seed: int) -> list[float]:
-    from hma.eval.metrics import bootstrap_interval
-
-    return list(bootstrap_interval(values, seed=seed)) if len(values) > 1 else [float(values[0])] * 2
 
 
 def _counterfactual(evaluated: dict[str, Any]) -> dict[str, Any]:
