@@ -65,6 +65,12 @@ def test_synth_writes_a_valid_resumable_dataset(run, store, tmp_path, monkeypatc
     np.testing.assert_array_equal(ep["state"][0], store.episode(0)["state"][0])
     np.testing.assert_array_equal(ep["state"][CHUNK], ep["state"][CHUNK + 1])
     assert not np.array_equal(ep["state"][0], ep["state"][CHUNK])
+    # The same call again reuses the finished dataset; a different one is refused, naming both.
+    monkeypatch.setattr(synth, "_generate", dies_on_second_batch)
+    again = synthesize(run, EMBODIMENT, episodes=3, out=tmp_path / "syn", dataset=store.root, steps=5, batch_size=2)
+    assert calls["n"] == 2 and again.num_episodes == 3
+    with pytest.raises(DataError, match=r"already holds 3 synthetic episodes .* expected 4 of .*seed': 1"):
+        synthesize(run, EMBODIMENT, episodes=4, out=tmp_path / "syn", dataset=store.root, steps=5, seed=1)
 
 
 def test_synth_killed_inside_a_batch_resumes_to_the_uninterrupted_result(run, store, tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hma.apps.policy import ExpertSpec, parse_policy, policy_action
-from hma.data.store import EpisodeStore, StoreWriter
+from hma.data.store import METADATA_FILE, EpisodeStore, StoreWriter
 from hma.data.windows import split_episodes
 from hma.errors import ConfigError, DataError
 from hma.envs.context import episode_context
@@ -60,6 +60,8 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
     info = replace(store.info, extra={**store.info.extra, "synthetic": {
         "run": str(getattr(loaded, "path", "")), "policy": policy or f"recorded actions + noise {perturb:g}",
         "source_dataset": str(store.root), "seed": seed}})
+    if (Path(out) / METADATA_FILE).exists():
+        return _finished(EpisodeStore(out), info, episodes)
     writer = StoreWriter(out, info)
     venv, image_policy = None, None
     # A killed run may have written part of a batch: redo that whole batch (same episodes,
@@ -88,6 +90,15 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
                 bar.update(1)
     bar.close()
     return writer.finalize()
+
+
+def _finished(done: EpisodeStore, info: Any, episodes: int) -> EpisodeStore:
+    """A finished dataset from an identical earlier call, reused; anything else is refused."""
+    if done.info.extra.get("synthetic") != info.extra["synthetic"] or done.num_episodes != episodes:
+        raise DataError(f"{done.root} already holds {done.num_episodes} synthetic episodes of "
+                        f"{done.info.extra.get('synthetic')}, expected {episodes} of {info.extra['synthetic']}; "
+                        f"pass another output folder or delete it")
+    return done
 
 
 def _generate(venv: WorldModelVectorEnv, store: EpisodeStore, sources: list[int], image_policy, *, steps: int | None,
