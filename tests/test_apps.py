@@ -169,6 +169,16 @@ def test_bc_round_trip_and_synth_bc(run, store, tmp_path):
     assert 0.0 <= result["real_only"] <= 1.0 and EpisodeStore(tmp_path / "sbc" / "synthetic").num_episodes == 2
     for key in ("real_only", "real_plus_synthetic"):
         assert len(result[f"{key}_episodes"]) == 2 and result[key] == np.mean(result[f"{key}_episodes"])
+    assert 0 < result["synthetic"]["sharpness_ratio"] and "synthetic_judged_success" not in result["synthetic"]
+
+
+def test_sharpness_falls_with_blur():
+    from hma.apps.bc import sharpness
+
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
+    blurred = ((sharp[:, :-1, :-1].astype(float) + sharp[:, 1:, 1:] + sharp[:, :-1, 1:] + sharp[:, 1:, :-1]) / 4).astype(np.uint8)
+    assert sharpness(blurred) < 0.6 * sharpness(sharp) and sharpness(np.full((1, 8, 8, 3), 7, np.uint8)) == 0
 
 
 def test_bc_real_share_draws_that_fraction_of_each_batch_from_the_first_source(store, monkeypatch):
@@ -231,6 +241,9 @@ def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path
         assert f"| {label} | {a:.2f} | {b:.2f} | {(a + b) / 2:.2f} |" in text
     assert "hma experiment synth-bc --out " in text and "--run toy-run" in text and "--synthetic-episodes 2" in text
     assert "--repeats 2" in text and "--perturb 0.1" in text  # defaults spelled out too
+    assert "- the synthetic episodes: sharpness " in text and "a success classifier trained on real frames judges" in text
+    assert (tmp_path / "exp" / "synth-bc" / "success_classifier" / "config.json").exists()
+    assert all("synthetic_judged_success" in r["synthetic"] for r in results)
     assert EpisodeStore(tmp_path / "exp" / "synth-bc" / "seed_5" / "synthetic").num_episodes == 2
 
 
@@ -263,9 +276,14 @@ def test_synth_bc_section_gives_the_paired_interval_of_the_difference():
     far = synth_bc_section([result(s, 2, 16) for s in range(3)], "cmd")
     assert "- synthetic episodes helped beyond the interval: 0.80 with synthetic episodes vs 0.10 without" in far
     assert "(95% bootstrap over 60 paired episodes of 3 seed(s))" in far
-    worse = synth_bc_section([{**result(s, 16, 2), "bc_steps": 500, "perturb": 0.1, "real_share": 0.5} for s in range(3)], "cmd")
+    diag = {"sharpness_ratio": 0.5, "synthetic_judged_success": 0.25, "real_judged_success": 0.75, "real_flagged_success": 1.0}
+    worse = synth_bc_section([{**result(s, 16, 2), "bc_steps": 500, "perturb": 0.1, "real_share": 0.5,
+                               "synthetic": diag} for s in range(3)], "cmd")
     assert "- synthetic episodes hurt beyond the interval" in worse
     assert "- settings: BC steps 500, action noise 0.1, real share of each batch 0.5" in worse
+    assert ("- the synthetic episodes: sharpness 0.50 of the real frames' (mean |Laplacian|); a success classifier "
+            "trained on real frames judges 0.25 of them successful, and 0.75 of the real episodes (the simulator "
+            "flags 1.00 of the real episodes)") in worse
     with pytest.raises(ConfigError, match="without per-episode successes"):
         synth_bc_section([base | {"real_only": 0.5, "real_plus_synthetic": 0.4}], "cmd")
 

@@ -204,6 +204,23 @@ def _synth_bc_settings(first: dict[str, Any]) -> str:
     return f"- settings: {', '.join(parts)}\n" if parts else ""
 
 
+def _synth_bc_diagnostics(results: Sequence[dict[str, Any]]) -> str:
+    """The line on the synthetic episodes themselves (means over seeds), where recorded."""
+    import numpy as np
+
+    diag = [r["synthetic"] for r in results if "synthetic" in r]
+    if len(diag) != len(results):
+        return ""
+    mean = lambda key: float(np.mean([d[key] for d in diag]))  # noqa: E731
+    text = f"- the synthetic episodes: sharpness {mean('sharpness_ratio'):.2f} of the real frames' (mean |Laplacian|)"
+    if all("synthetic_judged_success" in d for d in diag):
+        text += (f"; a success classifier trained on real frames judges {mean('synthetic_judged_success'):.2f} of them "
+                 f"successful, and {mean('real_judged_success'):.2f} of the real episodes")
+    if all("real_flagged_success" in d for d in diag):
+        text += f" (the simulator flags {mean('real_flagged_success'):.2f} of the real episodes)"
+    return text + "\n"
+
+
 def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str | None = None) -> str:
     """The docs/results.md section of one or more :func:`run_synth_bc` results (one per seed):
     command, date, a table with each seed's success rates and their mean, and the finding."""
@@ -231,4 +248,4 @@ def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str 
             f"Command ({date}):\n\n```\n{command}\n```\n\n"
             f"Success in the real simulator ({n} episodes of {first['steps']} frames per policy, {first['embodiment']}; "
             f"{seeds}):\n\n" + header + rows + "\n"
-            f"- {finding}\n" + _synth_bc_settings(first))
+            f"- {finding}\n" + _synth_bc_settings(first) + _synth_bc_diagnostics(results))
