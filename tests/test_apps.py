@@ -244,6 +244,11 @@ def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path
     assert "- the synthetic episodes: sharpness " in text and "a success classifier trained on real frames judges" in text
     assert (tmp_path / "exp" / "synth-bc" / "success_classifier" / "config.json").exists()
     assert all("synthetic_judged_success" in r["synthetic"] for r in results)
+    # With --real-share the run goes into a section of its own, beside the uniform one.
+    assert main(args + ["--real-share", "0.5"]) == 0
+    text = md.read_text()
+    assert text.count("hma-experiment:synth-bc:begin") == 1 and text.count("hma-experiment:synth-bc-real-share:begin") == 1
+    assert "--real-share 0.5" in text and "real share of each batch 0.5" in text
     assert EpisodeStore(tmp_path / "exp" / "synth-bc" / "seed_5" / "synthetic").num_episodes == 2
 
 
@@ -280,6 +285,8 @@ def test_synth_bc_section_gives_the_paired_interval_of_the_difference():
     worse = synth_bc_section([{**result(s, 16, 2), "bc_steps": 500, "perturb": 0.1, "real_share": 0.5,
                                "synthetic": diag} for s in range(3)], "cmd")
     assert "- synthetic episodes hurt beyond the interval" in worse
+    assert worse.startswith("## synth-bc-real-share: real episodes 0.5 of every batch; behaviour cloning on real vs")
+    assert close.startswith("## synth-bc: behaviour cloning on real vs real + world-model episodes")
     assert "- settings: BC steps 500, action noise 0.1, real share of each batch 0.5" in worse
     assert ("- the synthetic episodes: sharpness 0.50 of the real frames' (mean |Laplacian|); a success classifier "
             "trained on real frames judges 0.25 of them successful, and 0.75 of the real episodes (the simulator "

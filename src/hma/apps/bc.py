@@ -179,7 +179,7 @@ def synth_bc_experiment(run: Any, embodiment: str, *, out: str | Path, seeds: Se
     """``hma experiment synth-bc``: :func:`run_synth_bc` once per seed into OUT/synth-bc/seed_S/
     (``dataset`` default: the run's own dataset of ``embodiment``), then the synth-bc section of
     ``results_md`` quoting ``command``. ``options`` are :func:`run_synth_bc`'s."""
-    from hma.eval.results import synth_bc_section, update_results_section
+    from hma.eval.results import synth_bc_key, synth_bc_section, update_results_section
     from hma.run import open_run, run_dataset
 
     if not seeds:
@@ -196,7 +196,7 @@ def synth_bc_experiment(run: Any, embodiment: str, *, out: str | Path, seeds: Se
         results.append(result)
         log(f"seed {seed}: real only {result['real_only']:.2f}, real + synthetic {result['real_plus_synthetic']:.2f} "
             f"success ({result['eval_episodes']} episodes each, {result['embodiment']}); wrote {folder}/synth_bc.json")
-    update_results_section(Path(results_md), "synth-bc", synth_bc_section(results, command))
+    update_results_section(Path(results_md), synth_bc_key(options.get("real_share")), synth_bc_section(results, command))
     return results
 
 

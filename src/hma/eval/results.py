@@ -18,7 +18,7 @@ from hma.io import atomic_write_bytes
 EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model", "long-horizon", "scaling")
 # docs/results.md sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
 RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectories", "scaling-size",
-                   "policy-eval", "policy-eval-robots", "synth-bc", "speed")
+                   "policy-eval", "policy-eval-robots", "synth-bc", "synth-bc-real-share", "speed")
 
 RESULTS_TITLE = "# Results\n"
 RESULTS_INTRO = (
@@ -221,6 +221,11 @@ def _synth_bc_diagnostics(results: Sequence[dict[str, Any]]) -> str:
     return text + "\n"
 
 
+def synth_bc_key(real_share: float | None) -> str:
+    """The results.md section of a synth-bc run: one for uniform batches, one with a real share."""
+    return "synth-bc" if real_share is None else "synth-bc-real-share"
+
+
 def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str | None = None) -> str:
     """The docs/results.md section of one or more :func:`run_synth_bc` results (one per seed):
     command, date, a table with each seed's success rates and their mean, and the finding."""
@@ -243,7 +248,9 @@ def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str 
         rows += f"| {label} | {episodes} | {values} | {np.mean([r[key] for r in results]):.2f} |\n"
     n = first["eval_episodes"]
     finding = _synth_bc_finding(results, real, mixed)
-    return (f"## synth-bc: behaviour cloning on real vs real + world-model episodes\n\n"
+    share = first.get("real_share")
+    title = "synth-bc:" if share is None else f"synth-bc-real-share: real episodes {share:g} of every batch;"
+    return (f"## {title} behaviour cloning on real vs real + world-model episodes\n\n"
             f"Claim (paper): adding world-model generated trajectories to a few real ones improves the cloned policy.\n\n"
             f"Command ({date}):\n\n```\n{command}\n```\n\n"
             f"Success in the real simulator ({n} episodes of {first['steps']} frames per policy, {first['embodiment']}; "
