@@ -296,9 +296,10 @@ def test_synth_bc_section_gives_the_paired_interval_of_the_difference():
 
 
 def test_synth_bc_rejects_empty_counts(run, store, tmp_path):
-    for key in ("real_episodes", "synthetic_episodes", "eval_episodes", "bc_steps"):
+    for key in ("real_episodes", "synthetic_episodes", "eval_episodes", "bc_steps", "real_share"):
         with pytest.raises(ConfigError, match=f"{key}=0 is invalid"):
             run_synth_bc(run, EMBODIMENT, dataset=store.root, out=tmp_path / "sbc", simulator=ToySim(), **{key: 0})
+    assert not (tmp_path / "sbc").exists()  # refused before any episode was generated
 
 
 LEROBOT_STANDIN = '''

@@ -28,20 +28,23 @@ from hma.train.state import Budget, TrainState
 class _Samples:
     frames: np.ndarray  # (N, H, W, 3)
     chunks: np.ndarray  # (N, k*A)
+    per_source: list[int]  # samples of each source, in order
 
 
 def _samples(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], chunk: int) -> _Samples:
     """Every frame at a chunk boundary (the model's frame rate) and the chunk taken from it."""
-    frames, chunks = [], []
+    frames, chunks, per_source = [], [], []
     for store, episodes in sources:
+        per_source.append(0)
         for e in episodes:
             ep = store.episode(e)
             n = (len(ep["actions"]) // chunk) * chunk
             frames.append(np.asarray(ep["frames"][:n:chunk]))
             chunks.append(np.asarray(ep["actions"][:n]).reshape(n // chunk, -1))
+            per_source[-1] += n // chunk
     if not frames:
         raise DataError("behaviour cloning got no episodes, expected at least one")
-    return _Samples(np.concatenate(frames), np.concatenate(chunks).astype(np.float32))
+    return _Samples(np.concatenate(frames), np.concatenate(chunks).astype(np.float32), per_source)
 
 
 def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: int, steps: int = 500, batch_size: int = 64,
@@ -54,7 +57,7 @@ def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: in
     if first_share is not None and not 0 < first_share <= 1:
         raise ConfigError(f"first_share={first_share} is invalid, expected a number in (0, 1]")
     data = _samples(sources, chunk)
-    num_first = len(_samples(sources[:1], chunk).frames) if first_share is not None else 0
+    num_first = data.per_source[0]
     mean, std = data.chunks.mean(0), np.maximum(data.chunks.std(0), 1e-6)
     targets = torch.as_tensor((data.chunks - mean) / std)  # (N, k*A)
     frames = torch.as_tensor(data.frames)  # (N, H, W, 3)
@@ -97,11 +100,6 @@ def episode_successes(policy: BCPolicy, sim: RealSimulator, *, episodes: int, st
     return wins
 
 
-def success_rate(policy: BCPolicy, sim: RealSimulator, *, episodes: int, steps: int, seed: int = 10_000) -> float:
-    """Fraction of episodes in which the real simulator flags success (:func:`episode_successes`)."""
-    return float(np.mean(episode_successes(policy, sim, episodes=episodes, steps=steps, seed=seed)))
-
-
 def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | Path, real_episodes: int = 10,
                  synthetic_episodes: int = 90, eval_episodes: int = 20, steps: int | None = None, bc_steps: int = 500,
                  perturb: float = 0.1, real_share: float | None = None, seed: int = 0,
@@ -122,6 +120,8 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
                         ("eval_episodes", eval_episodes), ("bc_steps", bc_steps)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name}={value!r} is invalid, expected an integer >= 1")
+    if real_share is not None and not 0 < real_share <= 1:  # before the synthetic episodes are generated
+        raise ConfigError(f"real_share={real_share} is invalid, expected a number in (0, 1]")
     out = Path(out)
     real = list(range(real_episodes))
     synthetic = synthesize(run, embodiment, episodes=synthetic_episodes, out=out / "synthetic", dataset=store,
