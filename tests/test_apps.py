@@ -69,7 +69,7 @@ def test_synth_writes_a_valid_resumable_dataset(run, store, tmp_path, monkeypatc
     monkeypatch.setattr(synth, "_generate", dies_on_second_batch)
     again = synthesize(run, EMBODIMENT, episodes=3, out=tmp_path / "syn", dataset=store.root, steps=5, batch_size=2)
     assert calls["n"] == 2 and again.num_episodes == 3
-    with pytest.raises(DataError, match=r"already holds 3 synthetic episodes .* expected 4 of .*seed': 1"):
+    with pytest.raises(DataError, match=r"already exists with 3 synthetic episodes .* expected 4 of .*seed': 1"):
         synthesize(run, EMBODIMENT, episodes=4, out=tmp_path / "syn", dataset=store.root, steps=5, seed=1)
 
 

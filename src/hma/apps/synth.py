@@ -59,7 +59,7 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
         raise DataError(f"dataset {store.root} has no episodes to start synthetic ones from")
     info = replace(store.info, extra={**store.info.extra, "synthetic": {
         "run": str(getattr(loaded, "path", "")), "policy": policy or f"recorded actions + noise {perturb:g}",
-        "source_dataset": str(store.root), "seed": seed}})
+        "source_dataset": str(store.root), "seed": seed, "steps": steps, "batch_size": batch_size}})
     if (Path(out) / METADATA_FILE).exists():
         return _finished(EpisodeStore(out), info, episodes)
     writer = StoreWriter(out, info)
@@ -95,7 +95,7 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
 def _finished(done: EpisodeStore, info: Any, episodes: int) -> EpisodeStore:
     """A finished dataset from an identical earlier call, reused; anything else is refused."""
     if done.info.extra.get("synthetic") != info.extra["synthetic"] or done.num_episodes != episodes:
-        raise DataError(f"{done.root} already holds {done.num_episodes} synthetic episodes of "
+        raise DataError(f"dataset {done.root} already exists with {done.num_episodes} synthetic episodes of "
                         f"{done.info.extra.get('synthetic')}, expected {episodes} of {info.extra['synthetic']}; "
                         f"pass another output folder or delete it")
     return done
