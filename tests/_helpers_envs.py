@@ -125,7 +125,7 @@ class ToySim:
 class RuleClassifier:
     """Stands in for a trained SuccessClassifier: success = red square in the right half."""
 
-    def episode_success(self, frames: np.ndarray, threshold: float = 0.5) -> bool:
+    def episode_success(self, frames: np.ndarray) -> bool:
         red = np.asarray(frames)[..., 0] > 128  # (T, H, W)
         return bool(red[:, :, IMAGE // 2 + 1 :].any(axis=(1, 2)).any())
 

@@ -14,7 +14,7 @@ from hma.apps import evaluate_policies, run_synth_bc, synthesize, train_bc
 from hma.apps.bc_policy import load_bc_policy
 from hma.apps.policy import parse_policy
 from hma.apps.policy_eval import correlations
-from hma.eval.success import load_success_classifier, train_success_classifier
+from hma.eval.success import calibrate_episode_rule, load_success_classifier, longest_run, train_success_classifier
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
 
@@ -106,6 +106,23 @@ def test_success_classifier_learns_the_flag(store, tmp_path):
     again = load_success_classifier(tmp_path / "clf")
     frames = np.asarray(store.frames[:16])
     np.testing.assert_allclose(again.predict(frames), classifier.predict(frames), atol=1e-6)
+    assert 0 <= metrics["heldout_episode_balanced_accuracy"] <= 1
+    assert (again.threshold, again.min_frames) == (classifier.threshold, classifier.min_frames)
+
+
+def test_longest_run():
+    assert longest_run(np.array([0, 1, 1, 0, 1, 1, 1, 0], bool)) == 3
+    assert longest_run(np.zeros(5, bool)) == 0
+
+
+def test_episode_rule_ignores_single_frame_false_positives():
+    # Failed episodes have one spurious frame at 0.6; successful ones hold success for 3 frames.
+    failed = [np.r_[np.full(10, 0.1), 0.6, np.full(10, 0.1)] for _ in range(4)]
+    succeeded = [np.r_[np.full(15, 0.1), np.full(3, 0.95)] for _ in range(3)]
+    threshold, min_frames, score = calibrate_episode_rule(failed + succeeded, [False] * 4 + [True] * 3)
+    assert score == 1.0 and (threshold > 0.6 or min_frames > 1)
+    # Nothing to tell apart: the plain rule (any frame above 0.5) stays.
+    assert calibrate_episode_rule(failed, [False] * 4)[:2] == (0.5, 1)
 
 
 def test_success_classifier_trains_on_reconstructions_too(run, store, monkeypatch):
@@ -427,6 +444,7 @@ def test_policy_eval_experiment_ranks_bc_expert_and_random_policies_per_task(run
     assert isinstance(result["met"], bool) and result["targets"] == {"pearson": 0.95, "spearman": 0.9}
     text = md.read_text()
     assert "## policy-eval-robots:" in text and f"| {EMBODIMENT} | BC, 6 steps |" in text and f"- {EMBODIMENT}: Pearson " in text
+    assert f"frame(s) in a row above {task['classifier']['threshold']:g}" in text  # the calibrated episode rule
     assert iio.imread(md.parent / task["plot"]).ndim == 3
     assert "hma experiment policy-eval --out " in text and "--bc-steps 2 6" in text
     # A task the run does not know: one line naming the ones it does.

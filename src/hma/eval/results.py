@@ -129,9 +129,10 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
                 f"(runs listed per task below)" if any(t.get("fine_tuned") for t in result["tasks"])
                 else ", the same for every task, not fine-tuned")
              + f". BC policies are cloned "
-             f"from the run's training episodes of the task; in the world model the experts' executed actions are "
+             f"from the training episodes of the task's dataset; in the world model the experts' executed actions are "
              f"replayed (they plan on the simulator's state), image policies act on the generated frames. Success in "
-             f"the world model: a classifier trained on the task's real frames and flags.\n"]
+             f"the world model: a frame classifier trained on the task's real frames and flags, with an episode rule "
+             f"(a run of frames above a threshold) chosen on held-out real and reconstructed episodes.\n"]
     rows = "\n".join(f"| {t['embodiment']} | {p['label']} | {p['real']:.2f} | {p['model']:.2f} | {p['real_by_classifier']:.2f} |"
                      for t in result["tasks"] for p in t["policies"])
     parts.append(f"| task | policy | real simulator | world model | classifier on real frames |\n|---|---|---|---|---|\n{rows}\n")
@@ -139,12 +140,22 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
         f"- {t['embodiment']}: Pearson {corr(t['pearson'], t['pearson_interval'])}, Spearman "
         f"{corr(t['spearman'], t['spearman_interval'])} (95% bootstrap over episodes; {len(t['policies'])} policies x "
         f"{t['episodes']} episodes of {t['steps']} frames; BC on {t['training_episodes']} episodes"
-        + (f"; world model fine-tuned on the task: `{t['run']}`" if t.get("fine_tuned") else "") + ")"
+        + (f"; world model fine-tuned on the task: `{t['run']}`" if t.get("fine_tuned") else "")
+        + _classifier_note(t.get("classifier") or {}) + ")"
         for t in result["tasks"]))
     verdict = "met on every task" if result["met"] else "**not met**: at least one task is below it"
     plots = " ".join(f"![{t['embodiment']}: world model vs real success]({t['plot']})" for t in result["tasks"])
     parts.append(f"- target (Pearson >= {targets['pearson']}, Spearman >= {targets['spearman']}): {verdict}\n- {plots}\n")
     return "\n".join(parts)
+
+
+def _classifier_note(metrics: dict[str, Any]) -> str:
+    """The success classifier's episode rule and held-out accuracy, as a clause of a task's line."""
+    if "min_frames" not in metrics:
+        return ""
+    return (f"; success = {metrics['min_frames']:g} frame(s) in a row above {metrics['threshold']:g}, held-out balanced "
+            f"accuracy {metrics['heldout_episode_balanced_accuracy']:.2f} per episode, "
+            f"{metrics['heldout_balanced_accuracy']:.2f} per frame")
 
 
 def speed_section(results: Sequence[Any], machine: dict[str, Any], ratios: Sequence[str], command: str,

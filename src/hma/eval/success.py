@@ -41,12 +41,17 @@ class SmallCNN(nn.Module):
 
 
 class SuccessClassifier:
-    """``predict(frames (N, H, W, 3) uint8) -> success probabilities (N,)``."""
+    """``predict(frames (N, H, W, 3) uint8) -> success probabilities (N,)``; an episode succeeds
+    when ``min_frames`` consecutive frames score above ``threshold`` (both calibrated on
+    held-out episodes by :func:`train_success_classifier`)."""
 
-    def __init__(self, net: SmallCNN, image_size: tuple[int, int], embodiment: str) -> None:
+    def __init__(self, net: SmallCNN, image_size: tuple[int, int], embodiment: str, *, threshold: float = 0.5,
+                 min_frames: int = 1) -> None:
         self.net = net.eval()
         self.image_size = tuple(image_size)
         self.embodiment = embodiment
+        self.threshold = float(threshold)
+        self.min_frames = int(min_frames)
 
     @torch.inference_mode()
     def predict(self, frames: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -58,13 +63,23 @@ class SuccessClassifier:
                  for i in range(0, len(frames), batch_size)]
         return torch.cat(probs).numpy() if probs else np.zeros(0, np.float32)
 
-    def episode_success(self, frames: np.ndarray, threshold: float = 0.5) -> bool:
-        """An episode succeeds when any of its frames is judged a success (as the simulators flag it)."""
-        return bool((self.predict(frames) > threshold).any())
+    def episode_success(self, frames: np.ndarray) -> bool:
+        """The episode's frames (T, H, W, 3) hold a run of ``min_frames`` frames judged a success."""
+        return longest_run(self.predict(frames) > self.threshold) >= self.min_frames
 
     def save(self, out: str | Path) -> None:
         save_weights_folder(out, self.net.state_dict(), {"format": "hma-success-classifier", "width": self.net.width,
-                                                         "image_size": list(self.image_size), "embodiment": self.embodiment})
+                                                         "image_size": list(self.image_size), "embodiment": self.embodiment,
+                                                         "threshold": self.threshold, "min_frames": self.min_frames})
+
+
+def longest_run(flags: np.ndarray) -> int:
+    """Length of the longest run of True in a 1-D boolean array."""
+    best = run = 0
+    for f in np.asarray(flags, bool):
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
 
 
 def load_success_classifier(path: str | Path) -> SuccessClassifier:
@@ -72,7 +87,8 @@ def load_success_classifier(path: str | Path) -> SuccessClassifier:
     try:
         net = SmallCNN(1, width=int(config["width"]))
         net.load_state_dict(tensors)
-        return SuccessClassifier(net, tuple(config["image_size"]), str(config["embodiment"]))
+        return SuccessClassifier(net, tuple(config["image_size"]), str(config["embodiment"]),
+                                 threshold=float(config.get("threshold", 0.5)), min_frames=int(config.get("min_frames", 1)))
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"success classifier {path} does not hold the classifier its config describes "
                               f"({type(e).__name__}), expected the files `hma policy-eval` writes") from None
@@ -85,15 +101,25 @@ def reconstruct(frames: np.ndarray, tokenizer, batch_size: int = 256) -> np.ndar
     return np.concatenate(out)
 
 
+THRESHOLDS = (0.5, 0.7, 0.9)
+MIN_FRAMES = (1, 2, 3, 4)
+CALIBRATION_HOLDOUT = 0.2
+
+
 def train_success_classifier(store: EpisodeStore, *, steps: int = 300, batch_size: int = 64, lr: float = 2e-3,
                              seed: int = 0, width: int = 16, tokenizer=None) -> tuple[SuccessClassifier, dict[str, float]]:
-    """Train on every frame of ``store`` with its success flag, success and failure frames
-    drawn equally often (success is rare in most episodes). Returns the classifier and
-    its balanced accuracy on the held-out episodes.
+    """Train on the frames of ``store``'s training episodes with their success flags, success
+    and failure frames drawn equally often (success is rare in most episodes); then pick the
+    episode rule (threshold, consecutive frames) that best tells the held-out episodes that
+    succeed from those that fail. Returns the classifier and its held-out balanced accuracy,
+    per frame and per episode.
 
-    With ``tokenizer``, half of the training frames are shown as tokenizer reconstructions:
-    generated frames come out of the same decoder, and a classifier that has only seen
-    crisp real frames mistakes decoder artifacts for task states."""
+    A frame classifier with a small false-positive rate calls most long failed episodes a
+    success under "any frame above 0.5", which is why the rule is calibrated, not fixed.
+    With ``tokenizer``, half of the training frames are shown as tokenizer reconstructions,
+    and the rule is calibrated on real and reconstructed episodes alike: generated frames
+    come out of the same decoder, and a classifier that has only seen crisp real frames
+    mistakes decoder artifacts for task states."""
     if store.success is None:
         raise DataError(f"dataset {store.root} has no success flags, expected a simulator that reports success")
     labels = np.asarray(store.success, bool)
@@ -102,7 +128,7 @@ def train_success_classifier(store: EpisodeStore, *, steps: int = 300, batch_siz
                         f"expected both successes and failures to learn from")
     from hma.data.windows import split_episodes
 
-    train_eps, held_eps = split_episodes(store.num_episodes)
+    train_eps, held_eps = split_episodes(store.num_episodes, CALIBRATION_HOLDOUT)
     rows = lambda eps: np.concatenate([np.arange(*store.episode_slice(e).indices(store.num_frames)) for e in eps])  # noqa: E731
     train_rows = rows(train_eps)
     pos, neg = train_rows[labels[train_rows]], train_rows[~labels[train_rows]]
@@ -131,8 +157,35 @@ def train_success_classifier(store: EpisodeStore, *, steps: int = 300, batch_siz
     metrics = {"train_loss": last["loss"]}
     if held_eps:
         held = rows(held_eps)
-        pred = classifier.predict(np.asarray(store.frames[held])) > 0.5
-        truth = labels[held]
-        recalls = [float((pred[truth == c] == c).mean()) for c in (True, False) if (truth == c).any()]
-        metrics["heldout_balanced_accuracy"] = float(np.mean(recalls))
+        metrics["heldout_balanced_accuracy"] = balanced_accuracy(classifier.predict(np.asarray(store.frames[held])) > 0.5,
+                                                                 labels[held])
+        videos = [np.asarray(store.frames[store.episode_slice(e)]) for e in held_eps]
+        truth = [bool(labels[store.episode_slice(e)].any()) for e in held_eps]
+        if recon is not None:
+            videos += [recon[store.episode_slice(e)] for e in held_eps]
+            truth += truth
+        classifier.threshold, classifier.min_frames, metrics["heldout_episode_balanced_accuracy"] = \
+            calibrate_episode_rule([classifier.predict(v) for v in videos], truth)
+        metrics.update(threshold=classifier.threshold, min_frames=classifier.min_frames)
     return classifier, metrics
+
+
+def balanced_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean recall over the classes present in ``truth``."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    return float(np.mean([(pred[truth == c] == c).mean() for c in (True, False) if (truth == c).any()]))
+
+
+def calibrate_episode_rule(probs: list[np.ndarray], truth: list[bool]) -> tuple[float, int, float]:
+    """(threshold, min_frames, balanced accuracy) of the rule that best matches ``truth`` over
+    episodes given their per-frame probabilities; ties and one-class episode sets keep the
+    simplest rule (0.5, one frame)."""
+    best = (THRESHOLDS[0], MIN_FRAMES[0], balanced_accuracy([longest_run(p > THRESHOLDS[0]) >= 1 for p in probs], truth))
+    if len(set(truth)) < 2:
+        return best
+    for threshold in THRESHOLDS:
+        for n in MIN_FRAMES:
+            score = balanced_accuracy([longest_run(p > threshold) >= n for p in probs], truth)
+            if score > best[2] + 1e-9:
+                best = (threshold, n, score)
+    return best
