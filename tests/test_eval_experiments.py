@@ -34,10 +34,13 @@ def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
         # The run's own ΔPSNR with its interval over the evaluated clips.
         assert row["delta_interval"].startswith(f"{row['delta_psnr']:.2f} [")
     assert result["budget"].startswith("2 optimizer steps")
-    # Three comparisons with the passive run, then the same three paired per clip with their intervals.
-    assert len(result["findings"]) == 6
-    for finding in result["findings"][3:]:
+    # Three comparisons with the passive run, the same three paired per clip with their intervals, the recipe.
+    assert len(result["findings"]) == 7
+    for finding in result["findings"][3:6]:
         assert "paired per clip" in finding and " dB [" in finding and "interval" in finding
+    assert "changed tokens x10" in result["findings"][6]
+    config = json.loads((out / "actions" / "runs" / "full" / "config.json").read_text())
+    assert config["model"]["changed_token_weight"] == 10.0 and config["train"]["setting"] == "full"
 
     table = (out / "actions" / "results.md").read_text()
     assert "| passive video |" in table and "| full dynamics |" in table
@@ -72,7 +75,8 @@ def test_injection_recipe_gives_each_mode_an_interval_and_a_paired_difference(tm
     result = json.loads((tmp_path / "exp" / "injection" / "results.json").read_text())
     assert [r["label"] for r in result["rows"]] == ["concat", "modulate", "add", "cross_attention"]
     assert all(r["delta_interval"].startswith(f"{r['delta_psnr']:.2f} [") for r in result["rows"])
-    assert "paired per clip" in result["findings"][-1] and "ΔPSNR [95%] over clips" in docs.read_text()
+    assert "paired per clip" in result["findings"][-2] and "ΔPSNR [95%] over clips" in docs.read_text()
+    assert "changed tokens x10" in result["findings"][-1]
 
 
 def test_results_section_is_replaced_not_duplicated(tmp_path):

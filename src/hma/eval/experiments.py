@@ -38,7 +38,7 @@ from hma.errors import ConfigError, DataError
 from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, clip_values, datasets_by_embodiment,
                                       evaluate_run, interval_text, need_tokenizer, paired_difference, score_row,
                                       single_stream_fps, tokenize, train_run)
-from hma.eval.levers import levers_recipe, world_model_recipe
+from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE, levers_recipe, world_model_recipe
 from hma.eval.long_horizon import COLUMNS as LONG_HORIZON_COLUMNS, long_horizon_recipe
 from hma.eval.report import METRICS_FILE
 from hma.eval.scaling import AXES as SCALING_AXES, COLUMNS as SCALING_COLUMNS, recipe_name as scaling_name, scaling_recipe
@@ -69,6 +69,11 @@ def _better(a: float | None, b: float | None, *, higher: bool) -> str:
     return "yes" if (a > b if higher else a < b) else "**no**"
 
 
+RECIPE_NOTE = (f"every run trains the demo's recipe ({DEMO_RECIPE['frame_hz']:g} Hz frames, changed tokens "
+               f"x{DEMO_MODEL['changed_token_weight']:g}; setting {DEMO_RECIPE['setting']} unless the row varies it), "
+               f"the one that makes a model follow its actions in the levers experiment")
+
+
 def _actions(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
     tok = need_tokenizer(opts, "discrete", "actions")
     data = [d for ds in datasets_by_embodiment(opts.data).values() for d in ds]
@@ -76,7 +81,7 @@ def _actions(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
     rows, deltas = [], []
     for setting, label in (("video", "passive video"), ("forward", "forward dynamics"), ("full", "full dynamics"),
                            ("mixed", "mixed settings")):
-        trained = train_run(opts, setting, data, tokenizer=tok, setting=setting)
+        trained = train_run(opts, setting, data, tokenizer=tok, model_changes=DEMO_MODEL, **{**DEMO_RECIPE, "setting": setting})
         evaluated = evaluate_run(opts, setting, data)
         deltas.append(clip_values(evaluated))
         rows.append({**score_row(label, trained, evaluated), "delta_interval": interval_text(deltas[-1], seed=opts.seed)})
@@ -86,7 +91,7 @@ def _actions(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
                 f"higher PSNR {_better(r['psnr'], passive['psnr'], higher=True)}" for r in rows[1:]]
     findings += [paired_difference(d, deltas[0], f"ΔPSNR of {r['label']} minus passive video, paired per clip",
                                    seed=opts.seed) for r, d in zip(rows[1:], deltas[1:])]
-    return rows, findings
+    return rows, [*findings, RECIPE_NOTE]
 
 
 def _transfer(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
@@ -148,7 +153,7 @@ def _injection(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]
     rows = []
     deltas = {}
     for mode in ("concat", "modulate", "add", "cross_attention"):
-        trained = train_run(opts, mode, data, tokenizer=tok, injection=mode)
+        trained = train_run(opts, mode, data, tokenizer=tok, model_changes=DEMO_MODEL, **DEMO_RECIPE, injection=mode)
         evaluated = evaluate_run(opts, mode, data)
         deltas[mode] = clip_values(evaluated)
         rows.append({**score_row(mode, trained, evaluated), "delta_interval": interval_text(deltas[mode], seed=opts.seed)})
@@ -158,7 +163,8 @@ def _injection(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]
     return rows, [f"highest ΔPSNR: {best_d['label']} ({best_d['delta_psnr']:.2f} dB); "
                   f"highest PSNR: {best_p['label']} ({best_p['psnr']:.2f} dB)",
                   paired_difference(deltas[best_d["label"]], deltas[worst_d["label"]],
-                                    f"ΔPSNR of {best_d['label']} minus {worst_d['label']}, paired per clip", seed=opts.seed)]
+                                    f"ΔPSNR of {best_d['label']} minus {worst_d['label']}, paired per clip", seed=opts.seed),
+                  RECIPE_NOTE]
 
 
 PERPLEXITY = ("perplexity", "perplexity", "{:.1f}")
