@@ -253,6 +253,20 @@ def test_success_classifier_gives_reward_and_info_success(run, tmp_path):
         WorldModelEnv(run, EMBODIMENT, success=_Judge([1.0], embodiment="other"))
 
 
+def test_success_follows_the_classifiers_episode_rule(run):
+    # Two frames in a row above 0.7: the first such frame earns nothing, the second does; reset starts over.
+    judge = _Judge([0.8])
+    judge.threshold, judge.min_frames = 0.7, 2
+    env = WorldModelEnv(run, EMBODIMENT, success=judge)
+    for _ in range(2):
+        env.reset(seed=0)
+        flags = [env.step(env.action_space.low)[4]["success"] for _ in range(3)]
+        assert flags == [False, True, True]
+    judge.probs = np.asarray([0.6])  # above 0.5 but not above the rule's threshold
+    env.reset(seed=0)
+    assert [env.step(env.action_space.low)[1] for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
 def test_success_classifier_loads_from_the_folder_policy_eval_saves(run, tmp_path):
     from hma.eval.success import SmallCNN, SuccessClassifier
 

@@ -3,7 +3,8 @@
 ``reset`` puts context frames into the model; each ``step`` takes one action chunk and
 returns the next generated frame. The reward is 0 unless a success classifier is given
 (``success=``, e.g. the one ``hma policy-eval`` saves in OUT/success_classifier): then it is
-1 on frames the classifier judges a success, and ``info["success"]`` says so. Episodes never
+1 on frames the classifier judges a success (the last ``min_frames`` frames above its
+threshold, its calibrated episode rule), and ``info["success"]`` says so. Episodes never
 terminate and are truncated after ``max_episode_steps`` (by the env itself, or by
 gymnasium's TimeLimit when made with ``gymnasium.make``). Out-of-range actions are
 clipped to the dataset's range by default (``out_of_range="raise"`` rejects them);
@@ -109,6 +110,7 @@ class SimCore:
         states = np.stack([c.state for c in contexts]) if recorded else None  # (B, S)
         self.generator.manual_seed(seed)
         self.steps = 0
+        self._above = np.zeros(len(contexts), dtype=np.int64)  # per env: frames in a row judged a success
         return self.rollout.reset(frames, actions, states)
 
     def observations(self, frames: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
@@ -125,10 +127,15 @@ class SimCore:
         return self.rollout.step(actions.reshape(len(actions), -1), self.generator)
 
     def judge(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Rewards (B,) and success flags (B,) of generated frames (B, H, W, 3); flags None without a classifier."""
+        """Rewards (B,) and success flags (B,) of generated frames (B, H, W, 3); flags None without a classifier.
+
+        A frame is a success once the classifier's episode rule holds: its last ``min_frames``
+        frames (this one included) all scored above its ``threshold``."""
         if self.success is None:
             return np.zeros(len(frames)), None
-        flags = self.success.predict(frames) > 0.5
+        above = self.success.predict(frames) > getattr(self.success, "threshold", 0.5)
+        self._above = np.where(above, self._above + 1, 0)
+        flags = self._above >= getattr(self.success, "min_frames", 1)
         return flags.astype(np.float64), flags
 
     @property
