@@ -226,3 +226,29 @@ def test_demonstrations_follow_the_expert_at_every_step(tmp_path, capsys):
         env.close()
     assert main(args[:-4] + ["--demonstrations", "1.5", "--overwrite"]) == 2
     assert "demonstration noise 1.5 is invalid, expected a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_coverage_mix_adds_jitter_and_keeps_the_default_stream(tmp_path, capsys):
+    from hma.data.sim.rollout import BehaviourMix, rollout
+
+    spec = get_embodiment("gym_reacher")
+    env = spec.make(16)
+    try:
+        def actions(mix):
+            return rollout(env, 60, spec.control_hz, np.random.default_rng(5), mix).actions
+
+        def lag1(a):  # mean lag-1 autocorrelation over action dimensions
+            return float(np.mean([np.corrcoef(a[1:, i], a[:-1, i])[0, 1] for i in range(a.shape[1])]))
+
+        random_only = dict(expert_fraction=(0.0, 0.0))
+        assert lag1(actions(BehaviourMix(**random_only))) > 0.5  # smooth exploration
+        assert abs(lag1(actions(BehaviourMix(**random_only, jitter_fraction=1.0)))) < 0.35  # i.i.d. jitter
+    finally:
+        env.close()
+    args = ["data", "generate", "--suite", "tiny", "--embodiments", "gym_reacher", "--episodes", "1",
+            "--out", str(tmp_path), "--no-counterfactual", "--coverage", "--image-size", "16"]
+    assert main(args) == 0
+    behaviour = EpisodeStore(tmp_path / "gym_reacher").meta["extra"]["behaviour"]
+    assert behaviour["jitter_fraction"] == 0.5 and behaviour["expert_noise"] == [0.02, 1.5]
+    assert main(args + ["--demonstrations", "0", "--overwrite"]) == 2
+    assert "--coverage and --demonstrations were both given" in capsys.readouterr().err

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="expert-only episodes with Gaussian action noise NOISE x half the action range (e.g. 0.02), "
                         "the demonstrations behaviour cloning learns from; by default episodes mix the expert "
                         "with random exploration, which is what world models learn from")
+    p.add_argument("--coverage", action="store_true",
+                   help="widen the default mix to the actions of the policies a world model will rank: expert noise "
+                        "up to 1.5 x half the action range, half of the random segments i.i.d. uniform")
     add_progress(p)
     p.set_defaults(func=_generate)
 
@@ -74,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> int:
     from hma.data.sim.branches import BranchPlan
     from hma.data.sim.rollout import BehaviourMix
-    from hma.data.sim.suite import demonstrations, generate_suite
+    from hma.data.sim.suite import coverage, demonstrations, generate_suite
 
     from hma.errors import ConfigError
 
@@ -83,7 +86,10 @@ def _generate(args: argparse.Namespace) -> int:
     plan = None
     if args.counterfactual:
         plan = BranchPlan() if args.branch_every is None else BranchPlan(every_frames=args.branch_every)
-    mix = BehaviourMix() if args.demonstrations is None else demonstrations(args.demonstrations)
+    if args.coverage and args.demonstrations is not None:
+        raise ConfigError("--coverage and --demonstrations were both given, expected one of them: "
+                          "demonstrations follow the expert only")
+    mix = coverage() if args.coverage else BehaviourMix() if args.demonstrations is None else demonstrations(args.demonstrations)
     generate_suite(args.suite, args.out, episodes=args.episodes, image_size=args.image_size,
                    seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite, branches=plan, mix=mix)
     from hma.data.inspect import info_table

@@ -24,10 +24,14 @@ class BehaviourMix:
     expert_noise: tuple[float, float] = (0.02, 0.25)    # Gaussian noise std, fraction of the action range
     segment_seconds: tuple[float, float] = (0.5, 2.0)
     smoothing_seconds: float = 0.3                      # time constant of the random exploration
+    jitter_fraction: float = 0.0                        # chance a random segment is i.i.d. uniform, unsmoothed
 
     def describe(self) -> dict[str, object]:
-        return {"expert_fraction": list(self.expert_fraction), "expert_noise": list(self.expert_noise),
-                "segment_seconds": list(self.segment_seconds), "smoothing_seconds": self.smoothing_seconds}
+        out: dict[str, object] = {"expert_fraction": list(self.expert_fraction), "expert_noise": list(self.expert_noise),
+                                  "segment_seconds": list(self.segment_seconds), "smoothing_seconds": self.smoothing_seconds}
+        if self.jitter_fraction:
+            out["jitter_fraction"] = self.jitter_fraction
+        return out
 
 
 @dataclass
@@ -50,17 +54,21 @@ def rollout(env: SimEnv, steps: int, control_hz: float, rng: np.random.Generator
     decay = float(np.exp(-1.0 / (mix.smoothing_seconds * control_hz)))
     z = rng.uniform(-1.0, 1.0, action_dim)
     frames, actions, success, state, reward = [], [], [], [], []
-    segment_left, use_expert = 0, True
+    segment_left, use_expert, jitter = 0, True, False
     for _ in range(steps):
         if segment_left == 0:
             segment_left = max(1, round(rng.uniform(*mix.segment_seconds) * control_hz))
             use_expert = rng.uniform() < p_expert
+            # Drawn only when asked for, so the default mix keeps its random stream (and its datasets).
+            jitter = bool(mix.jitter_fraction) and not use_expert and rng.uniform() < mix.jitter_fraction
         segment_left -= 1
         # An AR(1) process with unit stationary variance: smooth, so a random segment
         # moves the robot somewhere instead of jittering in place.
         z = decay * z + np.sqrt(1 - decay**2) * rng.standard_normal(action_dim)
         if use_expert:
             action = env.expert() + noise * rng.standard_normal(action_dim)
+        elif jitter:  # what a policy of i.i.d. uniform actions does: jitter in place
+            action = rng.uniform(low, high)
         else:
             action = env.explore(np.tanh(z))
         action = np.clip(action, low, high).astype(np.float32)

@@ -54,6 +54,14 @@ def demonstrations(noise: float) -> BehaviourMix:
     return BehaviourMix(expert_fraction=(1.0, 1.0), expert_noise=(noise, noise))
 
 
+def coverage() -> BehaviourMix:
+    """The default mix widened to the actions of the policies a world model is asked to rank:
+    expert noise up to 1.5 x half the action range and half of the random segments i.i.d.
+    uniform (a random policy's jitter), besides the smooth exploration. A model trained only
+    on smooth, lightly noised actions has never seen those and falls back on its prior."""
+    return BehaviourMix(expert_noise=(0.02, 1.5), jitter_fraction=0.5)
+
+
 def get_suite(name: str) -> Suite:
     try:
         return SUITES[name]
