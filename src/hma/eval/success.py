@@ -156,16 +156,15 @@ def train_success_classifier(store: EpisodeStore, *, steps: int = 300, batch_siz
     classifier = SuccessClassifier(net, store.image_size, store.embodiment)
     metrics = {"train_loss": last["loss"]}
     if held_eps:
-        held = rows(held_eps)
-        metrics["heldout_balanced_accuracy"] = balanced_accuracy(classifier.predict(np.asarray(store.frames[held])) > 0.5,
-                                                                 labels[held])
-        videos = [np.asarray(store.frames[store.episode_slice(e)]) for e in held_eps]
+        # Each held-out episode's frames are scored once: per frame, then by the episode rule.
+        probs = [classifier.predict(np.asarray(store.frames[store.episode_slice(e)])) for e in held_eps]
+        metrics["heldout_balanced_accuracy"] = balanced_accuracy(np.concatenate(probs) > 0.5, labels[rows(held_eps)])
         truth = [bool(labels[store.episode_slice(e)].any()) for e in held_eps]
         if recon is not None:
-            videos += [recon[store.episode_slice(e)] for e in held_eps]
+            probs += [classifier.predict(recon[store.episode_slice(e)]) for e in held_eps]
             truth += truth
         classifier.threshold, classifier.min_frames, metrics["heldout_episode_balanced_accuracy"] = \
-            calibrate_episode_rule([classifier.predict(v) for v in videos], truth)
+            calibrate_episode_rule(probs, truth)
         metrics.update(threshold=classifier.threshold, min_frames=classifier.min_frames)
     return classifier, metrics
 
