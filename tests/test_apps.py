@@ -8,6 +8,7 @@ import math
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
 from _helpers_envs import CHUNK, EMBODIMENT, IMAGE, RuleClassifier, ToySim, make_run, make_store
 from hma.apps import evaluate_policies, run_synth_bc, synthesize, train_bc
@@ -189,6 +190,38 @@ def test_bc_round_trip_and_synth_bc(run, store, tmp_path):
     assert 0 < result["synthetic"]["sharpness_ratio"] and "synthetic_judged_success" not in result["synthetic"]
 
 
+def test_random_shift_moves_each_frame_and_repeats_the_border():
+    from hma.apps.bc import random_shift
+
+    frames = torch.arange(2 * 5 * 6 * 3, dtype=torch.uint8).reshape(2, 5, 6, 3)
+    assert random_shift(frames, 0, torch.Generator()) is frames
+    gen = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        out = random_shift(frames, 2, gen)
+        assert out.shape == frames.shape and out.dtype == torch.float32
+        for b in range(2):  # some offset (dy, dx) in [-2, 2]^2 maps the clamped source onto the output
+            match = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                     if torch.equal(out[b], frames[b][(torch.arange(5) + dy).clamp(0, 4)][:, (torch.arange(6) + dx).clamp(0, 5)].float())]
+            assert len(match) == 1
+            seen.add(match[0])
+    assert len(seen) > 10  # the offsets vary across frames and calls
+
+
+def test_bc_with_a_feature_grid_and_shifts_round_trips(store, tmp_path):
+    policy = train_bc([(store, range(4))], chunk=CHUNK, steps=5, grid=2, shift=2)
+    assert policy.net.grid == 2 and policy.net.head.in_features == 4 * policy.net.width * 4
+    policy.save(tmp_path / "bc")
+    frame = np.asarray(store.frames[0])
+    loaded = load_bc_policy(tmp_path / "bc")
+    assert loaded.net.grid == 2
+    np.testing.assert_allclose(loaded.act(frame), policy.act(frame), atol=1e-5)
+    with pytest.raises(ConfigError, match="shift=-1 is invalid"):
+        train_bc([(store, range(2))], chunk=CHUNK, steps=1, shift=-1)
+    with pytest.raises(ConfigError, match="grid=0 is invalid"):
+        train_bc([(store, range(2))], chunk=CHUNK, steps=1, grid=0)
+
+
 def test_sharpness_falls_with_blur():
     from hma.apps.bc import sharpness
 
@@ -266,6 +299,13 @@ def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path
     text = md.read_text()
     assert text.count("hma-experiment:synth-bc:begin") == 1 and text.count("hma-experiment:synth-bc-real-share:begin") == 1
     assert "--real-share 0.5" in text and "real share of each batch 0.5" in text
+    # A stronger BC (feature grid, random shifts) gets a section of its own too.
+    assert main(args + ["--bc-grid", "2", "--bc-shift", "2"]) == 0
+    text = md.read_text()
+    assert text.count("hma-experiment:synth-bc-spatial:begin") == 1 and text.count("hma-experiment:synth-bc:begin") == 1
+    assert "## synth-bc-spatial: BC with a feature grid and random shifts; behaviour cloning on real vs" in text
+    assert "BC features pooled to 2x2, random shifts of up to 2 px" in text
+    assert json.loads((tmp_path / "exp" / "synth-bc" / "seed_4" / "synth_bc.json").read_text())["bc_shift"] == 2
     assert EpisodeStore(tmp_path / "exp" / "synth-bc" / "seed_5" / "synthetic").num_episodes == 2
 
 

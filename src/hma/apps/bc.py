@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from hma.apps.bc_policy import BCPolicy
 from hma.apps.experts import RealSimulator
@@ -47,15 +48,33 @@ def _samples(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], chunk: int) 
     return _Samples(np.concatenate(frames), np.concatenate(chunks).astype(np.float32), per_source)
 
 
+def random_shift(frames: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Each frame (B, H, W, 3) moved by up to ``pad`` pixels in x and y, the border repeated
+    into the gap (the random-shift augmentation of image-based RL and BC); returns floats."""
+    if pad == 0:
+        return frames
+    b, h, w, _ = frames.shape
+    padded = F.pad(rearrange(frames.float(), "b h w c -> b c h w"), (pad, pad, pad, pad), mode="replicate")
+    padded = rearrange(padded, "b c h w -> b h w c")
+    dy, dx = (torch.randint(0, 2 * pad + 1, (b, 1), generator=gen) for _ in range(2))
+    rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (B, H), (B, W)
+    return padded[torch.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
 def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: int, steps: int = 500, batch_size: int = 64,
-             lr: float = 2e-3, width: int = 16, seed: int = 0, name: str = "bc", first_share: float | None = None) -> BCPolicy:
+             lr: float = 2e-3, width: int = 16, grid: int = 1, shift: int = 0, seed: int = 0, name: str = "bc",
+             first_share: float | None = None) -> BCPolicy:
     """Regress the normalized action chunk from the frame (MSE) on the given (store, episodes).
 
+    ``grid``: the CNN's pooled feature map (:class:`SmallCNN`; 1 keeps no layout).
+    ``shift``: random shifts of up to this many pixels on every training frame.
     ``first_share``: the fraction of every batch drawn from the first source (the real
     episodes, so that added ones do not thin out their passes); None draws uniformly over
     all samples."""
     if first_share is not None and not 0 < first_share <= 1:
         raise ConfigError(f"first_share={first_share} is invalid, expected a number in (0, 1]")
+    if not isinstance(shift, int) or shift < 0:
+        raise ConfigError(f"shift={shift!r} is invalid, expected an integer number of pixels >= 0")
     data = _samples(sources, chunk)
     num_first = data.per_source[0]
     mean, std = data.chunks.mean(0), np.maximum(data.chunks.std(0), 1e-6)
@@ -63,7 +82,7 @@ def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: in
     frames = torch.as_tensor(data.frames)  # (N, H, W, 3)
     with torch.random.fork_rng():  # seeded weight init without touching the caller's global RNG
         torch.manual_seed(seed)
-        net = SmallCNN(targets.shape[1], width=width)
+        net = SmallCNN(targets.shape[1], width=width, grid=grid)
     gen = torch.Generator().manual_seed(seed)
     state = TrainState(net, torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4), floor=1.0)  # constant LR
 
@@ -74,7 +93,7 @@ def train_bc(sources: Sequence[tuple[EpisodeStore, Sequence[int]]], *, chunk: in
             n = round(first_share * batch_size)
             idx = torch.cat([torch.randint(0, num_first, (n,), generator=gen),
                              torch.randint(num_first, len(frames), (batch_size - n,), generator=gen)])
-        loss = F.mse_loss(net(frames[idx]), targets[idx])
+        loss = F.mse_loss(net(random_shift(frames[idx], shift, gen)), targets[idx])
         return loss, {"loss": loss.item()}
 
     net.train()
@@ -102,12 +121,14 @@ def episode_successes(policy: BCPolicy, sim: RealSimulator, *, episodes: int, st
 
 def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | Path, real_episodes: int = 10,
                  synthetic_episodes: int = 90, eval_episodes: int = 20, steps: int | None = None, bc_steps: int = 500,
-                 perturb: float = 0.1, real_share: float | None = None, seed: int = 0,
-                 simulator: RealSimulator | None = None, classifier: Any = None) -> dict[str, Any]:
+                 perturb: float = 0.1, real_share: float | None = None, bc_grid: int = 1, bc_shift: int = 0,
+                 seed: int = 0, simulator: RealSimulator | None = None, classifier: Any = None) -> dict[str, Any]:
     """BC on ``real_episodes`` real episodes vs. those plus ``synthetic_episodes`` generated
     from them by the world model; returns (and writes to ``out/synth_bc.json``) both
     policies' success rates in the real simulator. ``real_share``: the fraction of the
     second policy's batches taken from the real episodes (None: uniform over all).
+    ``bc_grid``, ``bc_shift``: both policies' CNN feature grid and random-shift augmentation
+    (:func:`train_bc`'s ``grid`` and ``shift``).
     ``classifier``: a success classifier of real frames that judges the synthetic episodes
     (:func:`synthetic_diagnostics`)."""
     from hma.apps.policy_eval import default_steps
@@ -122,6 +143,8 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
             raise ConfigError(f"{name}={value!r} is invalid, expected an integer >= 1")
     if real_share is not None and not 0 < real_share <= 1:  # before the synthetic episodes are generated
         raise ConfigError(f"real_share={real_share} is invalid, expected a number in (0, 1]")
+    if not isinstance(bc_grid, int) or bc_grid < 1 or not isinstance(bc_shift, int) or bc_shift < 0:
+        raise ConfigError(f"bc_grid={bc_grid!r} / bc_shift={bc_shift!r} are invalid, expected integers >= 1 / >= 0")
     out = Path(out)
     real = list(range(real_episodes))
     synthetic = synthesize(run, embodiment, episodes=synthetic_episodes, out=out / "synthetic", dataset=store,
@@ -130,14 +153,16 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
     chunk = sim.chunk
     steps = steps or default_steps(store, chunk)
     try:
+        bc = {"chunk": chunk, "steps": bc_steps, "seed": seed, "grid": bc_grid, "shift": bc_shift}
         policies = {
-            "real_only": train_bc([(store, real)], chunk=chunk, steps=bc_steps, seed=seed, name="bc-real"),
-            "real_plus_synthetic": train_bc([(store, real), (synthetic, range(synthetic.num_episodes))], chunk=chunk,
-                                            steps=bc_steps, seed=seed, name="bc-real+synth", first_share=real_share),
+            "real_only": train_bc([(store, real)], name="bc-real", **bc),
+            "real_plus_synthetic": train_bc([(store, real), (synthetic, range(synthetic.num_episodes))],
+                                            name="bc-real+synth", first_share=real_share, **bc),
         }
         result: dict[str, Any] = {"embodiment": embodiment, "seed": seed, "real_episodes": real_episodes,
                                   "synthetic_episodes": synthetic_episodes, "eval_episodes": eval_episodes, "steps": steps,
                                   "bc_steps": bc_steps, "perturb": perturb, "real_share": real_share,
+                                  "bc_grid": bc_grid, "bc_shift": bc_shift,
                                   "synthetic": synthetic_diagnostics(synthetic, store, real, chunk=chunk,
                                                                      classifier=classifier)}
         for key, policy in policies.items():
@@ -196,7 +221,8 @@ def synth_bc_experiment(run: Any, embodiment: str, *, out: str | Path, seeds: Se
         results.append(result)
         log(f"seed {seed}: real only {result['real_only']:.2f}, real + synthetic {result['real_plus_synthetic']:.2f} "
             f"success ({result['eval_episodes']} episodes each, {result['embodiment']}); wrote {folder}/synth_bc.json")
-    update_results_section(Path(results_md), synth_bc_key(options.get("real_share")), synth_bc_section(results, command))
+    key = synth_bc_key(options.get("real_share"), options.get("bc_grid", 1), options.get("bc_shift", 0))
+    update_results_section(Path(results_md), key, synth_bc_section(results, command))
     return results
 
 

@@ -39,14 +39,14 @@ class BCPolicy:
 
     def save(self, out: str | Path) -> None:
         save_weights_folder(out, self.net.state_dict(), {
-            "format": "hma-bc-policy", "width": self.net.width, "chunk": self.chunk, "action_dim": self.action_dim,
+            "format": "hma-bc-policy", "width": self.net.width, "grid": self.net.grid, "chunk": self.chunk, "action_dim": self.action_dim,
             "mean": self.mean.tolist(), "std": self.std.tolist(), "image_size": list(self.image_size)})
 
 
 def load_bc_policy(path: str | Path, *, name: str = "bc") -> BCPolicy:
     tensors, c = read_weights_folder(path, "BC policy")
     try:
-        net = SmallCNN(c["chunk"] * c["action_dim"], width=int(c["width"]))
+        net = SmallCNN(c["chunk"] * c["action_dim"], width=int(c["width"]), grid=int(c.get("grid", 1)))  # older files: 1
         net.load_state_dict(tensors)
         return BCPolicy(net, chunk=c["chunk"], action_dim=c["action_dim"], mean=np.asarray(c["mean"]),
                         std=np.asarray(c["std"]), image_size=tuple(c["image_size"]), name=name)

@@ -95,6 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     sb.add_argument("--real-share", type=float, default=None, metavar="F",
                     help="fraction of each batch of the real + synthetic policy drawn from the real episodes "
                          "(default: uniform over all episodes, so the real ones are seen less often)")
+    sb.add_argument("--bc-grid", type=int, default=1, metavar="G",
+                    help="pool the BC CNN's features to a GxG map, which keeps where things are (default: 1, a global pool)")
+    sb.add_argument("--bc-shift", type=int, default=0, metavar="PX",
+                    help="random shifts of up to PX pixels on the BC training frames (default: 0, none)")
     sb.set_defaults(func=_synth_bc, parser=sb)
 
     pe = names.add_parser("policy-eval", parents=[common],
@@ -208,6 +212,7 @@ def _synth_bc(args: argparse.Namespace) -> int:
                         results_md=args.results_md, command=explicit_command(args, args.parser),
                         dataset=args.data, real_episodes=args.real_episodes,
                         synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes,
-                        bc_steps=args.bc_steps, perturb=args.perturb, real_share=args.real_share)
+                        bc_steps=args.bc_steps, perturb=args.perturb, real_share=args.real_share,
+                        bc_grid=args.bc_grid, bc_shift=args.bc_shift)
     print(f"updated {args.results_md}")
     return 0

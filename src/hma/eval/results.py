@@ -18,7 +18,8 @@ from hma.io import atomic_write_bytes
 EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model", "long-horizon", "scaling")
 # docs/results.md sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
 RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectories", "scaling-size",
-                   "policy-eval", "policy-eval-robots", "synth-bc", "synth-bc-real-share", "speed")
+                   "policy-eval", "policy-eval-robots", "synth-bc", "synth-bc-real-share",
+                   "synth-bc-spatial", "synth-bc-real-share-spatial", "speed")
 
 RESULTS_TITLE = "# Results\n"
 RESULTS_INTRO = (
@@ -212,6 +213,10 @@ def _synth_bc_settings(first: dict[str, Any]) -> str:
     if "real_share" in first:
         share = first["real_share"]
         parts.append("batches uniform over all episodes" if share is None else f"real share of each batch {share:g}")
+    if first.get("bc_grid", 1) > 1:
+        parts.append(f"BC features pooled to {first['bc_grid']}x{first['bc_grid']}")
+    if first.get("bc_shift", 0) > 0:
+        parts.append(f"random shifts of up to {first['bc_shift']} px")
     return f"- settings: {', '.join(parts)}\n" if parts else ""
 
 
@@ -232,9 +237,11 @@ def _synth_bc_diagnostics(results: Sequence[dict[str, Any]]) -> str:
     return text + "\n"
 
 
-def synth_bc_key(real_share: float | None) -> str:
-    """The results.md section of a synth-bc run: one for uniform batches, one with a real share."""
-    return "synth-bc" if real_share is None else "synth-bc-real-share"
+def synth_bc_key(real_share: float | None, bc_grid: int = 1, bc_shift: int = 0) -> str:
+    """The results.md section of a synth-bc run: uniform batches or a real share, each with the
+    plain BC or the one with a feature grid / random shifts ("-spatial")."""
+    key = "synth-bc" if real_share is None else "synth-bc-real-share"
+    return key + ("-spatial" if bc_grid > 1 or bc_shift > 0 else "")
 
 
 def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str | None = None) -> str:
@@ -260,8 +267,11 @@ def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str 
     n = first["eval_episodes"]
     finding = _synth_bc_finding(results, real, mixed)
     share = first.get("real_share")
-    title = "synth-bc:" if share is None else f"synth-bc-real-share: real episodes {share:g} of every batch;"
-    return (f"## {title} behaviour cloning on real vs real + world-model episodes\n\n"
+    key = synth_bc_key(share, first.get("bc_grid", 1), first.get("bc_shift", 0))
+    variant = ([] if share is None else [f"real episodes {share:g} of every batch"]) + \
+        (["BC with a feature grid and random shifts"] if key.endswith("-spatial") else [])
+    title = f"{key}: " + "".join(f"{v}; " for v in variant)
+    return (f"## {title}behaviour cloning on real vs real + world-model episodes\n\n"
             f"Claim (paper): adding world-model generated trajectories to a few real ones improves the cloned policy.\n\n"
             f"Command ({date}):\n\n```\n{command}\n```\n\n"
             f"Success in the real simulator ({n} episodes of {first['steps']} frames per policy, {first['embodiment']}; "
