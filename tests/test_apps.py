@@ -353,9 +353,10 @@ def test_synth_bc_section_gives_the_paired_interval_of_the_difference():
 
 
 def test_synth_bc_rejects_empty_counts(run, store, tmp_path):
-    for key in ("real_episodes", "synthetic_episodes", "eval_episodes", "bc_steps", "real_share"):
-        with pytest.raises(ConfigError, match=f"{key}=0 is invalid"):
-            run_synth_bc(run, EMBODIMENT, dataset=store.root, out=tmp_path / "sbc", simulator=ToySim(), **{key: 0})
+    for key, bad in (("real_episodes", 0), ("synthetic_episodes", 0), ("eval_episodes", 0), ("bc_steps", 0),
+                     ("real_share", 0), ("bc_grid", 0), ("bc_shift", -1)):
+        with pytest.raises(ConfigError, match=f"{key}={bad} is invalid"):
+            run_synth_bc(run, EMBODIMENT, dataset=store.root, out=tmp_path / "sbc", simulator=ToySim(), **{key: bad})
     assert not (tmp_path / "sbc").exists()  # refused before any episode was generated
 
 

@@ -143,8 +143,9 @@ def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | P
             raise ConfigError(f"{name}={value!r} is invalid, expected an integer >= 1")
     if real_share is not None and not 0 < real_share <= 1:  # before the synthetic episodes are generated
         raise ConfigError(f"real_share={real_share} is invalid, expected a number in (0, 1]")
-    if not isinstance(bc_grid, int) or bc_grid < 1 or not isinstance(bc_shift, int) or bc_shift < 0:
-        raise ConfigError(f"bc_grid={bc_grid!r} / bc_shift={bc_shift!r} are invalid, expected integers >= 1 / >= 0")
+    for name, value, least in (("bc_grid", bc_grid, 1), ("bc_shift", bc_shift, 0)):
+        if not isinstance(value, int) or value < least:
+            raise ConfigError(f"{name}={value!r} is invalid, expected an integer >= {least}")
     out = Path(out)
     real = list(range(real_episodes))
     synthetic = synthesize(run, embodiment, episodes=synthetic_episodes, out=out / "synthetic", dataset=store,

@@ -40,7 +40,8 @@ class BCPolicy:
     def save(self, out: str | Path) -> None:
         save_weights_folder(out, self.net.state_dict(), {
             "format": "hma-bc-policy", "width": self.net.width, "grid": self.net.grid, "chunk": self.chunk,
-            "action_dim": self.action_dim, "mean": self.mean.tolist(), "std": self.std.tolist(), "image_size": list(self.image_size)})
+            "action_dim": self.action_dim, "mean": self.mean.tolist(), "std": self.std.tolist(),
+            "image_size": list(self.image_size)})
 
 
 def load_bc_policy(path: str | Path, *, name: str = "bc") -> BCPolicy:
