@@ -12,11 +12,15 @@ from hma.data.sim.render import CameraSpec, FastRenderer
 ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
 # Closer than robosuite's agentview, where the cube is a few pixels at 64x64, and from
 # 30 degrees off head-on, so the arm does not hide behind its own gripper.
-# The gripper and cube stayed in view on every step of generated Panda and Jaco episodes.
+# The gripper and cube stay in view while the expert lifts the cube to _LIFT_HEIGHT.
 _CAMERA = CameraSpec(lookat=(-0.12, 0.0, 0.97), distance=0.7, azimuth=150.0, elevation=-30.0)
 
 
 _PROPRIO = "robot0_proprio-state"
+# How high the expert lifts the cube (metres above the table), then holds it. Lift succeeds
+# above 0.04; a cube carried higher leaves the camera's view, and a frame of an empty table
+# would then mean "lifted" to anything judging success from frames.
+_LIFT_HEIGHT = 0.10
 
 
 class RobosuiteLiftSim:
@@ -66,7 +70,8 @@ class RobosuiteLiftSim:
         return bool(self.env._check_success())
 
     def expert(self) -> np.ndarray:
-        """Above the cube, down to it, close the gripper for a few steps, lift."""
+        """Above the cube, down to it, close the gripper for a few steps, lift it to
+        ``_LIFT_HEIGHT`` above the table and hold it there."""
         eef = np.asarray(self._sim.data.site_xpos[self._eef_site])
         cube = np.asarray(self._sim.data.body_xpos[self.env.cube_body_id])
         action = np.zeros(len(self.action_low))
@@ -80,7 +85,8 @@ class RobosuiteLiftSim:
         else:
             self._grip_steps += 1
             gripper = 1.0
-            target = cube if self._grip_steps < 8 else cube + np.array([0.0, 0.0, 0.2])
+            table = self.env.model.mujoco_arena.table_offset[2]
+            target = cube if self._grip_steps < 8 else np.array([cube[0], cube[1], table + _LIFT_HEIGHT])
         # OSC_POSE scales an action of 1 to 5 cm, so a gain of 10 saturates beyond 10 cm.
         action[:3] = np.clip(10.0 * (target - eef), -1.0, 1.0)
         action[-1] = gripper
