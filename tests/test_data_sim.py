@@ -252,3 +252,23 @@ def test_coverage_mix_adds_jitter_and_keeps_the_default_stream(tmp_path, capsys)
     assert behaviour["jitter_fraction"] == 0.5 and behaviour["expert_noise"] == [0.02, 1.5]
     assert main(args + ["--demonstrations", "0", "--overwrite"]) == 2
     assert "--coverage and --demonstrations were both given" in capsys.readouterr().err
+
+
+def test_lift_expert_holds_the_cube_in_the_cameras_view():
+    # A cube carried out of view would leave frames of an empty table that mean "lifted",
+    # which a classifier judging success from frames cannot tell from a vanished cube.
+    env = get_embodiment("robosuite_lift_panda").make(64)
+    try:
+        env.reset(np.random.default_rng(0))
+        table = env.env.model.mujoco_arena.table_offset[2]
+        heights, red = [], []
+        for _ in range(100):
+            env.step(env.expert())
+            heights.append(env._sim.data.body_xpos[env.env.cube_body_id][2] - table)
+            rgb = env.frame().astype(np.int16)
+            red.append(int((rgb[..., 0] - rgb[..., 1:].max(-1) > 60).sum()))
+        assert env.success()
+    finally:
+        env.close()
+    assert 0.06 < heights[-1] < 0.12 and max(heights) < 0.12
+    assert min(red) > 0, f"the red cube left the view: red pixels per frame {red}"
