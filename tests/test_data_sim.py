@@ -264,7 +264,7 @@ def test_lift_expert_holds_the_cube_in_the_cameras_view():
         heights, red = [], []
         for _ in range(100):
             env.step(env.expert())
-            heights.append(env._sim.data.body_xpos[env.env.cube_body_id][2] - table)
+            heights.append(env.env.sim.data.body_xpos[env.env.cube_body_id][2] - table)
             rgb = env.frame().astype(np.int16)
             red.append(int((rgb[..., 0] - rgb[..., 1:].max(-1) > 60).sum()))
         assert env.success()
