@@ -52,7 +52,27 @@ def test_frames_change_within_episodes(stores):
 def test_success_is_recorded_where_the_simulator_has_it(stores):
     assert stores["metaworld_push_sawyer"].success is not None
     assert stores["pusht"].success is not None
-    assert stores["gym_reacher"].success is None
+    assert stores["gym_reacher"].success is not None
+    assert stores["gym_halfcheetah"].success is None
+
+
+def test_reacher_succeeds_only_with_the_fingertip_on_the_target():
+    spec = get_embodiment("gym_reacher")
+    env = spec.make(16)
+    try:
+        for seed in range(3):
+            env.reset(np.random.default_rng(seed))
+            tip = lambda: env.data.body("fingertip").xpos[:2]  # noqa: E731
+            target = env.data.body("target").xpos[:2]
+            assert np.linalg.norm(tip() - target) > env.reach_tolerance and not env.success()
+            flags = []
+            for _ in range(60):  # 3 s of the scripted expert
+                env.step(env.expert())
+                flags.append(env.success())
+                assert flags[-1] == (np.linalg.norm(tip() - target) < env.reach_tolerance)
+            assert any(flags), f"seed {seed}: the expert never reached the target"
+    finally:
+        env.close()
 
 
 def test_state_and_reward_are_recorded_and_follow_the_simulation(stores):
