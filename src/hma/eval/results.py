@@ -155,7 +155,7 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
                + ("" if result["met"] else f"; **not met**: it needs tasks of {wanted} different simulators"))
     plots = " ".join(f"![{t['embodiment']}: world model vs real success]({t['plot']})" for t in result["tasks"])
     parts.append(f"- target (Pearson >= {targets['pearson']}, Spearman >= {targets['spearman']} on tasks of "
-                 f"{targets.get('simulators', 2)} simulators): {verdict}\n- {plots}\n")
+                 f"{wanted} simulators): {verdict}\n- {plots}\n")
     return "\n".join(parts)
 
 

@@ -92,7 +92,7 @@ class ReacherSim(GymMujocoSim):
     # masses came from the geoms at compile time, so thicker geoms change the look only.
     _radii = {"link0": 0.03, "link1": 0.03, "fingertip": 0.035, "target": 0.04}
     # Success: the fingertip's centre within this planar distance (m) of the target's. 1.5 cm
-    # is a third of the drawn target's radius, so a frame shows it (the yellow fingertip over
+    # is under half the drawn target's radius, so a frame shows it (the yellow fingertip over
     # the red disc's centre); the scripted expert gets there within 2 s, a random policy's
     # swings cross it in about a third of its 4 s episodes.
     reach_tolerance = 0.015
