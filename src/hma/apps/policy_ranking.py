@@ -113,7 +113,8 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
         plot.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(report.plot, plot)
         task = {"embodiment": embodiment, "simulator": store.meta.get("simulator") or embodiment,
-                "run": str(getattr(loaded, "path", task_runs.get(embodiment, run))), "fine_tuned": embodiment in task_runs, "episodes": report.episodes, "steps": report.steps,
+                "run": str(getattr(loaded, "path", task_runs.get(embodiment, run))),
+                "fine_tuned": embodiment in task_runs, "episodes": report.episodes, "steps": report.steps,
                 "training_episodes": len(train_ids), "pearson": report.pearson, "spearman": report.spearman,
                 "pearson_interval": intervals["pearson"], "spearman_interval": intervals["spearman"],
                 "classifier": report.classifier, "plot": f"assets/{plot.name}",

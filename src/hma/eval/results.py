@@ -115,6 +115,7 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
     """The ``policy-eval-robots`` section of :func:`hma.apps.policy_ranking.policy_eval_experiment`:
     per task, each policy's success in both simulators, the correlations with their intervals."""
     targets = result["targets"]
+    wanted = targets.get("simulators", 2)  # results.json of earlier runs has no simulator count
 
     def corr(value: float | None, interval: list[float] | None) -> str:
         if value is None or value != value:  # NaN: one side constant across policies
@@ -124,7 +125,7 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
     parts = [f"## policy-eval-robots: ranking policies in the multi-robot world model, task by task\n\n"
              f"Claim (paper): success in the learned simulator correlates with the real one's (Pearson 0.95 over "
              f"4 policies). Target here: Pearson >= {targets['pearson']} and Spearman >= {targets['spearman']} on "
-             f"tasks of at least {targets.get('simulators', 2)} different simulators.\n\n"
+             f"tasks of at least {wanted} different simulators.\n\n"
              f"Command ({result['date']}):\n\n```\n{result['command']}\n```\n\n"
              f"The multi-robot world model `{result['run']}`"
              + (f", fine-tuned on {', '.join(t['embodiment'] for t in result['tasks'] if t.get('fine_tuned'))} "
@@ -148,7 +149,6 @@ def policy_ranking_section(result: dict[str, Any]) -> str:
     met = [t for t in result["tasks"] if t.get("met")]
     below = [t["embodiment"] for t in result["tasks"] if not t.get("met")]
     simulators = sorted({t["simulator"] for t in met})
-    wanted = targets.get("simulators", 2)
     verdict = ((f"met on {', '.join(t['embodiment'] for t in met)} ({len(simulators)} simulators: {', '.join(simulators)})"
                 if met else "met on no task")
                + (f"; below it on {', '.join(below)}" if below else "")
