@@ -45,16 +45,25 @@ def test_metrics_json_schema(evaluated):
         assert r["headline_mode"] == "autoregressive" and r["psnr"] == r["modes"]["autoregressive"]["psnr"]
         for mode in r["modes"].values():
             assert len(mode["psnr_by_horizon"]) == HORIZON and mode["random_draws"] == 3
+        for split in ("heldout", "train"):
+            acc = r["token_accuracy"][split]
+            assert acc["tokens"] > 0 and all(0 <= acc[k] <= 1 for k in ("all", "unchanged", "copy"))
+            if acc["changed"] is not None:  # "all" is the token-weighted mean of the two parts
+                assert min(acc["unchanged"], acc["changed"]) - 1e-9 <= acc["all"] <= max(acc["unchanged"], acc["changed"]) + 1e-9
+            assert acc["above_copy"] == pytest.approx(acc["all"] - acc["copy"])
         for key, env in (("lpips", "HMA_LPIPS_WEIGHTS"), ("fid", "HMA_FID_INCEPTION_WEIGHTS"), ("fvd", "HMA_FVD_I3D_WEIGHTS")):
             if not os.environ.get(env):
                 assert r[key] is None and "unavailable" in r["notes"][key]
     assert m["overall"]["clips"] == sum(r["clips"] for r in m["per_embodiment"].values())
     assert m["overall"]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in m["per_embodiment"].values()]))
     assert m["options"]["horizon"] == HORIZON and m["options"]["holdout"] == 0.1
+    assert m["overall"]["token_accuracy"]["heldout"]["all"] == pytest.approx(
+        np.mean([r["token_accuracy"]["heldout"]["all"] for r in m["per_embodiment"].values()]))
 
 
 def test_report_files_are_valid(evaluated):
     report = (evaluated / runner.REPORT_FILE).read_text()
+    assert "## Next-frame tokens" in report
     for name in EMBODIMENTS:
         assert f"| {name} |" in report and f"videos/{name}.gif" in report
         gif = iio.imread(evaluated / runner.VIDEO_DIR / f"{name}.gif", index=None)

@@ -122,7 +122,12 @@ def test_hma_train_cli_prints_perplexities(tokenized, tmp_path: Path, capsys) ->
                  "--out", str(tmp_path / "run"), "--steps", "3", "--batch-size", "2", "--no-progress",
                  "--injection", "concat+add", "--setting", "mixed", "--eval-windows", "4", "--num-blocks", "1"])
     assert code == 0
-    assert "held-out perplexity" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "held-out perplexity" in printed
+    assert "next-frame tokens right on held-out windows" in printed and "on training windows" in printed
+    result = __import__("json").loads((tmp_path / "run" / "eval.json").read_text())
+    for split in ("", "train_"):
+        assert 0 <= result[f"{split}token_accuracy_all"] <= 1 and result[f"{split}token_accuracy_tokens"] > 0
     written = __import__("json").loads((tmp_path / "run" / "config.json").read_text())["model"]
     assert written["num_blocks"] == 1 and written["injection"] == "concat+add"
     assert main(["train", "--preset", "tiny", "--data", str(data[0]), "--tokenizer", str(tok),

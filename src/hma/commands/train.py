@@ -82,9 +82,18 @@ def _report(result: dict) -> int:
     if "perplexity" in result:
         print(f"held-out perplexity {result['perplexity']:.2f} vs unigram baseline {result['unigram_perplexity']:.2f} "
               f"({result['heldout_tokens']} masked tokens in {result['heldout_windows']} windows)")
+        for split, name in (("", "held-out"), ("train_", "training")):
+            a = {k: result.get(f"{split}token_accuracy_{k}") for k in ("all", "unchanged", "changed", "copy")}
+            if a["all"] is not None:
+                print(f"next-frame tokens right on {name} windows: {a['all']:.3f} (copying the last frame "
+                      f"{a['copy']:.3f}); unchanged {_share(a['unchanged'])}, changed {_share(a['changed'])}")
     elif result:
         print(json.dumps(result))
     return 0
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -73,6 +73,31 @@ def mode_table(result: Mapping[str, Any]) -> str:
     return markdown_table(header, rows)
 
 
+def token_accuracy_table(result: Mapping[str, Any]) -> str:
+    """Next-frame token accuracy per embodiment, held-out beside training episodes."""
+    header = ["embodiment", *(f"{split} {k}" for split in ("held-out", "training")
+                              for k in ("all", "copy", "unchanged", "changed"))]
+    rows = []
+    for name, r in [*result["per_embodiment"].items(), ("**mean**", result["overall"])]:
+        acc = r.get("token_accuracy")
+        if acc is not None:
+            rows.append([name, *(format_value(acc[split][k], "{:.3f}") for split in ("heldout", "train")
+                                 for k in ("all", "copy", "unchanged", "changed"))])
+    return markdown_table(header, rows)
+
+
+def _token_accuracy_section(result: Mapping[str, Any]) -> list[str]:
+    return [
+        "\n## Next-frame tokens\n",
+        "The true past fully visible and the last frame of a training-length window predicted in one pass "
+        "(argmax): the share of its tokens right, beside copying the last frame (which gets exactly the "
+        "tokens that did not change right), and split into tokens that stayed and tokens that changed. "
+        "Below copying, the model predicts worse than \"nothing moves\"; held-out well below training is "
+        "overfitting.\n",
+        token_accuracy_table(result),
+    ]
+
+
 COUNTERFACTUAL_GIF_SUFFIX = "_counterfactual.gif"
 
 
@@ -225,6 +250,7 @@ def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.
         eval_table(result),
         "\n## By mode\n",
         mode_table(result),
+        *(_token_accuracy_section(result) if "token_accuracy" in result["overall"] else []),
         *(_counterfactual_section(result, cf_videos) if cf_videos else []),
         f"\n## PSNR vs horizon\n\n![PSNR vs horizon]({PSNR_PLOT_FILE})\n",
         "\n## Real vs generated (first held-out clip)\n",

@@ -21,6 +21,12 @@ Per horizon step each mode also reports the **copy-last-frame baseline** (the la
 frame held, against the real future: what a model that predicts no change scores) and the
 **motion PSNR** (PSNR over the pixels where the real frame differs from the last context
 frame, where a static background cannot hide a vanished robot).
+
+Discrete runs also get **next-frame token accuracy** (``token_accuracy``) on windows of the
+held-out and of the training episodes: the true past fully visible, the last frame's tokens
+predicted in one pass, the share right over all tokens, the unchanged ones and the changed
+ones, beside copying the last frame (which gets exactly the unchanged ones right). Below
+copying, the model has learned less than "nothing moves"; a training/held-out gap is overfitting.
 """
 
 from __future__ import annotations
@@ -271,9 +277,13 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: M
     result["perplexity"], result["perplexity_tokens"] = None, 0
     if loaded.kind == RunKind.HMA and loaded.token_kind == TokenKind.DISCRETE:
         result["perplexity"], result["perplexity_tokens"] = _store_perplexity(
-            loaded, store, spec, held, frame_hz=frame_hz, opts=opts, passive=passive, device=device)
+            loaded, store, spec, held, opts=opts, passive=passive, device=device)
+        result["token_accuracy"] = {split: _store_token_accuracy(loaded, store, spec, episodes, opts=opts,
+                                                                 passive=passive, device=device)
+                                    for split, episodes in (("heldout", held), ("train", train_ids))}
     else:
         notes["perplexity"] = "defined for discrete-token (MaskGIT) runs only"
+        notes["token_accuracy"] = "defined for discrete-token (MaskGIT) runs only"
     found = _evaluate_counterfactual(loaded, store, spec, gen, opts, held=held, horizon=horizon, window=window,
                                      device=device)
     if found is not None:
@@ -321,20 +331,45 @@ def _evaluate_counterfactual(loaded, store: EpisodeStore, spec, gen, opts: EvalO
     return scores, shown
 
 
-def _store_perplexity(loaded, store: EpisodeStore, spec, held: Sequence[int], *, frame_hz: float,
-                      opts: EvalOptions, passive: bool, device: torch.device) -> tuple[float | None, int]:
-    window = _window(loaded)
-    ds = WindowDataset(store, window, frame_hz, episodes=held, normalizer=spec.normalizer)
+def _scored_windows(loaded, store: EpisodeStore, spec, episodes: Sequence[int], *,
+                    opts: EvalOptions, device: torch.device) -> tuple[Tensor, Tensor] | None:
+    """Up to ``opts.perplexity_windows`` training-length windows of ``episodes``, spread over
+    them: tokens (N, T, h, w) and normalized actions (N, T, k*A); None when no window fits."""
+    ds = WindowDataset(store, _window(loaded), loaded.frame_hz, episodes=episodes, normalizer=spec.normalizer)
     if not len(ds):
-        return None, 0
+        return None
     take = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), opts.perplexity_windows)).astype(np.int64))
     batch = ds.get_batch(take)
     tokens = encode_clips(loaded.tokenizer, np.asarray(batch["frames"]), device)  # (N, T, h, w)
-    actions = torch.from_numpy(batch["actions"]).to(device)  # (N, T, k*A)
+    return tokens, torch.from_numpy(batch["actions"]).to(device)  # (N, T, k*A)
+
+
+def _store_perplexity(loaded, store: EpisodeStore, spec, held: Sequence[int], *, opts: EvalOptions, passive: bool, device: torch.device) -> tuple[float | None, int]:
+    windows = _scored_windows(loaded, store, spec, held, opts=opts, device=device)
+    if windows is None:
+        return None, 0
     # Score a model in the setting it was trained for: a passive model never saw actions.
     setting = Setting.VIDEO if passive else Setting.FORWARD
-    return heldout_perplexity(loaded.model, tokens, actions, embodiment=store.embodiment, setting=setting,
+    return heldout_perplexity(loaded.model, *windows, embodiment=store.embodiment, setting=setting,
                               seed=opts.seed, batch_size=opts.batch_size)
+
+
+@torch.inference_mode()
+def _store_token_accuracy(loaded, store: EpisodeStore, spec, episodes: Sequence[int], *, opts: EvalOptions,
+                          passive: bool, device: torch.device) -> dict[str, Any]:
+    """Next-frame token accuracy (:func:`hma.model.objectives.next_frame_token_accuracy`) on
+    windows of ``episodes``: the true past visible, the last frame predicted in one pass."""
+    from hma.model.objectives import TokenAccuracy, next_frame_token_accuracy
+
+    windows = _scored_windows(loaded, store, spec, episodes, opts=opts, device=device)
+    total = TokenAccuracy()
+    if windows is not None:
+        tokens, actions = windows
+        for i in range(0, tokens.shape[0], opts.batch_size):
+            total += next_frame_token_accuracy(loaded.model, tokens[i : i + opts.batch_size],
+                                               actions[i : i + opts.batch_size], embodiment=store.embodiment,
+                                               actions_hidden=passive)
+    return total.summary()
 
 
 def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, options: EvalOptions | None = None, *,
@@ -385,6 +420,11 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, optio
         from hma.eval.counterfactual import counterfactual_summary
 
         overall["counterfactual"] = counterfactual_summary(per)
+    accuracies = [r["token_accuracy"] for r in per.values() if "token_accuracy" in r]
+    if accuracies:  # the mean over robots of each share, so that every robot counts the same
+        overall["token_accuracy"] = {split: {k: _finite_mean(a[split][k] for a in accuracies)
+                                             for k in ("all", "unchanged", "changed", "copy", "above_copy")}
+                                     for split in ("heldout", "train")}
     overall["modes"] = {m.value: {k: _finite_mean(r["modes"][m.value].get(k) for r in per.values())
                                   for k in ("psnr", "ssim", "delta_psnr")} for m in opts.mode.modes}
     result = {

@@ -79,3 +79,67 @@ def masked_cross_entropy(model, tokens: Tensor, actions: Tensor, *, embodiment: 
     out = model(tokens, actions, embodiment=embodiment, token_mask=token_mask, action_mask=masks.actions)
     n = int(masks.tokens.sum())
     return float(model.token_cross_entropy(out.logits, tokens, masks.tokens)) * n, n, masks.tokens
+
+
+@dataclass
+class TokenAccuracy:
+    """Counts behind next-frame token accuracy, split by whether the true token changed from the
+    frame before (at the same position). Copying the last frame gets exactly the unchanged
+    tokens right, so its accuracy is the unchanged share: a model that predicts worse than
+    that has learned less than "nothing moves"."""
+
+    unchanged: int = 0
+    unchanged_right: int = 0
+    changed: int = 0
+    changed_right: int = 0
+
+    def __add__(self, other: "TokenAccuracy") -> "TokenAccuracy":
+        return TokenAccuracy(self.unchanged + other.unchanged, self.unchanged_right + other.unchanged_right,
+                             self.changed + other.changed, self.changed_right + other.changed_right)
+
+    @property
+    def tokens(self) -> int:
+        return self.unchanged + self.changed
+
+    def summary(self) -> dict[str, float | int | None]:
+        """``all``/``unchanged``/``changed``: the share predicted right (None over no token);
+        ``copy``: copy-last-frame's ``all``; ``above_copy``: all - copy."""
+        def share(right: int, n: int) -> float | None:
+            return right / n if n else None
+
+        overall = share(self.unchanged_right + self.changed_right, self.tokens)
+        copy = share(self.unchanged, self.tokens)
+        return {"all": overall, "unchanged": share(self.unchanged_right, self.unchanged),
+                "changed": share(self.changed_right, self.changed), "copy": copy,
+                "above_copy": None if overall is None else overall - copy, "tokens": self.tokens}
+
+
+def predict_last_frame(model, tokens: Tensor, actions: Tensor, *, embodiment: str,
+                       actions_hidden: bool = False) -> Tensor:
+    """The model's most likely ids for the last frame of tokens (B,T,h,w), every earlier frame
+    true and fully visible, every token of the last one masked: one forward pass, argmax per
+    vocabulary digit. ``actions_hidden`` scores a passive (video) model as it was trained."""
+    b, t = tokens.shape[:2]
+    c = model.config
+    token_mask = torch.zeros_like(tokens, dtype=torch.bool)  # (B,T,h,w)
+    token_mask[:, -1] = True
+    action_mask = torch.full((b, t), actions_hidden, dtype=torch.bool, device=tokens.device)  # (B,T)
+    logits = model(tokens, actions, embodiment=embodiment, token_mask=token_mask, action_mask=action_mask).logits
+    last = logits[:, -1]  # (B,S,V) or (B,S,F,Vf)
+    if c.vocab_factors == 1:
+        ids = last.argmax(-1)  # (B,S)
+    else:
+        place = c.factor_size ** torch.arange(c.vocab_factors, device=tokens.device)  # (F,)
+        ids = (last.argmax(-1) * place).sum(-1)  # (B,S)
+    return ids.reshape(b, *c.grid)  # (B,h,w)
+
+
+def next_frame_token_accuracy(model, tokens: Tensor, actions: Tensor, *, embodiment: str,
+                              actions_hidden: bool = False) -> TokenAccuracy:
+    """How often :func:`predict_last_frame` gets the last frame's tokens right, split into the
+    tokens that stayed as in the frame before and those that changed."""
+    pred = predict_last_frame(model, tokens, actions, embodiment=embodiment, actions_hidden=actions_hidden)  # (B,h,w)
+    truth, before = tokens[:, -1], tokens[:, -2]  # (B,h,w)
+    right, changed = pred == truth, truth != before
+    return TokenAccuracy(unchanged=int((~changed).sum()), unchanged_right=int((right & ~changed).sum()),
+                         changed=int(changed.sum()), changed_right=int((right & changed).sum()))
