@@ -133,6 +133,31 @@ def test_levers_recipe_scores_every_lever_against_the_counterfactual_branches(tm
     assert "## levers:" in docs.read_text() and len(result["findings"]) == len(LEVERS)
 
 
+def test_generalization_recipe_trains_fewer_episodes_and_scores_sampling_rows_on_their_runs(tmp_path):
+    from hma.eval.levers import GENERALIZATION
+
+    datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2}, episodes=20)
+    for d in datasets:
+        add_branches(d, steps=(2, 6, 10))
+    docs = tmp_path / "results.md"
+    assert main(["experiment", "generalization", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
+                 "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--preset", "micro",
+                 "--results-md", str(docs), "--threads", "1", "--no-progress"]) == 0
+    folder = tmp_path / "exp" / "generalization"
+    result = json.loads((folder / "results.json").read_text())
+    assert [r["label"] for r in result["rows"]] == [lever.label for lever in GENERALIZATION]
+    for row in result["rows"]:
+        assert 0 <= row["tokens_all"] <= 1 and 0 <= row["tokens_copy"] <= 1 and 0 <= row["tokens_train_all"] <= 1
+    config = json.loads((folder / "runs" / "demo_data" / "config.json").read_text())
+    assert 0 < config["train"]["train_fraction"] < 1  # 14 training episodes of more
+    assert json.loads((folder / "runs" / "dropout" / "config.json").read_text())["model"]["action_dropout"] == 0.15
+    guided = json.loads((folder / "eval" / "guided" / "metrics.json").read_text())["options"]
+    adjusted = json.loads((folder / "eval" / "adjusted" / "metrics.json").read_text())["options"]
+    assert guided["action_guidance"] == 2.0 and adjusted["logit_adjustment"] == 1.0
+    assert not (folder / "runs" / "guided").exists() and not (folder / "runs" / "adjusted").exists()
+    assert "## generalization:" in docs.read_text()
+
+
 def test_world_model_recipe_writes_one_row_per_robot_with_its_branch_scores(tmp_path):
     datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2, "cart": 3})
     docs = tmp_path / "results.md"

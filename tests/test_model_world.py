@@ -210,3 +210,35 @@ def test_committed_frames_read_out_the_states_of_the_window_forward() -> None:
 def test_state_statistics_must_match_the_state_names() -> None:
     with pytest.raises(ConfigError, match="state statistics have 1/2 entries, expected one per state name"):
         EmbodimentSpec("arm", 3, 1, [0.0] * 3, [1.0] * 3, state_names=["x", "y"], state_mean=[0.0], state_std=[1.0, 1.0])
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_action_dropout_hides_that_share_of_the_actions_in_forward_training(dropout: float, monkeypatch) -> None:
+    from _helpers_sampling import context_and_actions, tiny_model
+
+    from hma.config import Setting
+
+    model = tiny_model()
+    model.config.action_dropout = dropout
+    seen = []
+    original = model._window_hidden
+
+    def spy(tokens, actions, embodiment, token_mask, action_mask):
+        seen.append(action_mask)
+        return original(tokens, actions, embodiment, token_mask, action_mask)
+
+    monkeypatch.setattr(model, "_window_hidden", spy)
+    frames, actions = context_and_actions(model, batch=64, context=4, new=0)
+    loss, _ = model.loss({"frames": frames, "actions": torch.cat([actions, actions[:, :1]], dim=1), "embodiment": "arm",
+                          "setting": Setting.FORWARD}, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    assert float(seen[0].float().mean()) == pytest.approx(dropout, abs=0.06)
+
+
+def test_action_dropout_and_context_corruption_out_of_range_are_refused() -> None:
+    from hma.config import preset
+    from hma.errors import ConfigError
+
+    for bad in ({"action_dropout": 1.0}, {"action_dropout": -0.1}, {"corrupt_max": 1.5}):
+        with pytest.raises(ConfigError, match="action_dropout|corrupt_max"):
+            preset("tiny", **bad)

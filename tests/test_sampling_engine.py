@@ -168,3 +168,54 @@ def test_engine_rejects_bad_window_and_mismatched_sampling() -> None:
         Engine(model, embodiment="arm", sampling=MARSampling())
     with pytest.raises(ConfigError, match="reset"):
         Engine(model, embodiment="arm").step(torch.zeros(1, 3))
+
+
+def test_stay_bias_lands_on_each_positions_previous_id_plain_and_factorized() -> None:
+    from hma.sampling.maskgit import add_stay_bias
+
+    stay = torch.tensor([[3, 0, 7]])  # (B=1, S=3)
+    plain = add_stay_bias(torch.zeros(1, 3, 8), stay, 2.0)  # (B, S, V)
+    assert torch.equal(plain.argmax(-1), stay) and plain.sum() == 6.0
+    factored = add_stay_bias(torch.zeros(1, 3, 2, 4), torch.tensor([[6, 1, 13]]), 2.0)  # ids as 2 digits of 4
+    digits = factored.argmax(-1)  # (B, S, F)
+    assert torch.equal(digits[..., 0] + 4 * digits[..., 1], torch.tensor([[6, 1, 13]]))
+    assert factored.sum() == pytest.approx(6.0)  # bias / F on each of the F digits
+
+
+@pytest.mark.parametrize("mode", list(CacheMode))
+def test_an_overwhelming_stay_bias_copies_the_last_frame(mode: CacheMode) -> None:
+    model = tiny_model()
+    frames, actions = context_and_actions(model, batch=2, context=2, new=3)
+    engine = Engine(model, embodiment="arm", mode=mode, sampling=MaskGITSampling(steps=2, stay_bias=1e4))
+    made = rollout(engine, frames, actions, generator=torch.Generator().manual_seed(0))  # (B, 3, h, w)
+    assert all(torch.equal(made[:, i], frames[:, -1]) for i in range(3))
+
+
+@pytest.mark.parametrize("guidance", [0.0, 2.5])
+def test_action_guidance_is_the_same_cached_and_uncached(guidance: float) -> None:
+    model = tiny_model()
+    sampling = MaskGITSampling(steps=3, temperature=1.0, guidance=guidance, stay_bias=0.5)
+    cached = _rollout(model, CacheMode.CACHED, sampling, seed=2, new=2)
+    uncached = _rollout(model, CacheMode.UNCACHED, sampling, seed=2, new=2)
+    assert torch.equal(cached, uncached)
+
+
+def test_zero_action_guidance_ignores_the_action_and_guidance_one_does_not() -> None:
+    model = tiny_model()
+    frames, actions = context_and_actions(model, batch=8, context=2, new=1)
+    other = actions.clone()
+    other[:, -1] = torch.randn(other[:, -1].shape, generator=torch.Generator().manual_seed(9)) * 5
+
+    def first_frame(guidance: float, acts: torch.Tensor) -> torch.Tensor:
+        engine = Engine(model, embodiment="arm", sampling=MaskGITSampling(temperature=0.0, guidance=guidance))
+        return rollout(engine, frames, acts)
+
+    assert torch.equal(first_frame(0.0, actions), first_frame(0.0, other))
+    assert not torch.equal(first_frame(1.0, actions), first_frame(1.0, other))
+    assert not torch.equal(first_frame(3.0, actions), first_frame(1.0, actions))
+
+
+def test_bad_stay_bias_and_guidance_are_refused() -> None:
+    for bad in ({"stay_bias": float("nan")}, {"guidance": -1.0}, {"guidance": float("inf")}):
+        with pytest.raises(ConfigError, match="stay bias|action guidance"):
+            MaskGITSampling(**bad)

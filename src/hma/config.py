@@ -205,6 +205,10 @@ class ModelConfig:
     # change carry what the actions did, and a plain mean lets a model that copies the past
     # look almost perfect.
     changed_token_weight: float = 1.0
+    # Action dropout: the share of frames whose action is shown hidden (the learned "hidden
+    # action" embedding) in training, so the model also learns the action-free prediction that
+    # classifier-free guidance on actions subtracts at sampling (MaskGITSampling.guidance).
+    action_dropout: float = 0.0
     diffusion_width: int = 256  # MAR per-token diffusion head (reference: 1024 wide, 4 blocks)
     diffusion_blocks: int = 3
     diffusion_train_steps: int = 1000
@@ -218,6 +222,10 @@ class ModelConfig:
             raise ConfigError(f"width {self.width} is not divisible by num_heads {self.num_heads}")
         if self.changed_token_weight <= 0:
             raise ConfigError(f"changed_token_weight={self.changed_token_weight} is invalid; expected a positive weight")
+        if not 0 <= self.action_dropout < 1:
+            raise ConfigError(f"action_dropout={self.action_dropout} is invalid; expected a share in [0, 1)")
+        if not 0 <= self.corrupt_max <= 1:
+            raise ConfigError(f"corrupt_max={self.corrupt_max} is invalid; expected a share in [0, 1]")
         if self.vocab_factors < 1:
             raise ConfigError(f"vocab_factors={self.vocab_factors} must be at least 1")
         Injection.parse(self.injection)

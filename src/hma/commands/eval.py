@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="arithmetic of generation: fp32, bf16 autocast, or int8 linear layers (CPU)")
+    p.add_argument("--logit-adjustment", type=float, default=0.0, metavar="F",
+                   help="add F x log(the run's changed-token weight) to the logit of each token staying as it "
+                        "was: 1 undoes the weight's pull toward change (default 0)")
+    p.add_argument("--action-guidance", type=float, default=1.0, metavar="W",
+                   help="classifier-free guidance on actions, uncond + W (cond - uncond); for runs trained with "
+                        "--action-dropout (default 1: off)")
     add_progress(p)
     p.set_defaults(func=_eval)
 
@@ -141,6 +147,10 @@ def _eval(args: argparse.Namespace) -> int:
         fps = "" if r["fps"] is None else f", {r['fps']:.1f} FPS"
         print(f"{name}: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}, delta-PSNR {r['delta_psnr']:.2f} dB{ppl}{fps} "
               f"({r['clips']} clips)")
+        acc = r.get("token_accuracy", {}).get("heldout")
+        if acc and acc["all"] is not None:
+            print(f"  next-frame tokens right on held-out windows: {acc['all']:.3f} against copying the last "
+                  f"frame's {acc['copy']:.3f}")
     print(f"wrote {args.out}/{METRICS_FILE} and {args.out}/{REPORT_FILE}")
     return 0
 

@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "more steps (the demo trains 2 blocks)")
     p.add_argument("--changed-token-weight", type=float, default=None,
                    help="loss weight of masked tokens that differ from the frame before (default 1: plain mean)")
+    p.add_argument("--action-dropout", type=float, default=None, metavar="SHARE",
+                   help="share of frames trained with their action hidden, for guidance on actions at sampling "
+                        "(default 0)")
+    p.add_argument("--context-corruption", type=float, default=None, metavar="SHARE", dest="corrupt_max",
+                   help="visible tokens replaced by random ids in training, up to this share per sample (default 0.2)")
     _common(p)
     p.set_defaults(func=_train)
 
@@ -99,8 +104,8 @@ def _share(value: float | None) -> str:
 def _train(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    overrides = {k: v for k, v in (("changed_token_weight", args.changed_token_weight),
-                                   ("num_blocks", args.num_blocks)) if v is not None}
+    overrides = {k: v for k in ("changed_token_weight", "num_blocks", "action_dropout", "corrupt_max")
+                 if (v := vars(args)[k]) is not None}
     cfg = _config(args, config_file=args.config, model_overrides=overrides)
     return _report(train(cfg))
 

@@ -38,7 +38,7 @@ from hma.errors import ConfigError, DataError
 from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, clip_values, datasets_by_embodiment,
                                       evaluate_run, interval_text, need_tokenizer, paired_difference, score_row,
                                       single_stream_fps, tokenize, train_run)
-from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE, levers_recipe, world_model_recipe
+from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE, generalization_recipe, levers_recipe, world_model_recipe
 from hma.eval.long_horizon import COLUMNS as LONG_HORIZON_COLUMNS, long_horizon_recipe
 from hma.eval.report import METRICS_FILE
 from hma.eval.scaling import AXES as SCALING_AXES, COLUMNS as SCALING_COLUMNS, recipe_name as scaling_name, scaling_recipe
@@ -197,6 +197,16 @@ RECIPES: dict[str, Recipe] = {
          ("cf_mean_fraction_of_ceiling", "fraction", "{:.2f}"),
          ("robots", "robots: ΔPSNR>0 / ≥50% ceiling / follows", "{}"), ("psnr", "PSNR (dB)", "{:.2f}"),
          PERPLEXITY, *TRAINING], levers_recipe),
+    "generalization": Recipe(
+        "Generalization: data, objective and sampling levers at equal steps, against the simulator",
+        "A world model has to predict episodes it was not trained on; every row scored on the same held-out "
+        "clips, by ΔPSNR against counterfactual branches and by next-frame token accuracy beside copying the "
+        "last frame.",
+        [("cf_mean_delta_psnr", "ΔPSNR (dB)", "{:.2f}"), ("cf_mean_fraction_of_ceiling", "fraction", "{:.2f}"),
+         ("robots", "robots: ΔPSNR>0 / ≥50% ceiling / follows", "{}"),
+         ("tokens_all", "tokens right", "{:.3f}"), ("tokens_copy", "copy", "{:.3f}"),
+         ("tokens_unchanged", "unchanged", "{:.3f}"), ("tokens_changed", "changed", "{:.3f}"),
+         ("tokens_train_all", "tokens right (training)", "{:.3f}"), PERPLEXITY, *TRAINING], generalization_recipe),
     "world-model": Recipe(
         "One world model on every robot, against the simulator's counterfactual branches",
         "A world model trained on heterogeneous robots follows each robot's actions (paper: ΔPSNR > 0 for the "

@@ -28,6 +28,7 @@ class Lever:
     sampling: dict[str, Any] = field(default_factory=dict)
     budget: float = 1.0
     reuse: str | None = None
+    episodes: int | None = None  # training episodes per robot (the first ones), instead of all of them
 
 
 BASE_HZ = DEFAULT_FRAME_HZ
@@ -59,22 +60,62 @@ def branched_data(opts: ExperimentOptions, recipe: str) -> list[Path]:
     return data
 
 
+# The demo trains on 16 episodes per robot, 14 of them after the hold-out.
+DEMO_TRAINING_EPISODES = 14
+# What makes a model generalize to episodes it has not seen, each row the demo's recipe with one
+# change, on a pre-training suite (`hma data generate --suite pretrain`), same steps, same clips.
+GENERALIZATION_MODEL: dict[str, Any] = {**DEMO_MODEL, "action_dropout": 0.15}
+GENERALIZATION: list[Lever] = [
+    Lever("the demo's data: 14 training episodes per robot", "demo_data", DEMO_RECIPE, DEMO_MODEL,
+          episodes=DEMO_TRAINING_EPISODES),
+    Lever("every training episode of the suite", "suite", DEMO_RECIPE, DEMO_MODEL),
+    Lever("changed tokens x1 (unweighted)", "unweighted", DEMO_RECIPE, {"changed_token_weight": 1.0}),
+    Lever("changed tokens x10, logit-adjusted at sampling", "adjusted", sampling={"logit_adjustment": 1.0},
+          reuse="suite"),
+    Lever("action dropout 0.15", "dropout", DEMO_RECIPE, GENERALIZATION_MODEL),
+    Lever("action dropout 0.15, guidance 2", "guided", sampling={"action_guidance": 2.0}, reuse="dropout"),
+    Lever("context corruption up to 0.5 (from 0.2)", "corrupt", DEMO_RECIPE, {**DEMO_MODEL, "corrupt_max": 0.5}),
+    Lever("4 blocks (from 2)", "deeper", DEMO_RECIPE, {**DEMO_MODEL, "num_blocks": 4}),
+]
+
+
 def levers_recipe(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
-    tok = need_tokenizer(opts, "discrete", "levers")
-    data = branched_data(opts, "levers")
+    return _lever_rows(opts, LEVERS, "levers")
+
+
+def generalization_recipe(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, findings = _lever_rows(opts, GENERALIZATION, "generalization")
+    findings.append("token accuracy: the last frame of held-out (training) windows predicted in one pass with the "
+                    "true past visible; copying the last frame scores the unchanged share")
+    return rows, findings
+
+
+def _training_fraction(data: list[Path], episodes: int) -> float:
+    """The share of each dataset's training episodes that keeps ``episodes`` of the smallest one."""
+    from hma.data.store import EpisodeStore
+    from hma.data.windows import HOLDOUT, split_episodes
+
+    fewest = min(len(split_episodes(EpisodeStore(d).num_episodes, HOLDOUT)[0]) for d in data)
+    return min(1.0, episodes / fewest)
+
+
+def _lever_rows(opts: ExperimentOptions, levers: list[Lever], recipe: str) -> tuple[list[dict[str, Any]], list[str]]:
+    tok = need_tokenizer(opts, "discrete", recipe)
+    data = branched_data(opts, recipe)
     tokenize(data, tok)
     base_horizon = opts.horizon or 8
     rows, findings = [], []
     trained_runs: dict[str, dict[str, Any]] = {}
-    by_name = {lever.name: lever for lever in LEVERS}
-    for lever in LEVERS:
+    by_name = {lever.name: lever for lever in levers}
+    for lever in levers:
         label = lever.label
         hz = by_name[lever.reuse or lever.name].train.get("frame_hz", BASE_HZ)
         if lever.reuse is not None:
             trained = trained_runs[lever.reuse]
         else:
+            fraction = {} if lever.episodes is None else {"train_fraction": _training_fraction(data, lever.episodes)}
             trained = train_run(opts, lever.name, data, tokenizer=tok, model_changes=lever.model,
-                             budget=opts.budget.scaled(lever.budget), **lever.train)
+                             budget=opts.budget.scaled(lever.budget), **lever.train, **fraction)
         trained_runs[lever.name] = trained
         evaluated = evaluate_run(opts, lever.name, data, horizon=max(1, round(base_horizon * hz / BASE_HZ)),
                               run=lever.reuse, **lever.sampling)
@@ -85,6 +126,10 @@ def levers_recipe(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[s
         row = score_row(label, trained, evaluated)
         row.update({f"cf_{k}": v for k, v in cf.items()})
         row["robots"] = f"{cf['delta_psnr_above_zero']}/{cf['half_of_ceiling']}/{cf['follows_other_actions']} of {cf['embodiments']}"
+        accuracy = evaluated["overall"].get("token_accuracy")
+        if accuracy is not None:
+            row.update({f"tokens_{k}": accuracy["heldout"][k] for k in ("all", "copy", "unchanged", "changed")})
+            row["tokens_train_all"] = accuracy["train"]["all"]
         rows.append(row)
         per = evaluated["per_embodiment"]
         findings.append(f"{label}: ΔPSNR (95% interval) per robot " + ", ".join(

@@ -15,7 +15,8 @@ from pathlib import Path
 from hma.errors import ConfigError
 from hma.io import atomic_write_bytes
 
-EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "world-model", "long-horizon", "scaling")
+EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "generalization", "world-model", "long-horizon",
+               "scaling")
 # docs/results.md sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
 RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectories", "scaling-size",
                    "policy-eval", "policy-eval-robots", "synth-bc", "synth-bc-real-share",

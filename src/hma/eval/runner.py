@@ -96,6 +96,8 @@ class EvalOptions:
     perplexity_windows: int = 64  # held-out windows per embodiment for the perplexity
     seed: int = 0
     precision: str = "fp32"  # of generation (hma.sampling.precision); teacher-forced perplexity stays fp32
+    logit_adjustment: float = 0.0  # x log(changed-token weight) added to "stays" logits (1 undoes the weight)
+    action_guidance: float = 1.0  # classifier-free guidance on actions (1 = off)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", EvalMode.parse(self.mode))
@@ -118,7 +120,8 @@ class EvalOptions:
 
 def _frame_generator(loaded, embodiment: str, opts: EvalOptions) -> FrameGenerator:
     return frame_generator(loaded, embodiment, unmask_steps=opts.unmask_steps, temperature=opts.temperature,
-                           diffusion_steps=opts.diffusion_steps, precision=opts.precision)
+                           diffusion_steps=opts.diffusion_steps, precision=opts.precision,
+                           logit_adjustment=opts.logit_adjustment, action_guidance=opts.action_guidance)
 
 
 def _window(loaded) -> int:

@@ -318,6 +318,9 @@ class WorldModel(nn.Module):
         c = self.config
         masks = sample_masks(b, t, c.tokens_per_frame, setting, generator=generator, device=tokens.device)
         token_mask = rearrange(masks.tokens, "b t (h w) -> b t h w", h=c.grid[0])
+        if c.action_dropout > 0:  # hidden, not scored: the action-free prediction that guidance subtracts
+            dropped = torch.rand((b, t), generator=generator, device=tokens.device) < c.action_dropout  # (B,T)
+            masks.actions = masks.actions | dropped
         inputs = tokens
         if c.kind == TokenKind.DISCRETE and c.corrupt_max > 0:
             # MaskGIT-style robustness: some visible tokens are replaced by random ids.

@@ -33,7 +33,7 @@ from hma.errors import ConfigError
 from hma.model import KVCache, WorldModel, WorldModelOutput
 from hma.model.cache import Slide
 from hma.sampling.mar import MARSampling, unmask_latent_frame
-from hma.sampling.maskgit import MaskGITSampling, unmask_token_frame
+from hma.sampling.maskgit import MaskGITSampling, add_stay_bias, unmask_token_frame
 from hma.sampling.precision import Precision, autocast, compile_trunk, prepare
 
 
@@ -88,6 +88,7 @@ class Engine:
         self.past: Tensor | None = None  # (B, n, ...) n <= window - 1
         self.past_actions: Tensor | None = None  # (B, n - 1, k*A)
         self.state: Tensor | None = None  # (B, S) of the newest frame
+        self.last_frame: Tensor | None = None  # (B, h, w) token ids of the newest frame (discrete)
         self._has_state = embodiment in getattr(model, "state_heads", {})
 
     @torch.inference_mode()
@@ -103,6 +104,7 @@ class Engine:
 
     def _reset(self, context: Tensor, actions: Tensor, t0: int) -> None:
         keep = min(t0, self.window - 1)  # the new frame takes the last slot of the window
+        self.last_frame = context[:, -1] if self.discrete else None
         context, actions = context[:, t0 - keep:], actions[:, t0 - keep:]
         if self.mode is CacheMode.CACHED:
             self.cache = self.model.new_cache(context.shape[0], self.window, slide=self.slide)
@@ -120,7 +122,7 @@ class Engine:
         if self.cache is None and self.past is None:
             raise ConfigError("the engine has no context; call reset(context, actions) before step(action)")
         self.model.check_actions(self.embodiment, action)
-        predict = self._cached_predictor(action) if self.mode is CacheMode.CACHED else self._window_predictor(action)
+        predict = self._predictor(action)
         config = self.model.config
         ref = self.model.mask_token
         batch = action.shape[0]
@@ -139,22 +141,51 @@ class Engine:
         """The last frame's logits (B, S, V) / (B, S, F, Vf), or its diffusion condition (B, S, D), in fp32."""
         return (out.logits[:, -1] if self.discrete else out.cond[:, -1]).float()
 
-    def _cached_predictor(self, action: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    def _predictor(self, action: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """The new frame's logits (or diffusion condition) given its partly revealed tokens; for
+        token ids with the sampling's action guidance and stay bias applied."""
+        def conditional(hide: bool) -> Callable[[Tensor, Tensor], Tensor]:
+            if self.mode is CacheMode.CACHED:
+                return self._cached_predictor(action, hide_new_action=hide)
+            return self._window_predictor(action, hide_new_action=hide)
+
+        predict = conditional(self.hide_actions)
+        if not self.discrete:
+            return predict
+        guidance, stay_bias = self.sampling.guidance, self.sampling.stay_bias
+        if guidance != 1.0 and not self.hide_actions:
+            cond, uncond = predict, conditional(True)
+
+            def predict(frame: Tensor, masked: Tensor) -> Tensor:
+                u = uncond(frame, masked)
+                return u + guidance * (cond(frame, masked) - u)
+        if stay_bias:
+            unbiased, stay = predict, self.last_frame.flatten(1)  # (B, S)
+
+            def predict(frame: Tensor, masked: Tensor) -> Tensor:
+                return add_stay_bias(unbiased(frame, masked), stay, stay_bias)
+        return predict
+
+    def _cached_predictor(self, action: Tensor, *, hide_new_action: bool) -> Callable[[Tensor, Tensor], Tensor]:
         def predict(frame: Tensor, masked: Tensor) -> Tensor:
-            out = self.model.forward_frame(frame, None if self.hide_actions else action, embodiment=self.embodiment,
+            out = self.model.forward_frame(frame, None if hide_new_action else action, embodiment=self.embodiment,
                                            frame_mask=masked, cache=self.cache)
             return self._output(out)
 
         return predict
 
-    def _window_predictor(self, action: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    def _window_predictor(self, action: Tensor, *, hide_new_action: bool) -> Callable[[Tensor, Tensor], Tensor]:
         past, past_actions = self.past, self.past_actions
         # Window actions follow the model's convention (actions[:, t] taken at frame t); the
         # new frame's own action is not known yet and does not reach any frame in the window.
         actions = torch.cat([past_actions, action[:, None], torch.zeros_like(action[:, None])], dim=1)  # (B, n+1, k*A)
         hidden = torch.zeros(past.shape[:2], dtype=torch.bool, device=past.device)  # (B, n) past frames visible
-        action_mask = (torch.ones(actions.shape[:2], dtype=torch.bool, device=past.device)  # (B, n+1) all hidden
-                       if self.hide_actions else None)
+        action_mask = None
+        if self.hide_actions:
+            action_mask = torch.ones(actions.shape[:2], dtype=torch.bool, device=past.device)  # (B, n+1) all hidden
+        elif hide_new_action:
+            action_mask = torch.zeros(actions.shape[:2], dtype=torch.bool, device=past.device)  # (B, n+1)
+            action_mask[:, -2] = True  # the action that leads to the new frame
 
         def predict(frame: Tensor, masked: Tensor) -> Tensor:
             tokens = torch.cat([past, frame[:, None].to(past.dtype)], dim=1)  # (B, n+1, ...)
@@ -166,6 +197,8 @@ class Engine:
 
     def _remember(self, frame: Tensor, action: Tensor) -> None:
         """Make the finished frame part of the past; memory stays bounded by the window."""
+        if self.discrete:
+            self.last_frame = frame
         if self.mode is CacheMode.CACHED:
             self.state = self.model.commit_frame(frame, None if self.hide_actions else action,
                                                  embodiment=self.embodiment, cache=self.cache)

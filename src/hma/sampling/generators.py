@@ -10,6 +10,7 @@ latents; a passive-video run sees its actions hidden) or the diffusion baseline'
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -33,7 +34,8 @@ class FrameGenerator(Protocol):
 
 def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
                     unmask_steps: int = 2, temperature: float = 0.0, diffusion_steps: int | None = None,
-                    precision: str = "fp32", mode: CacheMode = CacheMode.CACHED, compile: bool = False) -> FrameGenerator:
+                    precision: str = "fp32", mode: CacheMode = CacheMode.CACHED, compile: bool = False,
+                    logit_adjustment: float = 0.0, action_guidance: float = 1.0) -> FrameGenerator:
     """The generator of ``run`` (what :func:`hma.load` returns, or anything with its ``.model``)
     for ``embodiment``.
 
@@ -42,6 +44,10 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
     a run trained in the passive-video setting sees its actions hidden (a run that records no
     setting is taken as action-conditioned). A diffusion-baseline run gets a :class:`DDIMEngine`
     with ``diffusion_steps`` DDIM steps (``sampling``, ``precision`` and ``compile`` do not apply to it).
+
+    For token ids: ``logit_adjustment`` times log(the run's changed-token weight) is the stay
+    bias (1 undoes the weight's pull toward change, 0 keeps it) and ``action_guidance`` the
+    classifier-free guidance on actions (:class:`MaskGITSampling`).
     """
     from hma.baselines.diffusion import VideoDiffusion
 
@@ -52,7 +58,9 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
             raise ConfigError(f"a diffusion-baseline run is sampled with DDIM, not {type(sampling).__name__}")
         return DDIMEngine(run.model, embodiment=embodiment, steps=diffusion_steps)
     if sampling is None and run.model.config.kind == TokenKind.DISCRETE:
-        sampling = MaskGITSampling(steps=unmask_steps, temperature=temperature)
+        stay_bias = logit_adjustment * math.log(run.model.config.changed_token_weight)
+        sampling = MaskGITSampling(steps=unmask_steps, temperature=temperature, stay_bias=stay_bias,
+                                   guidance=action_guidance)
     elif sampling is None:
         extra = {} if diffusion_steps is None else {"diffusion_steps": diffusion_steps}
         sampling = MARSampling(steps=unmask_steps, **extra)

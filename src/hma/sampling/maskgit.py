@@ -33,6 +33,12 @@ class MaskGITSampling:
     ``temperature`` divides the logits (0 = greedy argmax). The reference divides the
     probabilities instead, which the softmax then renormalises away; dividing logits is
     what makes the knob do anything.
+
+    ``stay_bias`` is added to the logit of the token each position held in the frame before.
+    A model trained with changed tokens weighted w learns p(y) w(y) instead of p(y), so its
+    argmax favours change; log w undoes that (logit adjustment). ``guidance`` is
+    classifier-free guidance on the action: logits = uncond + guidance (cond - uncond), the
+    unconditional pass seeing the new frame's action hidden (1 = off, one pass).
     """
 
     steps: int = 2
@@ -40,6 +46,8 @@ class MaskGITSampling:
     top_k: int | None = None
     top_p: float | None = None
     order: UnmaskOrder = UnmaskOrder.CONFIDENCE
+    stay_bias: float = 0.0
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -50,6 +58,20 @@ class MaskGITSampling:
             raise ConfigError(f"top_k {self.top_k} is invalid; expected an integer >= 1 or None")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p {self.top_p} is invalid; expected a number in (0, 1] or None")
+        if not math.isfinite(self.stay_bias):
+            raise ConfigError(f"stay bias {self.stay_bias} is invalid; expected a finite number")
+        if not (math.isfinite(self.guidance) and self.guidance >= 0):
+            raise ConfigError(f"action guidance {self.guidance} is invalid; expected a finite number >= 0")
+
+
+def add_stay_bias(logits: torch.Tensor, stay: torch.Tensor, bias: float) -> torch.Tensor:
+    """``bias`` added to the logit of id ``stay`` (B, S) at each position of plain (B, S, V) logits;
+    factorized (B, S, F, Vf) ones get bias / F on each digit of it (their ids are not scored jointly)."""
+    if logits.dim() == 3:
+        return logits.scatter_add(-1, stay[..., None], torch.full_like(logits[..., :1], bias))  # (B, S, V)
+    factors, size = logits.shape[2], logits.shape[3]
+    digits = torch.stack([torch.div(stay, size ** i, rounding_mode="floor") % size for i in range(factors)], -1)  # (B, S, F)
+    return logits.scatter_add(-1, digits[..., None], torch.full_like(logits[..., :1], bias / factors))  # (B, S, F, Vf)
 
 
 def unmask_counts(num_tokens: int, steps: int) -> list[int]:
