@@ -52,6 +52,10 @@ def test_spelled_out_choices_match_the_library():
     assert choices[("hma train", "--model")] == tuple(MODEL_KINDS)
     assert choices[("hma data generate", "--suite")] == SUITE_NAMES == tuple(SUITES)
     assert choices[("hma train", "--setting")] == ("video", "forward", "full", "policy", "mixed")
+    from hma.commands.apps import SHIPPED_RUN
+    from hma.run.pretrained import DEFAULT_RUN
+
+    assert SHIPPED_RUN == DEFAULT_RUN
 
 
 def test_unknown_choice_is_one_line_naming_the_choices(capsys):

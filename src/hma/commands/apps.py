@@ -10,9 +10,15 @@ import sys
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+# hma.run.pretrained.DEFAULT_RUN, spelled out: importing it would load torch for every CLI call.
+SHIPPED_RUN = "hma-tiny"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="drive the world model with the keyboard in a browser")
-    p.add_argument("--run", required=True, help="trained run folder or its Hub name ORG/NAME")
+    p.add_argument("--run", default=SHIPPED_RUN,
+                   help=f"trained run folder, a shipped run's name or a Hub name ORG/NAME (default: {SHIPPED_RUN}, "
+                        "the model that comes with hma)")
     p.add_argument("--embodiment", required=True, help="robot to drive (one the run was trained on)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; anything but loopback lets other machines drive the model")

@@ -34,6 +34,7 @@ from hma.sampling.maskgit import MaskGITSampling
 from hma.envs.actions import OutOfRange, action_box, check_action
 from hma.envs.context import Context, parse_context
 from hma.run import open_run, run_dataset
+from hma.run.pretrained import DEFAULT_RUN
 from hma.envs.rollout import WorldModelRollout
 
 # Without a dataset the Box spans mean +- this many standard deviations of the training actions.
@@ -156,9 +157,10 @@ def _success_classifier(success: Any, embodiment: str):
     return success
 
 
-def make_registered(**kwargs: Any) -> "WorldModelEnv":
-    """The entry point of ``hma/WorldModel-v0``: gymnasium.make's TimeLimit truncates, not the env."""
-    return WorldModelEnv(**kwargs, max_episode_steps=None)
+def make_registered(*, run: Any = DEFAULT_RUN, **kwargs: Any) -> "WorldModelEnv":
+    """The entry point of ``hma/WorldModel-v0``: gymnasium.make's TimeLimit truncates, not the env.
+    Without ``run`` it is the model shipped with hma."""
+    return WorldModelEnv(run, **kwargs, max_episode_steps=None)
 
 
 class WorldModelEnv(gym.Env):

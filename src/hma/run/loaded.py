@@ -16,6 +16,7 @@ from hma.errors import CheckpointError, HmaError
 from hma.io import read_json
 from hma.run import files
 from hma.run.kinds import build_model
+from hma.run.pretrained import DEFAULT_RUN, resolve_run, starts_dataset
 
 
 @dataclass
@@ -57,15 +58,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def load(run: str | Path, *, device: str | torch.device = "cpu") -> LoadedRun:
+def load(run: str | Path = DEFAULT_RUN, *, device: str | torch.device = "cpu") -> LoadedRun:
     """Load ``RUN/model.safetensors`` + ``config.json`` and the run's own tokenizer copy, both on ``device``.
 
-    ``run`` is a run folder, or the Hub name (``org/name``) of a repo that holds one
-    (:mod:`hma.hub`; a local path of that name wins)."""
-    from hma.hub import resolve
+    ``run`` is a run folder, the name of a run shipped in the package (:mod:`hma.run.pretrained`;
+    the default, ``hma-tiny``), or the Hub name (``org/name``) of a repo that holds one
+    (:mod:`hma.hub`); a local path of that name wins."""
     from hma.tokenizer import load_tokenizer
 
-    run = resolve(run, what="run")
+    run = resolve_run(run)
     config = files.read_run_config(run)
     model_config, model = _build(run / files.CONFIG_FILE, config)
     files.load_model_weights(model, run / files.MODEL_FILE, sha256=config.get(files.WEIGHTS_SHA256))
@@ -111,7 +112,8 @@ def open_run(run: Any, device: str | torch.device | None = None):
 def run_dataset(loaded: Any, embodiment: str) -> Path | None:
     """The dataset of ``embodiment`` among the run's training data (``config.json`` ->
     ``train.data``), if it is still on disk: as recorded, relative to the folder that holds
-    the run, or at the absolute path recorded at training time."""
+    the run, or at the absolute path recorded at training time; else the episode starts a
+    shipped run carries (:mod:`hma.run.pretrained`)."""
     train = (getattr(loaded, "config", None) or {}).get("train", {})
     recorded = [Path(p) for p in train.get("data") or []]
     run_path = getattr(loaded, "path", None)
@@ -123,4 +125,4 @@ def run_dataset(loaded: Any, embodiment: str) -> Path | None:
         for found in find_datasets([path]):
             if read_json(found / METADATA_FILE, "dataset metadata").get("embodiment") == embodiment:
                 return found
-    return None
+    return None if run_path is None else starts_dataset(Path(run_path), embodiment)

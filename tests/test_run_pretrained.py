@@ -1,0 +1,78 @@
+"""The shipped world model: a run packed into the package loads by its short name, with no
+path and no download, and the env starts from the episode starts it carries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from _helpers_eval import make_run
+from safetensors.torch import load_file
+
+import hma
+from hma.errors import CheckpointError, ConfigError
+from hma.run import pretrained
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pretrained")
+    run, datasets, _ = make_run(tmp)
+    shelf = tmp / "shelf"
+    pretrained.pack_run(run, shelf / "hma-test", starts=datasets, start_episodes=1, start_steps=5)
+    return run, datasets, shelf
+
+
+def test_a_packed_run_holds_half_weights_that_generate_as_the_run_does(packed):
+    run, _, shelf = packed
+    weights = load_file(shelf / "hma-test" / "model.safetensors")
+    assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
+    original, shipped = hma.load(run), hma.load(shelf / "hma-test")
+    for (name, a), b in zip(original.model.state_dict().items(), shipped.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=2e-3, rtol=1e-3), name  # fp16 rounding only
+    config = json.loads((shelf / "hma-test" / "config.json").read_text())
+    assert config["weights_dtype"] == "float16"
+
+
+def test_a_shipped_run_loads_by_name_and_its_env_starts_from_its_own_episodes(packed, monkeypatch):
+    import gymnasium
+
+    import hma.envs  # noqa: F401 (registers hma/WorldModel-v0)
+
+    _, datasets, shelf = packed
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", shelf)
+    assert pretrained.shipped_runs() == ["hma-test"]
+    loaded = hma.load("hma-test")
+    assert loaded.path == shelf / "hma-test"
+    for d in datasets:  # the training data is gone: contexts come from the shipped starts
+        d.rename(d.with_name(d.name + ".away"))
+    try:
+        env = gymnasium.make("hma/WorldModel-v0", run="hma-test", embodiment="arm")
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (16, 16, 3) and obs.dtype == np.uint8
+        assert env.unwrapped.core.store.root == pretrained.starts_dataset(shelf / "hma-test", "arm")
+        assert env.unwrapped.core.store.num_episodes == 1
+    finally:
+        for d in datasets:
+            d.with_name(d.name + ".away").rename(d)
+
+
+def test_packing_refuses_starts_of_an_unknown_robot_and_leaves_the_old_folder(packed, tmp_path):
+    from _helpers_train import make_dataset
+
+    run, _, shelf = packed
+    other = make_dataset(tmp_path / "other", embodiment="crane", action_dim=2, seed=3, length=10, episodes=3)
+    before = sorted(p.name for p in (shelf / "hma-test").rglob("*"))
+    with pytest.raises(ConfigError, match="crane"):
+        pretrained.pack_run(run, shelf / "hma-test", starts=[other])
+    assert sorted(p.name for p in (shelf / "hma-test").rglob("*")) == before
+    assert [p.name for p in shelf.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_unknown_or_empty_name_is_a_clear_error():
+    with pytest.raises((ConfigError, CheckpointError)):
+        hma.load("no-such-model-anywhere")
+    with pytest.raises(ConfigError, match="empty"):
+        hma.load(" ")
