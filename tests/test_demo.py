@@ -9,9 +9,9 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_resumes(tmp_path):
+def test_demo_from_scratch_runs_every_stage_and_resumes(tmp_path):
     out = tmp_path / "demo"
-    argv = [sys.executable, "-m", "hma.cli", "demo", "--out", str(out), "--episodes", "2",
+    argv = [sys.executable, "-m", "hma.cli", "demo", "--from-scratch", "--out", str(out), "--episodes", "2",
             "--tokenizer-minutes", "0.1", "--train-minutes", "0.1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)

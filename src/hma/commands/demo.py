@@ -1,4 +1,5 @@
-"""`hma demo`: generate data, train a tokenizer and a tiny HMA, evaluate, report."""
+"""`hma demo`: the shipped world model against the simulator and taught a new robot; or, with
+--from-scratch, data, a tokenizer and a tiny HMA trained on the spot."""
 
 from __future__ import annotations
 
@@ -8,22 +9,39 @@ from hma.commands import add_progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hma.demo import DemoBudget
+    from hma.demo import DemoBudget, ShippedDemoBudget
 
-    d = DemoBudget()
-    p = sub.add_parser("demo", help="from nothing to a trained world model and its report in minutes")
+    d, s = DemoBudget(), ShippedDemoBudget()
+    p = sub.add_parser("demo", help="the shipped world model against the simulator, then taught a new robot, in minutes")
     p.add_argument("--out", default="demo_out", help="output folder (finished stages are reused)")
-    p.add_argument("--episodes", type=int, default=d.episodes, help="episodes per embodiment")
-    p.add_argument("--tokenizer-minutes", type=float, default=d.tokenizer_minutes, help="tokenizer training budget")
-    p.add_argument("--train-minutes", type=float, default=d.train_minutes, help="world-model training budget")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data, the tokenizer and the training")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="train data, tokenizer and world model on the spot instead of starting from the shipped model")
+    p.add_argument("--finetune-minutes", type=float, default=s.finetune_minutes,
+                   help=f"minutes of fine-tuning on the new robot, and of its from-scratch run (default {s.finetune_minutes:g})")
+    p.add_argument("--episodes", type=int, default=None,
+                   help=f"episodes per embodiment (default {s.episodes}; {d.episodes} with --from-scratch)")
+    p.add_argument("--tokenizer-minutes", type=float, default=d.tokenizer_minutes,
+                   help=f"--from-scratch: tokenizer training budget (default {d.tokenizer_minutes:g})")
+    p.add_argument("--train-minutes", type=float, default=d.train_minutes,
+                   help=f"--from-scratch: world-model training budget (default {d.train_minutes:g})")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"seed of the data (and with --from-scratch of the training; default {s.seed}, "
+                        "0 with --from-scratch)")
     add_progress(p)
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from hma.demo import DemoBudget, run_demo
+    import dataclasses
 
-    budget = DemoBudget(episodes=args.episodes, tokenizer_minutes=args.tokenizer_minutes, train_minutes=args.train_minutes)
-    run_demo(args.out, budget, seed=args.seed, progress=not args.no_progress)
+    from hma.demo import DemoBudget, ShippedDemoBudget, run_demo, run_shipped_demo
+
+    if args.from_scratch:
+        budget = DemoBudget(tokenizer_minutes=args.tokenizer_minutes, train_minutes=args.train_minutes,
+                            **({} if args.episodes is None else {"episodes": args.episodes}))
+        run_demo(args.out, budget, seed=args.seed or 0, progress=not args.no_progress)
+        return 0
+    given = {"episodes": args.episodes, "seed": args.seed, "finetune_minutes": args.finetune_minutes}
+    budget = dataclasses.replace(ShippedDemoBudget(), **{k: v for k, v in given.items() if v is not None})
+    run_shipped_demo(args.out, budget, progress=not args.no_progress)
     return 0

@@ -33,6 +33,7 @@ from hma.train import checkpoint as ckpt
 from hma.train.data import TrainingData, batches, load_training_data, to_tensors
 from hma.train.distributed import gather_state, init_distributed
 from hma.run.kinds import build_model
+from hma.run.pretrained import resolve_run
 from hma.train.fit import TrainLog, fit
 from hma.train.optim import build_optimizer
 from hma.train.state import Budget, TrainState
@@ -155,7 +156,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     resuming = cfg.resume and (run / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
     if (run / ckpt.MODEL_FILE).exists() and not resuming:
         raise ConfigError(f"run folder {run} already holds a model, expected a new folder (or pass --resume)")
-    source = run if resuming else (Path(cfg.init_from) if cfg.init_from else None)
+    source = run if resuming else (resolve_run(cfg.init_from) if cfg.init_from else None)
 
     # Model configuration: from the run being resumed / fine-tuned, or a preset + tokenizer.
     if source is not None:
