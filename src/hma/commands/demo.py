@@ -35,7 +35,11 @@ def _demo(args: argparse.Namespace) -> int:
     import dataclasses
 
     from hma.demo import DemoBudget, ShippedDemoBudget, run_demo, run_shipped_demo
+    from hma.run.pretrained import DEFAULT_RUN, shipped_runs
 
+    if not args.from_scratch and DEFAULT_RUN not in shipped_runs():
+        print(f"[demo] this installation holds no shipped model ({DEFAULT_RUN}); training one from scratch instead")
+        args.from_scratch = True
     if args.from_scratch:
         budget = DemoBudget(tokenizer_minutes=args.tokenizer_minutes, train_minutes=args.train_minutes,
                             **({} if args.episodes is None else {"episodes": args.episodes}))
