@@ -130,6 +130,27 @@ def test_tiny_and_default_suites_meet_their_specification():
     assert any(n.startswith("metaworld_") for n in default)
 
 
+def test_pretrain_suite_has_hundreds_of_tiny_suite_episodes_and_branches_a_few():
+    from types import SimpleNamespace
+
+    from hma.data.sim.branches import BranchPlan, plan_branches
+
+    pretrain, tiny = SUITES["pretrain"], SUITES["tiny"]
+    assert set(pretrain.embodiments) == set(tiny.embodiments) and len(pretrain.embodiments) == 5
+    assert pretrain.episodes >= 200 and pretrain.max_episode_seconds == tiny.max_episode_seconds == 2.4
+    # 256 episodes hold 26 out; branches of the first 4 are the 96 clips evaluation uses.
+    spec = get_embodiment("gym_reacher")
+    steps = pretrain.episode_steps(spec)
+    store = SimpleNamespace(num_episodes=pretrain.episodes, episode_length=lambda e: steps)
+    branches = plan_branches(store, spec, pretrain.branches)
+    assert sorted({b.episode for b in branches}) == [230, 231, 232, 233] and len(branches) == 96
+    assert len({b.episode for b in plan_branches(store, spec, BranchPlan())}) == 26
+    assert "max_episodes" not in BranchPlan().describe()  # the other suites' branch metadata is unchanged
+    assert all(s.branches == BranchPlan() for s in SUITES.values() if s is not pretrain)
+    with pytest.raises(ConfigError, match="max_episodes 0 is invalid"):
+        BranchPlan(max_episodes=0)
+
+
 def test_unknown_embodiment_names_it_and_lists_the_known_ones(tmp_path, capsys):
     with pytest.raises(EmbodimentError) as err:
         get_embodiment("gym_walker")

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from hma.commands import add_progress
 
 # hma.data.sim.suite.SUITES, spelled out: importing it costs every CLI call a third of a second.
-SUITE_NAMES = ("tiny", "default", "long")
+SUITE_NAMES = ("tiny", "default", "long", "pretrain")
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("generate", help="make a multi-embodiment dataset suite with physics simulators")
     p.add_argument("--suite", default="tiny", choices=SUITE_NAMES,
                    help="which robots, how many episodes, how long (long: whole episodes of 4 cheap simulators, "
-                        "for `hma experiment long-horizon`)")
+                        "for `hma experiment long-horizon`; pretrain: the shipped world model's pre-training data)")
     p.add_argument("--out", required=True, help="output folder (one dataset folder per embodiment)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per embodiment (suite default if omitted)")
     p.add_argument("--image-size", type=int, default=64, help="square frame size in pixels")
     p.add_argument("--seed", type=int, default=0, help="seed of every episode (episode e of robot r has its own stream)")
     p.add_argument("--embodiments", nargs="*", default=None, help="only these embodiments of the suite")
     p.add_argument("--overwrite", action="store_true", help="replace finished datasets instead of skipping them")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes generating episode ranges at once (default: the usable CPU cores); 1 generates "
+                        "in this process, one embodiment after another; the data are the same either way")
     p.add_argument("--no-counterfactual", dest="counterfactual", action="store_false",
                    help="skip the counterfactual branches of the held-out episodes (DATASET/counterfactual/)")
     p.add_argument("--branch-every", type=int, default=None, metavar="FRAMES",
@@ -75,9 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from hma.data.sim.branches import BranchPlan
+    from dataclasses import replace
+
     from hma.data.sim.rollout import BehaviourMix
-    from hma.data.sim.suite import coverage, demonstrations, generate_suite
+    from hma.data.sim.suite import coverage, demonstrations, generate_suite, get_suite
 
     from hma.errors import ConfigError
 
@@ -85,13 +98,16 @@ def _generate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--branch-every {args.branch_every} is invalid; expected a positive number of frames")
     plan = None
     if args.counterfactual:
-        plan = BranchPlan() if args.branch_every is None else BranchPlan(every_frames=args.branch_every)
+        plan = get_suite(args.suite).branches
+        if args.branch_every is not None:
+            plan = replace(plan, every_frames=args.branch_every)
     if args.coverage and args.demonstrations is not None:
         raise ConfigError("--coverage and --demonstrations were both given, expected one of them: "
                           "demonstrations follow the expert only")
     mix = coverage() if args.coverage else BehaviourMix() if args.demonstrations is None else demonstrations(args.demonstrations)
     generate_suite(args.suite, args.out, episodes=args.episodes, image_size=args.image_size,
-                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite, branches=plan, mix=mix)
+                   seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite, branches=plan, mix=mix,
+                   workers=usable_cpus() if args.workers is None else args.workers)
     from hma.data.inspect import info_table
 
     print(info_table([args.out]))

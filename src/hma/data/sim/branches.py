@@ -57,12 +57,16 @@ class BranchPlan:
     min_future_frames: int = 8
     holdout: float = HOLDOUT      # which episodes are held out: hma.data.windows.split_episodes
     expert_noise: float = 0.1     # Gaussian noise std of the expert branches, fraction of half the action range
+    max_episodes: int | None = None  # branch only the first this many held-out episodes (None: all of them)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policies", tuple(BranchPolicy(p) for p in self.policies))
         if self.first_frame < 0 or self.every_frames < 1 or self.min_future_frames < 1:
             raise ConfigError(f"branch plan {self} is invalid; expected first_frame >= 0, every_frames >= 1 and "
                               "min_future_frames >= 1")
+        if self.max_episodes is not None and self.max_episodes < 1:
+            raise ConfigError(f"branch plan max_episodes {self.max_episodes} is invalid; expected a positive number "
+                              "of held-out episodes, or None for all of them")
 
     def points(self, episode_steps: int, stride: int) -> list[int]:
         """Control steps at which an episode of ``episode_steps`` steps branches."""
@@ -71,7 +75,10 @@ class BranchPlan:
         return [f * stride for f in range(self.first_frame, last + 1, self.every_frames)]
 
     def describe(self) -> dict[str, Any]:
-        return {**asdict(self), "policies": [p.value for p in self.policies]}
+        out = {**asdict(self), "policies": [p.value for p in self.policies]}
+        if self.max_episodes is None:  # uncapped plans keep the metadata they always had
+            del out["max_episodes"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ def plan_branches(store: EpisodeStore, spec: SimEmbodiment, plan: BranchPlan) ->
     """Every branch of ``store``'s held-out episodes, in the order they are written."""
     _, held = split_episodes(store.num_episodes, plan.holdout)
     out = []
-    for e in held:
+    for e in held[:plan.max_episodes]:
         for step in plan.points(store.episode_length(e), spec.stride):
             out += [Branch(e, step, policy, draw) for draw, policy in enumerate(plan.policies)]
     return out
