@@ -223,3 +223,20 @@ def test_timed_run_replans_when_its_first_steps_were_slow(tokenized, tmp_path: P
     state = json.loads((tmp_path / "timed" / "training_state" / "state.json").read_text())
     # 20 s of slow steps, then 100 s at 0.5 s: 20 + 200 = 220 steps (the first plan: 20 + 100 / 1.0 = 120).
     assert 200 <= state["step"] <= 225 and state["total_steps"] == state["step"]
+
+
+def test_snapshot_steps_keep_loadable_runs_of_those_steps(tokenized, tmp_path: Path) -> None:
+    import hma
+    from hma.train import checkpoint as ckpt
+
+    data, tok = tokenized
+    run = tmp_path / "run"
+    train(_config(data, run, tok, steps=4, checkpoint_every=2, snapshot_steps=(2, 4)))
+    for step in (2, 4):
+        snap = ckpt.snapshot_path(run, step)
+        assert hma.load(snap).config["step"] == step
+    final = hma.load(run).model.state_dict()
+    assert all(torch.equal(v, final[k]) for k, v in hma.load(ckpt.snapshot_path(run, 4)).model.state_dict().items())
+    assert not all(torch.equal(v, final[k]) for k, v in hma.load(ckpt.snapshot_path(run, 2)).model.state_dict().items())
+    with pytest.raises(ConfigError, match="snapshot step 3"):
+        train(_config(data, tmp_path / "other", tok, steps=4, checkpoint_every=2, snapshot_steps=(3,)))

@@ -32,6 +32,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-fraction", type=float, default=1.0,
                    help="train on the first part of each dataset's training episodes (held-out episodes unchanged)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="optimizer steps between checkpoints")
+    p.add_argument("--snapshot-steps", type=int, nargs="+", default=(), metavar="STEP",
+                   help="keep the weights at these steps as runs of their own, RUN/snapshots/step_N "
+                        "(multiples of --checkpoint-every; for `hma experiment curve`)")
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows evaluated at the end")
     p.add_argument("--eval-every", type=int, default=1000,
                    help="optimizer steps between held-out metrics and a sample video in RUN/tb and RUN/samples/ (0: off)")

@@ -135,3 +135,25 @@ def state_tensors(folder: Path, device: str = "cpu") -> Callable[[str], dict[str
             raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
 
     return read
+
+
+SNAPSHOTS_DIR = "snapshots"
+
+
+def snapshot_path(folder: Path, step: int) -> Path:
+    return folder / SNAPSHOTS_DIR / f"step_{step:07d}"
+
+
+def write_snapshot(folder: Path, step: int) -> Path:
+    """Keep the run's current weights, config and tokenizer as a loadable run of their own,
+    ``RUN/snapshots/step_N`` (built beside it and renamed into place)."""
+    out = snapshot_path(folder, step)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in (MODEL_FILE, CONFIG_FILE):
+        shutil.copy2(folder / name, tmp / name)
+    shutil.copytree(folder / TOKENIZER_DIR, tmp / TOKENIZER_DIR)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out

@@ -68,6 +68,9 @@ class TrainConfig:
     init_from: str | None = None  # fine-tune: start from this run, adding new embodiments
     freeze_trunk: bool = False
     checkpoint_every: int = 500
+    # Steps whose weights are kept as loadable runs of their own (RUN/snapshots/step_N/), for a
+    # training curve of one run (`hma experiment curve`); multiples of checkpoint_every.
+    snapshot_steps: tuple[int, ...] = ()
     log_every: int = 10
     # Steps between held-out metrics and a sample video in TensorBoard (and RUN/samples/); 0: off.
     eval_every: int = 1000
@@ -146,6 +149,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from hma.tokenizer import load_tokenizer
 
     setting = Setting.parse(cfg.setting)
+    odd = [s for s in cfg.snapshot_steps if s < 1 or s % cfg.checkpoint_every]
+    if odd:
+        raise ConfigError(f"snapshot step {odd[0]} is invalid, expected a positive multiple of checkpoint_every "
+                          f"({cfg.checkpoint_every}): snapshots are taken when a checkpoint is written")
     dist = init_distributed()
     run = Path(cfg.out)
     budget = Budget(steps=cfg.steps, minutes=cfg.minutes, stop_at=cfg.stop_at, agree=lambda n: _agree_min(n, dist))
@@ -251,6 +258,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                              metadata={"step": str(state.step)})
             ckpt.write_checkpoint(run, weights=weights, config={**run_config, "step": state.step}, tensors=tensors,
                                   state={**meta, "data_position": sampler.position, "world_size": dist.world_size})
+            if state.step in cfg.snapshot_steps:
+                ckpt.write_snapshot(run, state.step)
         if dist.world_size > 1:
             torch_dist.barrier()
 
