@@ -98,3 +98,13 @@ def test_counts_add_up_and_an_empty_count_has_no_shares():
     assert total["all"] == pytest.approx(4 / 8) and total["copy"] == pytest.approx(4 / 8)
     assert total["unchanged"] == pytest.approx(3 / 4) and total["changed"] == pytest.approx(1 / 4)
     assert TokenAccuracy().summary()["all"] is None and TokenAccuracy().summary()["changed"] is None
+
+
+def test_the_samplers_stay_bias_and_guidance_reach_the_prediction():
+    tokens = _tokens(2)
+    oracle = ToyModel(lambda t: t)  # all belief on the true last frame
+    pred = predict_last_frame(oracle, tokens, torch.zeros(4, 3, 2), embodiment="toy", stay_bias=1e4)
+    assert torch.equal(pred, tokens[:, -2])  # the bias outweighs the model: every token stays
+    predict_last_frame(oracle, tokens, torch.zeros(4, 3, 2), embodiment="toy", guidance=2.0)
+    (_, with_action), (_, without) = oracle.masks[-2:]
+    assert not with_action.any() and without[:, -2].all() and not without[:, [0, 2]].any()

@@ -171,7 +171,7 @@ def test_engine_rejects_bad_window_and_mismatched_sampling() -> None:
 
 
 def test_stay_bias_lands_on_each_positions_previous_id_plain_and_factorized() -> None:
-    from hma.sampling.maskgit import add_stay_bias
+    from hma.model.objectives import add_stay_bias
 
     stay = torch.tensor([[3, 0, 7]])  # (B=1, S=3)
     plain = add_stay_bias(torch.zeros(1, 3, 8), stay, 2.0)  # (B, S, V)

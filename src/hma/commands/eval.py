@@ -107,6 +107,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="random shifts of up to PX pixels on the BC training frames (default: 0, none)")
     sb.set_defaults(func=_synth_bc, parser=sb)
 
+    cv = names.add_parser("curve", parents=[common],
+                          help="a run's snapshots (hma train --snapshot-steps) against the simulator, on the same clips")
+    cv.add_argument("--run", required=True, help="the trained run whose RUN/snapshots/ are evaluated")
+    cv.add_argument("--data", nargs="+", required=True, help="datasets with counterfactual branches")
+    cv.add_argument("--episodes", type=int, default=2, help="held-out episodes per robot (default 2)")
+    cv.add_argument("--horizon", type=int, default=8, help="generated frames per clip (default 8)")
+    cv.set_defaults(func=_curve, parser=cv)
+
     pe = names.add_parser("policy-eval", parents=[common],
                           help="rank BC, noisy-expert and random policies in the multi-robot world model vs the real "
                                "simulators, task by task, with bootstrap intervals of the correlations")
@@ -188,6 +196,22 @@ def _experiment(args: argparse.Namespace) -> int:
     for f in result["findings"]:
         print(f)
     print(f"wrote {Path(args.out) / recipe_key(args.name, opts.axis)}/results.json and updated {args.results_md}")
+    return 0
+
+
+def _curve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hma.eval.curve import curve_experiment
+
+    _threads(args.threads)
+    result = curve_experiment(args.run, args.data, args.out, results_md=Path(args.results_md),
+                              command=explicit_command(args, args.parser), episodes=args.episodes,
+                              horizon=args.horizon, seed=args.seed)
+    for r in result["rows"]:
+        print(f"{r['steps']:>7,} steps: ΔPSNR {r['delta']:.2f} dB, tokens right {r['tokens_all']:.3f} "
+              f"(copy {r['tokens_copy']:.3f})")
+    print(f"updated the curve section of {args.results_md}")
     return 0
 
 

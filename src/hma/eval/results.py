@@ -19,7 +19,7 @@ EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "general
                "scaling")
 # docs/results.md sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
 RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectories", "scaling-size",
-                   "policy-eval", "policy-eval-robots", "synth-bc", "synth-bc-real-share",
+                   "curve", "shipped-model", "policy-eval", "policy-eval-robots", "synth-bc", "synth-bc-real-share",
                    "synth-bc-spatial", "synth-bc-real-share-spatial", "speed")
 
 RESULTS_TITLE = "# Results\n"

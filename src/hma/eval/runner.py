@@ -361,17 +361,21 @@ def _store_perplexity(loaded, store: EpisodeStore, spec, held: Sequence[int], *,
 def _store_token_accuracy(loaded, store: EpisodeStore, spec, episodes: Sequence[int], *, opts: EvalOptions,
                           passive: bool, device: torch.device) -> dict[str, Any]:
     """Next-frame token accuracy (:func:`hma.model.objectives.next_frame_token_accuracy`) on
-    windows of ``episodes``: the true past visible, the last frame predicted in one pass."""
+    windows of ``episodes``: the true past visible, the last frame predicted in one pass (two
+    with guidance on actions), with the evaluation's logit adjustment and guidance."""
     from hma.model.objectives import TokenAccuracy, next_frame_token_accuracy
 
     windows = _scored_windows(loaded, store, spec, episodes, opts=opts, device=device)
+    # The sampler's own adjustments (hma.sampling.generators.frame_generator), so a row scores what it generates.
+    stay_bias = opts.logit_adjustment * math.log(loaded.model.config.changed_token_weight)
     total = TokenAccuracy()
     if windows is not None:
         tokens, actions = windows
         for i in range(0, tokens.shape[0], opts.batch_size):
             total += next_frame_token_accuracy(loaded.model, tokens[i : i + opts.batch_size],
                                                actions[i : i + opts.batch_size], embodiment=store.embodiment,
-                                               actions_hidden=passive)
+                                               actions_hidden=passive, stay_bias=stay_bias,
+                                               guidance=opts.action_guidance)
     return total.summary()
 
 

@@ -114,18 +114,45 @@ class TokenAccuracy:
                 "above_copy": None if overall is None else overall - copy, "tokens": self.tokens}
 
 
-def predict_last_frame(model, tokens: Tensor, actions: Tensor, *, embodiment: str,
-                       actions_hidden: bool = False) -> Tensor:
+def add_stay_bias(logits: torch.Tensor, stay: torch.Tensor, bias: float) -> torch.Tensor:
+    """``bias`` added to the logit of id ``stay`` (B, S) at each position of plain (B, S, V) logits;
+    factorized (B, S, F, Vf) ones get bias / F on each digit of it (their ids are not scored jointly).
+
+    With bias log w this undoes a changed-token weight w (``ModelConfig.changed_token_weight``):
+    cross-entropy weighted by outcome learns p(y) w(y), and adding log w to "stays" is the
+    same as subtracting it from every "changes" (logit adjustment)."""
+    if logits.dim() == 3:
+        return logits.scatter_add(-1, stay[..., None], torch.full_like(logits[..., :1], bias))  # (B, S, V)
+    factors, size = logits.shape[2], logits.shape[3]
+    digits = torch.stack([torch.div(stay, size ** i, rounding_mode="floor") % size for i in range(factors)], -1)  # (B, S, F)
+    return logits.scatter_add(-1, digits[..., None], torch.full_like(logits[..., :1], bias / factors))  # (B, S, F, Vf)
+
+
+def predict_last_frame(model, tokens: Tensor, actions: Tensor, *, embodiment: str, actions_hidden: bool = False,
+                       stay_bias: float = 0.0, guidance: float = 1.0) -> Tensor:
     """The model's most likely ids for the last frame of tokens (B,T,h,w), every earlier frame
     true and fully visible, every token of the last one masked: one forward pass, argmax per
-    vocabulary digit. ``actions_hidden`` scores a passive (video) model as it was trained."""
+    vocabulary digit. ``actions_hidden`` scores a passive (video) model as it was trained;
+    ``stay_bias`` and ``guidance`` are the sampler's (hma.sampling.maskgit.MaskGITSampling):
+    a bias on each position's previous id, and classifier-free guidance on the action that
+    leads to the last frame (a second pass with it hidden)."""
     b, t = tokens.shape[:2]
     c = model.config
     token_mask = torch.zeros_like(tokens, dtype=torch.bool)  # (B,T,h,w)
     token_mask[:, -1] = True
-    action_mask = torch.full((b, t), actions_hidden, dtype=torch.bool, device=tokens.device)  # (B,T)
-    logits = model(tokens, actions, embodiment=embodiment, token_mask=token_mask, action_mask=action_mask).logits
-    last = logits[:, -1]  # (B,S,V) or (B,S,F,Vf)
+
+    def last_logits(hide_last_action: bool) -> Tensor:
+        action_mask = torch.full((b, t), actions_hidden, dtype=torch.bool, device=tokens.device)  # (B,T)
+        action_mask[:, -2] |= hide_last_action  # actions[:, t] is taken at frame t: -2 leads to the last frame
+        out = model(tokens, actions, embodiment=embodiment, token_mask=token_mask, action_mask=action_mask)
+        return out.logits[:, -1].float()  # (B,S,V) or (B,S,F,Vf)
+
+    last = last_logits(False)
+    if guidance != 1.0 and not actions_hidden:
+        uncond = last_logits(True)
+        last = uncond + guidance * (last - uncond)
+    if stay_bias:
+        last = add_stay_bias(last, tokens[:, -2].flatten(1), stay_bias)
     if c.vocab_factors == 1:
         ids = last.argmax(-1)  # (B,S)
     else:
@@ -135,10 +162,12 @@ def predict_last_frame(model, tokens: Tensor, actions: Tensor, *, embodiment: st
 
 
 def next_frame_token_accuracy(model, tokens: Tensor, actions: Tensor, *, embodiment: str,
-                              actions_hidden: bool = False) -> TokenAccuracy:
+                              actions_hidden: bool = False, stay_bias: float = 0.0,
+                              guidance: float = 1.0) -> TokenAccuracy:
     """How often :func:`predict_last_frame` gets the last frame's tokens right, split into the
     tokens that stayed as in the frame before and those that changed."""
-    pred = predict_last_frame(model, tokens, actions, embodiment=embodiment, actions_hidden=actions_hidden)  # (B,h,w)
+    pred = predict_last_frame(model, tokens, actions, embodiment=embodiment, actions_hidden=actions_hidden,
+                              stay_bias=stay_bias, guidance=guidance)  # (B,h,w)
     truth, before = tokens[:, -1], tokens[:, -2]  # (B,h,w)
     right, changed = pred == truth, truth != before
     return TokenAccuracy(unchanged=int((~changed).sum()), unchanged_right=int((right & ~changed).sum()),

@@ -33,7 +33,8 @@ from hma.errors import ConfigError
 from hma.model import KVCache, WorldModel, WorldModelOutput
 from hma.model.cache import Slide
 from hma.sampling.mar import MARSampling, unmask_latent_frame
-from hma.sampling.maskgit import MaskGITSampling, add_stay_bias, unmask_token_frame
+from hma.model.objectives import add_stay_bias
+from hma.sampling.maskgit import MaskGITSampling, unmask_token_frame
 from hma.sampling.precision import Precision, autocast, compile_trunk, prepare
 
 

@@ -64,16 +64,6 @@ class MaskGITSampling:
             raise ConfigError(f"action guidance {self.guidance} is invalid; expected a finite number >= 0")
 
 
-def add_stay_bias(logits: torch.Tensor, stay: torch.Tensor, bias: float) -> torch.Tensor:
-    """``bias`` added to the logit of id ``stay`` (B, S) at each position of plain (B, S, V) logits;
-    factorized (B, S, F, Vf) ones get bias / F on each digit of it (their ids are not scored jointly)."""
-    if logits.dim() == 3:
-        return logits.scatter_add(-1, stay[..., None], torch.full_like(logits[..., :1], bias))  # (B, S, V)
-    factors, size = logits.shape[2], logits.shape[3]
-    digits = torch.stack([torch.div(stay, size ** i, rounding_mode="floor") % size for i in range(factors)], -1)  # (B, S, F)
-    return logits.scatter_add(-1, digits[..., None], torch.full_like(logits[..., :1], bias / factors))  # (B, S, F, Vf)
-
-
 def unmask_counts(num_tokens: int, steps: int) -> list[int]:
     """How many tokens each of ``steps`` steps reveals, on the cosine schedule.
 
