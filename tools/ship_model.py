@@ -6,7 +6,8 @@ write its model card from that evaluation (no figure typed by hand).
         --commands COMMANDS.txt --data-description "..." [--limit "..."]... [--name hma-tiny]
 
 Writes src/hma/pretrained/NAME/ (weights in fp16, tokenizer, episode starts), its MODEL_CARD.md
-and card.json (the per-robot figures that tests/test_shipped_model.py reproduces with `hma eval`).
+and card.json (the per-robot figures that tests/test_shipped_model.py reproduces with `hma eval`),
+and the card as the shipped-model section of docs/results.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     from hma.eval.card import model_card, robot_checks
+    from hma.eval.results import results_date, update_results_section
     from hma.eval.runner import evaluate
     from hma.io import atomic_write_bytes, atomic_write_json, read_json
     from hma.run import load
@@ -63,6 +65,9 @@ def main() -> int:
     text = model_card(args.name, result, training=training, commands=Path(args.commands).read_text(),
                       limits=args.limit)
     atomic_write_bytes(out / MODEL_CARD, text.encode())
+    heading, body = text.split("\n", 1)
+    update_results_section(ROOT / "docs" / "results.md", "shipped-model",
+                           f"## shipped-model: {args.name}, the world model in the box ({results_date()})\n{body}")
     figures = {name: {"delta_psnr": r["counterfactual"]["delta_psnr"],
                       "token_accuracy": r["token_accuracy"]["heldout"], "checks": robot_checks(r)}
                for name, r in result["per_embodiment"].items()}
