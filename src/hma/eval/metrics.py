@@ -1,4 +1,4 @@
-"""Evaluation metrics as pure functions (the HMA paper's evaluation; definitions in docs/hma-reference).
+"""Evaluation metrics as pure functions (the HMA paper's evaluation, arXiv 2502.04296, sec. 5).
 
 Pixel convention: frames are channels-last, images (B, H, W, 3) or videos (B, T, H, W, 3),
 given as torch tensors or numpy arrays, either uint8 in [0, 255] or floats in [0, 1]. Pass

@@ -74,8 +74,9 @@ class WorldModel(nn.Module):
 
     # -- initialization --------------------------------------------------------------
     def _init_weights(self) -> None:
-        """Small normal weights, zero biases; adaLN projections start at zero (DiT's
-        adaLN-Zero) so every block starts unmodulated and actions are learned in gradually."""
+        """Small normal weights, zero biases; the adaLN projections start at zero, so every block
+        starts unmodulated and actions are learned in gradually. (DiT's adaLN-Zero also gates
+        each residual branch with a zero-initialized scale; this trunk's modulation has no gates.)"""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
