@@ -4,6 +4,7 @@ path and no download, and the env starts from the episode starts it carries."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -76,3 +77,20 @@ def test_an_unknown_or_empty_name_is_a_clear_error():
         hma.load("no-such-model-anywhere")
     with pytest.raises(ConfigError, match="empty"):
         hma.load(" ")
+
+
+def test_a_shipped_runs_recommended_sampling_is_what_eval_and_the_env_use(packed, tmp_path):
+    from hma.eval.runner import evaluate
+    from hma.sampling.generators import frame_generator
+
+    run, datasets, _ = packed
+    folder = pretrained.pack_run(run, tmp_path / "guided", sampling={"action_guidance": 2.0, "logit_adjustment": 0.5})
+    loaded = hma.load(folder)
+    assert loaded.sampling == {"action_guidance": 2.0, "logit_adjustment": 0.5}
+    engine = frame_generator(loaded, "arm")
+    weight = loaded.model.config.changed_token_weight
+    assert engine.sampling.guidance == 2.0 and engine.sampling.stay_bias == pytest.approx(0.5 * math.log(weight))
+    assert frame_generator(loaded, "arm", action_guidance=1.0).sampling.guidance == 1.0  # a caller's choice wins
+    options = evaluate(folder, [datasets[0]], tmp_path / "eval", horizon=2, mode="autoregressive", report=False)["options"]
+    assert options["action_guidance"] == 2.0 and options["logit_adjustment"] == 0.5
+    assert hma.load(run).sampling == {}

@@ -38,12 +38,15 @@ def main() -> int:
     p.add_argument("--commands", required=True, help="text file: the commands that made the run")
     p.add_argument("--data-description", required=True, help="one line: the training data")
     p.add_argument("--limit", action="append", default=[], help="a known limit, for the card (repeatable)")
+    p.add_argument("--logit-adjustment", type=float, default=0.0, help="the sampling it recommends (hma eval's option)")
+    p.add_argument("--action-guidance", type=float, default=1.0, help="the sampling it recommends (hma eval's option)")
     p.add_argument("--episodes", type=int, default=2, help="held-out episodes per robot evaluated")
     p.add_argument("--horizon", type=int, default=8, help="generated frames per clip")
     args = p.parse_args()
 
     out = ROOT / "src" / "hma" / "pretrained" / args.name
-    pack_run(args.run, out, starts=args.starts)
+    pack_run(args.run, out, starts=args.starts,
+             sampling={"logit_adjustment": args.logit_adjustment, "action_guidance": args.action_guidance})
     with tempfile.TemporaryDirectory() as tmp:
         result = evaluate(out, args.eval_data, tmp, episodes=args.episodes, horizon=args.horizon, report=False)
     run = Path(args.run)
@@ -60,6 +63,9 @@ def main() -> int:
                   ", " + ", ".join(f"{k} {config['model'][k]}" for k in ("changed_token_weight", "action_dropout",
                                                                           "corrupt_max")),
         "optimizer steps": int(state["step"]),
+        "sampling": f"{result['options']['unmask_steps']} unmasking steps, temperature {result['options']['temperature']:g}, "
+                    f"logit adjustment {args.logit_adjustment:g}, action guidance {args.action_guidance:g} "
+                    "(what hma eval, hma play and the env use with this model unless told otherwise)",
         "wall-clock training": f"{trained.get('seconds', float('nan')) / 3600:.2f} h",
     }
     text = model_card(args.name, result, training=training, commands=Path(args.commands).read_text(),

@@ -31,12 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="arithmetic of generation: fp32, bf16 autocast, or int8 linear layers (CPU)")
-    p.add_argument("--logit-adjustment", type=float, default=0.0, metavar="F",
+    p.add_argument("--logit-adjustment", type=float, default=None, metavar="F",
                    help="add F x log(the run's changed-token weight) to the logit of each token staying as it "
-                        "was: 1 undoes the weight's pull toward change (default 0)")
-    p.add_argument("--action-guidance", type=float, default=1.0, metavar="W",
+                        "was: 1 undoes the weight's pull toward change (default: the run's recommendation, else 0)")
+    p.add_argument("--action-guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance on actions, uncond + W (cond - uncond); for runs trained with "
-                        "--action-dropout (default 1: off)")
+                        "--action-dropout (default: the run's recommendation, else 1: off)")
     add_progress(p)
     p.set_defaults(func=_eval)
 

@@ -57,7 +57,7 @@ from hma.eval.report import (  # noqa: F401 (file names are part of the API)
     write_report,
 )
 from hma.io import atomic_write_json
-from hma.sampling.generators import FrameGenerator, frame_generator
+from hma.sampling.generators import FrameGenerator, adjustments, frame_generator, recommended
 
 PSNR_CAP_DB = M.PSNR_CAP_DB
 HEADLINE_KEYS = ("psnr", "ssim", "delta_psnr", "lpips", "fid", "fvd")
@@ -96,8 +96,9 @@ class EvalOptions:
     perplexity_windows: int = 64  # held-out windows per embodiment for the perplexity
     seed: int = 0
     precision: str = "fp32"  # of generation (hma.sampling.precision); teacher-forced perplexity stays fp32
-    logit_adjustment: float = 0.0  # x log(changed-token weight) added to "stays" logits (1 undoes the weight)
-    action_guidance: float = 1.0  # classifier-free guidance on actions (1 = off)
+    # x log(changed-token weight) added to "stays" logits (1 undoes the weight); None: the run's recommendation
+    logit_adjustment: float | None = None
+    action_guidance: float | None = None  # classifier-free guidance on actions (1 = off); None: the run's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", EvalMode.parse(self.mode))
@@ -367,7 +368,7 @@ def _store_token_accuracy(loaded, store: EpisodeStore, spec, episodes: Sequence[
 
     windows = _scored_windows(loaded, store, spec, episodes, opts=opts, device=device)
     # The sampler's own adjustments (hma.sampling.generators.frame_generator), so a row scores what it generates.
-    stay_bias = opts.logit_adjustment * math.log(loaded.model.config.changed_token_weight)
+    stay_bias, _ = adjustments(loaded, opts.logit_adjustment, opts.action_guidance)
     total = TokenAccuracy()
     if windows is not None:
         tokens, actions = windows
@@ -397,6 +398,10 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, optio
     opts = replace(options or EvalOptions(), **changes)
     device = resolve_device(device)
     loaded = load(run, device=device)
+    if loaded.kind == RunKind.HMA:  # record what the sampler uses, the run's recommendation included
+        adjust, guidance = recommended(loaded, logit_adjustment=opts.logit_adjustment,
+                                       action_guidance=opts.action_guidance)
+        opts = replace(opts, logit_adjustment=adjust, action_guidance=guidance)
     window = _window(loaded)
     horizon = opts.horizon or window - 1
     holdout = loaded.holdout

@@ -48,6 +48,12 @@ class LoadedRun:
         return self.config.get("train", {}).get("setting", Setting.FULL.value)
 
     @property
+    def sampling(self) -> dict[str, float]:
+        """The sampling the run recommends (a shipped run records its measured best): any of
+        ``logit_adjustment`` and ``action_guidance`` (:func:`hma.sampling.generators.frame_generator`)."""
+        return dict(self.config.get("sampling") or {})
+
+    @property
     def holdout(self) -> float:
         """The fraction of each dataset's episodes held out in training (:func:`hma.data.windows.split_episodes`)."""
         return float(self.config.get("train", {}).get("holdout", HOLDOUT))

@@ -45,10 +45,12 @@ def starts_dataset(run: Path, embodiment: str) -> Path | None:
 
 
 def pack_run(run: str | Path, out: str | Path, *, starts: Sequence[str | Path] = (), start_episodes: int = 4,
-             start_steps: int = 8, half: bool = True) -> Path:
+             start_steps: int = 8, half: bool = True, sampling: dict[str, float] | None = None) -> Path:
     """Write trained run ``run`` as a shippable folder ``out``: its weights in fp16 (``half``), its
-    config and tokenizer as they are, and, from each dataset of ``starts``, the first
-    ``start_steps`` control steps of ``start_episodes`` held-out episodes (``starts/EMBODIMENT``).
+    config and tokenizer as they are, the sampling it recommends (``sampling``: any of
+    ``logit_adjustment``, ``action_guidance``; what ``LoadedRun.sampling`` reads), and, from each
+    dataset of ``starts``, the first ``start_steps`` control steps of ``start_episodes`` held-out
+    episodes (``starts/EMBODIMENT``).
     Built beside ``out`` and renamed into place at the end, so a failure leaves ``out`` as it was."""
     from safetensors.torch import load_file, save_file
 
@@ -67,7 +69,7 @@ def pack_run(run: str | Path, out: str | Path, *, starts: Sequence[str | Path] =
         save_file(weights, tmp / files.MODEL_FILE)
         shutil.copytree(run / files.TOKENIZER_DIR, tmp / files.TOKENIZER_DIR)
         config = {**config, files.WEIGHTS_SHA256: sha256_file(tmp / files.MODEL_FILE), "weights_dtype":
-                  "float16" if half else "float32"}
+                  "float16" if half else "float32", **({"sampling": dict(sampling)} if sampling else {})}
         atomic_write_json(tmp / CONFIG_FILE, seal(config))
         for path in starts:
             store = EpisodeStore(path)

@@ -35,7 +35,7 @@ class FrameGenerator(Protocol):
 def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
                     unmask_steps: int = 2, temperature: float = 0.0, diffusion_steps: int | None = None,
                     precision: str = "fp32", mode: CacheMode = CacheMode.CACHED, compile: bool = False,
-                    logit_adjustment: float = 0.0, action_guidance: float = 1.0) -> FrameGenerator:
+                    logit_adjustment: float | None = None, action_guidance: float | None = None) -> FrameGenerator:
     """The generator of ``run`` (what :func:`hma.load` returns, or anything with its ``.model``)
     for ``embodiment``.
 
@@ -47,7 +47,8 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
 
     For token ids: ``logit_adjustment`` times log(the run's changed-token weight) is the stay
     bias (1 undoes the weight's pull toward change, 0 keeps it) and ``action_guidance`` the
-    classifier-free guidance on actions (:class:`MaskGITSampling`).
+    classifier-free guidance on actions (:class:`MaskGITSampling`); None takes the run's
+    recommendation (:func:`adjustments`).
     """
     from hma.baselines.diffusion import VideoDiffusion
 
@@ -58,12 +59,28 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
             raise ConfigError(f"a diffusion-baseline run is sampled with DDIM, not {type(sampling).__name__}")
         return DDIMEngine(run.model, embodiment=embodiment, steps=diffusion_steps)
     if sampling is None and run.model.config.kind == TokenKind.DISCRETE:
-        stay_bias = logit_adjustment * math.log(run.model.config.changed_token_weight)
-        sampling = MaskGITSampling(steps=unmask_steps, temperature=temperature, stay_bias=stay_bias,
-                                   guidance=action_guidance)
+        stay_bias, guidance = adjustments(run, logit_adjustment, action_guidance)
+        sampling = MaskGITSampling(steps=unmask_steps, temperature=temperature, stay_bias=stay_bias, guidance=guidance)
     elif sampling is None:
         extra = {} if diffusion_steps is None else {"diffusion_steps": diffusion_steps}
         sampling = MARSampling(steps=unmask_steps, **extra)
     passive = Setting.parse(getattr(run, "setting", Setting.FULL.value)) is Setting.VIDEO
     return Engine(run.model, embodiment=embodiment, mode=mode, sampling=sampling, precision=precision, compile=compile,
                   hide_actions=passive)
+
+
+def recommended(run: LoadedRun, *, logit_adjustment: float | None = None,
+                action_guidance: float | None = None) -> tuple[float, float]:
+    """(logit adjustment, action guidance): each as given, else the run's recommendation
+    (``LoadedRun.sampling``), else none (0, 1)."""
+    rec = run.sampling if isinstance(run, LoadedRun) else {}
+    return (float(rec.get("logit_adjustment", 0.0)) if logit_adjustment is None else logit_adjustment,
+            float(rec.get("action_guidance", 1.0)) if action_guidance is None else action_guidance)
+
+
+def adjustments(run: LoadedRun, logit_adjustment: float | None = None,
+                action_guidance: float | None = None) -> tuple[float, float]:
+    """(stay bias, guidance) of MaskGIT sampling: the logit adjustment (:func:`recommended`)
+    times log(the run's changed-token weight), and the action guidance."""
+    adjust, guidance = recommended(run, logit_adjustment=logit_adjustment, action_guidance=action_guidance)
+    return adjust * math.log(run.model.config.changed_token_weight), guidance
