@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from _helpers_envs import CHUNK, EMBODIMENT, IMAGE, RuleClassifier, ToySim, make_run, make_store
-from hma.apps import evaluate_policies, run_synth_bc, synthesize, train_bc
+from hma.apps import evaluate_policies, synthesize, train_bc
+from hma.experiments.synth_bc import run_synth_bc
 from hma.apps.bc_policy import load_bc_policy
 from hma.apps.policy import parse_policy
 from hma.apps.policy_eval import correlations
-from hma.apps.policy_ranking import target_met, task_meets_target
+from hma.experiments.policy_ranking import target_met, task_meets_target
 from hma.eval.success import calibrate_episode_rule, load_success_classifier, longest_run, train_success_classifier
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
@@ -224,7 +225,7 @@ def test_bc_with_a_feature_grid_and_shifts_round_trips(store, tmp_path):
 
 
 def test_sharpness_falls_with_blur():
-    from hma.apps.bc import sharpness
+    from hma.experiments.synth_bc import sharpness
 
     rng = np.random.default_rng(0)
     sharp = rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
@@ -254,7 +255,7 @@ def test_bc_real_share_draws_that_fraction_of_each_batch_from_the_first_source(s
 
 def test_policy_eval_section_goes_into_results_md_beside_experiments(tmp_path):
     from hma.apps.policy_eval import PolicyEvalReport, PolicyResult
-    from hma.eval.results import policy_eval_section, update_results_section
+    from hma.experiments.results import policy_eval_section, update_results_section
 
     md = tmp_path / "results.md"
     update_results_section(md, "actions", "## actions: table\n\n| run | x |\n|---|---|\n| a | 1 |")
@@ -325,7 +326,7 @@ def test_experiment_cli_names_what_each_recipe_needs(tmp_path, capsys):
 
 
 def test_synth_bc_section_gives_the_paired_interval_of_the_difference():
-    from hma.eval.results import synth_bc_section
+    from hma.experiments.results import synth_bc_section
 
     base = dict(embodiment="toy", real_episodes=10, synthetic_episodes=90, eval_episodes=20, steps=39)
 
@@ -440,7 +441,7 @@ def test_lerobot_protocol_policy_runs_in_policy_eval_and_synth(run, store, tmp_p
 
 def test_correlation_intervals_resample_the_same_episodes_for_every_policy():
     from hma.apps.policy_eval import PolicyResult
-    from hma.apps.policy_ranking import correlation_intervals
+    from hma.experiments.policy_ranking import correlation_intervals
 
     rng = np.random.default_rng(0)
     rates = (0.1, 0.4, 0.7, 0.9)

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from hma.cli import build_parser, main
-from hma.eval.results import EXPERIMENTS
+from hma.experiments.results import EXPERIMENTS
 
 
 def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("hma",)):

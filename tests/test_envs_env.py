@@ -268,7 +268,8 @@ def test_success_follows_the_classifiers_episode_rule(run):
 
 
 def test_success_classifier_loads_from_the_folder_policy_eval_saves(run, tmp_path):
-    from hma.eval.success import SmallCNN, SuccessClassifier
+    from hma.eval.success import SuccessClassifier
+    from hma.model.cnn import SmallCNN
 
     SuccessClassifier(SmallCNN(1), (IMAGE, IMAGE), EMBODIMENT).save(tmp_path / "success_classifier")
     env = WorldModelEnv(run, EMBODIMENT, success=tmp_path / "success_classifier")

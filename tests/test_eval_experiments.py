@@ -10,9 +10,9 @@ from _helpers_train import make_tokenized
 
 from hma.cli import main
 from hma.errors import ConfigError
-from hma.eval.experiment_runs import Budget, ExperimentOptions
-from hma.eval.experiments import run_experiment
-from hma.eval.results import update_results_section
+from hma.experiments.runs import Budget, ExperimentOptions
+from hma.experiments.recipes import run_experiment
+from hma.experiments.results import update_results_section
 
 
 def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
@@ -42,7 +42,7 @@ def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
     config = json.loads((out / "actions" / "runs" / "full" / "config.json").read_text())
     assert config["model"]["changed_token_weight"] == 10.0 and config["train"]["setting"] == "full"
 
-    table = (out / "actions" / "results.md").read_text()
+    table = (out / "actions" / "section.md").read_text()
     assert "| passive video |" in table and "| full dynamics |" in table
     text = docs.read_text()
     assert text.startswith("# Results\n\nintro kept")
@@ -57,10 +57,10 @@ def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
                  "--out", str(out), "--steps", "2", "--results-md", str(docs)]) == 2
 
     # --render-only writes the same section again from results.json, training nothing.
-    (out / "actions" / "results.md").unlink()
+    (out / "actions" / "section.md").unlink()
     docs.write_text(text.replace(table.strip(), "stale table"))
     assert main(["experiment", "actions", "--out", str(out), "--render-only", "--results-md", str(docs)]) == 0
-    assert docs.read_text() == text and (out / "actions" / "results.md").read_text() == table
+    assert docs.read_text() == text and (out / "actions" / "section.md").read_text() == table
     assert sorted(p.name for p in (out / "actions" / "runs").iterdir()) == ["forward", "full", "mixed", "video"]
     (out / "actions" / "results.json").write_text('{"rows": ')
     assert main(["experiment", "actions", "--out", str(out), "--render-only", "--results-md", str(docs)]) == 2
@@ -104,12 +104,12 @@ def test_methods_needs_both_token_kinds(tmp_path):
 
 
 def test_levers_recipe_scores_every_lever_against_the_counterfactual_branches(tmp_path):
-    from hma.eval.levers import LEVERS
+    from hma.experiments.levers import LEVERS
 
     datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2})
     docs = tmp_path / "results.md"
     argv = ["experiment", "levers", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
-            "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--scale", "tiny",
+            "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--preset", "tiny",
             "--results-md", str(docs), "--threads", "1", "--no-progress"]
     assert main(argv) == 2  # no branches yet: a one-line error saying what the recipe needs
     for d in datasets:
@@ -134,7 +134,7 @@ def test_levers_recipe_scores_every_lever_against_the_counterfactual_branches(tm
 
 
 def test_generalization_recipe_trains_fewer_episodes_and_scores_sampling_rows_on_their_runs(tmp_path):
-    from hma.eval.levers import GENERALIZATION
+    from hma.experiments.levers import GENERALIZATION
 
     datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2}, episodes=20)
     for d in datasets:
@@ -206,9 +206,9 @@ def test_long_horizon_recipe_rolls_out_ten_windows_beside_the_copy_baseline(tmp_
     assert plot.std() > 0 and 4 * 4 < gif.shape[0] <= 2 + 40
 
 
-def test_scale_is_the_earlier_spelling_of_a_preset():
+def test_earlier_scale_names_are_these_presets():
     from hma.config import PRESETS, preset
-    from hma.eval.experiment_runs import SCALE_PRESETS
+    from hma.experiments.runs import SCALE_PRESETS
 
     # The trunks the recipes trained as `--scale NAME` (overrides of the tiny preset) before
     # those sizes became presets: the same models under their preset names.

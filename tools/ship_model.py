@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     from hma.eval.card import model_card, robot_checks
-    from hma.eval.results import results_date, update_results_section
+    from hma.experiments.results import results_date, update_results_section
     from hma.eval.runner import evaluate
     from hma.io import atomic_write_bytes, atomic_write_json, read_json
     from hma.run import load

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from hma.errors import CheckpointError, DataError
-from hma.eval.success import SmallCNN
+from hma.model.cnn import SmallCNN
 from hma.io import read_weights_folder, save_weights_folder
 
 

@@ -97,7 +97,7 @@ def _write_policy_eval_section(args: argparse.Namespace, report) -> None:
     """Record the run in docs/results.md: the command, the date and the table it printed."""
     from pathlib import Path
 
-    from hma.eval.results import policy_eval_section, shown_command, update_results_section
+    from hma.experiments.results import policy_eval_section, shown_command, update_results_section
 
     command = shown_command(getattr(args, "argv", sys.argv[1:]))
     update_results_section(Path(args.results_md), "policy-eval", policy_eval_section(report, command))

@@ -84,7 +84,7 @@ def _write_speed_section(path: str, results, machine: dict, argv: list[str]) -> 
     """The run's table and ratios as the ``speed`` section of docs/results.md, with command and date."""
     from pathlib import Path
 
-    from hma.eval.results import shown_command, speed_section, update_results_section
+    from hma.experiments.results import shown_command, speed_section, update_results_section
     from hma.sampling.bench import format_table, format_throughput
 
     ratios = [line for line in format_table(results).splitlines() if "/cached" in line]

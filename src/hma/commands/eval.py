@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from hma.commands import add_progress, explicit_command
 
@@ -41,9 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_eval)
 
     from hma.config import PRESETS
-    from hma.eval.experiment_runs import SCALE_PRESETS
-    from hma.eval.results import EXPERIMENTS
-    from hma.eval.scaling import AXES as SCALING_AXES
+    from hma.experiments.results import EXPERIMENTS
+    from hma.experiments.scaling import AXES as SCALING_AXES
 
     p = sub.add_parser("experiment", help="train, evaluate and tabulate one of the paper's comparisons at CPU scale",
                        description="The recipes actions, transfer, methods, injection, levers, world-model, long-horizon and "
@@ -64,11 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     budget = recipe.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="optimizer steps per trained run")
     budget.add_argument("--minutes", type=float, help="wall-clock training minutes per trained run")
-    sizes = recipe.add_mutually_exclusive_group()
-    sizes.add_argument("--preset", default=None, choices=list(PRESETS),
-                       help="model preset of every trained run, as `hma train --preset` (default micro)")
-    sizes.add_argument("--scale", default=None, choices=list(SCALE_PRESETS),
-                       help="earlier spelling of --preset: " + ", ".join(f"{k} = {v}" for k, v in SCALE_PRESETS.items()))
+    recipe.add_argument("--preset", default="micro", choices=list(PRESETS),
+                        help="model preset of every trained run, as `hma train --preset` (default micro)")
     recipe.add_argument("--batch-size", type=int, default=8, help="windows per batch of every trained run")
     recipe.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of every trained run")
     recipe.add_argument("--horizon", type=int, default=None, help="frames generated per evaluation clip")
@@ -168,16 +163,12 @@ def _experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hma.errors import ConfigError
-    from hma.eval.experiment_runs import SCALE_PRESETS, Budget, ExperimentOptions
-    from hma.eval.experiments import recipe_key, run_experiment
+    from hma.experiments.runs import Budget, ExperimentOptions
+    from hma.experiments.recipes import recipe_key, run_experiment
 
     _threads(args.threads)
-    if args.scale is not None:
-        args.preset, args.scale = SCALE_PRESETS[args.scale], None
-        print(f"hma: warning: --scale is the earlier spelling of --preset; running --preset {args.preset}", file=sys.stderr)
-    args.preset = args.preset or "micro"
     if args.render_only:
-        from hma.eval.experiments import render_experiment
+        from hma.experiments.recipes import render_experiment
 
         key = recipe_key(args.name, getattr(args, "axis", None))
         render_experiment(args.name, Path(args.out), Path(args.results_md), axis=getattr(args, "axis", None))
@@ -188,7 +179,8 @@ def _experiment(args: argparse.Namespace) -> int:
         raise ConfigError(f"experiment {args.name!r} trains runs and needs {' and '.join(missing)}")
     # Every ExperimentOptions field that has an option of the same name, plus those that do not.
     given = {"tokenizers": args.tokenizer, "budget": Budget(steps=args.steps, minutes=args.minutes),
-             "command": explicit_command(args, args.parser), "progress": not args.no_progress}
+             "command": explicit_command(args, args.parser), "progress": not args.no_progress,
+             "results_file": Path(args.results_md)}
     named = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentOptions)
              if f.name not in given and hasattr(args, f.name)}
     opts = ExperimentOptions(**named, **given)
@@ -202,10 +194,10 @@ def _experiment(args: argparse.Namespace) -> int:
 def _curve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hma.eval.curve import curve_experiment
+    from hma.experiments.curve import curve_experiment
 
     _threads(args.threads)
-    result = curve_experiment(args.run, args.data, args.out, results_md=Path(args.results_md),
+    result = curve_experiment(args.run, args.data, args.out, results_file=Path(args.results_md),
                               command=explicit_command(args, args.parser), episodes=args.episodes,
                               horizon=args.horizon, seed=args.seed)
     for r in result["rows"]:
@@ -216,7 +208,7 @@ def _curve(args: argparse.Namespace) -> int:
 
 
 def _policy_eval_experiment(args: argparse.Namespace) -> int:
-    from hma.apps.policy_ranking import policy_eval_experiment
+    from hma.experiments.policy_ranking import policy_eval_experiment
     from hma.errors import ConfigError
 
     if args.episodes < 1:
@@ -226,7 +218,7 @@ def _policy_eval_experiment(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"--task-run {bad[0]!r} is invalid, expected EMBODIMENT=RUN")
     _threads(args.threads)
-    result = policy_eval_experiment(args.run, args.embodiments, out=args.out, results_md=args.results_md,
+    result = policy_eval_experiment(args.run, args.embodiments, out=args.out, results_file=args.results_md,
                                     command=explicit_command(args, args.parser), episodes=args.episodes,
                                     steps=args.frames, noises=args.noise, bc_steps=args.bc_steps, seed=args.seed,
                                     device=args.device, data=args.data,
@@ -237,13 +229,13 @@ def _policy_eval_experiment(args: argparse.Namespace) -> int:
 
 def _synth_bc(args: argparse.Namespace) -> int:
     """Behaviour cloning on real episodes vs real + world-model episodes, scored in the real simulator."""
-    from hma.apps.bc import synth_bc_experiment
+    from hma.experiments.synth_bc import synth_bc_experiment
     from hma.errors import ConfigError
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats {args.repeats} is invalid, expected an integer >= 1")
     synth_bc_experiment(args.run, args.embodiment, out=args.out, seeds=range(args.seed, args.seed + args.repeats),
-                        results_md=args.results_md, command=explicit_command(args, args.parser),
+                        results_file=args.results_md, command=explicit_command(args, args.parser),
                         dataset=args.data, real_episodes=args.real_episodes,
                         synthetic_episodes=args.synthetic_episodes, eval_episodes=args.eval_episodes,
                         bc_steps=args.bc_steps, perturb=args.perturb, real_share=args.real_share,

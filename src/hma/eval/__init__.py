@@ -1,5 +1,6 @@
-"""hma.eval: metrics (:mod:`hma.eval.metrics`), the evaluation runner (:func:`evaluate`,
-``hma eval``), reports, and the experiment recipes (``hma experiment``).
+"""hma.eval: measuring a run: metrics (:mod:`hma.eval.metrics`), the evaluation runner
+(:func:`evaluate`, ``hma eval``), reports, and the checks and card of a shipped model
+(:mod:`hma.eval.card`). The experiments built on it live in :mod:`hma.experiments`.
 
 ``evaluate`` and ``EvalOptions`` are imported on first use so ``import hma.eval`` stays light.
 """

@@ -1,4 +1,4 @@
-"""docs/results.md: one section per experiment and simulator-use report, each replaced
+"""The results file (the CLI passes the repository's): one section per experiment and simulator-use report, each replaced
 only by its own command (between its markers), in a fixed order; and the renderer of every
 section: the recipes' (:func:`recipe_section`), policy evaluation, speed and synth-bc."""
 
@@ -17,7 +17,7 @@ from hma.io import atomic_write_bytes
 
 EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "generalization", "world-model", "long-horizon",
                "scaling")
-# docs/results.md sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
+# The results file's sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
 RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectories", "scaling-size",
                    "curve", "shipped-model", "policy-eval", "policy-eval-robots", "synth-bc", "synth-bc-real-share",
                    "synth-bc-spatial", "synth-bc-real-share-spatial", "speed")
@@ -78,7 +78,7 @@ def recipe_section(name: str, title: str, claim: str, columns: Sequence[tuple[st
                    result: dict[str, Any]) -> str:
     """The section of an ``hma experiment`` recipe from its results.json: the claim, the command,
     the budget and model, the table (``columns``: result key, header, format) and the findings."""
-    from hma.eval.experiment_runs import SCALE_PRESETS
+    from hma.experiments.runs import SCALE_PRESETS
     from hma.eval.report import format_value, markdown_table
 
     header = ["run", *(column_title for _, column_title, _ in columns)]
@@ -113,7 +113,7 @@ def policy_eval_section(report: Any, command: str, date: str | None = None) -> s
 
 
 def policy_ranking_section(result: dict[str, Any]) -> str:
-    """The ``policy-eval-robots`` section of :func:`hma.apps.policy_ranking.policy_eval_experiment`:
+    """The ``policy-eval-robots`` section of :func:`hma.experiments.policy_ranking.policy_eval_experiment`:
     per task, each policy's success in both simulators, the correlations with their intervals."""
     targets = result["targets"]
     wanted = targets.get("simulators", 2)  # results.json of earlier runs has no simulator count
@@ -206,7 +206,7 @@ def _synth_bc_finding(results: Sequence[dict[str, Any]], real: float, mixed: flo
 
     if not all("real_only_episodes" in r and "real_plus_synthetic_episodes" in r for r in results):
         raise ConfigError("synth-bc results without per-episode successes, expected real_only_episodes and "
-                          "real_plus_synthetic_episodes (results of hma.apps.bc.run_synth_bc)")
+                          "real_plus_synthetic_episodes (results of hma.experiments.synth_bc.run_synth_bc)")
     diff = np.concatenate([np.asarray(r["real_plus_synthetic_episodes"], float) - np.asarray(r["real_only_episodes"], float)
                            for r in results])
     lo, hi = bootstrap_interval(diff)
@@ -248,14 +248,14 @@ def _synth_bc_diagnostics(results: Sequence[dict[str, Any]]) -> str:
 
 
 def synth_bc_key(real_share: float | None, bc_grid: int = 1, bc_shift: int = 0) -> str:
-    """The results.md section of a synth-bc run: uniform batches or a real share, each with the
+    """The results section of a synth-bc run: uniform batches or a real share, each with the
     plain BC or the one with a feature grid / random shifts ("-spatial")."""
     key = "synth-bc" if real_share is None else "synth-bc-real-share"
     return key + ("-spatial" if bc_grid > 1 or bc_shift > 0 else "")
 
 
 def synth_bc_section(results: Sequence[dict[str, Any]], command: str, date: str | None = None) -> str:
-    """The docs/results.md section of one or more :func:`run_synth_bc` results (one per seed):
+    """The results section of one or more :func:`run_synth_bc` results (one per seed):
     command, date, a table with each seed's success rates and their mean, and the finding."""
     import numpy as np
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from hma.errors import DataError
-from hma.eval.experiment_runs import (EVAL_DIR, ExperimentOptions, datasets_by_embodiment, evaluate_run,
+from hma.experiments.runs import (EVAL_DIR, ExperimentOptions, datasets_by_embodiment, evaluate_run,
                                       interval_text, need_tokenizer, tokenize, train_run)
-from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE
+from hma.experiments.levers import DEMO_MODEL, DEMO_RECIPE
 from hma.eval.report import VIDEO_DIR
 from hma.io import atomic_write_bytes, save_figure_png
 
@@ -42,7 +42,7 @@ def long_horizon_recipe(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], 
     horizon = opts.horizon or WINDOWS * window
     evaluated = evaluate_run(opts, "demo_recipe", data, horizon=horizon, mode="autoregressive")
     rows, findings, shown = summarize(evaluated, trained, window)
-    assets = opts.results_md.parent / "assets"
+    assets = opts.assets
     _plot(evaluated, window, assets / PLOT_FILE)
     gif = opts.out / EVAL_DIR / "demo_recipe" / VIDEO_DIR / f"{shown}.gif"
     atomic_write_bytes(assets / GIF_FILE, gif.read_bytes())

@@ -1,7 +1,7 @@
 """``hma experiment scaling --axis embodiments|trajectories|size``: the paper's scaling curves
 (Fig. 6: more datasets, more trajectories, larger models) at CPU scale.
 
-Every point of an axis trains the demo's recipe (:data:`hma.eval.levers.DEMO_RECIPE`) with the
+Every point of an axis trains the demo's recipe (:data:`hma.experiments.levers.DEMO_RECIPE`) with the
 same optimizer steps and batch, changing one thing, and is scored on the same held-out clips:
 
 - ``embodiments``: 1, 3, 6, 12 robots (as many as the data has). The evaluated robot
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from hma.errors import ConfigError, DataError
-from hma.eval.experiment_runs import (ExperimentOptions, clip_values, datasets_by_embodiment, evaluate_run,
+from hma.experiments.runs import (ExperimentOptions, clip_values, datasets_by_embodiment, evaluate_run,
                                       interval_bounds, interval_text, need_tokenizer, paired_difference, score_row,
                                       tokenize, train_run)
-from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE
+from hma.experiments.levers import DEMO_MODEL, DEMO_RECIPE
 from hma.io import save_figure_png
 
 AXES = ("embodiments", "trajectories", "size")
@@ -128,7 +128,7 @@ def scaling_recipe(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[
     ]
     if all(r.get("cf_delta_psnr") is not None for r in rows):
         findings.append(_trend("counterfactual ΔPSNR", [r["cf_delta_psnr"] for r in rows], lower=False))
-    _plot(axis, rows, opts.results_md.parent / "assets" / plot_file(axis))
+    _plot(axis, rows, opts.assets / plot_file(axis))
     findings.append(f"![{axis} scaling](assets/{plot_file(axis)})")
     return rows, findings
 

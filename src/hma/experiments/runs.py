@@ -17,7 +17,8 @@ from hma.errors import ConfigError
 RUNS_DIR = "runs"
 EVAL_DIR = "eval"
 
-# The ``--scale`` names of earlier releases (still accepted, with a warning) and the presets they are.
+# The `--scale` names of earlier releases and the presets they were: results.json files of those
+# releases record a scale, and --render-only still renders their sections.
 SCALE_PRESETS = {"tiny": "micro", "small": "tiny", "demo": "demo"}
 
 
@@ -35,8 +36,8 @@ class ExperimentOptions:
     eval_episodes: int | None = 4
     target: str | None = None  # transfer: the held-out embodiment (default: the last by name); scaling: the evaluated one
     axis: str | None = None  # scaling: embodiments, trajectories or size
-    results_md: Path = Path("docs/results.md")
-    command: str = ""  # the exact command line, quoted in docs/results.md
+    results_file: Path | None = None  # whose section the recipe rewrites (None: none)
+    command: str = ""  # the exact command line, quoted in the section
     progress: bool = False
     eval_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -46,7 +47,12 @@ class ExperimentOptions:
         if self.preset not in PRESETS:
             raise ConfigError(f"preset {self.preset!r} is unknown, expected one of {', '.join(PRESETS)}")
         self.out = Path(self.out)
-        self.results_md = Path(self.results_md)
+        self.results_file = None if self.results_file is None else Path(self.results_file)
+
+    @property
+    def assets(self) -> Path:
+        """Where plots and GIFs go: beside the results file (its sections link to them), else under OUT."""
+        return (self.out if self.results_file is None else self.results_file.parent) / "assets"
 
 
 def tokenizer_by_kind(paths: Sequence[str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from hma.data.windows import DEFAULT_FRAME_HZ
 from hma.errors import DataError
-from hma.eval.experiment_runs import (ExperimentOptions, datasets_by_embodiment, evaluate_run, need_tokenizer,
+from hma.experiments.runs import (ExperimentOptions, datasets_by_embodiment, evaluate_run, need_tokenizer,
                                       score_row, tokenize, train_run)
 
 @dataclass(frozen=True)

@@ -55,21 +55,21 @@ def correlation_intervals(results: Sequence[PolicyResult], *, resamples: int = 2
             for k, v in draws.items()}
 
 
-def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | Path, results_md: str | Path,
+def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | Path, results_file: str | Path,
                            command: str, episodes: int = 20, steps: int | None = None,
                            noises: Sequence[float] = DEFAULT_NOISES, bc_steps: Sequence[int] = DEFAULT_BC_STEPS,
                            seed: int = 0, device: str | None = None, data: Sequence[str | Path] | None = None,
                            task_runs: dict[str, Any] | None = None,
                            simulator: Callable[[str], Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every task's policies in both simulators; writes OUT/policy-eval/{TASK/, results.json}, a
-    correlation plot per task into the assets folder beside ``results_md``, and its section.
+    correlation plot per task into the assets folder beside ``results_file``, and its section.
     ``data``: dataset folders holding the tasks' real episodes (default: the run's own);
     ``task_runs``: embodiment -> a run of ``run`` fine-tuned on that task, used for it instead;
     ``simulator(embodiment)`` replaces the registry's real simulators (tests)."""
     from hma.apps.bc import train_bc
     from hma.data.store import EpisodeStore, find_datasets
     from hma.data.windows import split_episodes
-    from hma.eval.results import policy_ranking_section, results_date, update_results_section
+    from hma.experiments.results import policy_ranking_section, results_date, update_results_section
     from hma.run import open_run, run_dataset
 
     if not embodiments:
@@ -87,7 +87,7 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
                           f"{', '.join(sorted(shared.embodiments))}")
     given = {EpisodeStore(d).embodiment: d for d in find_datasets(data)} if data else {}
     folder = Path(out) / "policy-eval"
-    assets = Path(results_md).parent / "assets"
+    assets = Path(results_file).parent / "assets"
     tasks = []
     for embodiment in embodiments:
         loaded = open_run(task_runs[embodiment], device) if embodiment in task_runs else shared
@@ -127,7 +127,7 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
               "seed": seed, "tasks": tasks, "met": target_met(tasks),
               "targets": {"pearson": PEARSON_TARGET, "spearman": SPEARMAN_TARGET, "simulators": SIMULATORS_TARGET}}
     atomic_write_json(folder / RESULTS_FILE, nan_to_none(result))  # NaN: a side constant across policies
-    update_results_section(Path(results_md), "policy-eval-robots", policy_ranking_section(result))
+    update_results_section(Path(results_file), "policy-eval-robots", policy_ranking_section(result))
     return result
 
 

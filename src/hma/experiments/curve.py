@@ -124,11 +124,11 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def curve_experiment(run: str | Path, data: Sequence[str], out: str | Path, *, results_md: Path, command: str,
+def curve_experiment(run: str | Path, data: Sequence[str], out: str | Path, *, results_file: Path, command: str,
                      episodes: int = 2, horizon: int = 8, seed: int = 0) -> dict[str, Any]:
     """Evaluate every snapshot of ``run``; writes OUT/curve/results.json, the plot beside
-    ``results_md`` (assets/curve.png) and the ``curve`` section of ``results_md``."""
-    from hma.eval.results import results_date, update_results_section
+    ``results_file`` (assets/curve.png) and the ``curve`` section of ``results_file``."""
+    from hma.experiments.results import results_date, update_results_section
     from hma.run.files import read_run_config
 
     out = Path(out) / "curve"
@@ -140,6 +140,6 @@ def curve_experiment(run: str | Path, data: Sequence[str], out: str | Path, *, r
     result = {"experiment": "curve", "command": command, "date": results_date(), "rows": rows,
               "train_settings": ", ".join(f"{k} {train[k]}" for k in settings if k in train)}
     atomic_write_json(out / "results.json", result)
-    plot_curve(rows, Path(results_md).parent / "assets" / PLOT_FILE)
-    update_results_section(Path(results_md), "curve", curve_section(result, PLOT_FILE))
+    plot_curve(rows, Path(results_file).parent / "assets" / PLOT_FILE)
+    update_results_section(Path(results_file), "curve", curve_section(result, PLOT_FILE))
     return result

@@ -2,8 +2,8 @@
 
 Each recipe trains a few runs with the same budget, evaluates them with
 :func:`hma.eval.evaluate` on the held-out episodes, and writes ``OUT/NAME/results.json``,
-``OUT/NAME/results.md`` and its own section of ``docs/results.md`` (exact command, date,
-table, and whether the paper's claim held here):
+``OUT/NAME/section.md`` and, given a results file, its own section there (exact command,
+date, table, and whether the paper's claim held here):
 
 - ``actions``: passive video vs forward dynamics vs full dynamics (paper sec. 5: action-
   conditioned models are more faithful and controllable);
@@ -19,9 +19,9 @@ table, and whether the paper's claim held here):
 - ``world-model``: one model trained with the demo's recipe on every robot of the data
   (the default suite's 12 for the long run), one row per robot against its branches;
 - ``long-horizon``: the demo's recipe rolled out to 10x its window, per horizon step against
-  the real frames and the copy-last-frame baseline (:mod:`hma.eval.long_horizon`);
+  the real frames and the copy-last-frame baseline (:mod:`hma.experiments.long_horizon`);
 - ``scaling --axis embodiments|trajectories|size``: the demo's recipe at four points of one
-  axis, same steps and held-out clips (:mod:`hma.eval.scaling`); a section per axis.
+  axis, same steps and held-out clips (:mod:`hma.experiments.scaling`); a section per axis.
 """
 
 from __future__ import annotations
@@ -35,18 +35,18 @@ from typing import Any
 
 from hma.config import PRESETS
 from hma.errors import ConfigError, DataError
-from hma.eval.experiment_runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, clip_values, datasets_by_embodiment,
+from hma.experiments.runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, clip_values, datasets_by_embodiment,
                                       evaluate_run, interval_text, need_tokenizer, paired_difference, score_row,
                                       single_stream_fps, tokenize, train_run)
-from hma.eval.levers import DEMO_MODEL, DEMO_RECIPE, generalization_recipe, levers_recipe, world_model_recipe
-from hma.eval.long_horizon import COLUMNS as LONG_HORIZON_COLUMNS, long_horizon_recipe
+from hma.experiments.levers import DEMO_MODEL, DEMO_RECIPE, generalization_recipe, levers_recipe, world_model_recipe
+from hma.experiments.long_horizon import COLUMNS as LONG_HORIZON_COLUMNS, long_horizon_recipe
 from hma.eval.report import METRICS_FILE
-from hma.eval.scaling import AXES as SCALING_AXES, COLUMNS as SCALING_COLUMNS, recipe_name as scaling_name, scaling_recipe
-from hma.eval.results import EXPERIMENTS, recipe_section, results_date, update_results_section
+from hma.experiments.scaling import AXES as SCALING_AXES, COLUMNS as SCALING_COLUMNS, recipe_name as scaling_name, scaling_recipe
+from hma.experiments.results import EXPERIMENTS, recipe_section, results_date, update_results_section
 from hma.io import atomic_write_bytes, atomic_write_json
 
 RESULTS_FILE = "results.json"
-TABLE_FILE = "results.md"
+TABLE_FILE = "section.md"
 
 
 # -- recipes ------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ PRESET_FIELDS = ("num_blocks", "width", "num_heads", "num_frames", "diffusion_wi
 
 
 def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
-    """Run recipe ``name``; writes OUT/NAME/results.{json,md} and its section of ``opts.results_md``.
+    """Run recipe ``name``; writes OUT/NAME/results.json, OUT/NAME/section.md and its section of ``opts.results_file``.
 
     ``scaling`` runs the recipe of ``opts.axis`` (OUT/scaling-AXIS).
     """
@@ -272,11 +272,11 @@ def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(opts.out / RESULTS_FILE, result)
-    _write_section(name, opts.out, result, opts.results_md)
+    _write_section(name, opts.out, result, opts.results_file)
     return result
 
 
-def render_experiment(name: str, out: Path, results_md: Path, *, axis: str | None = None) -> dict[str, Any]:
+def render_experiment(name: str, out: Path, results_file: Path, *, axis: str | None = None) -> dict[str, Any]:
     """Write the sections of a finished experiment again from ``OUT/NAME/results.json`` (after a
     change of how sections read); trains and evaluates nothing, keeps the recorded command and date."""
     from hma.io import read_json
@@ -290,15 +290,16 @@ def render_experiment(name: str, out: Path, results_md: Path, *, axis: str | Non
         raise DataError(f"{folder / RESULTS_FILE} holds no results of experiment {name!r}, expected the file it wrote")
     result["eval"] = _eval_description(folder)
     atomic_write_json(folder / RESULTS_FILE, result)
-    _write_section(name, folder, result, Path(results_md))
+    _write_section(name, folder, result, Path(results_file))
     return result
 
 
-def _write_section(name: str, folder: Path, result: dict[str, Any], results_md: Path) -> None:
+def _write_section(name: str, folder: Path, result: dict[str, Any], results_file: Path | None) -> None:
     recipe = RECIPES[name]
     section = recipe_section(name, recipe.title, recipe.claim, recipe.columns, result)
     atomic_write_bytes(folder / TABLE_FILE, section.encode())
-    update_results_section(results_md, name, section)
+    if results_file is not None:
+        update_results_section(results_file, name, section)
 
 
 def _eval_description(folder: Path) -> str:
