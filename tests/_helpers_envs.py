@@ -7,7 +7,6 @@ env is exercised; only the weights are untrained (a few ms per generated frame).
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from hma.config import EmbodimentSpec, preset
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.data.windows import HOLDOUT
 from hma.model import WorldModel
+from hma.run import LoadedRun
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
 from hma.tokenizer.conv import ConvTokenizer
@@ -48,8 +48,8 @@ def make_store(root: Path, *, episodes: int = 6, length: int = 24, seed: int = 0
     return writer.finalize()
 
 
-def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> SimpleNamespace:
-    """An object with the attributes of ``hma.load``'s result, holding an untrained tiny model."""
+def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> LoadedRun:
+    """What ``hma.load`` returns, holding an untrained tiny model (not saved to disk)."""
     torch.manual_seed(seed)
     tok = ConvTokenizer(ConvAutoencoder(TokenizerConfig(kind="discrete", name="toy", image_size=(IMAGE, IMAGE),
                                                         downsample=8, channels=(8, 16, 16), num_res_blocks=1,
@@ -69,8 +69,8 @@ def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> 
             for name, p in model.named_parameters():
                 if "adaln" in name or name.startswith("stems."):
                     p.normal_(0.0, 0.5)
-    return SimpleNamespace(model=model, tokenizer=tok, embodiments=config.embodiments, holdout=HOLDOUT,
-                           config={"train": {"data": [str(store.root)]}})
+    return LoadedRun(model=model, tokenizer=tok, embodiments=config.embodiments, path=store.root.parent / "toy_run",
+                     config={"model": config.to_json(), "train": {"data": [str(store.root)], "holdout": HOLDOUT}})
 
 
 class ToySim:

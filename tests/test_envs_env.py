@@ -222,7 +222,9 @@ def test_run_dataset_is_found_from_another_folder(tmp_path, monkeypatch):
 
 
 class _Judge:
-    """Stands in for a SuccessClassifier: a fixed probability per frame of the batch."""
+    """Stands in for a SuccessClassifier (hma.envs.env.SuccessJudge): a fixed probability per frame of the batch."""
+
+    threshold, min_frames = 0.5, 1
 
     def __init__(self, probs, embodiment=EMBODIMENT):
         self.probs, self.embodiment = np.asarray(probs, float), embodiment

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for the results it records
     try:
-        with progress_bars(not getattr(args, "no_progress", False)):
+        with progress_bars(not vars(args).get("no_progress", False)):
             result = args.func(args)
     except HmaError as e:
         print(f"hma: error: {e}", file=sys.stderr)

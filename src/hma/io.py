@@ -226,4 +226,4 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} {path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        raise DataError(f"{what} {path} is not valid JSON ({e.msg if isinstance(e, json.JSONDecodeError) else e})") from None

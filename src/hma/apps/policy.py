@@ -22,20 +22,38 @@ the lerobot package.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 from gymnasium import spaces
 
 from hma.errors import ConfigError
+from hma.run import RunLike
 
 
+@runtime_checkable
 class ImagePolicy(Protocol):
-    name: str
+    """hma's own policy protocol, and a ``name`` (a user's policy without one is given its
+    command-line name). A policy that also reads the state declares ``wants_state = True`` and
+    takes ``act(frame, state=...)``; one that does not declare it reads frames only."""
 
     def reset(self, seed: int | None = None) -> None: ...
 
     def act(self, frame: np.ndarray) -> np.ndarray: ...  # (H, W, 3) uint8 -> (chunk, A) float32
+
+
+@runtime_checkable
+class LeRobotPolicy(Protocol):
+    """LeRobot's policy protocol: one action per control step from an observation batch."""
+
+    def reset(self) -> None: ...
+
+    def select_action(self, batch: dict) -> Any: ...
+
+
+def wants_state(policy: ImagePolicy) -> bool:
+    """Whether ``policy`` reads the state beside the frame (a user's policy need not say)."""
+    return bool(getattr(policy, "wants_state", False))
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ LEROBOT_STATE_KEY = "observation.state"
 def policy_action(policy: ImagePolicy, frame: np.ndarray, state: np.ndarray | None, *, where: str) -> np.ndarray:
     """One chunk from ``policy``: the frame, and the state too for a policy that reads one
     (``wants_state``); ``where`` names the state's source in the error when it has none."""
-    if not getattr(policy, "wants_state", False):
+    if not wants_state(policy):
         return policy.act(frame)
     if state is None:
         raise ConfigError(f"policy {policy.name!r} reads a state ({LEROBOT_STATE_KEY}), but {where} gives none; "
@@ -151,11 +169,11 @@ def load_entry_point(text: str, space: spaces.Box) -> PolicyFactory:
 
     def make() -> ImagePolicy:
         policy = factory()
-        if callable(getattr(policy, "act", None)) and callable(getattr(policy, "reset", None)):
+        if isinstance(policy, ImagePolicy):
             if not hasattr(policy, "name"):
                 policy.name = text
             return policy
-        if callable(getattr(policy, "select_action", None)) and callable(getattr(policy, "reset", None)):
+        if isinstance(policy, LeRobotPolicy):
             return LeRobotPolicyAdapter(policy, space, text)
         raise ConfigError(f"policy {text!r}: the factory returned {type(policy).__name__}, expected an object with "
                           "act(frame) and reset(), or LeRobot's select_action(batch) and reset()")
@@ -163,7 +181,7 @@ def load_entry_point(text: str, space: spaces.Box) -> PolicyFactory:
     return make
 
 
-def parse_policy(text: str, *, run: Any, embodiment: str, space: spaces.Box, dataset: Any = None) -> ExpertSpec | PolicyFactory:
+def parse_policy(text: str, *, run: RunLike, embodiment: str, space: spaces.Box, dataset: Any = None) -> ExpertSpec | PolicyFactory:
     """``expert:0.3`` -> :class:`ExpertSpec`; otherwise a factory of fresh image-policy instances."""
     kind, _, arg = text.partition(":")
     if kind == "expert":

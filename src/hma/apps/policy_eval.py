@@ -18,14 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from hma.apps.experts import RealSimulator
-from hma.apps.policy import ExpertSpec, parse_policy, policy_action
+from hma.apps.policy import ExpertSpec, parse_policy, policy_action, wants_state
 from hma.eval.success import SuccessClassifier, train_success_classifier
 from hma.data.sim.registry import get_embodiment
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
 from hma.eval.report import side_by_side_gif
 from hma.io import atomic_write_json, nan_to_none
-from hma.run import open_run, run_dataset
+from hma.run import RunLike, open_run, run_dataset
 from hma.envs.vector_env import WorldModelVectorEnv
 
 DEFAULT_POLICIES = ("expert:0", "expert:0.3", "expert:1", "random")
@@ -90,7 +90,7 @@ def default_steps(store: EpisodeStore, chunk: int) -> int:
     return max(1, int(steps) // chunk - 1)
 
 
-def evaluate_policies(run: Any, embodiment: str, *, policies: Sequence[str] | None = None, episodes: int = 10,
+def evaluate_policies(run: RunLike, embodiment: str, *, policies: Sequence[str] | None = None, episodes: int = 10,
                       steps: int | None = None, dataset: str | Path | None = None, out: str | Path = "policy_eval",
                       seed: int = 0, classifier: SuccessClassifier | None = None, sampling: Any = None,
                       simulator: RealSimulator | None = None, device: str | None = None) -> PolicyEvalReport:
@@ -154,7 +154,7 @@ def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorE
     for e in range(episodes):
         frame = sim.reset(seed * 100_003 + e)  # episode e starts from the same state for every policy
         first_frames.append(frame)
-        first_states.append(sim.state() if hasattr(sim, "state") else None)
+        first_states.append(sim.state())
         if image_policies is not None:
             image_policies[e].reset(seed=e)
         frames, chunks, success = [frame], [], False
@@ -163,8 +163,7 @@ def _evaluate_one(name: str, policy, sim: RealSimulator, venv: WorldModelVectorE
                 step = sim.expert_step(policy.noise, rng)
             else:
                 # The simulator's state, read only for a policy that takes one.
-                wants = getattr(image_policies[e], "wants_state", False) and hasattr(sim, "state")
-                step = sim.step(policy_action(image_policies[e], frame, sim.state() if wants else None,
+                step = sim.step(policy_action(image_policies[e], frame, sim.state() if wants_state(image_policies[e]) else None,
                                               where="the real simulator"))
             frame = step.frame
             frames.append(frame)

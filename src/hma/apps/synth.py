@@ -27,11 +27,11 @@ from hma.data.store import METADATA_FILE, EpisodeStore, StoreWriter
 from hma.data.windows import split_episodes
 from hma.errors import ConfigError, DataError
 from hma.envs.context import episode_context
-from hma.run import open_run, run_dataset
+from hma.run import RunLike, open_run, run_dataset
 from hma.envs.vector_env import WorldModelVectorEnv
 
 
-def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, policy: str | None = None,
+def synthesize(run: RunLike, embodiment: str, *, episodes: int, out: str | Path, policy: str | None = None,
                perturb: float = 0.1, steps: int | None = None, dataset: str | Path | EpisodeStore | None = None,
                source_episodes: Sequence[int] | None = None, seed: int = 0, batch_size: int = 8,
                sampling: Any = None, device: str | None = None) -> EpisodeStore:
@@ -58,7 +58,7 @@ def synthesize(run: Any, embodiment: str, *, episodes: int, out: str | Path, pol
     if not sources:
         raise DataError(f"dataset {store.root} has no episodes to start synthetic ones from")
     info = replace(store.info, extra={**store.info.extra, "synthetic": {
-        "run": str(getattr(loaded, "path", "")), "policy": policy or f"recorded actions + noise {perturb:g}",
+        "run": str(loaded.path), "policy": policy or f"recorded actions + noise {perturb:g}",
         "source_dataset": str(store.root), "seed": seed, "steps": steps, "batch_size": batch_size}})
     if (Path(out) / METADATA_FILE).exists():
         return _finished(EpisodeStore(out), info, episodes)

@@ -177,6 +177,7 @@ class VideoDiffusion(nn.Module):
     def __init__(self, config: DiffusionConfig) -> None:
         super().__init__()
         self.config = config
+        self.state_heads = nn.ModuleDict()  # no state readout (the world model's has one per embodiment that records a state)
         cfg = config
         D, p = cfg.d_model, cfg.patch
         self.patch_in = nn.Linear(cfg.latent_channels * p * p, D)

@@ -21,7 +21,7 @@ def explicit_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
     parts = parser.prog.split()
     for action in parser._actions:
-        value = getattr(args, action.dest, None)
+        value = vars(args).get(action.dest)
         if not action.option_strings or action.dest in ("help", "no_progress") or value is None or value is False:
             continue
         flag = max(action.option_strings, key=len)

@@ -99,7 +99,7 @@ def _write_policy_eval_section(args: argparse.Namespace, report) -> None:
 
     from hma.experiments.results import policy_eval_section, shown_command, update_results_section
 
-    command = shown_command(getattr(args, "argv", sys.argv[1:]))
+    command = shown_command(vars(args).get("argv", sys.argv[1:]))
     update_results_section(Path(args.results_md), "policy-eval", policy_eval_section(report, command))
     print(f"updated {args.results_md}")
 

@@ -143,7 +143,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     # Every EvalOptions field that has an option of the same name.
-    options = EvalOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalOptions) if hasattr(args, f.name)})
+    given = vars(args)
+    options = EvalOptions(**{f.name: given[f.name] for f in dataclasses.fields(EvalOptions) if f.name in given})
     result = evaluate(args.run, args.data, args.out, options, device=args.device)
     for name, r in result["per_embodiment"].items():
         ppl = "" if r["perplexity"] is None else f", perplexity {r['perplexity']:.1f}"
@@ -170,8 +171,9 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.render_only:
         from hma.experiments.recipes import render_experiment
 
-        key = recipe_key(args.name, getattr(args, "axis", None))
-        render_experiment(args.name, Path(args.out), Path(args.results_md), axis=getattr(args, "axis", None))
+        axis = vars(args).get("axis")
+        key = recipe_key(args.name, axis)
+        render_experiment(args.name, Path(args.out), Path(args.results_md), axis=axis)
         print(f"re-wrote the {key} section of {args.results_md} from {Path(args.out) / key}/results.json")
         return 0
     missing = [flag for flag, value in (("--data", args.data), ("--tokenizer", args.tokenizer)) if not value]
@@ -181,8 +183,8 @@ def _experiment(args: argparse.Namespace) -> int:
     given = {"tokenizers": args.tokenizer, "budget": Budget(steps=args.steps, minutes=args.minutes),
              "command": explicit_command(args, args.parser), "progress": not args.no_progress,
              "results_file": Path(args.results_md)}
-    named = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentOptions)
-             if f.name not in given and hasattr(args, f.name)}
+    parsed = vars(args)
+    named = {f.name: parsed[f.name] for f in dataclasses.fields(ExperimentOptions) if f.name not in given and f.name in parsed}
     opts = ExperimentOptions(**named, **given)
     result = run_experiment(args.name, opts)
     for f in result["findings"]:

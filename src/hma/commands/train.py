@@ -82,7 +82,8 @@ def _config(args: argparse.Namespace, **extra):
 
     from hma.train import TrainConfig
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    parsed = vars(args)
+    given = {f.name: parsed[f.name] for f in dataclasses.fields(TrainConfig) if f.name in parsed}
     return TrainConfig(**{**given, "progress": not args.no_progress, **extra})
 
 

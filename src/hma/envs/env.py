@@ -20,7 +20,7 @@ records a state.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -33,9 +33,19 @@ from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
 from hma.envs.actions import OutOfRange, action_box, check_action
 from hma.envs.context import Context, parse_context
-from hma.run import open_run, run_dataset
+from hma.run import RunLike, open_run, run_dataset
 from hma.run.pretrained import DEFAULT_RUN
 from hma.envs.rollout import WorldModelRollout
+
+class SuccessJudge(Protocol):
+    """What the env asks of a success classifier (:class:`hma.eval.success.SuccessClassifier`):
+    a frame is a success once ``min_frames`` frames in a row scored above ``threshold``."""
+
+    embodiment: str
+    threshold: float
+    min_frames: int
+
+    def predict(self, frames: np.ndarray) -> np.ndarray: ...  # (N, H, W, 3) uint8 -> (N,) probabilities
 
 # Without a dataset the Box spans mean +- this many standard deviations of the training actions.
 _BOUND_STDS = 3.0
@@ -45,9 +55,10 @@ OBS_TYPES = ("pixels", "pixels_agent_pos")
 class SimCore:
     """What the single and the vector env share: the rollout, the spaces, the clock."""
 
-    def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None, context_frames: int | None,
+    def __init__(self, run: RunLike, embodiment: str, *, dataset: str | Path | EpisodeStore | None, context_frames: int | None,
                  max_episode_steps: int | None, sampling: MaskGITSampling | MARSampling | None,
-                 out_of_range: str, device: str | torch.device | None = None, success: Any = None,
+                 out_of_range: str, device: str | torch.device | None = None,
+                 success: SuccessJudge | str | Path | None = None,
                  precision: str = "fp32", obs_type: str = "pixels") -> None:
         if obs_type not in OBS_TYPES:
             raise ConfigError(f"obs_type {obs_type!r} is unknown, expected one of: {', '.join(OBS_TYPES)}")
@@ -134,9 +145,9 @@ class SimCore:
         frames (this one included) all scored above its ``threshold``."""
         if self.success is None:
             return np.zeros(len(frames)), None
-        above = self.success.predict(frames) > getattr(self.success, "threshold", 0.5)
+        above = self.success.predict(frames) > self.success.threshold
         self._above = np.where(above, self._above + 1, 0)
-        flags = self._above >= getattr(self.success, "min_frames", 1)
+        flags = self._above >= self.success.min_frames
         return flags.astype(np.float64), flags
 
     @property
@@ -144,7 +155,7 @@ class SimCore:
         return self.max_episode_steps is not None and self.steps >= self.max_episode_steps
 
 
-def _success_classifier(success: Any, embodiment: str):
+def _success_classifier(success: SuccessJudge | str | Path | None, embodiment: str) -> SuccessJudge | None:
     """A success classifier from a path (or one given as is); it must be for ``embodiment``."""
     if success is None:
         return None
@@ -152,12 +163,12 @@ def _success_classifier(success: Any, embodiment: str):
         from hma.eval.success import load_success_classifier
 
         success = load_success_classifier(success)
-    if getattr(success, "embodiment", embodiment) != embodiment:
+    if success.embodiment != embodiment:
         raise ConfigError(f"the success classifier is for {success.embodiment!r}, expected one for {embodiment!r}")
     return success
 
 
-def make_registered(*, run: Any = DEFAULT_RUN, **kwargs: Any) -> "WorldModelEnv":
+def make_registered(*, run: RunLike = DEFAULT_RUN, **kwargs: Any) -> "WorldModelEnv":
     """The entry point of ``hma/WorldModel-v0``: gymnasium.make's TimeLimit truncates, not the env.
     Without ``run`` it is the model shipped with hma."""
     return WorldModelEnv(run, **kwargs, max_episode_steps=None)
@@ -186,11 +197,12 @@ class WorldModelEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
+    def __init__(self, run: RunLike, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
                  context_frames: int | None = None, max_episode_steps: int | None = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 success: Any = None, precision: str = "fp32", obs_type: str = "pixels") -> None:
+                 success: SuccessJudge | str | Path | None = None, precision: str = "fp32",
+                 obs_type: str = "pixels") -> None:
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,

@@ -28,6 +28,7 @@ from gymnasium import spaces
 from hma.errors import ConfigError
 from hma.io import atomic_write_bytes, read_json
 from hma.envs.env import WorldModelEnv
+from hma.run import RunLike
 
 # Keys in the order dimensions get them: (increase, decrease) pairs, as KeyboardEvent.key names.
 _DEFAULT_KEY_PAIRS = [("ArrowRight", "ArrowLeft"), ("ArrowUp", "ArrowDown"), ("e", "q"), ("x", "z"),
@@ -225,7 +226,7 @@ class PlayServer(HTTPServer):
         return f"http://{host}:{port}/"
 
 
-def make_play_server(run: Any, embodiment: str, *, port: int = 8000, host: str = "127.0.0.1",
+def make_play_server(run: RunLike, embodiment: str, *, port: int = 8000, host: str = "127.0.0.1",
                      keymap: str | Path | None = None, dataset: str | Path | None = None, seed: int = 0,
                      max_episode_steps: int = 1000, record_dir: str | Path = ".", record_format: str = "gif",
                      env: WorldModelEnv | None = None, device: str | None = None) -> PlayServer:

@@ -11,6 +11,7 @@ import torch
 
 from hma.data.store import EpisodeStore
 from hma.envs.env import SimCore
+from hma.run import RunLike
 
 
 class WorldModelPolicy:
@@ -22,7 +23,7 @@ class WorldModelPolicy:
     :class:`hma.envs.WorldModelEnv`) and returned as (chunk, action_dim) float32.
     """
 
-    def __init__(self, run: Any, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
+    def __init__(self, run: RunLike, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
                  name: str = "world-model", device: str | torch.device | None = None) -> None:
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=1, max_episode_steps=1,
                             sampling=None, out_of_range="clip", device=device)

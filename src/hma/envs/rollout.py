@@ -16,6 +16,8 @@ from einops import rearrange
 
 from hma.config import EmbodimentSpec
 from hma.errors import ConfigError, DataError, EmbodimentError
+from hma.model import WorldModel
+from hma.run import LoadedRun
 from hma.sampling.generators import frame_generator
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
@@ -32,7 +34,7 @@ class WorldModelRollout:
     no state head.
     """
 
-    def __init__(self, run, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
+    def __init__(self, run: LoadedRun, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
                  precision: str = "fp32") -> None:
         self.model = run.model.eval()
         self.tokenizer = run.tokenizer
@@ -40,8 +42,7 @@ class WorldModelRollout:
         self.embodiment = embodiment
         self.engine = frame_generator(run, embodiment, sampling=sampling, precision=precision)
         self.window: int = self.model.config.num_frames
-        # The run's recorded rate; a world model also carries it in its config (the baseline's does not).
-        self.frame_hz = float(getattr(run, "frame_hz", None) or self.model.config.frame_hz)
+        self.frame_hz = run.frame_hz  # the run's recorded rate (the baseline's own config does not carry it)
         if tuple(self.tokenizer.grid) != tuple(self.model.config.grid):
             raise ConfigError(f"tokenizer grid {tuple(self.tokenizer.grid)} does not match the model's grid {self.model.config.grid}")
         self._normalizer = self.spec.normalizer
@@ -70,10 +71,10 @@ class WorldModelRollout:
 
     @property
     def _has_state(self) -> bool:
-        return self.embodiment in getattr(self.model, "state_heads", {})
+        return self.embodiment in self.model.state_heads
 
     def _read_state(self) -> np.ndarray | None:
-        state = getattr(self.engine, "state", None)  # (B, S) normalized, None without a state head
+        state = self.engine.state  # (B, S) normalized, None without a state head
         if state is None or self._state_normalizer is None:
             return None
         return self._state_normalizer.denormalize(state.float().cpu().numpy())
@@ -128,7 +129,7 @@ class WorldModelRollout:
 
     def begin(self, batch_size: int) -> None:
         """Start B rollouts with no context; frames then come in through :meth:`observe`."""
-        if not hasattr(self.model, "new_cache"):
+        if not isinstance(self.model, WorldModel):
             raise ConfigError(f"policy mode needs a world model with an action head, got a {type(self.model).__name__} run")
         self._policy_cache = self.model.new_cache(batch_size)
         self._batch = batch_size
@@ -151,12 +152,9 @@ class WorldModelRollout:
         return self._normalizer.denormalize(out.action_pred[:, -1].float().cpu().numpy())  # (B, k*A)
 
 
-def _embodiment_spec(run, embodiment: str) -> EmbodimentSpec:
-    """The spec (action sizes, normalizer) of ``embodiment``, from the model or, for the
-    diffusion baseline, from the run; an EmbodimentError names the known ones."""
-    if hasattr(run.model, "check_actions"):
-        return run.model.check_actions(embodiment, None)
-    specs = getattr(run, "embodiments", {})
+def _embodiment_spec(run: LoadedRun, embodiment: str) -> EmbodimentSpec:
+    """The spec (action sizes, normalizer) of ``embodiment``; an EmbodimentError names the known ones."""
+    specs = run.embodiments
     if embodiment not in specs:
         raise EmbodimentError(f"embodiment {embodiment!r} is unknown to this run, expected one of: "
                               f"{', '.join(sorted(specs)) or 'none'}")

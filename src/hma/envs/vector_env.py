@@ -25,7 +25,8 @@ from hma.errors import ConfigError
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
 from hma.envs.actions import check_action
-from hma.envs.env import SimCore
+from hma.envs.env import SimCore, SuccessJudge
+from hma.run import RunLike
 
 
 
@@ -38,11 +39,12 @@ class WorldModelVectorEnv(VectorEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, run: Any, embodiment: str, num_envs: int, *, dataset: str | Path | EpisodeStore | None = None,
+    def __init__(self, run: RunLike, embodiment: str, num_envs: int, *, dataset: str | Path | EpisodeStore | None = None,
                  context_frames: int | None = None, max_episode_steps: int = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 success: Any = None, precision: str = "fp32", obs_type: str = "pixels") -> None:
+                 success: SuccessJudge | str | Path | None = None, precision: str = "fp32",
+                 obs_type: str = "pixels") -> None:
         if num_envs < 1:
             raise ConfigError(f"num_envs={num_envs} is invalid, expected an integer >= 1")
         self.core = SimCore(run, embodiment, dataset=dataset, context_frames=context_frames,

@@ -24,6 +24,7 @@ import numpy as np
 from hma.apps.policy_eval import PolicyResult, correlations, evaluate_policies
 from hma.errors import ConfigError, DataError
 from hma.io import atomic_write_json, nan_to_none
+from hma.run import RunLike
 
 DEFAULT_NOISES = (0.0, 0.5, 1.0, 1.5)
 DEFAULT_BC_STEPS = (30, 300, 1500)
@@ -55,7 +56,7 @@ def correlation_intervals(results: Sequence[PolicyResult], *, resamples: int = 2
             for k, v in draws.items()}
 
 
-def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | Path, results_file: str | Path,
+def policy_eval_experiment(run: RunLike, embodiments: Sequence[str], *, out: str | Path, results_file: str | Path,
                            command: str, episodes: int = 20, steps: int | None = None,
                            noises: Sequence[float] = DEFAULT_NOISES, bc_steps: Sequence[int] = DEFAULT_BC_STEPS,
                            seed: int = 0, device: str | None = None, data: Sequence[str | Path] | None = None,
@@ -113,7 +114,7 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
         plot.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(report.plot, plot)
         task = {"embodiment": embodiment, "simulator": store.meta.get("simulator") or embodiment,
-                "run": str(getattr(loaded, "path", task_runs.get(embodiment, run))),
+                "run": str(loaded.path),
                 "fine_tuned": embodiment in task_runs, "episodes": report.episodes, "steps": report.steps,
                 "training_episodes": len(train_ids), "pearson": report.pearson, "spearman": report.spearman,
                 "pearson_interval": intervals["pearson"], "spearman_interval": intervals["spearman"],
@@ -123,7 +124,7 @@ def policy_eval_experiment(run: Any, embodiments: Sequence[str], *, out: str | P
         task["met"] = task_meets_target(task)
         tasks.append(task)
         log(f"{embodiment}: Pearson {report.pearson:.3f}, Spearman {report.spearman:.3f} over {len(report.results)} policies")
-    result = {"experiment": "policy-eval", "command": command, "date": results_date(), "run": str(getattr(shared, "path", run)),
+    result = {"experiment": "policy-eval", "command": command, "date": results_date(), "run": str(shared.path),
               "seed": seed, "tasks": tasks, "met": target_met(tasks),
               "targets": {"pearson": PEARSON_TARGET, "spearman": SPEARMAN_TARGET, "simulators": SIMULATORS_TARGET}}
     atomic_write_json(folder / RESULTS_FILE, nan_to_none(result))  # NaN: a side constant across policies

@@ -262,7 +262,7 @@ def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
         "command": opts.command,
         "date": results_date(),
         "budget": opts.budget.describe(),
-        "preset_config": ", ".join(f"{k} {getattr(PRESETS[opts.preset], k)}" for k in PRESET_FIELDS),
+        "preset_config": ", ".join(f"{k} {dataclasses.asdict(PRESETS[opts.preset])[k]}" for k in PRESET_FIELDS),
         "options": {"preset": opts.preset, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
                     "data": opts.data, "tokenizers": opts.tokenizers, "target": opts.target, "axis": opts.axis},
         "eval": _eval_description(opts.out),

@@ -8,12 +8,15 @@ import fcntl
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hma.errors import ConfigError
 from hma.io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from hma.sampling.bench import BenchResult
 
 EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "generalization", "world-model", "long-horizon",
                "scaling")
@@ -169,16 +172,16 @@ def _classifier_note(metrics: dict[str, Any]) -> str:
             f"{metrics['heldout_balanced_accuracy']:.2f} per frame")
 
 
-def speed_section(results: Sequence[Any], machine: dict[str, Any], ratios: Sequence[str], command: str,
+def speed_section(results: Sequence["BenchResult"], machine: dict[str, Any], ratios: Sequence[str], command: str,
                   date: str | None = None, throughput: str | None = None) -> str:
     """The ``speed`` section of an ``hma bench`` run: its table (``results`` are
     :class:`hma.sampling.bench.BenchResult`), the ``ratios`` lines it printed, command and machine."""
     rows = []
-    for r in (r for r in results if getattr(r, "batch", 1) == 1):
+    for r in (r for r in results if r.batch == 1):
         dec = r.decode_sec_per_frame
         fps_dec = f"{1 / (r.sec_per_frame + dec):.2f}" if dec is not None else "n/a"
         flops = f"{r.flops_per_frame / 1e9:.1f}" if r.flops_per_frame else "n/a"
-        prec = r.precision + (" + compile" if getattr(r, "compiled", False) else "")
+        prec = r.precision + (" + compile" if r.compiled else "")
         rows.append(f"| {r.preset} | {r.method} | {'cached' if r.cached else 'uncached'} | {prec} | {r.steps} | "
                     f"{r.sec_per_frame:.4f} | {1 / r.sec_per_frame:.2f} | {fps_dec} | {flops} |")
     return (f"## speed: seconds per generated frame (random weights, batch 1)\n\n"

@@ -12,10 +12,12 @@ from hma.apps.bc import episode_successes, train_bc
 from hma.apps.experts import RealSimulator
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
+from hma.eval.success import SuccessClassifier
 from hma.io import atomic_write_json
+from hma.run import LoadedRun, RunLike
 
 
-def run_synth_bc(run: Any, embodiment: str, *, dataset: str | Path, out: str | Path, real_episodes: int = 10,
+def run_synth_bc(run: RunLike, embodiment: str, *, dataset: str | Path, out: str | Path, real_episodes: int = 10,
                  synthetic_episodes: int = 90, eval_episodes: int = 20, steps: int | None = None, bc_steps: int = 500,
                  perturb: float = 0.1, real_share: float | None = None, bc_grid: int = 1, bc_shift: int = 0,
                  seed: int = 0, simulator: RealSimulator | None = None, classifier: Any = None) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def synthetic_diagnostics(synthetic: EpisodeStore, real: EpisodeStore, real_epis
     return out
 
 
-def synth_bc_experiment(run: Any, embodiment: str, *, out: str | Path, seeds: Sequence[int], results_file: str | Path,
+def synth_bc_experiment(run: RunLike, embodiment: str, *, out: str | Path, seeds: Sequence[int], results_file: str | Path,
                         command: str, dataset: str | Path | None = None, log: Any = print,
                         **options: Any) -> list[dict[str, Any]]:
     """``hma experiment synth-bc``: :func:`run_synth_bc` once per seed into OUT/synth-bc/seed_S/
@@ -123,7 +125,7 @@ def synth_bc_experiment(run: Any, embodiment: str, *, out: str | Path, seeds: Se
     return results
 
 
-def _classifier(run: Any, embodiment: str, out: Path, log: Any) -> Any:
+def _classifier(run: LoadedRun, embodiment: str, out: Path, log: Any) -> SuccessClassifier | None:
     """A success classifier trained on the run's own dataset of ``embodiment`` (shown tokenizer
     reconstructions too, as in policy evaluation); None where that dataset has no success flags."""
     from hma.eval.success import load_success_classifier, train_success_classifier

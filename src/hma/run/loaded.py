@@ -59,6 +59,10 @@ class LoadedRun:
         return float(self.config.get("train", {}).get("holdout", HOLDOUT))
 
 
+# What the apps, envs and experiments take as a run: one already loaded, or what :func:`load` opens.
+RunLike = LoadedRun | str | Path
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``device`` as given, else the GPU when there is one, else the CPU."""
     return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -103,11 +107,11 @@ def _build(config_file: Path, config: dict) -> tuple[ModelConfig, nn.Module]:
                               "expected the config.json written by `hma train`") from None
 
 
-def open_run(run: Any, device: str | torch.device | None = None):
+def open_run(run: RunLike, device: str | torch.device | None = None) -> LoadedRun:
     """A loaded run on ``device``: ``run`` itself when it already has ``.model``/``.tokenizer``
     (moved there in place when ``device`` is given, else left where it is), else
     ``hma.load(run)`` onto ``device`` (default: the GPU when there is one, else the CPU)."""
-    if hasattr(run, "model") and hasattr(run, "tokenizer"):
+    if isinstance(run, LoadedRun):
         if device is not None:
             run.model.to(device)
             run.tokenizer.to(device)
@@ -115,14 +119,14 @@ def open_run(run: Any, device: str | torch.device | None = None):
     return load(run, device=resolve_device(device))
 
 
-def run_dataset(loaded: Any, embodiment: str) -> Path | None:
+def run_dataset(loaded: LoadedRun, embodiment: str) -> Path | None:
     """The dataset of ``embodiment`` among the run's training data (``config.json`` ->
     ``train.data``), if it is still on disk: as recorded, relative to the folder that holds
     the run, or at the absolute path recorded at training time; else the episode starts a
     shipped run carries (:mod:`hma.run.pretrained`)."""
-    train = (getattr(loaded, "config", None) or {}).get("train", {})
+    train = (loaded.config or {}).get("train", {})
     recorded = [Path(p) for p in train.get("data") or []]
-    run_path = getattr(loaded, "path", None)
+    run_path = loaded.path
     paths = [*recorded, *(Path(run_path).parent / p for p in recorded if run_path is not None and not p.is_absolute()),
              *(Path(p) for p in train.get("data_resolved") or [])]
     for path in paths:

@@ -64,6 +64,11 @@ class BenchResult:
     def env_frames_per_s(self) -> float:
         return self.batch / self.sec_per_frame
 
+    def clock(self, name: str) -> float:
+        """One of the per-frame costs by name: sec_per_frame, cpu_sec_per_frame or flops_per_frame."""
+        return {"sec_per_frame": self.sec_per_frame, "cpu_sec_per_frame": self.cpu_sec_per_frame,
+                "flops_per_frame": self.flops_per_frame}[name]
+
     @property
     def gflops_per_s(self) -> float | None:
         return self.flops_per_frame / self.sec_per_frame / 1e9 if self.flops_per_frame else None
@@ -267,7 +272,7 @@ def format_table(results: list[BenchResult]) -> str:
                      f"{r.flops_per_frame / 1e9 if r.flops_per_frame else float('nan'):8.2f} {r.warmup_sec:8.1f}")
     for name in dict.fromkeys(r.preset for r in results):
         for clock in ("sec_per_frame", "cpu_sec_per_frame", "flops_per_frame"):
-            by = {(r.method, r.cached): getattr(r, clock) for r in results
+            by = {(r.method, r.cached): r.clock(clock) for r in results
                   if r.preset == name and r.precision == "fp32" and r.batch == 1 and not r.compiled}
             cached = by.get(("maskgit", True))
             if not cached:
@@ -283,7 +288,7 @@ def format_table(results: list[BenchResult]) -> str:
             if clock != "flops_per_frame":
                 for r in results:
                     if r.preset == name and (r.precision != "fp32" or r.compiled) and r.batch == 1 and (r.method, r.cached) in by:
-                        parts.append(f"{r.method} {_prec(r)}/fp32 = {getattr(r, clock) / by[(r.method, r.cached)]:.2f}x")
+                        parts.append(f"{r.method} {_prec(r)}/fp32 = {r.clock(clock) / by[(r.method, r.cached)]:.2f}x")
             lines.append(f"{name} ({label}): " + ", ".join(parts))
         eager = {(r.method, r.precision): r.warmup_sec for r in results
                  if r.preset == name and r.cached and r.batch == 1 and not r.compiled}

@@ -23,6 +23,7 @@ class DDIMEngine:
                  window: int | None = None) -> None:
         self.model = model
         self.embodiment = embodiment
+        self.state: torch.Tensor | None = None  # the baseline reads out no state
         self.steps = steps or model.config.sample_steps
         self.window = window or model.config.num_frames
         if self.steps < 1 or self.steps > model.config.train_timesteps:

@@ -90,7 +90,7 @@ class Engine:
         self.past_actions: Tensor | None = None  # (B, n - 1, k*A)
         self.state: Tensor | None = None  # (B, S) of the newest frame
         self.last_frame: Tensor | None = None  # (B, h, w) token ids of the newest frame (discrete)
-        self._has_state = embodiment in getattr(model, "state_heads", {})
+        self._has_state = embodiment in model.state_heads
 
     @torch.inference_mode()
     def reset(self, context: Tensor, actions: Tensor) -> None:

@@ -25,6 +25,8 @@ from hma.sampling.maskgit import MaskGITSampling
 
 
 class FrameGenerator(Protocol):
+    state: Tensor | None  # (B, S) normalized state of the newest frame, None without a state head
+
     def reset(self, context: Tensor, actions: Tensor) -> None:
         """Start from context frames (B, T0, ...) and the actions between them (B, T0 - 1, k*A)."""
 
@@ -64,7 +66,7 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
     elif sampling is None:
         extra = {} if diffusion_steps is None else {"diffusion_steps": diffusion_steps}
         sampling = MARSampling(steps=unmask_steps, **extra)
-    passive = Setting.parse(getattr(run, "setting", Setting.FULL.value)) is Setting.VIDEO
+    passive = Setting.parse(run.setting) is Setting.VIDEO
     return Engine(run.model, embodiment=embodiment, mode=mode, sampling=sampling, precision=precision, compile=compile,
                   hide_actions=passive)
 
@@ -73,7 +75,7 @@ def recommended(run: LoadedRun, *, logit_adjustment: float | None = None,
                 action_guidance: float | None = None) -> tuple[float, float]:
     """(logit adjustment, action guidance): each as given, else the run's recommendation
     (``LoadedRun.sampling``), else none (0, 1)."""
-    rec = run.sampling if isinstance(run, LoadedRun) else {}
+    rec = run.sampling
     return (float(rec.get("logit_adjustment", 0.0)) if logit_adjustment is None else logit_adjustment,
             float(rec.get("action_guidance", 1.0)) if action_guidance is None else action_guidance)
 

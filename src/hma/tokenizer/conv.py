@@ -47,7 +47,7 @@ class ConvTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        if self.kind != TokenKind.DISCRETE:  # so that hasattr() tells the kinds apart, as the protocol says
+        if self.kind != TokenKind.DISCRETE:  # an AttributeError tells the kinds apart, as the protocol says
             raise AttributeError("a continuous tokenizer has latent_channels, not vocab_size")
         return self.config.vocab_size
 

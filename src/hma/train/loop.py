@@ -343,7 +343,7 @@ def _heldout_metrics(model: nn.Module, data: TrainingData, *, batch_size: int, m
             batch = to_tensors(ds.get_batch(take[start : start + batch_size]), device)
             b, t = batch["frames"].shape[:2]
             state = batch.pop("state", None)
-            if state is not None and batch["embodiment"] in getattr(model, "state_heads", {}):
+            if state is not None and batch["embodiment"] in model.state_heads:
                 with torch.no_grad():
                     pred = model(batch["frames"], batch["actions"], embodiment=batch["embodiment"]).state_pred
                 state_se += float((pred.float() - state).pow(2).mean(-1).sum())

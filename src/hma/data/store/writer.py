@@ -19,6 +19,11 @@ from hma.io import atomic_save_npy, atomic_write_json, read_json, sha256_file
 STAGED_CAMERA_PREFIX = "camera."  # a staged episode's key of extra camera <name> is camera.<name>
 
 
+def _dtype(values: object) -> str:
+    """The dtype an error names: an array's own, else the type of what came instead."""
+    return str(values.dtype) if isinstance(values, np.ndarray) else type(values).__name__
+
+
 def validate_episode(
     frames: np.ndarray,
     actions: np.ndarray,
@@ -34,13 +39,12 @@ def validate_episode(
     """Raise :class:`DataError` with one clear sentence if an episode is malformed."""
     h, w = image_size
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
-        dtype = getattr(frames, "dtype", type(frames).__name__)
-        raise DataError(f"{where}: frames have dtype {dtype}, expected uint8")
+        raise DataError(f"{where}: frames have dtype {_dtype(frames)}, expected uint8")
     if frames.ndim != 4 or frames.shape[1:] != (h, w, 3):
         raise DataError(f"{where}: frames have shape {tuple(frames.shape)}, expected (T, {h}, {w}, 3)")
     if not isinstance(actions, np.ndarray) or actions.ndim != 2 or actions.shape[1] != action_dim:
-        shape = tuple(getattr(actions, "shape", ()))
-        raise DataError(f"{where}: actions have shape {shape}, expected (T, {action_dim})")
+        shape = actions.shape if isinstance(actions, np.ndarray) else np.shape(actions)
+        raise DataError(f"{where}: actions have shape {tuple(shape)}, expected (T, {action_dim})")
     if len(frames) != len(actions):
         raise DataError(f"{where}: {len(frames)} frames but {len(actions)} actions, expected one action per frame")
     if len(frames) == 0:
@@ -80,8 +84,7 @@ def _validate_cameras(cameras: dict[str, np.ndarray], sizes: dict[str, tuple[int
     for name, frames in cameras.items():
         h, w = sizes[name]
         if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
-            dtype = getattr(frames, "dtype", type(frames).__name__)
-            raise DataError(f"{where}: camera {name!r} frames have dtype {dtype}, expected uint8")
+            raise DataError(f"{where}: camera {name!r} frames have dtype {_dtype(frames)}, expected uint8")
         if frames.shape != (length, h, w, 3):
             raise DataError(f"{where}: camera {name!r} frames have shape {tuple(frames.shape)}, "
                             f"expected ({length}, {h}, {w}, 3)")
