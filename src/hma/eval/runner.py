@@ -45,10 +45,11 @@ from torch import Tensor
 
 from hma.config import RunKind, Setting, TokenKind
 from hma.data.store import EpisodeStore, open_datasets
-from hma.data.windows import WindowDataset, split_episodes
+from hma.data.windows import split_episodes
 from hma.errors import ConfigError, DataError
 from hma.eval import metrics as M
 from hma.eval.clips import decode_clips, encode_clips, heldout_clips, random_action_chunks
+from hma.eval.token_scores import store_perplexity, store_token_accuracy
 from hma.eval.report import (  # noqa: F401 (file names are part of the API)
     METRICS_FILE,
     PSNR_PLOT_FILE,
@@ -159,27 +160,6 @@ def _finite_mean(values) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-@torch.inference_mode()
-def heldout_perplexity(model, tokens: Tensor, actions: Tensor, *, embodiment: str, setting: Setting, seed: int,
-                       batch_size: int) -> tuple[float, int]:
-    """exp(mean masked-token cross-entropy) over windows tokens (N, T, h, w) with actions (N, T, k*A).
-
-    Masks are the training ones for ``setting`` (cosine-scheduled, frame 0 visible) from a
-    fixed seed, so two runs are scored on the same masked positions. Returns the
-    perplexity and the number of masked tokens it was measured on.
-    """
-    from hma.model.objectives import masked_cross_entropy
-
-    generator = torch.Generator(device=tokens.device).manual_seed(seed)
-    total_ce, total_tokens = 0.0, 0
-    for i in range(0, tokens.shape[0], batch_size):
-        tok, act = tokens[i : i + batch_size], actions[i : i + batch_size]  # (b, T, h, w), (b, T, k*A)
-        ce, n, _ = masked_cross_entropy(model, tok, act, embodiment=embodiment, setting=setting, generator=generator)
-        total_ce += ce
-        total_tokens += n
-    return M.perplexity(total_ce / max(total_tokens, 1)), total_tokens
-
-
 # -- the runner -----------------------------------------------------------------------
 
 def _mode_scores(pred_frames: np.ndarray, real: np.ndarray, random_frames: list[np.ndarray],
@@ -280,10 +260,13 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: M
         notes["fps"] = "measured on autoregressive rollouts only; run with --mode autoregressive or both"
     result["perplexity"], result["perplexity_tokens"] = None, 0
     if loaded.kind == RunKind.HMA and loaded.token_kind == TokenKind.DISCRETE:
-        result["perplexity"], result["perplexity_tokens"] = _store_perplexity(
-            loaded, store, spec, held, opts=opts, passive=passive, device=device)
-        result["token_accuracy"] = {split: _store_token_accuracy(loaded, store, spec, episodes, opts=opts,
-                                                                 passive=passive, device=device)
+        scored = {"windows": opts.perplexity_windows, "batch_size": opts.batch_size, "passive": passive, "device": device}
+        result["perplexity"], result["perplexity_tokens"] = store_perplexity(loaded, store, held, seed=opts.seed,
+                                                                             **scored)
+        # The sampler's own adjustments (hma.sampling.generators.frame_generator), so a row scores what it generates.
+        stay_bias, _ = adjustments(loaded, opts.logit_adjustment, opts.action_guidance)
+        result["token_accuracy"] = {split: store_token_accuracy(loaded, store, episodes, stay_bias=stay_bias,
+                                                                guidance=opts.action_guidance, **scored)
                                     for split, episodes in (("heldout", held), ("train", train_ids))}
     else:
         notes["perplexity"] = "defined for discrete-token (MaskGIT) runs only"
@@ -333,51 +316,6 @@ def _evaluate_counterfactual(loaded, store: EpisodeStore, spec, gen, opts: EvalO
              "model, other actions": np.concatenate([ctx, futures["counterfactual"][i]]),
              "policy": clips.policies[i]}
     return scores, shown
-
-
-def _scored_windows(loaded, store: EpisodeStore, spec, episodes: Sequence[int], *,
-                    opts: EvalOptions, device: torch.device) -> tuple[Tensor, Tensor] | None:
-    """Up to ``opts.perplexity_windows`` training-length windows of ``episodes``, spread over
-    them: tokens (N, T, h, w) and normalized actions (N, T, k*A); None when no window fits."""
-    ds = WindowDataset(store, _window(loaded), loaded.frame_hz, episodes=episodes, normalizer=spec.normalizer)
-    if not len(ds):
-        return None
-    take = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), opts.perplexity_windows)).astype(np.int64))
-    batch = ds.get_batch(take)
-    tokens = encode_clips(loaded.tokenizer, np.asarray(batch["frames"]), device)  # (N, T, h, w)
-    return tokens, torch.from_numpy(batch["actions"]).to(device)  # (N, T, k*A)
-
-
-def _store_perplexity(loaded, store: EpisodeStore, spec, held: Sequence[int], *, opts: EvalOptions, passive: bool, device: torch.device) -> tuple[float | None, int]:
-    windows = _scored_windows(loaded, store, spec, held, opts=opts, device=device)
-    if windows is None:
-        return None, 0
-    # Score a model in the setting it was trained for: a passive model never saw actions.
-    setting = Setting.VIDEO if passive else Setting.FORWARD
-    return heldout_perplexity(loaded.model, *windows, embodiment=store.embodiment, setting=setting,
-                              seed=opts.seed, batch_size=opts.batch_size)
-
-
-@torch.inference_mode()
-def _store_token_accuracy(loaded, store: EpisodeStore, spec, episodes: Sequence[int], *, opts: EvalOptions,
-                          passive: bool, device: torch.device) -> dict[str, Any]:
-    """Next-frame token accuracy (:func:`hma.model.objectives.next_frame_token_accuracy`) on
-    windows of ``episodes``: the true past visible, the last frame predicted in one pass (two
-    with guidance on actions), with the evaluation's logit adjustment and guidance."""
-    from hma.model.objectives import TokenAccuracy, next_frame_token_accuracy
-
-    windows = _scored_windows(loaded, store, spec, episodes, opts=opts, device=device)
-    # The sampler's own adjustments (hma.sampling.generators.frame_generator), so a row scores what it generates.
-    stay_bias, _ = adjustments(loaded, opts.logit_adjustment, opts.action_guidance)
-    total = TokenAccuracy()
-    if windows is not None:
-        tokens, actions = windows
-        for i in range(0, tokens.shape[0], opts.batch_size):
-            total += next_frame_token_accuracy(loaded.model, tokens[i : i + opts.batch_size],
-                                               actions[i : i + opts.batch_size], embodiment=store.embodiment,
-                                               actions_hidden=passive, stay_bias=stay_bias,
-                                               guidance=opts.action_guidance)
-    return total.summary()
 
 
 def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, options: EvalOptions | None = None, *,

@@ -10,14 +10,12 @@ perplexity against a unigram (token-frequency) baseline into ``RUN/eval.json``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as torch_dist
 from safetensors.torch import save as save_safetensors_bytes
@@ -28,9 +26,9 @@ from hma.data.mixture import MixtureSampler
 from hma.data.windows import HOLDOUT
 from hma.errors import CheckpointError, ConfigError, EmbodimentError
 from hma.io import atomic_write_json, read_json
-from hma.model.objectives import TokenAccuracy, masked_cross_entropy, next_frame_token_accuracy
+from hma.train.heldout import evaluate
 from hma.train import checkpoint as ckpt
-from hma.train.data import TrainingData, batches, load_training_data, to_tensors
+from hma.train.data import TrainingData, batches, load_training_data
 from hma.train.distributed import gather_state, init_distributed
 from hma.run.kinds import build_model
 from hma.run.pretrained import resolve_run
@@ -144,87 +142,40 @@ def _check_embodiments(model_config: ModelConfig, data: TrainingData, *, allow_n
     return new
 
 
+@dataclass
+class _Plan:
+    """What a call of :func:`train` does: a new run, a resumed one or a fine-tune (``source``
+    is the run whose configuration and weights it starts from; None for a new run)."""
+
+    run: Path
+    resuming: bool
+    source: Path | None
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume, or fine-tune) one run; returns the final evaluation (rank 0) or {}."""
-    from hma.tokenizer import load_tokenizer
-
     setting = Setting.parse(cfg.setting)
     odd = [s for s in cfg.snapshot_steps if s < 1 or s % cfg.checkpoint_every]
     if odd:
         raise ConfigError(f"snapshot step {odd[0]} is invalid, expected a positive multiple of checkpoint_every "
                           f"({cfg.checkpoint_every}): snapshots are taken when a checkpoint is written")
     dist = init_distributed()
-    run = Path(cfg.out)
     budget = Budget(steps=cfg.steps, minutes=cfg.minutes, stop_at=cfg.stop_at, agree=lambda n: _agree_min(n, dist))
-    if dist.main and run.is_dir():
-        ckpt.finish_interrupted(run)  # a save killed midway is completed or discarded
-    if dist.world_size > 1:
-        torch_dist.barrier()
-    resuming = cfg.resume and (run / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
-    if (run / ckpt.MODEL_FILE).exists() and not resuming:
-        raise ConfigError(f"run folder {run} already holds a model, expected a new folder (or pass --resume)")
-    source = run if resuming else (resolve_run(cfg.init_from) if cfg.init_from else None)
-
-    # Model configuration: from the run being resumed / fine-tuned, or a preset + tokenizer.
-    if source is not None:
-        run_config = ckpt.read_run_config(source)
-        model_kind = run_config.get("kind", "hma")
-        model_config = ModelConfig.from_json(run_config["model"])
-        tokenizer_dir = source / ckpt.TOKENIZER_DIR
-    else:
-        if not cfg.tokenizer:
-            raise ConfigError("a new run needs --tokenizer DIR (the tokenizer its data was tokenized with)")
-        model_kind = cfg.model
-        tokenizer_dir = Path(cfg.tokenizer)
-        model_config = None
-    tokenizer = load_tokenizer(tokenizer_dir)
-    if model_config is None:
-        changes = {**_tokenizer_fields(tokenizer), **cfg.model_overrides}
-        if cfg.injection:
-            changes["injection"] = cfg.injection
-        if cfg.frame_hz:
-            changes["frame_hz"] = cfg.frame_hz
-        if cfg.num_frames:
-            changes["num_frames"] = cfg.num_frames
-        model_config = _base_model_config(cfg).replace(**changes)
-    elif model_config.kind != tokenizer.kind or tuple(model_config.grid) != tuple(tokenizer.grid):
-        raise CheckpointError(f"{tokenizer_dir} does not match the model in {source} (kind/grid differ)")
-
+    plan = _plan(cfg, dist)
+    model_kind, model_config, tokenizer, tokenizer_dir = _derive_config(cfg, plan)
     data = load_training_data(cfg.data, tokenizer, num_frames=model_config.num_frames,
                               frame_hz=model_config.frame_hz, holdout=cfg.holdout,
                               train_fraction=cfg.train_fraction)
-    if source is None:
+    if plan.source is None:
         model_config = model_config.replace(embodiments=dict(data.embodiments))
-        new_specs = []
-    else:
-        new_specs = _check_embodiments(model_config, data, allow_new=cfg.init_from is not None and not resuming)
-
-    # Same initial weights on every rank (DDP would broadcast rank 0's anyway).
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_kind, model_config)
-    if source is not None:
-        weights = source / ckpt.STATE_DIR / ckpt.RAW_MODEL_FILE
-        ckpt.load_model_weights(model, weights if resuming and weights.is_file() else source / ckpt.MODEL_FILE)
-    for spec in new_specs:
-        model.add_embodiment(spec)
-    if cfg.freeze_trunk:
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(("stems.", "heads.", "state_heads.")))
-    model.to(dist.device)
+    model = _build(cfg, plan, model_kind, model_config, data, dist)
 
     rank_seed = cfg.seed * dist.world_size + dist.rank
     torch.manual_seed(rank_seed)
     generator = torch.Generator(device=dist.device).manual_seed(rank_seed)
     state = TrainState(model, build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay), warmup=cfg.warmup,
                        total_steps=cfg.steps, ema=cfg.ema, generators={"generator": generator})
-    position = 0
-    if resuming:
-        saved = ckpt.read_training_state(run)
-        if int(saved["world_size"]) != dist.world_size:
-            raise ConfigError(f"{run} was trained with {saved['world_size']} processes, resume it with the same number, not {dist.world_size}")
-        state.restore(ckpt.state_tensors(run), saved, rank=dist.rank, where=str(run / ckpt.STATE_DIR))
-        position = int(saved["data_position"])
-
+    position = _restore(state, plan, dist) if plan.resuming else 0
     objective: nn.Module = _Objective(model)
     if dist.world_size > 1:
         # Each rank may draw another embodiment: the other stems/heads get no gradient there.
@@ -232,36 +183,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     sampler = MixtureSampler(data.sizes, cfg.batch_size, cfg.tau, cfg.seed, rank=dist.rank,
                              world_size=dist.world_size, start_batch=position)
     stream = batches(data, sampler, dist.device)
-
     run_config = {"kind": model_kind, "model": model_config.to_json(),
                   "tokenizer": {"name": tokenizer.name, "kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint},
                   "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "model_overrides"}}
     # Absolute too: commands run from another folder (policy-eval, synth, play) find the data.
     run_config["train"]["data_resolved"] = [str(Path(d).resolve()) for d in cfg.data]
-    log = None
-    if dist.main:
-        run.mkdir(parents=True, exist_ok=True)
-        if not (run / ckpt.TOKENIZER_DIR).exists():
-            shutil.copytree(tokenizer_dir, run / ckpt.TOKENIZER_DIR)  # the run is self-contained
-        atomic_write_json(run / ckpt.SEEDS_FILE, {"seed": cfg.seed, "world_size": dist.world_size,
-                                                 "rank_seeds": [cfg.seed * dist.world_size + r for r in range(dist.world_size)]})
-        log = TrainLog(run)
-
-    def save() -> None:
-        states = {}
-        for key, t in state.random_states(dist.rank).items():
-            name = key.rsplit(".", 1)[0]
-            states.update({f"{name}.{r}": g for r, g in enumerate(gather_state(t, dist))})
-        if dist.main:
-            tensors, meta = state.files(states)
-            weights = save_safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in state.weights().items()},
-                                             metadata={"step": str(state.step)})
-            ckpt.write_checkpoint(run, weights=weights, config={**run_config, "step": state.step}, tensors=tensors,
-                                  state={**meta, "data_position": sampler.position, "world_size": dist.world_size})
-            if state.step in cfg.snapshot_steps:
-                ckpt.write_snapshot(run, state.step)
-        if dist.world_size > 1:
-            torch_dist.barrier()
+    log = _open_run_folder(plan.run, cfg, dist, tokenizer_dir) if dist.main else None
+    save = _saver(plan.run, cfg, state, sampler, run_config, dist)
 
     def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(stream)
@@ -271,8 +199,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     def monitor(step: int) -> None:
         from hma.train.monitor import log_progress
 
-        log_progress(log.writer, run, model, tokenizer, data, step=step, batch_size=cfg.batch_size, seed=cfg.seed,
-                     evaluate=evaluate)
+        log_progress(log.writer, plan.run, model, tokenizer, data, step=step, batch_size=cfg.batch_size,
+                     seed=cfg.seed, evaluate=evaluate)
 
     tokens_per_batch = cfg.batch_size * model_config.num_frames * model_config.tokens_per_frame * dist.world_size
 
@@ -292,8 +220,106 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if state.step == state.schedule.total_steps and model_kind == RunKind.HMA:
             result = evaluate(model, data, batch_size=cfg.batch_size, max_windows=cfg.eval_windows, seed=cfg.seed)
             result.update(step=state.step, seconds=round(time.perf_counter() - started, 1))
-            atomic_write_json(run / ckpt.EVAL_FILE, result)
+            atomic_write_json(plan.run / ckpt.EVAL_FILE, result)
     return result
+
+
+def _plan(cfg: TrainConfig, dist: Any) -> _Plan:
+    """New run, resume or fine-tune, from ``cfg`` and what the run folder holds."""
+    run = Path(cfg.out)
+    if dist.main and run.is_dir():
+        ckpt.finish_interrupted(run)  # a save killed midway is completed or discarded
+    if dist.world_size > 1:
+        torch_dist.barrier()
+    resuming = cfg.resume and (run / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
+    if (run / ckpt.MODEL_FILE).exists() and not resuming:
+        raise ConfigError(f"run folder {run} already holds a model, expected a new folder (or pass --resume)")
+    source = run if resuming else (resolve_run(cfg.init_from) if cfg.init_from else None)
+    return _Plan(run=run, resuming=resuming, source=source)
+
+
+def _derive_config(cfg: TrainConfig, plan: _Plan) -> tuple[str, ModelConfig, Any, Path]:
+    """(model kind, model configuration, tokenizer, its folder): from the run being resumed or
+    fine-tuned, or a preset + the tokenizer + the options."""
+    from hma.tokenizer import load_tokenizer
+
+    if plan.source is not None:
+        run_config = ckpt.read_run_config(plan.source)
+        tokenizer_dir = plan.source / ckpt.TOKENIZER_DIR
+        tokenizer = load_tokenizer(tokenizer_dir)
+        model_config = ModelConfig.from_json(run_config["model"])
+        if model_config.kind != tokenizer.kind or tuple(model_config.grid) != tuple(tokenizer.grid):
+            raise CheckpointError(f"{tokenizer_dir} does not match the model in {plan.source} (kind/grid differ)")
+        return run_config.get("kind", "hma"), model_config, tokenizer, tokenizer_dir
+    if not cfg.tokenizer:
+        raise ConfigError("a new run needs --tokenizer DIR (the tokenizer its data was tokenized with)")
+    tokenizer_dir = Path(cfg.tokenizer)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    changes = {**_tokenizer_fields(tokenizer), **cfg.model_overrides}
+    for name, value in (("injection", cfg.injection), ("frame_hz", cfg.frame_hz), ("num_frames", cfg.num_frames)):
+        if value:
+            changes[name] = value
+    return cfg.model, _base_model_config(cfg).replace(**changes), tokenizer, tokenizer_dir
+
+
+def _build(cfg: TrainConfig, plan: _Plan, model_kind: str, model_config: ModelConfig, data: TrainingData,
+           dist: Any) -> nn.Module:
+    """The model on the device: its weights from the source run, stems and heads for new embodiments, the trunk frozen if asked."""
+    new_specs = [] if plan.source is None else _check_embodiments(
+        model_config, data, allow_new=cfg.init_from is not None and not plan.resuming)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP would broadcast rank 0's anyway)
+    model = build_model(model_kind, model_config)
+    if plan.source is not None:
+        weights = plan.source / ckpt.STATE_DIR / ckpt.RAW_MODEL_FILE
+        ckpt.load_model_weights(model, weights if plan.resuming and weights.is_file() else plan.source / ckpt.MODEL_FILE)
+    for spec in new_specs:
+        model.add_embodiment(spec)
+    if cfg.freeze_trunk:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(("stems.", "heads.", "state_heads.")))
+    return model.to(dist.device)
+
+
+def _restore(state: TrainState, plan: _Plan, dist: Any) -> int:
+    """Load a resumed run's training state; returns the data stream's position."""
+    saved = ckpt.read_training_state(plan.run)
+    if int(saved["world_size"]) != dist.world_size:
+        raise ConfigError(f"{plan.run} was trained with {saved['world_size']} processes, resume it with the same "
+                          f"number, not {dist.world_size}")
+    state.restore(ckpt.state_tensors(plan.run), saved, rank=dist.rank, where=str(plan.run / ckpt.STATE_DIR))
+    return int(saved["data_position"])
+
+
+def _open_run_folder(run: Path, cfg: TrainConfig, dist: Any, tokenizer_dir: Path) -> TrainLog:
+    """The run folder with its own tokenizer copy and seeds (rank 0); returns its log."""
+    run.mkdir(parents=True, exist_ok=True)
+    if not (run / ckpt.TOKENIZER_DIR).exists():
+        shutil.copytree(tokenizer_dir, run / ckpt.TOKENIZER_DIR)  # the run is self-contained
+    atomic_write_json(run / ckpt.SEEDS_FILE, {"seed": cfg.seed, "world_size": dist.world_size,
+                                             "rank_seeds": [cfg.seed * dist.world_size + r for r in range(dist.world_size)]})
+    return TrainLog(run)
+
+
+def _saver(run: Path, cfg: TrainConfig, state: TrainState, sampler: MixtureSampler, run_config: dict[str, Any],
+           dist: Any) -> Callable[[], None]:
+    """The checkpoint closure :func:`fit` calls: every rank's random state gathered, rank 0 writes."""
+    def save() -> None:
+        states = {}
+        for key, t in state.random_states(dist.rank).items():
+            name = key.rsplit(".", 1)[0]
+            states.update({f"{name}.{r}": g for r, g in enumerate(gather_state(t, dist))})
+        if dist.main:
+            tensors, meta = state.files(states)
+            weights = save_safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in state.weights().items()},
+                                             metadata={"step": str(state.step)})
+            ckpt.write_checkpoint(run, weights=weights, config={**run_config, "step": state.step}, tensors=tensors,
+                                  state={**meta, "data_position": sampler.position, "world_size": dist.world_size})
+            if state.step in cfg.snapshot_steps:
+                ckpt.write_snapshot(run, state.step)
+        if dist.world_size > 1:
+            torch_dist.barrier()
+
+    return save
 
 
 def _agree_min(steps: int, dist: Any) -> int:
@@ -303,90 +329,3 @@ def _agree_min(steps: int, dist: Any) -> int:
     value = torch.tensor([steps], device=dist.device)
     torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MIN)
     return int(value.item())
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: TrainingData, *, batch_size: int, max_windows: int, seed: int) -> dict[str, Any]:
-    """Held-out forward-dynamics loss; for discrete tokens the perplexity exp(CE) over masked
-    tokens (cosine-scheduled masks, fixed seed) beside a unigram baseline's on the same tokens.
-    Where the data records a state and the model has a state head: ``heldout_state_mse``, the
-    head's mean squared error in normalized units on fully visible frames (as a rollout reads
-    it out), beside ``heldout_state_mse_of_mean``: that of predicting the training mean.
-    Discrete runs also get next-frame token accuracy (``token_accuracy_*``) on held-out and
-    (``train_token_accuracy_*``) on as many training windows: their gap is overfitting."""
-    was_training = model.training
-    model.eval()
-    try:
-        return _heldout_metrics(model, data, batch_size=batch_size, max_windows=max_windows, seed=seed)
-    finally:
-        model.train(was_training)
-
-
-def _heldout_metrics(model: nn.Module, data: TrainingData, *, batch_size: int, max_windows: int,
-                     seed: int) -> dict[str, Any]:
-    device = next(model.parameters()).device
-    c: ModelConfig = model.config
-    generator = torch.Generator(device=device).manual_seed(seed)
-    per_dataset = max(1, max_windows // max(1, len(data.heldout)))
-    log_unigram = None
-    if data.token_counts is not None:
-        probs = (data.token_counts + 1) / (data.token_counts.sum() + len(data.token_counts))  # add-one smoothing
-        log_unigram = torch.from_numpy(np.log(probs)).to(device)
-    total_ce = total_unigram = total_tokens = 0.0
-    state_se = state_mean_se = state_frames = 0.0
-    windows = 0
-    for ds in data.heldout:
-        if not len(ds):
-            continue
-        take = _spread(len(ds), per_dataset)
-        for start in range(0, len(take), batch_size):
-            batch = to_tensors(ds.get_batch(take[start : start + batch_size]), device)
-            b, t = batch["frames"].shape[:2]
-            state = batch.pop("state", None)
-            if state is not None and batch["embodiment"] in model.state_heads:
-                with torch.no_grad():
-                    pred = model(batch["frames"], batch["actions"], embodiment=batch["embodiment"]).state_pred
-                state_se += float((pred.float() - state).pow(2).mean(-1).sum())
-                state_mean_se += float(state.pow(2).mean(-1).sum())  # the training mean is 0 here
-                state_frames += b * t
-            if c.kind == TokenKind.DISCRETE:
-                ce, n, masked = masked_cross_entropy(model, batch["frames"], batch["actions"], embodiment=batch["embodiment"],
-                                                     setting=Setting.FORWARD, generator=generator)
-                total_ce += ce
-                total_unigram += float(-log_unigram[batch["frames"].reshape(b, t, -1)[masked]].sum())
-                total_tokens += n
-            else:
-                batch["setting"] = Setting.FORWARD
-                loss, _ = model.loss(batch, generator=generator)
-                total_ce += float(loss) * b
-                total_tokens += b
-            windows += b
-    if not windows:
-        return {"heldout_windows": 0}
-    extra = {"heldout_state_mse": state_se / state_frames,
-             "heldout_state_mse_of_mean": state_mean_se / state_frames} if state_frames else {}
-    if c.kind == TokenKind.DISCRETE:
-        ce, uni = total_ce / total_tokens, total_unigram / total_tokens
-        accuracy = {f"{split}token_accuracy_{k}": v for split, sets in (("", data.heldout), ("train_", data.train))
-                    for k, v in _token_accuracy(model, sets, per_dataset, batch_size, device).summary().items()}
-        return {"heldout_windows": windows, "heldout_tokens": int(total_tokens), "cross_entropy": ce,
-                "perplexity": math.exp(ce), "unigram_perplexity": math.exp(uni), **accuracy, **extra}
-    return {"heldout_windows": windows, "heldout_diffusion_loss": total_ce / total_tokens, **extra}
-
-
-def _spread(n: int, k: int) -> np.ndarray:
-    """``min(n, k)`` indices spread evenly over ``range(n)``."""
-    return np.linspace(0, n - 1, min(n, k)).astype(np.int64)
-
-
-def _token_accuracy(model: nn.Module, datasets: list, per_dataset: int, batch_size: int,
-                    device: torch.device) -> TokenAccuracy:
-    """Next-frame token accuracy (hma.model.objectives.next_frame_token_accuracy) over up to
-    ``per_dataset`` windows of each dataset, spread over it."""
-    total = TokenAccuracy()
-    for ds in datasets:
-        take = _spread(len(ds), per_dataset)
-        for start in range(0, len(take), batch_size):
-            batch = to_tensors(ds.get_batch(take[start : start + batch_size]), device)
-            total += next_frame_token_accuracy(model, batch["frames"], batch["actions"], embodiment=batch["embodiment"])
-    return total
