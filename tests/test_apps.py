@@ -271,7 +271,7 @@ def test_policy_eval_section_goes_into_results_md_beside_experiments(tmp_path):
 
 
 def test_experiment_synth_bc_cli_writes_its_results_section(run, store, tmp_path, monkeypatch):
-    import hma.apps.bc as bc
+    import hma.experiments.synth_bc as bc
     import hma.run
     from hma.cli import main
 
@@ -484,7 +484,7 @@ def test_policy_eval_experiment_ranks_bc_expert_and_random_policies_per_task(run
     monkeypatch.setattr(pe, "RealSimulator", lambda embodiment, size: ToySim())
     monkeypatch.setattr(pe, "get_embodiment", lambda embodiment: None)  # the toy world has no registry entry
     md = tmp_path / "docs" / "results.md"
-    argv = ["experiment", "policy-eval", "--run", "toy-run", "--embodiments", EMBODIMENT, "--data", str(store.root),
+    argv = ["experiment", "policy-ranking", "--run", "toy-run", "--embodiments", EMBODIMENT, "--data", str(store.root),
             "--episodes", "3", "--frames", "4", "--noise", "0", "1", "--bc-steps", "2", "6", "--out", str(tmp_path / "exp"),
             "--results-md", str(md), "--threads", "1", "--task-run", f"{EMBODIMENT}=toy-run"]
     assert main([*argv[:-2], "--task-run", "toy-run"]) == 2  # not EMBODIMENT=RUN: one line saying so
@@ -504,7 +504,7 @@ def test_policy_eval_experiment_ranks_bc_expert_and_random_policies_per_task(run
     assert "## policy-eval-robots:" in text and f"| {EMBODIMENT} | BC, 6 steps |" in text and f"- {EMBODIMENT}: Pearson " in text
     assert f"frame(s) in a row above {task['classifier']['threshold']:g}" in text  # the calibrated episode rule
     assert iio.imread(md.parent / task["plot"]).ndim == 3
-    assert "hma experiment policy-eval --out " in text and "--bc-steps 2 6" in text
+    assert "hma experiment policy-ranking --out " in text and "--bc-steps 2 6" in text
     # A task the run does not know: one line naming the ones it does.
     argv[argv.index(EMBODIMENT)] = "dog"
     assert main(argv) == 2

@@ -92,7 +92,7 @@ def test_play_warns_when_it_listens_beyond_loopback(monkeypatch, capsys):
 
 LONG_COMMANDS = [("data", "generate"), ("data", "import-lerobot"), ("data", "export-lerobot"), ("tokenizer", "train"),
                  ("tokenizer", "eval"), ("tokenize",), ("train",), ("finetune",), ("eval",),
-                 *[("experiment", name) for name in (*EXPERIMENTS, "synth-bc", "policy-eval")], ("policy-eval",), ("synth",), ("demo",), ("bench",)]
+                 *[("experiment", name) for name in (*EXPERIMENTS, "synth-bc", "policy-ranking")], ("policy-eval",), ("synth",), ("demo",), ("bench",)]
 
 
 def test_every_long_command_takes_no_progress():

@@ -92,7 +92,7 @@ def test_results_section_is_replaced_not_duplicated(tmp_path):
 def test_methods_needs_both_token_kinds(tmp_path):
     datasets, tokenizer = make_tokenized(tmp_path)
     opts = ExperimentOptions(data=[str(d) for d in datasets], tokenizers=[str(tokenizer)], out=tmp_path / "exp",
-                             budget=Budget(steps=1), results_md=tmp_path / "results.md")
+                             budget=Budget(steps=1), results_file=tmp_path / "results.md")
     with pytest.raises(ConfigError, match="needs a continuous tokenizer"):
         run_experiment("methods", opts)
     with pytest.raises(ConfigError, match="exactly one training budget"):

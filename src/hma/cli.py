@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "model",
     "apps",
     "eval",
+    "experiment",
     "demo",
     "bench",
 ]

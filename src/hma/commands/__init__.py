@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 
 
+def set_threads(n: int | None) -> None:
+    """``--threads N``: torch's CPU threads (None leaves torch's default)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def add_progress(p: argparse.ArgumentParser) -> None:
     """``--no-progress`` on a long-running command (``hma.cli.main`` turns off every bar it draws)."""
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,4 +1,4 @@
-"""``hma experiment policy-eval``: does the multi-robot world model rank policies as the real
+"""``hma experiment policy-ranking``: does the multi-robot world model rank policies as the real
 simulators do, task by task? (paper sec. 5: Pearson 0.95 between success in the learned and in
 the real simulator.)
 
@@ -74,7 +74,7 @@ def policy_eval_experiment(run: RunLike, embodiments: Sequence[str], *, out: str
     from hma.run import open_run, run_dataset
 
     if not embodiments:
-        raise ConfigError("experiment 'policy-eval' needs at least one task, expected --embodiments NAME [NAME ...]")
+        raise ConfigError("experiment 'policy-ranking' needs at least one task, expected --embodiments NAME [NAME ...]")
     if any(n < 1 for n in bc_steps) or any(x < 0 for x in noises):
         raise ConfigError(f"--bc-steps {list(bc_steps)} / --noise {list(noises)} are invalid, expected steps >= 1 and noise >= 0")
     task_runs = dict(task_runs or {})

@@ -125,6 +125,27 @@ def train_tokenizer(
     pool = FramePool(open_datasets(data))
     ckpt.finish_interrupted(out)
     resuming = (out / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
+    config, model = _saved_or_new_model(out, config, pool, seed=options.seed, resuming=resuming)
+    model.to(device).train()
+    state = _train_state(model, options, device)
+    if resuming:
+        state.restore(ckpt.state_tensors(out, str(device)), ckpt.read_training_state(out, config_step=False),
+                      where=str(out / ckpt.STATE_DIR))
+    budget = Budget(steps=options.steps, minutes=options.minutes)
+    steps = _TokenizerSteps(model, config, pool, options, state=state, budget=budget, out=out, device=device)
+    fit(state, steps.loss, budget, log=steps.log, log_every=options.log_every, on_log=[steps.add_usage],
+        postfix=lambda record, bar: {k: f"{v:.4g}" for k, v in record.items() if k != "elapsed_s"},
+        hooks=[(options.sample_every, steps.sample)], save=steps.save, save_minutes=options.checkpoint_minutes,
+        progress=progress, desc=f"train {config.kind} tokenizer")
+    steps.sample(state.step)
+    steps.log.close()
+    return load_trained_tokenizer(out).to(device)
+
+
+def _saved_or_new_model(out: Path, config: TokenizerConfig, pool: FramePool, *, seed: int,
+                        resuming: bool) -> tuple[TokenizerConfig, ConvAutoencoder]:
+    """The tokenizer in ``out`` when resuming (its own config, of the asked kind), else a new one
+    for ``pool``'s frame size; either way it must match the frames of ``pool``."""
     if resuming:
         saved = load_trained_tokenizer(out)
         if saved.config.kind != config.kind:
@@ -133,66 +154,71 @@ def train_tokenizer(
         model = saved.model
     else:
         config = dataclasses.replace(config, image_size=pool.image_size)  # re-validated against the frames
-        torch.manual_seed(options.seed)  # weight init draws from the default generator
+        torch.manual_seed(seed)  # weight init draws from the default generator
         model = ConvAutoencoder(config)
     if tuple(config.image_size) != pool.image_size:
         raise ConfigError(f"datasets have {list(pool.image_size)} frames but the tokenizer in {out} expects {list(config.image_size)}")
-    model.to(device).train()
+    return config, model
+
+
+def _train_state(model: ConvAutoencoder, options: TrainOptions, device: torch.device) -> TrainState:
+    """AdamW with warmup, and the seeded generators of the frame order ("frames") and the latent noise ("noise")."""
     rng = np.random.default_rng(options.seed)
     gen = torch.Generator(device=device).manual_seed(options.seed)
-    state = TrainState(model, torch.optim.AdamW(model.parameters(), lr=options.lr, betas=(0.9, 0.99), weight_decay=0.0),
-                       warmup=options.warmup_steps, total_steps=options.steps, generators={"noise": gen},
-                       numpy_rngs={"frames": rng})
-    if resuming:
-        state.restore(ckpt.state_tensors(out, str(device)), ckpt.read_training_state(out, config_step=False),
-                      where=str(out / ckpt.STATE_DIR))
-    budget = Budget(steps=options.steps, minutes=options.minutes)
+    return TrainState(model, torch.optim.AdamW(model.parameters(), lr=options.lr, betas=(0.9, 0.99), weight_decay=0.0),
+                      warmup=options.warmup_steps, total_steps=options.steps, generators={"noise": gen},
+                      numpy_rngs={"frames": rng})
 
-    backgrounds = pool.backgrounds(seed=options.seed) if config.foreground_weight > 1 else None
-    sample_frames = pool.fixed(8, seed=options.seed)
-    scale_frames = pool.fixed(options.scale_frames, seed=options.seed + 1)
-    usage_counts = torch.zeros(config.vocab_size if config.kind == TokenKind.DISCRETE else 1, dtype=torch.long, device=device)
 
-    def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
-        frames, source = pool.sample_with_source(rng, options.batch_size)
-        x = frames_to_unit(frames, image_size=config.image_size, device=device, dtype=torch.float32)
-        result = model(x, generator=gen)
-        weight = None if backgrounds is None else _foreground_weight(frames, backgrounds[source], config, device)
+class _TokenizerSteps:
+    """What :func:`fit` calls while a tokenizer trains: the loss of a batch, code usage for the
+    log, reconstruction grids and checkpoints."""
+
+    def __init__(self, model: ConvAutoencoder, config: TokenizerConfig, pool: FramePool, options: TrainOptions, *,
+                 state: TrainState, budget: Budget, out: Path, device: torch.device) -> None:
+        self.model, self.config, self.pool, self.options = model, config, pool, options
+        self.state, self.budget, self.out, self.device = state, budget, out, device
+        self.rng, self.gen = state.numpy_rngs["frames"], state.generators["noise"]
+        self.backgrounds = pool.backgrounds(seed=options.seed) if config.foreground_weight > 1 else None
+        self.sample_frames = pool.fixed(8, seed=options.seed)
+        self.scale_frames = pool.fixed(options.scale_frames, seed=options.seed + 1)
+        self.usage_counts = torch.zeros(config.vocab_size if config.kind == TokenKind.DISCRETE else 1, dtype=torch.long,
+                                        device=device)
+        self.log = TrainLog(out, jsonl=out / LOG_FILE)  # RUN/tb and RUN/log.jsonl, as the world model's
+
+    def loss(self) -> tuple[torch.Tensor, dict[str, float]]:
+        config = self.config
+        frames, source = self.pool.sample_with_source(self.rng, self.options.batch_size)
+        x = frames_to_unit(frames, image_size=config.image_size, device=self.device, dtype=torch.float32)
+        result = self.model(x, generator=self.gen)
+        weight = None if self.backgrounds is None else _foreground_weight(frames, self.backgrounds[source], config,
+                                                                          self.device)
         recon_loss = reconstruction_loss(result.recon, x, config, pixel_weight=weight)
         loss = recon_loss + (config.kl_weight * result.aux_loss if config.kind == TokenKind.CONTINUOUS else 0.0)
         if result.ids is not None:
-            usage_counts.add_(torch.bincount(result.ids.flatten(), minlength=config.vocab_size))
+            self.usage_counts.add_(torch.bincount(result.ids.flatten(), minlength=config.vocab_size))
         mse = torch.mean((result.recon.detach().clamp(-1, 1) - x) ** 2).item() / 4.0  # in [0, 1] units
         metrics = {"loss": recon_loss.item(), "psnr": -10 * math.log10(max(mse, 1e-10))}
         if config.kind == TokenKind.CONTINUOUS:
             metrics["kl"] = result.aux_loss.item()
         return loss, metrics
 
-    def add_usage(step: int, record: dict) -> None:
-        record["elapsed_s"] = round(budget.elapsed_s, 1)
-        if config.kind == TokenKind.DISCRETE:
-            record["code_usage"], record["perplexity"] = _code_usage(usage_counts)
-            usage_counts.zero_()
+    def add_usage(self, step: int, record: dict) -> None:
+        record["elapsed_s"] = round(self.budget.elapsed_s, 1)
+        if self.config.kind == TokenKind.DISCRETE:
+            record["code_usage"], record["perplexity"] = _code_usage(self.usage_counts)
+            self.usage_counts.zero_()
 
-    log = TrainLog(out, jsonl=out / LOG_FILE)  # RUN/tb and RUN/log.jsonl, as the world model's
+    def sample(self, step: int) -> None:
+        grid = write_sample_grid(self.model, self.sample_frames, self.out / SAMPLES_DIR / f"step_{step:07d}.png")
+        self.log.writer.add_image("samples/original_over_reconstruction", grid, step, dataformats="HWC")
 
-    def sample(step: int) -> None:
-        grid = write_sample_grid(model, sample_frames, out / SAMPLES_DIR / f"step_{step:07d}.png")
-        log.writer.add_image("samples/original_over_reconstruction", grid, step, dataformats="HWC")
-
-    def save() -> None:
-        if config.kind == TokenKind.CONTINUOUS:
-            model.eval()
-            config.latent_scale = measure_latent_scale(model, scale_frames)
-            model.train()
-        tensors, meta = state.files()
-        ckpt.write_checkpoint(out, weights=weights_bytes(model), config=model.config.to_json(), tensors=tensors,
-                              state={**meta, "options": dataclasses.asdict(options)}, config_checksum=False)
-
-    fit(state, loss_fn, budget, log=log, log_every=options.log_every, on_log=[add_usage],
-        postfix=lambda record, bar: {k: f"{v:.4g}" for k, v in record.items() if k != "elapsed_s"},
-        hooks=[(options.sample_every, sample)], save=save, save_minutes=options.checkpoint_minutes,
-        progress=progress, desc=f"train {config.kind} tokenizer")
-    sample(state.step)
-    log.close()
-    return load_trained_tokenizer(out).to(device)
+    def save(self) -> None:
+        if self.config.kind == TokenKind.CONTINUOUS:
+            self.model.eval()
+            self.config.latent_scale = measure_latent_scale(self.model, self.scale_frames)
+            self.model.train()
+        tensors, meta = self.state.files()
+        ckpt.write_checkpoint(self.out, weights=weights_bytes(self.model), config=self.model.config.to_json(),
+                              tensors=tensors, state={**meta, "options": dataclasses.asdict(self.options)},
+                              config_checksum=False)

@@ -88,49 +88,71 @@ def export_lerobot(src: str | Path, out: str | Path, *, codec: str = "libsvtav1"
     return write_lerobot_v3(EpisodeStore(src), out, codec=codec, crf=crf, gop=gop)
 
 
-def write_lerobot_v3(
-    store: EpisodeStore,
-    out: str | Path,
-    *,
-    codec: str = "libsvtav1",
-    crf: int | None = None,
-    gop: int | None = None,
-    data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
-    video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
-) -> ExportReport:
+def write_lerobot_v3(store: EpisodeStore, out: str | Path, *, codec: str = "libsvtav1", crf: int | None = None,
+                     gop: int | None = None, data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
+                     video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB) -> ExportReport:
     """Export ``store``; the size limits decide when a new data/video file starts."""
     started = time.perf_counter()
     encoder = resolve_encoder(codec, crf=crf, gop=gop)
     fps = _integer_fps(store)
-    height, width = store.image_size
-    # Every camera of the store becomes a video feature, the primary (the frames) first.
+    camera, sizes = _video_sizes(store)
+    out = Path(out)
+    partial = _fresh_partial(out)
+    features = _features(store, sizes, encoder=encoder, fps=fps, has_success=store.success is not None)
+    data_files = _DataFiles(partial, _data_schema(store), limit_bytes=data_files_size_in_mb * _MB)
+    video_files = {name: _VideoFiles(partial, name, encoder=encoder, fps=fps, size=size,
+                                     limit_bytes=video_files_size_in_mb * _MB) for name, size in sizes.items()}
+    episode_rows, episode_stats, task_index = _write_episodes(store, camera, fps=fps, data_files=data_files,
+                                                              video_files=video_files)
+    for name in sizes:  # what the first file of each camera holds, as LeRobot records it
+        features[name]["info"] = {**features[name]["info"], **probe_video(partial / VIDEO_PATH_V3.format(
+            video_key=name, chunk_index=0, file_index=0))}
+    _write_meta(partial, episode_rows, episode_stats, task_index)
+    atomic_write_json(partial / INFO_PATH, _info(store, features, fps=fps, num_tasks=len(task_index),
+                                                 data_files_size_in_mb=data_files_size_in_mb,
+                                                 video_files_size_in_mb=video_files_size_in_mb))
+    psnr, actions_same, success_same = _round_trip(store, partial, camera)
+    partial.rename(out)
+    return ExportReport(
+        source=store.root, out=out, codec=encoder.name, crf=encoder.crf, num_episodes=store.num_episodes,
+        num_frames=store.num_frames, image_size=store.image_size, video_files=sum(f.count for f in video_files.values()),
+        video_bytes=sum(p.stat().st_size for p in (out / "videos").rglob("*.mp4")), data_files=data_files.count,
+        psnr_db=psnr, actions_identical=actions_same, success_identical=success_same,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _video_sizes(store: EpisodeStore) -> tuple[str, dict[str, tuple[int, int]]]:
+    """The primary camera and every camera's (height, width), the primary first: each becomes a video feature."""
     camera = store.camera or store.info.extra.get("lerobot", {}).get("camera") or DEFAULT_CAMERA
-    sizes = {camera: (height, width), **{name: tuple(a.shape[1:3]) for name, a in store.cameras.items()}}
+    sizes = {camera: store.image_size, **{name: tuple(a.shape[1:3]) for name, a in store.cameras.items()}}
     for name, (h, w) in sizes.items():
         if h % 2 or w % 2:
             raise DataError(f"{store.root}: {name} frames are {w}x{h}, expected even sides for {PIX_FMT} video")
-    out = Path(out)
+    return camera, sizes
+
+
+def _fresh_partial(out: Path) -> Path:
+    """An empty ``OUT.partial`` folder to build the export in; ``out`` itself must not exist."""
     if out.exists():
         raise DataError(f"export folder {out} already exists, expected a new path")
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
     if partial.exists():  # left by a killed export; nothing in it is reused
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
+    return partial
 
-    has_success = store.success is not None
-    features = _features(store, sizes, encoder=encoder, fps=fps, has_success=has_success)
-    state_dim = len(store.state_names) if store.state is not None else 0
-    schema = _data_schema(store.action_dim, has_success, state_dim=state_dim, has_reward=store.reward is not None)
-    schema = schema.with_metadata({b"huggingface": json.dumps({"info": {"features": hf_features(schema)}}).encode()})
-    data_files = _DataFiles(partial, schema, limit_bytes=data_files_size_in_mb * _MB)
+
+def _write_episodes(store: EpisodeStore, camera: str, *, fps: int, data_files: _DataFiles,
+                    video_files: dict[str, _VideoFiles]) -> tuple[list[dict[str, Any]], list[dict[str, Stats]], dict[str, int]]:
+    """Every episode into the data and video files, which are closed after it; returns the
+    meta/episodes rows, each episode's stats and the index of each task."""
+    from hma.progress import bar
+
     # LeRobot indexes tasks: each distinct task string once, in order of first use.
     episode_tasks = [_task(store, e) for e in range(store.num_episodes)]
     task_index = {t: i for i, t in enumerate(dict.fromkeys(episode_tasks))}
-    video_files = {name: _VideoFiles(partial, name, encoder=encoder, fps=fps, size=size,
-                                     limit_bytes=video_files_size_in_mb * _MB) for name, size in sizes.items()}
     episode_rows, episode_stats = [], []
-    from hma.progress import bar
-
     for e in bar(range(store.num_episodes), desc="export-lerobot", unit="ep", leave=False):
         episode = store.episode(e)
         views = {camera: np.asarray(episode["frames"]), **episode.get("cameras", {})}  # name -> (T, H, W, 3)
@@ -139,11 +161,9 @@ def write_lerobot_v3(
         data_chunk, data_file = data_files.add(table)
         stats = _episode_stats(table, views)
         episode_stats.append(stats)
-        row = {
-            "episode_index": e, "tasks": [episode_tasks[e]], "length": length,
-            "data/chunk_index": data_chunk, "data/file_index": data_file,
-            "dataset_from_index": first, "dataset_to_index": first + length,
-        }
+        row = {"episode_index": e, "tasks": [episode_tasks[e]], "length": length,
+               "data/chunk_index": data_chunk, "data/file_index": data_file,
+               "dataset_from_index": first, "dataset_to_index": first + length}
         for name, frames in views.items():
             (video_chunk, video_file), start, end = video_files[name].add(np.asarray(frames))
             row |= {f"videos/{name}/chunk_index": video_chunk, f"videos/{name}/file_index": video_file,
@@ -155,10 +175,12 @@ def write_lerobot_v3(
     data_files.close()
     for files in video_files.values():
         files.close()
-    for name in sizes:  # what the first file of each camera holds, as LeRobot records it
-        features[name]["info"] = {**features[name]["info"], **probe_video(partial / VIDEO_PATH_V3.format(
-            video_key=name, chunk_index=0, file_index=0))}
+    return episode_rows, episode_stats, task_index
 
+
+def _write_meta(partial: Path, episode_rows: list[dict[str, Any]], episode_stats: list[dict[str, Stats]],
+                task_index: dict[str, int]) -> None:
+    """meta/: the episodes parquet, the tasks parquet and the dataset's stats (info.json is :func:`_info`)."""
     episodes_path = partial / EPISODES_PARQUET_PATH.format(chunk_index=0, file_index=0)
     episodes_path.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(episode_rows), episodes_path, compression="snappy")
@@ -167,32 +189,18 @@ def write_lerobot_v3(
     tasks.to_parquet(partial / TASKS_PARQUET_PATH)
     keys = episode_stats[0].keys()
     atomic_write_json(partial / STATS_PATH, {k: to_lists(aggregate([s[k] for s in episode_stats])) for k in keys})
-    atomic_write_json(partial / INFO_PATH, {
-        "codebase_version": CODEBASE_VERSION,
-        "robot_type": store.embodiment,
-        "total_episodes": store.num_episodes,
-        "total_frames": store.num_frames,
-        "total_tasks": len(task_index),
-        "chunks_size": CHUNKS_SIZE,
-        "data_files_size_in_mb": data_files_size_in_mb,
-        "video_files_size_in_mb": video_files_size_in_mb,
-        "fps": fps,
-        "splits": {"train": f"0:{store.num_episodes}"},
-        "data_path": DATA_PATH_V3,
-        "video_path": VIDEO_PATH_V3,
-        "features": features,
-    })
 
-    psnr, actions_same, success_same = _round_trip(store, partial, camera)
-    num_video_files = sum(files.count for files in video_files.values())
-    partial.rename(out)
-    return ExportReport(
-        source=store.root, out=out, codec=encoder.name, crf=encoder.crf, num_episodes=store.num_episodes,
-        num_frames=store.num_frames, image_size=(height, width), video_files=num_video_files,
-        video_bytes=sum(p.stat().st_size for p in (out / "videos").rglob("*.mp4")), data_files=data_files.count,
-        psnr_db=psnr, actions_identical=actions_same, success_identical=success_same,
-        seconds=time.perf_counter() - started,
-    )
+
+def _info(store: EpisodeStore, features: dict[str, Any], *, fps: int, num_tasks: int, data_files_size_in_mb: float,
+          video_files_size_in_mb: float) -> dict[str, Any]:
+    """meta/info.json."""
+    return {
+        "codebase_version": CODEBASE_VERSION, "robot_type": store.embodiment, "total_episodes": store.num_episodes,
+        "total_frames": store.num_frames, "total_tasks": num_tasks, "chunks_size": CHUNKS_SIZE,
+        "data_files_size_in_mb": data_files_size_in_mb, "video_files_size_in_mb": video_files_size_in_mb,
+        "fps": fps, "splits": {"train": f"0:{store.num_episodes}"}, "data_path": DATA_PATH_V3,
+        "video_path": VIDEO_PATH_V3, "features": features,
+    }
 
 
 def _integer_fps(store: EpisodeStore) -> int:
@@ -244,19 +252,22 @@ def hf_features(schema: pa.Schema) -> dict[str, Any]:
     return features
 
 
-def _data_schema(action_dim: int, has_success: bool, *, state_dim: int = 0, has_reward: bool = False) -> pa.Schema:
-    fields = [pa.field(ACTION_KEY, pa.list_(pa.float32(), action_dim))]
+def _data_schema(store: EpisodeStore) -> pa.Schema:
+    """The data parquet's columns, their Hugging Face features in the metadata as ``datasets`` records them."""
+    state_dim = len(store.state_names) if store.state is not None else 0
+    fields = [pa.field(ACTION_KEY, pa.list_(pa.float32(), store.action_dim))]
     if state_dim:
         fields.append(pa.field(STATE_KEY, pa.list_(pa.float32(), state_dim)))
-    if has_reward:
+    if store.reward is not None:
         fields.append(pa.field(REWARD_KEY, pa.float32()))
-    if has_success:
+    if store.success is not None:
         fields.append(pa.field(SUCCESS_KEY, pa.bool_()))
     fields += [
         pa.field("timestamp", pa.float32()),
         *(pa.field(k, pa.int64()) for k in ("frame_index", "episode_index", "index", "task_index")),
     ]
-    return pa.schema(fields)
+    schema = pa.schema(fields)
+    return schema.with_metadata({b"huggingface": json.dumps({"info": {"features": hf_features(schema)}}).encode()})
 
 
 def _episode_table(episode: dict[str, np.ndarray], *, index: int, first_row: int, fps: int,
