@@ -28,6 +28,7 @@ SHRINK = [
     (r"--preset base", "--preset tiny"),
     (r"data/default", "data/tiny"),
     (r"--suite tiny", "--suite tiny --episodes 3 --embodiments pusht gym_reacher"),
+    (r"--suite pretrain", "--suite pretrain --episodes 3 --embodiments pusht gym_reacher"),
     (r"hma bench --json bench.json", "hma bench --json bench.json --presets tiny --repeats 1"),
 ]
 

@@ -1,10 +1,20 @@
 """hma: action-video world models learned from heterogeneous robot data with masked autoregression."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from hma.run import LoadedRun
+
 __version__ = "0.1.0"
 
 
-def load(run, **kwargs):
-    """Load a trained run folder: ``hma.load(RUN) -> LoadedRun(model, tokenizer, embodiments)``.
+def load(run: str | Path = "hma-tiny", **kwargs: Any) -> LoadedRun:
+    """Load a run: ``hma.load(RUN) -> LoadedRun(model, tokenizer, embodiments)``. ``RUN`` is a run
+    folder, a shipped run's name (default ``hma-tiny``, the model that comes with hma) or a Hub name.
 
     Imported lazily so ``import hma`` stays light (no torch until a model is needed).
     """

@@ -58,6 +58,7 @@ from hma.eval.report import (  # noqa: F401 (file names are part of the API)
     write_report,
 )
 from hma.io import atomic_write_json
+from hma.run import LoadedRun
 from hma.sampling.generators import FrameGenerator, adjustments, frame_generator, recommended
 
 PSNR_CAP_DB = M.PSNR_CAP_DB
@@ -120,13 +121,13 @@ class EvalOptions:
 
 # -- generation ------------------------------------------------------------------
 
-def _frame_generator(loaded, embodiment: str, opts: EvalOptions) -> FrameGenerator:
+def _frame_generator(loaded: LoadedRun, embodiment: str, opts: EvalOptions) -> FrameGenerator:
     return frame_generator(loaded, embodiment, unmask_steps=opts.unmask_steps, temperature=opts.temperature,
                            diffusion_steps=opts.diffusion_steps, precision=opts.precision,
                            logit_adjustment=opts.logit_adjustment, action_guidance=opts.action_guidance)
 
 
-def _window(loaded) -> int:
+def _window(loaded: LoadedRun) -> int:
     return int(loaded.model.config.num_frames)
 
 
@@ -213,7 +214,7 @@ def _generate_clips(gen, mode: EvalMode, tokens: Tensor, actions: Tensor, opts: 
     return torch.cat(out), seconds
 
 
-def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: M.FeatureNets, *,
+def _evaluate_embodiment(loaded: LoadedRun, store: EpisodeStore, opts: EvalOptions, nets: M.FeatureNets, *,
                          horizon: int, holdout: float, passive: bool, device: torch.device) -> tuple[dict, dict]:
     """Metrics of one dataset and the arrays the report shows (first clip, real and generated)."""
     spec = loaded.embodiments[store.embodiment]
@@ -279,7 +280,7 @@ def _evaluate_embodiment(loaded, store: EpisodeStore, opts: EvalOptions, nets: M
     return result, shown
 
 
-def _evaluate_counterfactual(loaded, store: EpisodeStore, spec, gen, opts: EvalOptions, *, held: Sequence[int],
+def _evaluate_counterfactual(loaded: LoadedRun, store: EpisodeStore, spec, gen, opts: EvalOptions, *, held: Sequence[int],
                              horizon: int, window: int, device: torch.device) -> tuple[dict, dict] | None:
     """Scores against the simulator's counterfactual branches (:mod:`hma.eval.counterfactual`), when the dataset has them.
 

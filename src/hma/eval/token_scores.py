@@ -17,11 +17,12 @@ from hma.data.windows import WindowDataset
 from hma.eval import metrics as M
 from hma.eval.clips import encode_clips
 from hma.model.objectives import TokenAccuracy, masked_cross_entropy, next_frame_token_accuracy
+from hma.model import WorldModel
 from hma.run import LoadedRun
 
 
 @torch.inference_mode()
-def heldout_perplexity(model, tokens: Tensor, actions: Tensor, *, embodiment: str, setting: Setting, seed: int,
+def heldout_perplexity(model: WorldModel, tokens: Tensor, actions: Tensor, *, embodiment: str, setting: Setting, seed: int,
                        batch_size: int) -> tuple[float, int]:
     """exp(mean masked-token cross-entropy) over windows tokens (N, T, h, w) with actions (N, T, k*A).
 

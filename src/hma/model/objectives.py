@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from hma.config import Setting
 
@@ -66,7 +66,7 @@ def sample_masks(batch_size: int, num_frames: int, tokens_per_frame: int, settin
     return Masks(tokens=tokens, actions=hidden, action_loss=scored)
 
 
-def masked_cross_entropy(model, tokens: Tensor, actions: Tensor, *, embodiment: str, setting: Setting,
+def masked_cross_entropy(model: nn.Module, tokens: Tensor, actions: Tensor, *, embodiment: str, setting: Setting,
                          generator: torch.Generator) -> tuple[float, int, Tensor]:
     """Held-out scoring of a discrete world model on one batch, the one both training and
     evaluation report: tokens (B,T,h,w) masked as in training for ``setting`` (drawn from
@@ -128,7 +128,7 @@ def add_stay_bias(logits: torch.Tensor, stay: torch.Tensor, bias: float) -> torc
     return logits.scatter_add(-1, digits[..., None], torch.full_like(logits[..., :1], bias / factors))  # (B, S, F, Vf)
 
 
-def predict_last_frame(model, tokens: Tensor, actions: Tensor, *, embodiment: str, actions_hidden: bool = False,
+def predict_last_frame(model: nn.Module, tokens: Tensor, actions: Tensor, *, embodiment: str, actions_hidden: bool = False,
                        stay_bias: float = 0.0, guidance: float = 1.0) -> Tensor:
     """The model's most likely ids for the last frame of tokens (B,T,h,w), every earlier frame
     true and fully visible, every token of the last one masked: one forward pass, argmax per
@@ -161,7 +161,7 @@ def predict_last_frame(model, tokens: Tensor, actions: Tensor, *, embodiment: st
     return ids.reshape(b, *c.grid)  # (B,h,w)
 
 
-def next_frame_token_accuracy(model, tokens: Tensor, actions: Tensor, *, embodiment: str,
+def next_frame_token_accuracy(model: nn.Module, tokens: Tensor, actions: Tensor, *, embodiment: str,
                               actions_hidden: bool = False, stay_bias: float = 0.0,
                               guidance: float = 1.0) -> TokenAccuracy:
     """How often :func:`predict_last_frame` gets the last frame's tokens right, split into the
