@@ -66,8 +66,9 @@ def main() -> int:
         "sampling": f"{result['options']['unmask_steps']} unmasking steps, temperature {result['options']['temperature']:g}, "
                     f"logit adjustment {args.logit_adjustment:g}, action guidance {args.action_guidance:g} "
                     "(what hma eval, hma play and the env use with this model unless told otherwise)",
-        "wall-clock training": (f"{trained['seconds'] / 3600:.2f} h" if "seconds" in trained
-                                else f"a {config['train']['minutes']:g}-minute budget"),
+        "wall-clock training": (f"{trained['seconds'] / 3600:.2f} h" if "seconds" in trained else
+                                f"{(run / 'model.safetensors').stat().st_mtime - (run / 'seeds.json').stat().st_mtime:.0f} s "
+                                "(from the run folder's first file to its last checkpoint)"),
     }
     text = model_card(args.name, result, training=training, commands=Path(args.commands).read_text(),
                       limits=args.limit)
