@@ -35,6 +35,9 @@ def test_a_packed_run_holds_half_weights_that_generate_as_the_run_does(packed):
         assert torch.allclose(a, b, atol=2e-3, rtol=1e-3), name  # fp16 rounding only
     config = json.loads((shelf / "hma-test" / "config.json").read_text())
     assert config["weights_dtype"] == "float16"
+    # The tokenizer's weights and config travel; its training state and logs do not.
+    assert sorted(p.name for p in (shelf / "hma-test" / "tokenizer").iterdir()) == ["config.json", "model.safetensors"]
+    assert shipped.tokenizer.fingerprint == original.tokenizer.fingerprint
 
 
 def test_a_shipped_run_loads_by_name_and_its_env_starts_from_its_own_episodes(packed, monkeypatch):

@@ -44,7 +44,7 @@ def starts_dataset(run: Path, embodiment: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def pack_run(run: str | Path, out: str | Path, *, starts: Sequence[str | Path] = (), start_episodes: int = 4,
+def pack_run(run: str | Path, out: str | Path, *, starts: Sequence[str | Path] = (), start_episodes: int = 2,
              start_steps: int = 8, half: bool = True, sampling: dict[str, float] | None = None) -> Path:
     """Write trained run ``run`` as a shippable folder ``out``: its weights in fp16 (``half``), its
     config and tokenizer as they are, the sampling it recommends (``sampling``: any of
@@ -67,7 +67,10 @@ def pack_run(run: str | Path, out: str | Path, *, starts: Sequence[str | Path] =
         if half:
             weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
         save_file(weights, tmp / files.MODEL_FILE)
-        shutil.copytree(run / files.TOKENIZER_DIR, tmp / files.TOKENIZER_DIR)
+        # The tokenizer's weights and config only: its training state, logs and samples stay behind.
+        (tmp / files.TOKENIZER_DIR).mkdir()
+        for name in (CONFIG_FILE, files.MODEL_FILE):
+            shutil.copy2(run / files.TOKENIZER_DIR / name, tmp / files.TOKENIZER_DIR / name)
         config = {**config, files.WEIGHTS_SHA256: sha256_file(tmp / files.MODEL_FILE), "weights_dtype":
                   "float16" if half else "float32", **({"sampling": dict(sampling)} if sampling else {})}
         atomic_write_json(tmp / CONFIG_FILE, seal(config))
