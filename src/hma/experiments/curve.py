@@ -114,6 +114,9 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     b.plot(steps, [r["tokens_copy"] for r in rows], ls="--", label="copy last frame")
     b.set(xscale="log", xlabel="optimizer steps", ylabel="next-frame tokens right")
     b.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for ax in (a, b):  # the snapshots' own steps as ticks, no log-scale minor labels over them
+        ax.minorticks_off()
+        ax.set_xticks(steps, [f"{s / 1000:g}k" for s in steps])
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     import io
