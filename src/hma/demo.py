@@ -124,12 +124,13 @@ def run_shipped_demo(out: str | Path = "demo_out", budget: ShippedDemoBudget = S
     tokenizer = resolve_run(run) / "tokenizer"
     _stage(out, "tokenize", ["tokenize", "--data", str(new), "--tokenizer", str(tokenizer)], hma)
     minutes = str(budget.finetune_minutes)
-    recipe = ["--setting", "forward", "--frame-hz", "10", "--lr", "1e-3", "--seed", str(budget.seed)]
+    recipe = ["--setting", "forward", "--lr", "1e-3", "--seed", str(budget.seed)]  # the frame rate: the run's
     _stage(out, "finetune", ["finetune", "--from", run, "--data", str(new), "--out", str(out / "finetuned"),
                              "--minutes", minutes, *recipe], hma)
     config = _read_model_config(resolve_run(run))
     _stage(out, "scratch", ["train", "--preset", "tiny", "--data", str(new), "--tokenizer", str(tokenizer),
-                            "--out", str(out / "scratch"), "--minutes", minutes, "--num-frames",
+                            "--out", str(out / "scratch"), "--minutes", minutes, "--frame-hz", str(config["frame_hz"]),
+                            "--num-frames",
                             str(config["num_frames"]), "--num-blocks", str(config["num_blocks"]),
                             "--changed-token-weight", str(config["changed_token_weight"]), *recipe], hma)
     for name in ("finetuned", "scratch"):
