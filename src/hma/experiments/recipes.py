@@ -169,6 +169,10 @@ def _injection(opts: ExperimentOptions) -> tuple[list[dict[str, Any]], list[str]
 
 PERPLEXITY = ("perplexity", "perplexity", "{:.1f}")
 DELTA_INTERVAL = ("delta_interval", "ΔPSNR [95%] over clips", "{}")
+# The columns of the recipes scored against the simulator's counterfactual branches (levers, generalization).
+CF_DELTA = ("cf_mean_delta_psnr", "ΔPSNR (dB)", "{:.2f}")
+CF_FRACTION = ("cf_mean_fraction_of_ceiling", "fraction", "{:.2f}")
+CF_ROBOTS = ("robots", "robots: ΔPSNR>0 / ≥50% ceiling / follows", "{}")
 RECIPES: dict[str, Recipe] = {
     "actions": Recipe(
         "Action conditioning: passive video vs forward vs full dynamics vs mixed settings",
@@ -193,18 +197,14 @@ RECIPES: dict[str, Recipe] = {
         "A world model must follow actions it was not shown (paper: action-conditioned models are more "
         "controllable); scored by ΔPSNR against counterfactual branches of the simulator, beside the ceiling "
         "this tokenizer allows.",
-        [("cf_mean_delta_psnr", "ΔPSNR (dB)", "{:.2f}"), ("cf_mean_ceiling", "ceiling (dB)", "{:.2f}"),
-         ("cf_mean_fraction_of_ceiling", "fraction", "{:.2f}"),
-         ("robots", "robots: ΔPSNR>0 / ≥50% ceiling / follows", "{}"), ("psnr", "PSNR (dB)", "{:.2f}"),
-         PERPLEXITY, *TRAINING], levers_recipe),
+        [CF_DELTA, ("cf_mean_ceiling", "ceiling (dB)", "{:.2f}"), CF_FRACTION, CF_ROBOTS,
+         ("psnr", "PSNR (dB)", "{:.2f}"), PERPLEXITY, *TRAINING], levers_recipe),
     "generalization": Recipe(
         "Generalization: data, objective and sampling levers at equal steps, against the simulator",
         "A world model has to predict episodes it was not trained on; every row scored on the same held-out "
         "clips, by ΔPSNR against counterfactual branches and by next-frame token accuracy beside copying the "
         "last frame.",
-        [("cf_mean_delta_psnr", "ΔPSNR (dB)", "{:.2f}"), ("cf_mean_fraction_of_ceiling", "fraction", "{:.2f}"),
-         ("robots", "robots: ΔPSNR>0 / ≥50% ceiling / follows", "{}"),
-         ("tokens_all", "tokens right", "{:.3f}"), ("tokens_copy", "copy", "{:.3f}"),
+        [CF_DELTA, CF_FRACTION, CF_ROBOTS, ("tokens_all", "tokens right", "{:.3f}"), ("tokens_copy", "copy", "{:.3f}"),
          ("tokens_unchanged", "unchanged", "{:.3f}"), ("tokens_changed", "changed", "{:.3f}"),
          ("tokens_train_all", "tokens right (training)", "{:.3f}"), PERPLEXITY, *TRAINING], generalization_recipe),
     "world-model": Recipe(
