@@ -133,7 +133,7 @@ def test_levers_recipe_scores_every_lever_against_the_counterfactual_branches(tm
     assert "## levers:" in docs.read_text() and len(result["findings"]) == len(LEVERS)
 
 
-def test_generalization_recipe_trains_fewer_episodes_and_scores_sampling_rows_on_their_runs(tmp_path):
+def test_generalization_recipe_trains_fewer_episodes_and_scores_sampling_rows_on_their_runs(tmp_path, monkeypatch, capsys):
     from hma.experiments.levers import GENERALIZATION
 
     datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2}, episodes=20)
@@ -155,7 +155,29 @@ def test_generalization_recipe_trains_fewer_episodes_and_scores_sampling_rows_on
     adjusted = json.loads((folder / "eval" / "adjusted" / "metrics.json").read_text())["options"]
     assert guided["action_guidance"] == 2.0 and adjusted["logit_adjustment"] == 1.0
     assert not (folder / "runs" / "guided").exists() and not (folder / "runs" / "adjusted").exists()
+    assert json.loads((folder / "runs" / "visible_past" / "config.json").read_text())["model"]["visible_past"] == 0.5
     assert "## generalization:" in docs.read_text()
+
+    # Run again: refused without --resume; with it, nothing is trained or evaluated anew.
+    argv = ["experiment", "generalization", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
+            "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--preset", "micro",
+            "--results-md", str(docs), "--threads", "1", "--no-progress"]
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+    import hma.eval.runner
+    import hma.train
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run or evaluation was made again")
+
+    monkeypatch.setattr(hma.train, "train", refuse)
+    monkeypatch.setattr(hma.eval.runner, "evaluate", refuse)
+    assert main([*argv, "--resume"]) == 0
+    again = json.loads((folder / "results.json").read_text())
+    assert [r["delta_psnr"] for r in again["rows"]] == [r["delta_psnr"] for r in result["rows"]]
+    # A changed step budget is a different run: trained again.
+    with pytest.raises(AssertionError, match="made again"):
+        main([*argv, "--resume", "--steps", "3"])
 
 
 def test_world_model_recipe_writes_one_row_per_robot_with_its_branch_scores(tmp_path):

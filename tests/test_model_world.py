@@ -242,3 +242,20 @@ def test_action_dropout_and_context_corruption_out_of_range_are_refused() -> Non
     for bad in ({"action_dropout": 1.0}, {"action_dropout": -0.1}, {"corrupt_max": 1.5}):
         with pytest.raises(ConfigError, match="action_dropout|corrupt_max"):
             preset("tiny", **bad)
+
+
+def test_visible_past_samples_see_every_frame_before_the_first_masked_one() -> None:
+    from hma.model.objectives import sample_masks
+
+    gen = torch.Generator().manual_seed(0)
+    plain = sample_masks(64, 5, 16, Setting.FORWARD, generator=gen, device=torch.device("cpu")).tokens
+    clean = sample_masks(64, 5, 16, Setting.FORWARD, generator=gen, device=torch.device("cpu"), visible_past=1.0).tokens
+    masked_frames = clean.any(-1)  # (B,T)
+    first = masked_frames.float().argmax(-1)  # (B,)
+    assert bool((first >= 1).all()) and len(set(first.tolist())) == 4  # every frame 1..4 is drawn as the first
+    after = torch.arange(5)[None] >= first[:, None]
+    assert bool(masked_frames[after].all())  # from the first masked frame on, every frame keeps its masked tokens
+    # Without it, almost every sample has a partly masked frame before its last one.
+    assert plain[:, 1:-1].any(-1).any(-1).float().mean() > 0.9
+    with pytest.raises(ConfigError, match="visible_past"):
+        tiny_model_config(visible_past=1.5)

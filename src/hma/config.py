@@ -209,6 +209,9 @@ class ModelConfig:
     # action" embedding) in training, so the model also learns the action-free prediction that
     # classifier-free guidance on actions subtracts at sampling (MaskGITSampling.guidance).
     action_dropout: float = 0.0
+    # The share of training samples whose past (the frames before a random one) is fully
+    # visible, as it is when generation predicts the next frame (objectives.sample_masks).
+    visible_past: float = 0.0
     diffusion_width: int = 256  # MAR per-token diffusion head (reference: 1024 wide, 4 blocks)
     diffusion_blocks: int = 3
     diffusion_train_steps: int = 1000
@@ -224,6 +227,8 @@ class ModelConfig:
             raise ConfigError(f"changed_token_weight={self.changed_token_weight} is invalid; expected a positive weight")
         if not 0 <= self.action_dropout < 1:
             raise ConfigError(f"action_dropout={self.action_dropout} is invalid; expected a share in [0, 1)")
+        if not 0 <= self.visible_past <= 1:
+            raise ConfigError(f"visible_past={self.visible_past} is invalid; expected a share in [0, 1]")
         if not 0 <= self.corrupt_max <= 1:
             raise ConfigError(f"corrupt_max={self.corrupt_max} is invalid; expected a share in [0, 1]")
         if self.vocab_factors < 1:

@@ -58,6 +58,9 @@ def _add_recipes(names: argparse._SubParsersAction, common: argparse.ArgumentPar
     recipe.add_argument("--eval-episodes", type=int, default=4, help="held-out episodes per embodiment evaluated")
     recipe.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name); "
                                                        "scaling --axis embodiments: the evaluated one (default: the first)")
+    recipe.add_argument("--resume", action="store_true",
+                        help="keep the runs and evaluations of OUT/NAME finished with the same settings (a re-run "
+                             "after adding rows, or after a stop, trains and evaluates only the rest)")
     recipe.add_argument("--render-only", action="store_true",
                         help="write the sections of a finished experiment again from OUT/NAME/results.json, "
                              "training nothing (after a change of how sections read)")

@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 0)")
     p.add_argument("--context-corruption", type=float, default=None, metavar="SHARE", dest="corrupt_max",
                    help="visible tokens replaced by random ids in training, up to this share per sample (default 0.2)")
+    p.add_argument("--visible-past", type=float, default=None, metavar="SHARE",
+                   help="share of samples trained with the past fully visible before the frames they predict, as "
+                        "generation sees it (default 0)")
     _common(p)
     p.set_defaults(func=_train)
 
@@ -108,7 +111,8 @@ def _share(value: float | None) -> str:
 def _train(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    overrides = {k: v for k in ("changed_token_weight", "num_blocks", "action_dropout", "corrupt_max")
+    overrides = {k: v for k in ("changed_token_weight", "num_blocks", "action_dropout",
+                                "corrupt_max", "visible_past")
                  if (v := vars(args)[k]) is not None}
     cfg = _config(args, config_file=args.config, model_overrides=overrides)
     return _report(train(cfg))

@@ -76,6 +76,8 @@ GENERALIZATION: list[Lever] = [
     Lever("action dropout 0.15, guidance 2", "guided", sampling={"action_guidance": 2.0}, reuse="dropout"),
     Lever("context corruption up to 0.5 (from 0.2)", "corrupt", DEMO_RECIPE, {**DEMO_MODEL, "corrupt_max": 0.5}),
     Lever("4 blocks (from 2)", "deeper", DEMO_RECIPE, {**DEMO_MODEL, "num_blocks": 4}),
+    Lever("the past fully visible on half the samples", "visible_past", DEMO_RECIPE,
+          {**DEMO_MODEL, "visible_past": 0.5}),
 ]
 
 

@@ -253,8 +253,9 @@ def run_experiment(name: str, opts: ExperimentOptions) -> dict[str, Any]:
         raise ConfigError(f"experiment {name!r} is unknown, expected one of {', '.join(EXPERIMENTS)}")
     recipe = RECIPES[name]
     opts = dataclasses.replace(opts, out=opts.out / name)
-    if (opts.out / RUNS_DIR).exists() and any((opts.out / RUNS_DIR).iterdir()):
-        raise ConfigError(f"{opts.out / RUNS_DIR} already holds runs; expected a new --out folder (or remove it)")
+    if not opts.resume and (opts.out / RUNS_DIR).exists() and any((opts.out / RUNS_DIR).iterdir()):
+        raise ConfigError(f"{opts.out / RUNS_DIR} already holds runs; expected a new --out folder, or --resume to keep "
+                          "the runs and evaluations finished with the same settings")
     started = time.perf_counter()
     rows, findings = recipe.run(opts)
     result = {

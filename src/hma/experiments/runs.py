@@ -39,6 +39,7 @@ class ExperimentOptions:
     results_file: Path | None = None  # whose section the recipe rewrites (None: none)
     command: str = ""  # the exact command line, quoted in the section
     progress: bool = False
+    resume: bool = False  # keep the runs and evaluations OUT already holds from the same settings
     eval_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,12 +100,36 @@ def warmup_steps(budget: Budget) -> int:
     return min(100, max(1, budget.steps // 10)) if budget.steps is not None else 20
 
 
+RUN_RECORD = "experiment_run.json"  # a finished run's row fields, and what it was trained with
+EVAL_RECORD = "experiment_eval.json"  # an evaluation's options, beside its metrics.json
+
+
+def _recorded(folder: Path, name: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``folder/name`` recorded when it was made with exactly ``request``, else None."""
+    import json
+
+    path = folder / name
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return saved["result"] if saved.get("request") == request else None
+
+
+def _record(folder: Path, name: str, request: dict[str, Any], result: dict[str, Any]) -> None:
+    import json
+
+    from hma.io import atomic_write_bytes
+
+    atomic_write_bytes(folder / name, json.dumps({"request": request, "result": result}, indent=1).encode())
+
+
 def train_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, tokenizer: str | None = None,
            init_from: Path | None = None, model_changes: dict[str, Any] | None = None, budget: Budget | None = None,
            **changes: Any) -> dict[str, Any]:
     """Train one run of the recipe into OUT/NAME/runs/LABEL; returns steps, seconds and parameters.
 
-    ``budget`` replaces the recipe's training budget for this run.
+    ``budget`` replaces the recipe's training budget for this run. A run that an earlier call
+    finished with the same configuration is kept (a re-run experiment trains only its new rows).
     """
     from hma.run import load
     from hma.train import TrainConfig, train
@@ -112,27 +137,60 @@ def train_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, toke
 
     run = opts.out / RUNS_DIR / label
     budget = budget or opts.budget
-    started = time.perf_counter()
     cfg = TrainConfig(data=[str(d) for d in data], out=str(run), tokenizer=tokenizer, steps=budget.steps,
                       minutes=budget.minutes, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
                       warmup=warmup_steps(budget), progress=opts.progress,
                       checkpoint_every=10**9, init_from=str(init_from) if init_from else None,
                       preset=opts.preset, model_overrides={} if init_from else dict(model_changes or {}), **changes)
+    request = json_safe({k: v for k, v in vars(cfg).items() if k != "progress"})
+    if budget.steps is not None and (done := _recorded(run, RUN_RECORD, request)) is not None:
+        return done
+    started = time.perf_counter()
     train(cfg)
     seconds = time.perf_counter() - started
     step = int(ckpt.read_training_state(run)["step"])
     params = sum(p.numel() for p in load(run).model.parameters())
-    return {"run": str(run), "steps": step, "train_seconds": round(seconds, 1), "params": params}
+    result = {"run": str(run), "steps": step, "train_seconds": round(seconds, 1), "params": params}
+    _record(run, RUN_RECORD, request, result)
+    return result
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON reads it back (tuples become lists, paths strings), for comparing records."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 def evaluate_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, horizon: int | None = None,
               run: str | None = None, **sampling: Any) -> dict[str, Any]:
-    """Evaluate run ``run`` (default: ``label``) into OUT/NAME/eval/LABEL; ``sampling`` overrides the eval's options."""
+    """Evaluate run ``run`` (default: ``label``) into OUT/NAME/eval/LABEL; ``sampling`` overrides the eval's options.
+
+    An evaluation made earlier of the same run with the same options, after the run last
+    changed, is read back instead of repeated.
+    """
+    import json
+
+    from hma.eval.report import METRICS_FILE
     from hma.eval.runner import evaluate
 
     kwargs = {"horizon": horizon or opts.horizon, "episodes": opts.eval_episodes, "seed": opts.seed,
               **opts.eval_kwargs, **sampling}
-    return evaluate(opts.out / RUNS_DIR / (run or label), [str(d) for d in data], opts.out / EVAL_DIR / label, **kwargs)
+    source, out = opts.out / RUNS_DIR / (run or label), opts.out / EVAL_DIR / label
+    request = json_safe({"run": str(source), "data": [str(d) for d in data], **kwargs,
+                         "trained": _recorded(source, RUN_RECORD, _saved_request(source))})
+    if request["trained"] is not None and _recorded(out, EVAL_RECORD, request) is not None:
+        return json.loads((out / METRICS_FILE).read_text())
+    evaluated = evaluate(source, [str(d) for d in data], out, **kwargs)
+    _record(out, EVAL_RECORD, request, {"metrics": METRICS_FILE})
+    return evaluated
+
+
+def _saved_request(run: Path) -> dict[str, Any] | None:
+    import json
+
+    path = run / RUN_RECORD
+    return json.loads(path.read_text())["request"] if path.is_file() else None
 
 
 def score_row(label: str, trained: dict[str, Any], evaluated: dict[str, Any], *, embodiment: str | None = None) -> dict[str, Any]:

@@ -40,8 +40,13 @@ class Masks:
 
 
 def sample_masks(batch_size: int, num_frames: int, tokens_per_frame: int, setting: Setting, *,
-                 generator: torch.Generator | None, device: torch.device) -> Masks:
-    """Masks for one batch; ``generator`` makes them reproducible (resume, DDP ranks)."""
+                 generator: torch.Generator | None, device: torch.device, visible_past: float = 0.0) -> Masks:
+    """Masks for one batch; ``generator`` makes them reproducible (resume, DDP ranks).
+
+    ``visible_past``: the share of samples that see the past as generation does. Such a sample
+    draws a frame k in 1..T-1 and keeps every frame before it fully visible, so frame k is
+    predicted from a clean past instead of a partly masked one.
+    """
     b, t, s = batch_size, num_frames, tokens_per_frame
     if setting == Setting.MIXED:
         codes = torch.randint(0, len(_CONCRETE), (b,), generator=generator, device=device)  # (B,)
@@ -57,6 +62,11 @@ def sample_masks(batch_size: int, num_frames: int, tokens_per_frame: int, settin
     tokens = ranks < count[..., None]  # (B,T,S)
     tokens[:, 0] = False
     tokens &= ~is_policy[:, None, None]
+    if visible_past > 0:
+        chosen = torch.rand((b,), generator=generator, device=device) < visible_past  # (B,)
+        first = torch.randint(1, t, (b,), generator=generator, device=device)  # (B,) the first masked frame
+        before = torch.arange(t, device=device)[None, :] < first[:, None]  # (B,T)
+        tokens &= ~(chosen[:, None] & before)[..., None]
 
     # Actions: full dynamics hides a cosine-scheduled fraction of them.
     hide_ratio = cosine_mask_ratio(torch.rand((b, 1), generator=generator, device=device))  # (B,1)

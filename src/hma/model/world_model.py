@@ -317,7 +317,8 @@ class WorldModel(nn.Module):
         setting = Setting(batch.get("setting", Setting.FULL))
         b, t = tokens.shape[:2]
         c = self.config
-        masks = sample_masks(b, t, c.tokens_per_frame, setting, generator=generator, device=tokens.device)
+        masks = sample_masks(b, t, c.tokens_per_frame, setting, generator=generator, device=tokens.device,
+                             visible_past=c.visible_past)
         token_mask = rearrange(masks.tokens, "b t (h w) -> b t h w", h=c.grid[0])
         if c.action_dropout > 0:  # hidden, not scored: the action-free prediction that guidance subtracts
             dropped = torch.rand((b, t), generator=generator, device=tokens.device) < c.action_dropout  # (B,T)
