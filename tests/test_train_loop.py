@@ -66,6 +66,17 @@ def test_finetune_adds_embodiment_and_freezes_trunk(tokenized, tmp_path: Path) -
     assert "stems.cart.0.weight" in after
 
 
+def test_a_finetune_may_change_the_objective_and_nothing_else(tokenized, tmp_path: Path) -> None:
+    data, tok = tokenized
+    train(_config(data[:1], tmp_path / "pre", tok))
+    train(_config(data[:1], tmp_path / "ft", init_from=str(tmp_path / "pre"),
+                  model_overrides={"visible_past": 0.5, "action_dropout": 0.1}))
+    model = json.loads((tmp_path / "ft" / "config.json").read_text())["model"]
+    assert model["visible_past"] == 0.5 and model["action_dropout"] == 0.1
+    with pytest.raises(ConfigError, match="num_blocks cannot change"):
+        train(_config(data[:1], tmp_path / "ft2", init_from=str(tmp_path / "pre"), model_overrides={"num_blocks": 1}))
+
+
 def test_a_run_on_data_with_a_state_trains_a_state_head(tokenized, tmp_path: Path) -> None:
     from hma.data.windows import split_episodes
 

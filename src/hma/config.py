@@ -175,6 +175,10 @@ class EmbodimentSpec:
         return cls(**d)
 
 
+# The ModelConfig fields that shape the training objective, not the weights: a fine-tune may change them.
+OBJECTIVE_FIELDS = ("changed_token_weight", "action_dropout", "corrupt_max", "visible_past")
+
+
 @dataclass
 class ModelConfig:
     """Everything that defines a world model's architecture and objective."""

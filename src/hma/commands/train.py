@@ -7,7 +7,7 @@ import json
 
 from hma.commands import add_progress
 
-from hma.config import PRESETS, Setting
+from hma.config import OBJECTIVE_FIELDS, PRESETS, Setting
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -59,6 +59,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-blocks", type=int, default=None,
                    help="trunk depth (default: the preset's); on a few CPU minutes a shallower trunk takes "
                         "more steps (the demo trains 2 blocks)")
+    _objective_options(p)
+    _common(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("finetune", help="continue a trained run on new data, adding new embodiments' stems and heads")
+    p.add_argument("--from", dest="init_from", required=True, help="trained run folder to start from")
+    p.add_argument("--freeze-trunk", action="store_true", help="train only the embodiment stems and heads")
+    _objective_options(p)
+    _common(p)
+    p.set_defaults(func=_finetune)
+
+
+def _objective_options(p: argparse.ArgumentParser) -> None:
+    """The model settings that shape the training objective (a fine-tune may change them too)."""
     p.add_argument("--changed-token-weight", type=float, default=None,
                    help="loss weight of masked tokens that differ from the frame before (default 1: plain mean)")
     p.add_argument("--action-dropout", type=float, default=None, metavar="SHARE",
@@ -69,14 +83,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--visible-past", type=float, default=None, metavar="SHARE",
                    help="share of samples trained with the past fully visible before the frames they predict, as "
                         "generation sees it (default 0)")
-    _common(p)
-    p.set_defaults(func=_train)
-
-    p = sub.add_parser("finetune", help="continue a trained run on new data, adding new embodiments' stems and heads")
-    p.add_argument("--from", dest="init_from", required=True, help="trained run folder to start from")
-    p.add_argument("--freeze-trunk", action="store_true", help="train only the embodiment stems and heads")
-    _common(p)
-    p.set_defaults(func=_finetune)
 
 
 def _config(args: argparse.Namespace, **extra):
@@ -111,9 +117,7 @@ def _share(value: float | None) -> str:
 def _train(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    overrides = {k: v for k in ("changed_token_weight", "num_blocks", "action_dropout",
-                                "corrupt_max", "visible_past")
-                 if (v := vars(args)[k]) is not None}
+    overrides = {k: v for k in ("num_blocks", *OBJECTIVE_FIELDS) if (v := vars(args)[k]) is not None}
     cfg = _config(args, config_file=args.config, model_overrides=overrides)
     return _report(train(cfg))
 
@@ -121,4 +125,5 @@ def _train(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    return _report(train(_config(args)))
+    overrides = {k: v for k in OBJECTIVE_FIELDS if (v := vars(args)[k]) is not None}
+    return _report(train(_config(args, model_overrides=overrides)))
