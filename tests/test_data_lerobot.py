@@ -264,8 +264,9 @@ def test_export_quality_options_reach_the_video_and_its_metadata(tmp_path, capsy
                  "--crf", "28", "--gop", "4", "--no-progress"]) == 0
     video = json.loads((tmp_path / "v30" / "meta" / "info.json").read_text())["features"][CAMERA]["info"]
     assert video["video.crf"] == 28 and video["video.g"] == 4
-    assert main(["data", "export-lerobot", str(native.root), str(tmp_path / "bad"), "--crf", "-1"]) == 2
-    assert "--crf -1 is invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["data", "export-lerobot", str(native.root), str(tmp_path / "bad"), "--crf", "-1"])
+    assert err.value.code == 2 and "argument --crf: expected an integer >= 0, got -1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("writer,images", [(write_v21, False), (write_v30, False), (write_v30, True)],

@@ -224,8 +224,9 @@ def test_cli_branch_every_spaces_the_branch_points(tmp_path, capsys):
     stride = get_embodiment("gym_reacher").stride
     steps = sorted({b.step for b in branches})
     assert len(steps) >= 2 and all(b - a == 5 * stride for a, b in zip(steps, steps[1:]))
-    assert main(["data", "generate", "--suite", "tiny", "--out", str(tmp_path / "x"), "--branch-every", "0"]) == 2
-    assert "--branch-every 0 is invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["data", "generate", "--suite", "tiny", "--out", str(tmp_path / "x"), "--branch-every", "0"])
+    assert err.value.code == 2 and "argument --branch-every: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_an_export_of_the_suite_carries_state_cameras_tasks_and_rewards_and_imports_back(stores, tmp_path):
@@ -265,8 +266,10 @@ def test_demonstrations_follow_the_expert_at_every_step(tmp_path, capsys):
             env.step(action)
     finally:
         env.close()
-    assert main(args[:-4] + ["--demonstrations", "1.5", "--overwrite"]) == 2
-    assert "demonstration noise 1.5 is invalid, expected a number in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(args[:-4] + ["--demonstrations", "1.5", "--overwrite"])
+    assert err.value.code == 2
+    assert "argument --demonstrations: expected a finite number in [0, 1], got 1.5" in capsys.readouterr().err
 
 
 def test_coverage_mix_adds_jitter_and_keeps_the_default_stream(tmp_path, capsys):

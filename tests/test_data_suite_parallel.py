@@ -67,7 +67,8 @@ def test_workers_must_be_positive(tmp_path, capsys):
     for workers in (0, -2):
         with pytest.raises(ConfigError, match=f"--workers {workers} is invalid; expected a positive number"):
             generate_suite("tiny", tmp_path, workers=workers)
-    assert main(["data", "generate", "--suite", "tiny", "--out", str(tmp_path), "--workers", "0"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main(["data", "generate", "--suite", "tiny", "--out", str(tmp_path), "--workers", "0"])
     err = capsys.readouterr().err
-    assert "--workers 0 is invalid; expected a positive number of processes" in err and "Traceback" not in err
+    assert stop.value.code == 2 and "argument --workers: expected an integer >= 1, got 0" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())

@@ -113,8 +113,9 @@ def test_a_batched_step_does_batch_times_the_work_and_is_shown_against_the_peak(
 
 
 def test_cli_batches_print_the_throughput_beside_the_peak(tmp_path, capsys) -> None:
-    assert main(["bench", "--batch", "0"]) == 2
-    assert "--batch 0 is invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["bench", "--batch", "0"])
+    assert err.value.code == 2 and "argument --batch: expected an integer >= 1, got 0" in capsys.readouterr().err
     md = tmp_path / "results.md"
     assert main(["bench", "--presets", "tiny", "--methods", "maskgit", "--repeats", "1", "--threads", "1",
                  "--batch", "2", "--results-md", str(md), "--json", str(tmp_path / "b.json")]) == 0

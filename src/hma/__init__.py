@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 def load(run: str | Path = "hma-tiny", **kwargs: Any) -> LoadedRun:
     """Load a run: ``hma.load(RUN) -> LoadedRun(model, tokenizer, embodiments)``. ``RUN`` is a run
-    folder, a shipped run's name (default ``hma-tiny``, the model that comes with hma) or a Hub name.
+    folder, a shipped run's name (default ``hma-tiny``, the model that comes with hma) or a Hub name;
+    ``device=`` as the envs and apps take it (default: the GPU when there is one, else the CPU).
 
     Imported lazily so ``import hma`` stays light (no torch until a model is needed).
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from hma import __version__
 from hma.errors import HmaError
@@ -46,6 +47,16 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's one-line error; a command group called without its command (``hma``,
+        ``hma data``) first prints its help, which lists the commands it has."""
+        groups = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        missing = message.partition("the following arguments are required: ")[2].split(", ")
+        if any(argparse._get_action_name(a) in missing for a in groups):
+            self.print_help(sys.stderr)  # it starts with the usage line
+            self.exit(2, f"\n{self.prog}: error: {message}\n")
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:

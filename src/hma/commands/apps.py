@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hma.commands import add_progress
+from hma.commands.argtypes import DEVICE_HELP, device, non_negative_float, non_negative_int, port, positive_int
 import sys
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -22,13 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embodiment", required=True, help="robot to drive (one the run was trained on)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; anything but loopback lets other machines drive the model")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (0 picks a free one)")
+    p.add_argument("--port", type=port, default=8000, help="port to listen on, 0-65535 (0 picks a free one)")
     p.add_argument("--keymap", default=None, help='JSON file {"KeyName": {"dim": int, "value": -1..1}}')
     p.add_argument("--dataset", default=None, help="dataset for contexts and action bounds (default: the run's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the context episode drawn at reset and of sampling")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the context episode drawn at reset and of sampling")
     p.add_argument("--record-dir", default=".", help="where recordings are written")
     p.add_argument("--record-format", choices=["gif", "mp4"], default="gif", help="file format of recordings")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     p.set_defaults(func=_play)
 
     p = sub.add_parser("policy-eval", help="success rates of policies in the real simulator and in the world model")
@@ -37,29 +38,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policies", nargs="+", default=None,
                    help="expert:NOISE, random, bc:CHECKPOINT, world-model or MODULE:FACTORY (a policy with act/reset or "
                         "LeRobot's select_action/reset; default: experts at noise 0, 0.3, 0.6, 1.0, and random)")
-    p.add_argument("--episodes", type=int, default=10, help="episodes per policy")
-    p.add_argument("--frames", type=int, default=None, help="frames per episode (default: the simulator's episode length)")
+    p.add_argument("--episodes", type=positive_int, default=10, help="episodes per policy")
+    p.add_argument("--frames", type=positive_int, default=None, help="frames per episode (default: the simulator's episode length)")
     p.add_argument("--dataset", default=None, help="real dataset with success flags (default: the run's)")
     p.add_argument("--out", default="policy_eval", help="folder for report.json and correlation.png")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts and of the policies' noise")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the episodes' starts and of the policies' noise")
     p.add_argument("--results-md", default=None, help="also write the table into this results file (e.g. docs/results.md)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     add_progress(p)
     p.set_defaults(func=_policy_eval)
 
     p = sub.add_parser("synth", help="generate synthetic trajectories with the world model into a dataset")
     p.add_argument("--run", required=True, help="trained run folder (the world model) or its Hub name ORG/NAME")
     p.add_argument("--embodiment", required=True, help="robot to generate episodes of")
-    p.add_argument("--episodes", type=int, required=True, help="episodes to generate")
+    p.add_argument("--episodes", type=positive_int, required=True, help="episodes to generate")
     p.add_argument("--out", required=True, help="dataset folder to write (resumable)")
     p.add_argument("--policy", default=None,
                    help="bc:CHECKPOINT, world-model, random or MODULE:FACTORY (as for policy-eval); default: perturbed "
                         "recorded actions")
-    p.add_argument("--perturb", type=float, default=0.1, help="noise std on recorded actions, fraction of their range")
-    p.add_argument("--frames", type=int, default=None, help="frames per episode (default: the source episode's)")
+    p.add_argument("--perturb", type=non_negative_float, default=0.1, help="noise std on recorded actions, fraction of their range")
+    p.add_argument("--frames", type=positive_int, default=None, help="frames per episode (default: the source episode's)")
     p.add_argument("--dataset", default=None, help="dataset of contexts and recorded actions (default: the run's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the contexts, the perturbations and sampling")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the contexts, the perturbations and sampling")
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     add_progress(p)
     p.set_defaults(func=_synth)
 

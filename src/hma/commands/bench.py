@@ -5,23 +5,24 @@ from __future__ import annotations
 import argparse
 
 from hma.commands import add_progress
+from hma.commands.argtypes import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure generation speed per frame (random weights)")
     p.add_argument("--json", dest="json_out", default=None, help="write the results to this JSON file")
     p.add_argument("--presets", nargs="+", default=["tiny", "base"], help="model presets to measure")
-    p.add_argument("--repeats", type=int, default=3, help="timed frames per measurement (median reported)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed frames per measurement (median reported)")
     p.add_argument("--methods", nargs="+", default=["maskgit", "mar", "diffusion"],
                    help="any of maskgit, mar, diffusion")
-    p.add_argument("--maskgit-steps", type=int, default=2, help="MaskGIT unmasking steps per frame")
-    p.add_argument("--mar-diffusion-steps", type=int, default=100, help="diffusion-head steps per MAR token")
-    p.add_argument("--diffusion-steps", type=int, default=50, help="DDIM steps of the diffusion baseline")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    p.add_argument("--maskgit-steps", type=positive_int, default=2, help="MaskGIT unmasking steps per frame")
+    p.add_argument("--mar-diffusion-steps", type=positive_int, default=100, help="diffusion-head steps per MAR token")
+    p.add_argument("--diffusion-steps", type=positive_int, default=50, help="DDIM steps of the diffusion baseline")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: every core)")
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "bf16", "int8"),
                    help="arithmetic of cached MaskGIT and MAR, each measured (the others run at fp32)")
-    p.add_argument("--batch", nargs="+", type=int, default=[1],
+    p.add_argument("--batch", nargs="+", type=positive_int, default=[1],
                    help="batch sizes of cached MaskGIT and MAR (rollouts stepped together); beside them the fp32 "
                         "matmul peak of this machine and the fraction of it reached")
     p.add_argument("--compile", action="store_true",

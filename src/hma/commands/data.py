@@ -6,6 +6,7 @@ import argparse
 import os
 
 from hma.commands import add_progress
+from hma.commands.argtypes import non_negative_int, positive_int, share
 
 # hma.data.sim.suite.SUITES, spelled out: importing it costs every CLI call a third of a second.
 SUITE_NAMES = ("tiny", "default", "long", "pretrain")
@@ -28,20 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which robots, how many episodes, how long (long: whole episodes of 4 cheap simulators, "
                         "for `hma experiment long-horizon`; pretrain: the shipped world model's pre-training data)")
     p.add_argument("--out", required=True, help="output folder (one dataset folder per embodiment)")
-    p.add_argument("--episodes", type=int, default=None, help="episodes per embodiment (suite default if omitted)")
-    p.add_argument("--image-size", type=int, default=64, help="square frame size in pixels")
-    p.add_argument("--seed", type=int, default=0, help="seed of every episode (episode e of robot r has its own stream)")
+    p.add_argument("--episodes", type=positive_int, default=None, help="episodes per embodiment (suite default if omitted)")
+    p.add_argument("--image-size", type=positive_int, default=64, help="square frame size in pixels")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of every episode (episode e of robot r has its own stream)")
     p.add_argument("--embodiments", nargs="*", default=None, help="only these embodiments of the suite")
     p.add_argument("--overwrite", action="store_true", help="replace finished datasets instead of skipping them")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="processes generating episode ranges at once (default: the usable CPU cores); 1 generates "
                         "in this process, one embodiment after another; the data are the same either way")
     p.add_argument("--no-counterfactual", dest="counterfactual", action="store_false",
                    help="skip the counterfactual branches of the held-out episodes (DATASET/counterfactual/)")
-    p.add_argument("--branch-every", type=int, default=None, metavar="FRAMES",
+    p.add_argument("--branch-every", type=positive_int, default=None, metavar="FRAMES",
                    help="frames between branch points of a held-out episode (default 2); larger is cheaper, "
                         "for slow simulators such as robosuite")
-    p.add_argument("--demonstrations", type=float, default=None, metavar="NOISE",
+    p.add_argument("--demonstrations", type=share, default=None, metavar="NOISE",
                    help="expert-only episodes with Gaussian action noise NOISE x half the action range (e.g. 0.02), "
                         "the demonstrations behaviour cloning learns from; by default episodes mix the expert "
                         "with random exploration, which is what world models learn from")
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("preview", help="write a contact sheet of frames per embodiment")
     p.add_argument("paths", nargs="+", help="dataset folders or folders of datasets")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--frames", type=int, default=8, help="frames per embodiment")
+    p.add_argument("--frames", type=positive_int, default=8, help="frames per embodiment")
     p.set_defaults(func=_preview)
 
     p = dsub.add_parser("import-lerobot", help="convert a LeRobotDataset (v2.1 or v3.0) folder to the native format")
@@ -71,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only-camera", action="store_true",
                    help="keep only the --camera (or default) camera; by default every other camera is kept too")
     p.add_argument("--embodiment", default=None, help="embodiment name (default: robot_type or folder name)")
-    p.add_argument("--image-size", type=int, default=None, help="resize frames to this square size")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="resize frames to this square size (default: keep the source's frame size)")
     add_progress(p)
     p.set_defaults(func=_import_lerobot)
 
@@ -79,9 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="native dataset folder")
     p.add_argument("out", help="LeRobotDataset v3.0 folder to write")
     p.add_argument("--codec", default="libsvtav1", help="video codec (libsvtav1, libx264, ...)")
-    p.add_argument("--crf", type=int, default=None,
+    p.add_argument("--crf", type=non_negative_int, default=None,
                    help="encoder quality, lower is better (default: 30 for AV1, as LeRobot; 18 for the others)")
-    p.add_argument("--gop", type=int, default=None, help="frames between keyframes (default: 2, as LeRobot)")
+    p.add_argument("--gop", type=positive_int, default=None, help="frames between keyframes (default: 2, as LeRobot)")
     add_progress(p)
     p.set_defaults(func=_export_lerobot)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from hma.commands import add_progress
+from hma.commands.argtypes import non_negative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,15 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (finished stages are reused)")
     p.add_argument("--from-scratch", action="store_true",
                    help="train data, tokenizer and world model on the spot instead of starting from the shipped model")
-    p.add_argument("--finetune-minutes", type=float, default=s.finetune_minutes,
+    p.add_argument("--finetune-minutes", type=positive_float, default=s.finetune_minutes,
                    help=f"minutes of fine-tuning on the new robot, and of its from-scratch run (default {s.finetune_minutes:g})")
-    p.add_argument("--episodes", type=int, default=None,
+    p.add_argument("--episodes", type=positive_int, default=None,
                    help=f"episodes per embodiment (default {s.episodes}; {d.episodes} with --from-scratch)")
-    p.add_argument("--tokenizer-minutes", type=float, default=d.tokenizer_minutes,
+    p.add_argument("--tokenizer-minutes", type=positive_float, default=d.tokenizer_minutes,
                    help=f"--from-scratch: tokenizer training budget (default {d.tokenizer_minutes:g})")
-    p.add_argument("--train-minutes", type=float, default=d.train_minutes,
+    p.add_argument("--train-minutes", type=positive_float, default=d.train_minutes,
                    help=f"--from-scratch: world-model training budget (default {d.train_minutes:g})")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=non_negative_int, default=None,
                    help=f"seed of the data (and with --from-scratch of the training; default {s.seed}, "
                         "0 with --from-scratch)")
     add_progress(p)

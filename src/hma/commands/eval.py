@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from hma.commands import add_progress, set_threads
+from hma.commands.argtypes import (DEVICE_HELP, at_least, device, finite_float, non_negative_float, non_negative_int,
+                                   positive_int)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,26 +14,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, help="trained run folder or its Hub name ORG/NAME")
     p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
     p.add_argument("--out", required=True, help="folder for metrics.json, report.md, the plot and the videos")
-    p.add_argument("--horizon", type=int, default=None, help="frames generated per clip (default: the model's window - 1)")
-    p.add_argument("--context", type=int, default=2, help="true frames each clip starts from")
+    p.add_argument("--horizon", type=positive_int, default=None, help="frames generated per clip (default: the model's window - 1)")
+    p.add_argument("--context", type=positive_int, default=2, help="true frames each clip starts from")
     p.add_argument("--mode", default="both", choices=["teacher-forced", "autoregressive", "both"],
                    help="teacher-forced: each frame from the true ones before it; autoregressive: from generated ones")
-    p.add_argument("--episodes", type=int, default=None, help="held-out episodes per embodiment (default: all)")
-    p.add_argument("--random-draws", type=int, default=3, help="random-action draws behind delta-PSNR (>= 3)")
-    p.add_argument("--unmask-steps", type=int, default=2, help="MaskGIT/MAR unmasking steps per frame")
-    p.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature (0: greedy)")
-    p.add_argument("--diffusion-steps", type=int, default=None, help="DDIM steps of the MAR head or diffusion baseline")
-    p.add_argument("--batch-size", type=int, default=16, help="clips generated together")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-action draws and of sampling")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--episodes", type=positive_int, default=None, help="held-out episodes per embodiment (default: all)")
+    p.add_argument("--random-draws", type=at_least(3), default=3, help="random-action draws behind delta-PSNR (>= 3)")
+    p.add_argument("--unmask-steps", type=positive_int, default=2, help="MaskGIT/MAR unmasking steps per frame")
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="token sampling temperature, >= 0 (0: greedy)")
+    p.add_argument("--diffusion-steps", type=positive_int, default=None,
+                   help="DDIM steps of the MAR head or diffusion baseline (default: the model's own)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="clips generated together")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random-action draws and of sampling")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's, every core)")
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="arithmetic of generation: fp32, bf16 autocast, or int8 linear layers (CPU)")
-    p.add_argument("--logit-adjustment", type=float, default=None, metavar="F",
+    p.add_argument("--logit-adjustment", type=finite_float, default=None, metavar="F",
                    help="add F x log(the run's changed-token weight) to the logit of each token staying as it "
                         "was: 1 undoes the weight's pull toward change (default: the run's recommendation, else 0)")
-    p.add_argument("--action-guidance", type=float, default=None, metavar="W",
+    p.add_argument("--action-guidance", type=finite_float, default=None, metavar="W",
                    help="classifier-free guidance on actions, uncond + W (cond - uncond); for runs trained with "
                         "--action-dropout (default: the run's recommendation, else 1: off)")
     add_progress(p)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 
 from hma.commands import add_progress, explicit_command, set_threads
+from hma.commands.argtypes import (DEVICE_HELP, device, non_negative_float, non_negative_int, nonzero_share, positive_float,
+                                   positive_int)
 
 DEFAULT_RESULTS_MD = "docs/results.md"
 
@@ -30,9 +32,9 @@ def _common_options() -> argparse.ArgumentParser:
     """The options of every experiment, as a parent parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, help="experiment folder; runs, evaluations and results go to OUT/NAME/")
-    common.add_argument("--seed", type=int, default=0, help="seed of the runs and their evaluation")
+    common.add_argument("--seed", type=non_negative_int, default=0, help="seed of the runs and their evaluation")
     common.add_argument("--results-md", default=DEFAULT_RESULTS_MD, help="markdown file whose section this experiment rewrites")
-    common.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    common.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's, every core)")
     add_progress(common)
     return common
 
@@ -48,14 +50,16 @@ def _add_recipes(names: argparse._SubParsersAction, common: argparse.ArgumentPar
     recipe.add_argument("--tokenizer", nargs="+", default=None,
                         help="tokenizer folder(s): a discrete one, plus a continuous one for `methods`")
     budget = recipe.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, help="optimizer steps per trained run")
-    budget.add_argument("--minutes", type=float, help="wall-clock training minutes per trained run")
+    budget.add_argument("--steps", type=positive_int, help="optimizer steps per trained run")
+    budget.add_argument("--minutes", type=positive_float, help="wall-clock training minutes per trained run")
     recipe.add_argument("--preset", default="micro", choices=list(PRESETS),
                         help="model preset of every trained run, as `hma train --preset` (default micro)")
-    recipe.add_argument("--batch-size", type=int, default=8, help="windows per batch of every trained run")
-    recipe.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of every trained run")
-    recipe.add_argument("--horizon", type=int, default=None, help="frames generated per evaluation clip")
-    recipe.add_argument("--eval-episodes", type=int, default=4, help="held-out episodes per embodiment evaluated")
+    recipe.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch of every trained run")
+    recipe.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate of every trained run")
+    recipe.add_argument("--horizon", type=positive_int, default=None,
+                        help="frames generated per evaluation clip (default: the recipe's: 8 in levers and scaling, "
+                             "10 windows in long-horizon, else the model's window - 1)")
+    recipe.add_argument("--eval-episodes", type=positive_int, default=4, help="held-out episodes per embodiment evaluated")
     recipe.add_argument("--target", default=None, help="transfer: the held-out embodiment (default: the last by name); "
                                                        "scaling --axis embodiments: the evaluated one (default: the first)")
     recipe.add_argument("--resume", action="store_true",
@@ -78,20 +82,20 @@ def _add_synth_bc(names: argparse._SubParsersAction, common: argparse.ArgumentPa
     sb.add_argument("--run", required=True, help="trained world-model run that generates the synthetic episodes")
     sb.add_argument("--embodiment", required=True, help="embodiment with a simulator to score the policies in")
     sb.add_argument("--data", default=None, help="the real dataset (default: the run's own of --embodiment)")
-    sb.add_argument("--real-episodes", type=int, default=10, help="real episodes both policies are cloned from")
-    sb.add_argument("--synthetic-episodes", type=int, default=90, help="world-model episodes added to the second")
-    sb.add_argument("--eval-episodes", type=int, default=20, help="episodes each policy runs in the real simulator")
-    sb.add_argument("--bc-steps", type=int, default=500, help="optimizer steps of each behaviour-cloning policy")
-    sb.add_argument("--repeats", type=int, default=1,
+    sb.add_argument("--real-episodes", type=positive_int, default=10, help="real episodes both policies are cloned from")
+    sb.add_argument("--synthetic-episodes", type=positive_int, default=90, help="world-model episodes added to the second")
+    sb.add_argument("--eval-episodes", type=positive_int, default=20, help="episodes each policy runs in the real simulator")
+    sb.add_argument("--bc-steps", type=positive_int, default=500, help="optimizer steps of each behaviour-cloning policy")
+    sb.add_argument("--repeats", type=positive_int, default=1,
                     help="run the comparison with seeds SEED..SEED+N-1 and report each and their mean")
-    sb.add_argument("--perturb", type=float, default=0.1,
+    sb.add_argument("--perturb", type=non_negative_float, default=0.1,
                     help="noise std on the recorded actions that drive the synthetic episodes, fraction of their range")
-    sb.add_argument("--real-share", type=float, default=None, metavar="F",
+    sb.add_argument("--real-share", type=nonzero_share, default=None, metavar="F",
                     help="fraction of each batch of the real + synthetic policy drawn from the real episodes "
                          "(default: uniform over all episodes, so the real ones are seen less often)")
-    sb.add_argument("--bc-grid", type=int, default=1, metavar="G",
+    sb.add_argument("--bc-grid", type=positive_int, default=1, metavar="G",
                     help="pool the BC CNN's features to a GxG map, which keeps where things are (default: 1, a global pool)")
-    sb.add_argument("--bc-shift", type=int, default=0, metavar="PX",
+    sb.add_argument("--bc-shift", type=non_negative_int, default=0, metavar="PX",
                     help="random shifts of up to PX pixels on the BC training frames (default: 0, none)")
     sb.set_defaults(func=_synth_bc, parser=sb)
 
@@ -101,8 +105,8 @@ def _add_curve(names: argparse._SubParsersAction, common: argparse.ArgumentParse
                           help="a run's snapshots (hma train --snapshot-steps) against the simulator, on the same clips")
     cv.add_argument("--run", required=True, help="the trained run whose RUN/snapshots/ are evaluated")
     cv.add_argument("--data", nargs="+", required=True, help="datasets with counterfactual branches")
-    cv.add_argument("--episodes", type=int, default=2, help="held-out episodes per robot (default 2)")
-    cv.add_argument("--horizon", type=int, default=8, help="generated frames per clip (default 8)")
+    cv.add_argument("--episodes", type=positive_int, default=2, help="held-out episodes per robot (default 2)")
+    cv.add_argument("--horizon", type=positive_int, default=8, help="generated frames per clip (default 8)")
     cv.set_defaults(func=_curve, parser=cv)
 
 
@@ -114,15 +118,15 @@ def _add_policy_ranking(names: argparse._SubParsersAction, common: argparse.Argu
     pr.add_argument("--embodiments", nargs="+", required=True,
                     help="the tasks: embodiments of the run with a simulator and success flags in their data")
     pr.add_argument("--data", nargs="+", default=None, help="dataset folders of the tasks' real episodes (default: the run's)")
-    pr.add_argument("--episodes", type=int, default=20, help="episodes per policy, in each simulator")
-    pr.add_argument("--frames", type=int, default=None, help="frames per episode (default: the dataset's episode length)")
-    pr.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5],
+    pr.add_argument("--episodes", type=positive_int, default=20, help="episodes per policy, in each simulator")
+    pr.add_argument("--frames", type=positive_int, default=None, help="frames per episode (default: the dataset's episode length)")
+    pr.add_argument("--noise", type=non_negative_float, nargs="+", default=[0.0, 0.5, 1.0, 1.5],
                     help="noise levels of the scripted-expert policies, fractions of the half action range")
-    pr.add_argument("--bc-steps", type=int, nargs="+", default=[30, 300, 1500],
+    pr.add_argument("--bc-steps", type=positive_int, nargs="+", default=[30, 300, 1500],
                     help="behaviour-cloning policies: one per number of training steps")
     pr.add_argument("--task-run", nargs="+", default=[], metavar="EMBODIMENT=RUN",
                     help="use RUN (the multi-robot run fine-tuned on that task, `hma finetune --from`) for that task")
-    pr.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    pr.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     pr.set_defaults(func=_policy_ranking, parser=pr)
 
 

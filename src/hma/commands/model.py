@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hma.commands.argtypes import positive_int
 from hma.config import PRESETS
 
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--run", help="a trained run folder")
     p.add_argument("--kind", default="discrete", choices=["discrete", "continuous"],
                    help="token kind the heads predict: discrete codes or continuous latents")
-    p.add_argument("--embodiments", type=int, default=1, help="number of (7-dof, chunk 1) embodiments to count")
+    p.add_argument("--embodiments", type=positive_int, default=1, help="number of (7-dof, chunk 1) embodiments to count")
     p.set_defaults(func=_info)
 
 
@@ -26,7 +27,7 @@ def _info(args: argparse.Namespace) -> int:
     if args.run is not None:
         from hma.run import load
 
-        print(parameter_table(model=load(args.run).model, title=f"run {args.run}"))
+        print(parameter_table(model=load(args.run, device="cpu").model, title=f"run {args.run}"))
     else:
         print(parameter_table(preset=args.preset, kind=args.kind, embodiments=args.embodiments))
     return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-
-from hma.commands import add_progress
 import time
+
+from hma.commands import add_progress, set_threads
+from hma.commands.argtypes import (DEVICE_HELP, Number, at_least, device, non_negative_float, non_negative_int, positive_float,
+                                   positive_int)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,64 +20,66 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="discrete: FSQ codes for MaskGIT; continuous: KL latents for MAR and the diffusion baseline")
     p.add_argument("--out", required=True, help="run folder (resumed automatically when it holds a training_state/)")
     p.add_argument("--resume", action="store_true", help="require an existing run in --out to resume")
-    p.add_argument("--minutes", type=float, default=None, help="training time budget: the run plans its number of steps from its measured speed (a resume keeps the plan)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (2000 if neither --steps nor --minutes; not both)")
-    p.add_argument("--batch-size", type=int, default=64, help="frames per optimizer step")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initialization and the frame order")
+    p.add_argument("--minutes", type=positive_float, default=None, help="training time budget: the run plans its number of steps from its measured speed (a resume keeps the plan)")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps (2000 if neither --steps nor --minutes; not both)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="frames per optimizer step")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialization and the frame order")
     p.add_argument("--name", default=None, help="tokenizer name, used for token shard folders (default: --out's folder name)")
-    p.add_argument("--downsample", type=int, default=8, help="frame size / token grid size (8: 64x64 -> 8x8)")
-    p.add_argument("--channels", type=int, nargs="+", default=None, help="width of each stride-2 stage")
-    p.add_argument("--res-blocks", type=int, default=2, help="residual blocks at the token resolution")
+    p.add_argument("--downsample", type=at_least(2), default=8, help="frame size / token grid size (8: 64x64 -> 8x8)")
+    p.add_argument("--channels", type=positive_int, nargs="+", default=None,
+                   help="width of each stride-2 stage, multiples of 8 (default: 32, 64, 128 ..., one per factor of 2 of "
+                        "--downsample)")
+    p.add_argument("--res-blocks", type=non_negative_int, default=2, help="residual blocks at the token resolution")
     # hma.tokenizer.config.ENCODERS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--encoder", choices=("conv", "patch"), default="conv",
                    help="conv: each token sees most of the frame; patch: each token sees its own pixels only, "
                         "so a static background keeps its tokens while the robot moves")
-    p.add_argument("--vocab-size", type=int, default=4096, help="discrete: about 2^10 to 2^16 (FSQ levels from the FSQ paper)")
-    p.add_argument("--fsq-levels", type=int, nargs="+", default=None, help="discrete: explicit FSQ levels (overrides --vocab-size)")
-    p.add_argument("--latent-channels", type=int, default=8, help="continuous: latent channels per token")
-    p.add_argument("--kl-weight", type=float, default=1e-5, help="continuous: weight of the KL term")
+    p.add_argument("--vocab-size", type=at_least(2), default=4096, help="discrete: about 2^10 to 2^16 (FSQ levels from the FSQ paper)")
+    p.add_argument("--fsq-levels", type=at_least(2), nargs="+", default=None, help="discrete: explicit FSQ levels (overrides --vocab-size)")
+    p.add_argument("--latent-channels", type=positive_int, default=8, help="continuous: latent channels per token")
+    p.add_argument("--kl-weight", type=non_negative_float, default=1e-5, help="continuous: weight of the KL term")
     p.add_argument("--recon-loss", choices=["l1", "l2", "l1+l2"], default="l1+l2", help="pixel reconstruction loss")
-    p.add_argument("--grad-loss-weight", type=float, default=0.0, help="weight of an L1 loss on image gradients (0: off)")
-    p.add_argument("--foreground-weight", type=float, default=1.0,
+    p.add_argument("--grad-loss-weight", type=non_negative_float, default=0.0, help="weight of an L1 loss on image gradients (0: off)")
+    p.add_argument("--foreground-weight", type=Number(float, 1), default=1.0,
                    help="loss weight of pixels that differ from their dataset's median background: the robot "
                         "and what it moves (1: plain mean)")
-    p.add_argument("--sample-every", type=int, default=500, help="steps between reconstruction grids in OUT/samples/")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--sample-every", type=positive_int, default=500, help="steps between reconstruction grids in OUT/samples/")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's, every core)")
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     add_progress(p)
     p.set_defaults(func=_train)
 
     p = tsub.add_parser("eval", help="reconstruction PSNR/SSIM on held-out episodes, code usage, throughput")
     p.add_argument("--tokenizer", required=True, help="tokenizer folder")
     p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
-    p.add_argument("--max-frames", type=int, default=2048, help="held-out frames per embodiment (evenly spaced)")
-    p.add_argument("--frame-hz", type=float, default=10.0,
+    p.add_argument("--max-frames", type=positive_int, default=2048, help="held-out frames per embodiment (evenly spaced)")
+    p.add_argument("--frame-hz", type=positive_float, default=10.0,
                    help="frame rate of the ceiling's clips on counterfactual branches (default: %(default)s)")
-    p.add_argument("--horizon", type=int, default=8,
+    p.add_argument("--horizon", type=positive_int, default=8,
                    help="generated frames of the ceiling's clips, after 2 context frames (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's, every core)")
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     add_progress(p)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("tokenize", help="write token / latent shards beside datasets (DATASET/tokens/<tokenizer>/)")
     p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
     p.add_argument("--tokenizer", required=True, help="tokenizer folder")
-    p.add_argument("--batch-size", type=int, default=256, help="frames encoded together")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="frames encoded together")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's, every core)")
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     add_progress(p)
     p.set_defaults(func=_tokenize)
 
 
-def _setup(args: argparse.Namespace) -> str:
-    import torch
+def _setup(args: argparse.Namespace) -> "torch.device":
+    """Apply ``--threads``; the ``--device`` to run on (:func:`hma.device.resolve_device`)."""
+    from hma.device import resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    set_threads(args.threads)
+    return resolve_device(args.device, what="--device")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import argparse
 import json
 
 from hma.commands import add_progress
+from hma.commands.argtypes import (fraction, non_negative_float, non_negative_int, nonzero_share, positive_float,
+                                   positive_int, share, window_frames)
 
 from hma.config import OBJECTIVE_FIELDS, PRESETS, Setting
 
@@ -14,29 +16,31 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets (tokenized)")
     p.add_argument("--out", required=True, help="run folder to write")
     length = p.add_mutually_exclusive_group(required=True)
-    length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument("--minutes", type=float, help="train for this wall-clock budget")
-    p.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step without changing the schedule")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per batch per process")
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW, cosine decay)")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
-    p.add_argument("--warmup", type=int, default=100, help="linear warmup steps before the cosine decay")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (0: off)")
-    p.add_argument("--ema", type=float, default=None, help="EMA decay (e.g. 0.999); model.safetensors then holds the EMA")
+    length.add_argument("--steps", type=positive_int, help="optimizer steps")
+    length.add_argument("--minutes", type=positive_float, help="train for this wall-clock budget")
+    p.add_argument("--stop-at", type=positive_int, default=None, help="stop (checkpointed) at this step without changing the schedule")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch per process")
+    p.add_argument("--lr", type=positive_float, default=3e-4, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.05, help="AdamW weight decay")
+    p.add_argument("--warmup", type=non_negative_int, default=100, help="linear warmup steps before the cosine decay")
+    p.add_argument("--grad-clip", type=non_negative_float, default=1.0, help="gradient norm clip (0: off)")
+    p.add_argument("--ema", type=fraction, default=None,
+                   help="EMA decay in [0, 1) (e.g. 0.999); model.safetensors then holds the EMA (default: no EMA)")
     p.add_argument("--setting", default="full", choices=[s.value for s in Setting],
                    help="what is masked: frames (video), frames given actions (forward), both (full), actions given frames (policy), or one of those per sample (mixed)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the initialization and the batch stream (rank r of n draws seed * n + r)")
-    p.add_argument("--tau", type=float, default=3.0, help="dataset mixture temperature")
-    p.add_argument("--holdout", type=float, default=0.1, help="fraction of episodes held out for evaluation")
-    p.add_argument("--train-fraction", type=float, default=1.0,
+    p.add_argument("--tau", type=positive_float, default=3.0, help="dataset mixture temperature")
+    p.add_argument("--holdout", type=fraction, default=0.1,
+                   help="fraction of episodes held out for evaluation, in [0, 1) (at least one episode is held out)")
+    p.add_argument("--train-fraction", type=nonzero_share, default=1.0,
                    help="train on the first part of each dataset's training episodes (held-out episodes unchanged)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="optimizer steps between checkpoints")
-    p.add_argument("--snapshot-steps", type=int, nargs="+", default=(), metavar="STEP",
+    p.add_argument("--checkpoint-every", type=positive_int, default=500, help="optimizer steps between checkpoints")
+    p.add_argument("--snapshot-steps", type=positive_int, nargs="+", default=(), metavar="STEP",
                    help="keep the weights at these steps as runs of their own, RUN/snapshots/step_N "
                         "(multiples of --checkpoint-every; for `hma experiment curve`)")
-    p.add_argument("--eval-windows", type=int, default=256, help="held-out windows evaluated at the end")
-    p.add_argument("--eval-every", type=int, default=1000,
+    p.add_argument("--eval-windows", type=positive_int, default=256, help="held-out windows evaluated at the end")
+    p.add_argument("--eval-every", type=non_negative_int, default=1000,
                    help="optimizer steps between held-out metrics and a sample video in RUN/tb and RUN/samples/ (0: off)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
@@ -53,10 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     # hma.run.kinds.MODEL_KINDS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--model", default="hma", choices=("hma", "diffusion"),
                    help="hma: masked autoregression; diffusion: the video diffusion baseline")
-    p.add_argument("--injection", default=None, help="action injection, '+'-joined: concat, modulate, add, cross_attention")
-    p.add_argument("--frame-hz", type=float, default=None, help="common frame rate of the windows")
-    p.add_argument("--num-frames", type=int, default=None, help="window length T (default: the preset's)")
-    p.add_argument("--num-blocks", type=int, default=None,
+    p.add_argument("--injection", default=None,
+                   help="action injection, '+'-joined: concat, modulate, add, cross_attention (default: the preset's)")
+    p.add_argument("--frame-hz", type=positive_float, default=None,
+                   help="common frame rate of the windows, > 0 (default: the preset's)")
+    p.add_argument("--num-frames", type=window_frames, default=None,
+                   help="window length T, >= 2 (default: the preset's)")
+    p.add_argument("--num-blocks", type=positive_int, default=None,
                    help="trunk depth (default: the preset's); on a few CPU minutes a shallower trunk takes "
                         "more steps (the demo trains 2 blocks)")
     _objective_options(p)
@@ -73,14 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _objective_options(p: argparse.ArgumentParser) -> None:
     """The model settings that shape the training objective (a fine-tune may change them too)."""
-    p.add_argument("--changed-token-weight", type=float, default=None,
+    p.add_argument("--changed-token-weight", type=positive_float, default=None,
                    help="loss weight of masked tokens that differ from the frame before (default 1: plain mean)")
-    p.add_argument("--action-dropout", type=float, default=None, metavar="SHARE",
+    p.add_argument("--action-dropout", type=fraction, default=None, metavar="SHARE",
                    help="share of frames trained with their action hidden, for guidance on actions at sampling "
                         "(default 0)")
-    p.add_argument("--context-corruption", type=float, default=None, metavar="SHARE", dest="corrupt_max",
+    p.add_argument("--context-corruption", type=share, default=None, metavar="SHARE", dest="corrupt_max",
                    help="visible tokens replaced by random ids in training, up to this share per sample (default 0.2)")
-    p.add_argument("--visible-past", type=float, default=None, metavar="SHARE",
+    p.add_argument("--visible-past", type=share, default=None, metavar="SHARE",
                    help="share of samples trained with the past fully visible before the frames they predict, as "
                         "generation sees it (default 0)")
 

@@ -328,7 +328,8 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, optio
     dict: ``{"per_embodiment": {name: {...}}, "overall": {...}, ...}``. Datasets of
     embodiments the run does not know are listed under ``skipped``.
     """
-    from hma.run import load, resolve_device
+    from hma.device import resolve_device
+    from hma.run import load
 
     unknown = sorted(set(changes) - {f.name for f in fields(EvalOptions)})
     if unknown:

@@ -12,6 +12,7 @@ from torch import nn
 from hma.config import EmbodimentSpec, ModelConfig, RunKind, Setting, TokenKind
 from hma.data.store import METADATA_FILE, find_datasets
 from hma.data.windows import HOLDOUT
+from hma.device import resolve_device
 from hma.errors import CheckpointError, HmaError
 from hma.io import read_json
 from hma.run import files
@@ -63,19 +64,16 @@ class LoadedRun:
 RunLike = LoadedRun | str | Path
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as given, else the GPU when there is one, else the CPU."""
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def load(run: str | Path = DEFAULT_RUN, *, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load ``RUN/model.safetensors`` + ``config.json`` and the run's own tokenizer copy, both on ``device``.
+def load(run: str | Path = DEFAULT_RUN, *, device: str | torch.device | None = None) -> LoadedRun:
+    """Load ``RUN/model.safetensors`` + ``config.json`` and the run's own tokenizer copy, both on ``device``
+    (:func:`hma.device.resolve_device`: default the GPU when there is one, else the CPU, as the envs and apps).
 
     ``run`` is a run folder, the name of a run shipped in the package (:mod:`hma.run.pretrained`;
     the default, ``hma-tiny``), or the Hub name (``org/name``) of a repo that holds one
     (:mod:`hma.hub`); a local path of that name wins."""
     from hma.tokenizer import load_tokenizer
 
+    device = resolve_device(device)  # before reading anything: a bad device is the user's first error
     run = resolve_run(run)
     config = files.read_run_config(run)
     model_config, model = _build(run / files.CONFIG_FILE, config)
@@ -113,10 +111,11 @@ def open_run(run: RunLike, device: str | torch.device | None = None) -> LoadedRu
     ``hma.load(run)`` onto ``device`` (default: the GPU when there is one, else the CPU)."""
     if isinstance(run, LoadedRun):
         if device is not None:
+            device = resolve_device(device)
             run.model.to(device)
             run.tokenizer.to(device)
         return run
-    return load(run, device=resolve_device(device))
+    return load(run, device=device)
 
 
 def run_dataset(loaded: LoadedRun, embodiment: str) -> Path | None:

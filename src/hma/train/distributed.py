@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from hma.device import resolve_device
+
 
 @dataclass
 class Dist:
@@ -23,7 +25,7 @@ class Dist:
 def init_distributed() -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Dist(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        return Dist(0, 1, resolve_device())
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local)

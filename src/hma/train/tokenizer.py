@@ -19,6 +19,7 @@ from einops import rearrange
 
 from hma.config import TokenKind
 from hma.data.store import open_datasets
+from hma.device import resolve_device
 from hma.errors import ConfigError
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.frames import FramePool
@@ -115,13 +116,14 @@ def train_tokenizer(
     config: TokenizerConfig,
     options: TrainOptions,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool = True,
 ) -> ConvTokenizer:
-    """Train (or resume) a tokenizer on the training episodes of ``data``; returns it loaded from ``out``."""
+    """Train (or resume) a tokenizer on the training episodes of ``data``; returns it loaded from ``out``.
+    ``device``: :func:`hma.device.resolve_device` (default the GPU when there is one, else the CPU)."""
+    device = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
     pool = FramePool(open_datasets(data))
     ckpt.finish_interrupted(out)
     resuming = (out / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
