@@ -17,6 +17,7 @@ from hma.apps.bc_policy import load_bc_policy
 from hma.apps.policy import parse_policy
 from hma.apps.policy_eval import correlations
 from hma.experiments.policy_ranking import target_met, task_meets_target
+from hma.eval.gifs import LABEL_HEIGHT
 from hma.eval.success import calibrate_episode_rule, load_success_classifier, longest_run, train_success_classifier
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
@@ -165,8 +166,8 @@ def test_policy_eval_reports_both_rates(run, store, tmp_path):
     assert saved["results"][0]["real_rate"] == 1.0 and "pearson" in saved
     assert iio.imread(report.plot).ndim == 3
     assert "Pearson" in report.table()
-    video = iio.imread(tmp_path / "pe" / "videos" / "expert_1.gif")  # (steps + 1, H, W, 3): real | world model
-    assert video.shape[0] == 5 and video.shape[2] > 2 * video.shape[1] - 20
+    video = iio.imread(tmp_path / "pe" / "videos" / "expert_1.gif")  # (steps + 1, H, W, 3): simulator | world model
+    assert video.shape[0] == 5 and video.shape[2] > 2 * (video.shape[1] - LABEL_HEIGHT) - 20  # under a label strip
     assert sorted(p.name for p in (tmp_path / "pe" / "videos").iterdir()) == ["expert_0.gif", "expert_1.gif", "random.gif"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from _helpers_eval import add_branches, make_run
@@ -11,10 +12,11 @@ from _helpers_eval import add_branches, make_run
 from hma.cli import main
 from hma.data.sim.branches import BRANCHES_DIR, Branch, BranchPolicy, open_branches
 from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
+from hma.eval import gifs
 from hma.eval import metrics as M
 from hma.eval import runner
 from hma.eval.counterfactual import counterfactual_clips, counterfactual_scores, follows_other_actions
-from hma.eval.report import COUNTERFACTUAL_GIF_SUFFIX
+from hma.eval.report import COUNTERFACTUAL_GIF_SUFFIX, DELTA_BRANCHES, DELTA_RANDOM
 
 
 def _square_videos(rng: np.random.Generator, b: int, h: int, *, size: int = 16) -> np.ndarray:
@@ -155,6 +157,27 @@ def test_eval_reports_the_counterfactual_scores_per_robot(evaluated_with_branche
     assert "counterfactual branches" in report and "ceiling" in report
     for name in m["per_embodiment"]:
         assert (evaluated_with_branches / runner.VIDEO_DIR / f"{name}{COUNTERFACTUAL_GIF_SUFFIX}").stat().st_size > 0
+
+
+def test_each_table_names_its_delta_psnr_and_the_text_the_headline(evaluated_with_branches):
+    text = (evaluated_with_branches / runner.REPORT_FILE).read_text()
+    headers = [line for line in text.splitlines() if line.startswith("| embodiment |")]
+    first, cf = headers[0], next(h for h in headers if "ceiling" in h)
+    assert f"| {DELTA_RANDOM} (dB) |" in first and DELTA_BRANCHES not in first
+    assert f"| {DELTA_BRANCHES} (dB) |" in cf and DELTA_RANDOM not in cf
+    assert "| ΔPSNR (dB) |" not in text  # no unnamed one left
+    assert f"The headline ΔPSNR of arm, cart is {DELTA_BRANCHES}" in text
+    assert f"{DELTA_BRANCHES}, the headline ΔPSNR of these robots" in text
+
+
+def test_counterfactual_gif_names_its_columns_and_rows(evaluated_with_branches):
+    gif = iio.imread(evaluated_with_branches / runner.VIDEO_DIR / f"arm{COUNTERFACTUAL_GIF_SUFFIX}", index=None)
+    panel = gifs.MIN_PANEL_HEIGHT  # 16-pixel frames, upscaled
+    # "simulator | model", "true actions", top row, gap, "other actions", bottom row (each row over its bars).
+    assert gif.shape[1] == 3 * gifs.LABEL_HEIGHT + 2 * (panel + 4) + gifs.ROW_GAP
+    for top in (0, gifs.LABEL_HEIGHT, 2 * gifs.LABEL_HEIGHT + panel + 4 + gifs.ROW_GAP):
+        strip = gif[0, top : top + gifs.LABEL_HEIGHT, :, :3]
+        assert strip.min() < 100 and strip.max() > 200, top  # ink on a light strip
 
 
 def test_eval_without_branches_has_no_counterfactual_section(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import imageio.v3 as iio
 import numpy as np
@@ -12,8 +13,9 @@ from _helpers_eval import EMBODIMENTS, make_run, train_run
 
 import hma.eval
 from hma.cli import main
+from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
-from hma.eval import runner
+from hma.eval import gifs, report, runner
 
 CONTEXT, HORIZON = 2, 3
 
@@ -67,10 +69,99 @@ def test_report_files_are_valid(evaluated):
     for name in EMBODIMENTS:
         assert f"| {name} |" in report and f"videos/{name}.gif" in report
         gif = iio.imread(evaluated / runner.VIDEO_DIR / f"{name}.gif", index=None)
-        # One frame per clip frame; real | teacher-forced | autoregressive side by side.
-        assert gif.shape[0] == CONTEXT + HORIZON and gif.shape[2] > 3 * gif.shape[1] * 0.9
+        # One frame per clip frame; real | teacher-forced | autoregressive side by side, under their labels.
+        assert gif.shape[0] == CONTEXT + HORIZON and gif.shape[2] > 3 * (gif.shape[1] - gifs.LABEL_HEIGHT) * 0.9
     plot = iio.imread(evaluated / runner.PSNR_PLOT_FILE)
     assert plot.ndim == 3 and plot.shape[0] > 100 and plot.std() > 0
+
+
+def _tables(text: str) -> list[list[list[str]]]:
+    """Every markdown table of a report as rows of cells, the header first (the |---| line dropped)."""
+    tables, rows = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif rows:
+            tables.append(rows)
+            rows = []
+    return tables
+
+
+def test_report_has_no_column_without_a_value(evaluated):
+    text = (evaluated / runner.REPORT_FILE).read_text()
+    tables = _tables(text)
+    assert len(tables) >= 3
+    for header, *rows in tables:
+        for j, title in enumerate(header):
+            assert any(row[j] != report.MISSING for row in rows), f"column {title!r} has no value on any row"
+    # A metric left out is explained once, in a note line naming its column and what it needs.
+    for title, env in (("LPIPS", "HMA_LPIPS_WEIGHTS"), ("FID", "HMA_FID_INCEPTION_WEIGHTS"), ("FVD", "HMA_FVD_I3D_WEIGHTS")):
+        if not os.environ.get(env):
+            assert title not in tables[0][0]
+            assert len(re.findall(rf"^- No {title} column: {title} unavailable: set {env} ", text, re.M)) == 1
+            assert f"- {title.lower()}: " not in text
+
+
+def test_compact_table_keeps_a_column_with_one_value():
+    table, notes = report.compact_table(["robot", "a", "b"], [["x", "–", "–"], ["y", "1.0", "–"]], why={"b": "no b"})
+    assert table.splitlines()[0] == "| robot | a |" and notes == ["No b column: no b."]
+
+
+def test_every_delta_psnr_is_named(evaluated):
+    text = (evaluated / runner.REPORT_FILE).read_text()
+    titles = [c for header, *_ in _tables(text) for c in header if "ΔPSNR" in c]
+    assert len(titles) == 3  # the first table's, and one per mode
+    assert all(report.DELTA_RANDOM in c for c in titles)
+    assert "It is the headline ΔPSNR of every robot" in text  # no simulator branches in these data
+
+
+def test_gifs_name_their_panels_in_a_label_strip(evaluated, trained):
+    _, datasets, _ = trained
+    h = EpisodeStore(datasets[0]).image_size[0]
+    gif = iio.imread(evaluated / runner.VIDEO_DIR / "arm.gif", index=None)[..., :3].astype(int)
+    panel = max(1, gifs.MIN_PANEL_HEIGHT // h) * h
+    assert gif.shape[1] == gifs.LABEL_HEIGHT + panel + 4  # the strip above the panels and their context bars
+    strip = gif[:, : gifs.LABEL_HEIGHT]
+    assert np.abs(strip - strip[0]).mean() < 2  # the same labels in every frame (up to each frame's GIF palette)
+    for k in range(3):  # real | teacher-forced | autoregressive: dark ink on white above each panel
+        cell = strip[0, :, k * (panel + gifs.PANEL_GAP) : k * (panel + gifs.PANEL_GAP) + panel]
+        assert cell.min() < 100 and cell.max() > 200, k
+
+
+def test_label_strips_differ_by_label():
+    real, model = gifs.label_strip(["real"], 128), gifs.label_strip(["model"], 128)
+    assert real.shape == model.shape == (gifs.LABEL_HEIGHT, 128, 3) and (real != model).any()
+    # A label wider than its panel stays inside it.
+    two = gifs.label_strip(["a very long label that does not fit", ""], 40)
+    assert (two[:, 40 + gifs.PANEL_GAP :] == 255).all()
+
+
+def test_plot_legend_sits_outside_the_axes(tmp_path):
+    modes = {m: {"psnr_by_horizon": [20.0, 19.0, 18.0], "copy_psnr_by_horizon": [21.0, 19.5, 18.5]}
+             for m in ("teacher-forced", "autoregressive")}
+    result = {"per_embodiment": {f"robot{i}": {"modes": modes} for i in range(5)}}
+    fig = report.psnr_figure(result)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert len(legend.get_texts()) == 15
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # right of the curves, not over them
+    report.psnr_plot(result, tmp_path / "plot.png")  # and the saved file makes room for it
+    assert iio.imread(tmp_path / "plot.png").shape[1] > legend.get_window_extent().x1 * 120 / fig.dpi - 5
+
+
+def test_speed_is_shown_with_the_machine_load(trained, tmp_path, capsys):
+    run, datasets, _ = trained
+    assert main(["eval", "--run", str(run), "--data", str(datasets[0]), "--out", str(tmp_path), "--horizon", "2",
+                 "--mode", "autoregressive", "--threads", "1"]) == 0
+    cores = os.cpu_count()
+    speed = rf"[0-9.]+ frames/s \(load ([0-9]+\.[0-9]{{2}}|n/a) on {cores} cores\)"
+    assert re.search(rf"^arm: PSNR .*, {speed} \(", capsys.readouterr().out, re.M)
+    assert re.search(rf"^Speed of the autoregressive rollouts .*: arm {speed}\.$", (tmp_path / runner.REPORT_FILE).read_text(), re.M)
+    load = json.loads((tmp_path / runner.METRICS_FILE).read_text())["per_embodiment"]["arm"]["load"]
+    assert load["cpu_count"] == cores and (load["load_average"] is None or load["load_average"] >= 0)
+    assert report.fps_text(12.34, {"load_average": 1.049, "cpu_count": 2}) == "12.3 frames/s (load 1.05 on 2 cores)"
 
 
 def test_delta_psnr_uses_every_random_draw(trained, tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from hma.eval.success import SuccessClassifier, train_success_classifier
 from hma.data.sim.registry import get_embodiment
 from hma.data.store import EpisodeStore
 from hma.errors import ConfigError, DataError
-from hma.eval.report import side_by_side_gif
+from hma.eval.gifs import side_by_side_gif
 from hma.io import atomic_write_json, nan_to_none
 from hma.run import RunLike, open_run, run_dataset
 from hma.envs.vector_env import WorldModelVectorEnv
@@ -130,7 +130,7 @@ def evaluate_policies(run: RunLike, embodiment: str, *, policies: Sequence[str] 
                                                             steps=steps, seed=seed)
             results.append(result)
             side_by_side_gif(real_video, {"world model": model_video}, out / VIDEOS_DIR / f"{_file_name(text)}.gif",
-                             context=1)
+                             context=1, real_label="simulator")
     pearson, spearman = correlations([r.real_rate for r in results], [r.model_rate for r in results])
     report = PolicyEvalReport(embodiment, episodes, steps, results, pearson, spearman, metrics)
     report.plot = str(_plot(report, out / "correlation.png"))

@@ -13,6 +13,7 @@ there and report ``str(Unavailable)`` when the weight files are not present.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -218,6 +219,16 @@ def fps(num_frames: int, seconds: float) -> float:
     if seconds <= 0 or num_frames < 0:
         raise DataError(f"fps needs a positive duration and a frame count >= 0, got {num_frames} frames in {seconds} s")
     return num_frames / seconds
+
+
+def machine_load() -> dict[str, float | int | None]:
+    """The machine's 1-minute load average (None where the OS keeps none) and CPU count: what a
+    measured speed means depends on what else was running."""
+    try:
+        load: float | None = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has no load average
+        load = None
+    return {"load_average": load, "cpu_count": os.cpu_count()}
 
 
 def sample_random_actions(

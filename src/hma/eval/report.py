@@ -1,9 +1,10 @@
 """What ``hma eval`` and ``hma experiment`` show people: markdown tables, a PSNR-vs-horizon
-plot and real-vs-generated videos, all written atomically."""
+plot and real-vs-generated videos (:mod:`hma.eval.gifs`), all written atomically."""
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from hma.eval.counterfactual import follows_other_actions
+from hma.eval.gifs import counterfactual_gif, side_by_side_gif
 from hma.io import atomic_write_bytes
 
 # The files of an evaluation folder.
@@ -19,17 +21,23 @@ REPORT_FILE = "report.md"
 PSNR_PLOT_FILE = "psnr_vs_horizon.png"
 VIDEO_DIR = "videos"
 
-# (metrics key, column title, format) of the per-embodiment table.
+MISSING = "–"  # the cell of a value that was not measured
+# The two controllability scores, named wherever they appear: against random draws of the
+# training actions (every dataset), and against the simulator's counterfactual branches.
+DELTA_RANDOM = "ΔPSNR vs random actions"
+DELTA_BRANCHES = "ΔPSNR vs simulator branches"
+
+# (metrics key, column title, format) of the per-embodiment table; speed is a line of its own,
+# beside the machine's load.
 EVAL_COLUMNS: list[tuple[str, str, str]] = [
     ("clips", "clips", "{:d}"),
     ("psnr", "PSNR (dB)", "{:.2f}"),
     ("ssim", "SSIM", "{:.3f}"),
-    ("delta_psnr", "ΔPSNR (dB)", "{:.2f}"),
+    ("delta_psnr", f"{DELTA_RANDOM} (dB)", "{:.2f}"),
     ("lpips", "LPIPS", "{:.3f}"),
     ("fid", "FID", "{:.1f}"),
     ("fvd", "FVD", "{:.1f}"),
     ("perplexity", "perplexity", "{:.1f}"),
-    ("fps", "FPS", "{:.1f}"),
     ("recon_psnr", "tokenizer PSNR (dB)", "{:.2f}"),
 ]
 
@@ -37,7 +45,7 @@ EVAL_COLUMNS: list[tuple[str, str, str]] = [
 def format_value(value: Any, fmt: str) -> str:
     """A table cell: '–' for a missing value (an unavailable metric), else ``fmt``."""
     if value is None:
-        return "–"
+        return MISSING
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
     return fmt.format(value)
@@ -49,19 +57,66 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def eval_table(result: Mapping[str, Any]) -> str:
-    """Per-embodiment table of a :func:`hma.eval.evaluate` result, with the overall mean last."""
+def compact_table(header: Sequence[str], rows: Sequence[Sequence[str]], *,
+                  why: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
+    """A markdown table without the columns that have no value on any row (the first, the row names,
+    always stays), and one note line per column left out: ``why[title]``, else that no robot has one."""
+    keep = [j for j in range(len(header)) if j == 0 or not rows or any(row[j] != MISSING for row in rows)]
+    notes = [f"No {title} column: {(why or {}).get(title, 'no robot has a value')}."
+             for j, title in enumerate(header) if j not in keep]
+    return markdown_table([header[j] for j in keep], [[row[j] for j in keep] for row in rows]), notes
+
+
+def fps_text(fps: float, load: Mapping[str, Any] | None) -> str:
+    """A speed with the load of the machine that measured it: "12.3 frames/s (load 1.05 on 2 cores)"."""
+    if not load:  # metrics written before the load was recorded
+        return f"{fps:.1f} frames/s"
+    avg = "n/a" if load.get("load_average") is None else f"{load['load_average']:.2f}"
+    return f"{fps:.1f} frames/s (load {avg} on {load.get('cpu_count') or '?'} cores)"
+
+
+def eval_table(result: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """Per-embodiment table of a :func:`hma.eval.evaluate` result, with the overall mean last, and the
+    note lines of the columns left out (a metric no robot has, e.g. LPIPS without its weights)."""
     header = ["embodiment", *(title for _, title, _ in EVAL_COLUMNS)]
     rows = []
     for name, r in [*result["per_embodiment"].items(), ("**mean**", result["overall"])]:
         rows.append([name, *(format_value(r.get(key), fmt) for key, _, fmt in EVAL_COLUMNS)])
-    return markdown_table(header, rows)
+    per = result["per_embodiment"].values()
+    why = {title: "; ".join(sorted({r["notes"][key] for r in per if key in r.get("notes", {})}))
+           for key, title, _ in EVAL_COLUMNS}
+    return compact_table(header, rows, why={t: w for t, w in why.items() if w})
 
 
-def mode_table(result: Mapping[str, Any]) -> str:
+def _speed_line(result: Mapping[str, Any]) -> list[str]:
+    """Frames per second of each robot's autoregressive rollouts, each with the load it was measured under."""
+    measured = [f"{name} {fps_text(r['fps'], r.get('load'))}" for name, r in result["per_embodiment"].items()
+                if r.get("fps") is not None]
+    if not measured:
+        return []
+    opts = result["options"]
+    return [f"\nSpeed of the autoregressive rollouts ({opts['threads']} torch thread(s) on {opts['device']}, "
+            f"decoding excluded; beside it the machine's 1-minute load average): {'; '.join(measured)}.\n"]
+
+
+def _headline_delta(result: Mapping[str, Any]) -> str:
+    """Which ΔPSNR is the headline of each robot: against the simulator's branches where the data have them."""
+    per = result["per_embodiment"]
+    branches = [name for name, r in per.items() if "counterfactual" in r]
+    others = [name for name in per if name not in branches]
+    text = (f"{DELTA_RANDOM}: the PSNR under the true actions minus the mean PSNR over "
+            f"{result['options']['random_draws']} draws of random training actions, with the same sampling noise. ")
+    if not branches:
+        return text + "It is the headline ΔPSNR of every robot (the data have no simulator branches).\n"
+    text += (f"The headline ΔPSNR of {', '.join(branches)} is {DELTA_BRANCHES} (section \"Against the simulator\"), "
+             "whose other actions the simulator really played out")
+    return text + (f"; of {', '.join(others)}, {DELTA_RANDOM}.\n" if others else ".\n")
+
+
+def mode_table(result: Mapping[str, Any]) -> tuple[str, list[str]]:
     """PSNR / SSIM / delta-PSNR per embodiment and mode (teacher-forced vs autoregressive)."""
     modes = list(result["overall"]["modes"])
-    header = ["embodiment", *(f"{m} {k}" for m in modes for k in ("PSNR", "SSIM", "ΔPSNR"))]
+    header = ["embodiment", *(f"{m} {k}" for m in modes for k in ("PSNR", "SSIM", DELTA_RANDOM))]
     rows = []
     for name, r in result["per_embodiment"].items():
         cells = []
@@ -70,10 +125,10 @@ def mode_table(result: Mapping[str, Any]) -> str:
             cells += [format_value(s["psnr"], "{:.2f}"), format_value(s["ssim"], "{:.3f}"),
                       format_value(s["delta_psnr"], "{:.2f}")]
         rows.append([name, *cells])
-    return markdown_table(header, rows)
+    return compact_table(header, rows)
 
 
-def token_accuracy_table(result: Mapping[str, Any]) -> str:
+def token_accuracy_table(result: Mapping[str, Any]) -> tuple[str, list[str]]:
     """Next-frame token accuracy per embodiment, held-out beside training episodes."""
     header = ["embodiment", *(f"{split} {k}" for split in ("held-out", "training")
                               for k in ("all", "copy", "unchanged", "changed"))]
@@ -83,10 +138,13 @@ def token_accuracy_table(result: Mapping[str, Any]) -> str:
         if acc is not None:
             rows.append([name, *(format_value(acc[split][k], "{:.3f}") for split in ("heldout", "train")
                                  for k in ("all", "copy", "unchanged", "changed"))])
-    return markdown_table(header, rows)
+    return compact_table(header, rows, why={f"{split} changed": "no token changed in the windows scored"
+                                            for split in ("held-out", "training")})
 
 
-def _token_accuracy_section(result: Mapping[str, Any]) -> list[str]:
+def _token_accuracy_section(result: Mapping[str, Any], notes: list[str]) -> list[str]:
+    table, left_out = token_accuracy_table(result)
+    notes += left_out
     return [
         "\n## Next-frame tokens\n",
         "The true past fully visible and the last frame of a training-length window predicted in one pass "
@@ -94,7 +152,7 @@ def _token_accuracy_section(result: Mapping[str, Any]) -> list[str]:
         "tokens that did not change right), and split into tokens that stayed and tokens that changed. "
         "Below copying, the model predicts worse than \"nothing moves\"; held-out well below training is "
         "overfitting.\n",
-        token_accuracy_table(result),
+        table,
     ]
 
 
@@ -102,14 +160,14 @@ COUNTERFACTUAL_GIF_SUFFIX = "_counterfactual.gif"
 
 
 def _interval(s: Mapping[str, float] | None) -> str:
-    return "–" if s is None else f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
+    return MISSING if s is None else f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
 
 
-def counterfactual_table(result: Mapping[str, Any]) -> str:
+def counterfactual_table(result: Mapping[str, Any]) -> tuple[str, list[str]]:
     """Per-embodiment scores against the simulator's counterfactual branches, with 95% intervals."""
-    header = ["embodiment", "clips", "ΔPSNR (dB)", "ceiling (dB)", "fraction", "PSNR true (dB)", "CF PSNR (dB)",
-              "true pred vs CF (dB)", "CF gain (dB)", "follows other actions", "motion PSNR true", "motion PSNR CF",
-              "tokenizer motion PSNR"]
+    header = ["embodiment", "clips", f"{DELTA_BRANCHES} (dB)", "ceiling (dB)", "fraction", "PSNR true (dB)",
+              "CF PSNR (dB)", "true pred vs CF (dB)", "CF gain (dB)", "follows other actions", "motion PSNR true",
+              "motion PSNR CF", "tokenizer motion PSNR"]
     rows = []
     for name, r in result["per_embodiment"].items():
         cf = r.get("counterfactual")
@@ -121,24 +179,29 @@ def counterfactual_table(result: Mapping[str, Any]) -> str:
                      _interval(cf["counterfactual_gain"]),
                      "yes" if follows_other_actions(cf) else "no", _interval(cf["motion_psnr_true"]),
                      _interval(cf["motion_psnr_counterfactual"]), _interval(cf["tokenizer_motion_psnr"])])
-    return markdown_table(header, rows)
+    moved = "the two futures of no clip pair differ"
+    return compact_table(header, rows, why={"fraction": "no robot's ceiling is above 0", "motion PSNR true": moved,
+                                            "motion PSNR CF": moved, "tokenizer motion PSNR": moved})
 
 
-def _counterfactual_section(result: Mapping[str, Any], videos: Sequence[str]) -> list[str]:
+def _counterfactual_section(result: Mapping[str, Any], videos: Sequence[str], notes: list[str]) -> list[str]:
     s = result["overall"]["counterfactual"]
+    table, left_out = counterfactual_table(result)
+    notes += left_out
     return [
         "\n## Against the simulator: counterfactual branches\n",
         "Each held-out clip is paired with the simulator's rollout from the same state under other actions "
         "(random draws of the training actions, smooth exploration, the noisy expert). Autoregressive; "
-        "means with 95% bootstrap intervals over clips. ΔPSNR uses the other actions as the random ones; "
-        "the ceiling is the ΔPSNR of a perfect model seen through this tokenizer; motion PSNR counts only "
-        "the pixels where the two futures differ.\n",
-        counterfactual_table(result),
-        f"\nΔPSNR interval above 0: {s['delta_psnr_above_zero']}/{s['embodiments']} robots; ΔPSNR >= 50% of the "
-        f"ceiling: {s['half_of_ceiling']}/{s['embodiments']}; follows the other actions (CF PSNR within 1 dB of "
-        f"true-action PSNR, and the CF gain, CF PSNR minus the true-action prediction's PSNR against the CF "
-        f"future, above 0 with 95% confidence): "
-        f"{s['follows_other_actions']}/{s['embodiments']}.\n",
+        f"means with 95% bootstrap intervals over clips. {DELTA_BRANCHES}, the headline ΔPSNR of these robots: "
+        "the PSNR under the true actions minus the PSNR under the branch's actions, both against the true future "
+        f"(unlike {DELTA_RANDOM}, whose other actions are drawn at random and never played out). The ceiling is "
+        f"the {DELTA_BRANCHES} of a perfect model seen through this tokenizer; motion PSNR counts only the pixels "
+        "where the two futures differ.\n",
+        table,
+        f"\n{DELTA_BRANCHES}: interval above 0 for {s['delta_psnr_above_zero']}/{s['embodiments']} robots; "
+        f">= 50% of the ceiling for {s['half_of_ceiling']}/{s['embodiments']}; follows the other actions (CF PSNR "
+        f"within 1 dB of true-action PSNR, and the CF gain, CF PSNR minus the true-action prediction's PSNR against "
+        f"the CF future, above 0 with 95% confidence): {s['follows_other_actions']}/{s['embodiments']}.\n",
         "\nSame start, two action sequences (top: true actions, bottom: other actions; left: simulator, "
         "right: model):\n",
         "\n".join(videos) + "\n",
@@ -147,13 +210,13 @@ def _counterfactual_section(result: Mapping[str, Any], videos: Sequence[str]) ->
 
 def _png_bytes(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")  # "tight" takes in the legend beside the axes
     return buf.getvalue()
 
 
-def psnr_plot(result: Mapping[str, Any], path: Path) -> None:
-    """PSNR (dB) against the number of frames generated, one line per embodiment and mode, and
-    dotted the copy-last-frame baseline's."""
+def psnr_figure(result: Mapping[str, Any]):
+    """A matplotlib figure of PSNR (dB) against the number of frames generated, one line per embodiment
+    and mode, and dotted the copy-last-frame baseline's; the legend sits right of the axes, off the curves."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a display
@@ -175,52 +238,37 @@ def psnr_plot(result: Mapping[str, Any], path: Path) -> None:
     ax.set_ylabel("PSNR (dB)")
     ax.set_title("PSNR vs horizon (held-out episodes)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, handlelength=3)  # long enough to tell dashed (teacher-forced) from solid
+    entries = len(ax.get_legend_handles_labels()[1])
+    # Outside the axes, one column per 20 entries so it stays about as tall as the plot; handles long
+    # enough to tell dashed (teacher-forced) from solid.
+    ax.legend(fontsize=7, handlelength=3, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              ncol=max(1, math.ceil(entries / 20)))
+    return fig
+
+
+def psnr_plot(result: Mapping[str, Any], path: Path) -> None:
+    """:func:`psnr_figure` as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = psnr_figure(result)
     atomic_write_bytes(path, _png_bytes(fig))
     plt.close(fig)
 
 
-def side_by_side_gif(real: np.ndarray, generated: Mapping[str, np.ndarray], path: Path, *, context: int,
-                     fps: float = 4.0) -> None:
-    """GIF of real frames (L, H, W, 3) beside each generated sequence of the same length.
-
-    Context frames (copied from the real clip) get a grey bar under them, generated frames a
-    red one, so a viewer can tell where generation starts.
-    """
-    _write_gif(_side_by_side(real, generated, context=context), path, fps=fps)
-
-
-def counterfactual_gif(shown: Mapping[str, Any], path: Path, *, context: int, fps: float = 4.0) -> None:
-    """Two rows from the same start: simulator beside model under the true actions (top) and
-    under the other actions (bottom)."""
-    top = _side_by_side(shown["simulator, true actions"], {"model": shown["model, true actions"]}, context=context)
-    bottom = _side_by_side(shown["simulator, other actions"], {"model": shown["model, other actions"]},
-                           context=context)
-    gap = np.full((top.shape[0], 6, *top.shape[2:]), 255, dtype=np.uint8)
-    _write_gif(np.concatenate([top, gap, bottom], axis=1), path, fps=fps)
-
-
-def _write_gif(frames: np.ndarray, path: Path, *, fps: float) -> None:
-    import imageio.v3 as iio
-
-    atomic_write_bytes(path, iio.imwrite("<bytes>", frames, extension=".gif", duration=1000 / fps, loop=0))
-
-
-def _side_by_side(real: np.ndarray, generated: Mapping[str, np.ndarray], *, context: int) -> np.ndarray:
-    """Frames (L, H', W', 3) of :func:`side_by_side_gif`."""
-    scale = max(1, 128 // real.shape[1])  # small simulator frames are hard to see at 64 px
-    panels = [real, *generated.values()]
-    frames = []
-    for t in range(real.shape[0]):
-        row = []
-        for k, panel in enumerate(panels):
-            img = panel[t].repeat(scale, 0).repeat(scale, 1)  # (H*s, W*s, 3)
-            bar = np.zeros((4, img.shape[1], 3), dtype=np.uint8)
-            bar[:] = (128, 128, 128) if (k == 0 or t < context) else (220, 40, 40)
-            row.append(np.concatenate([img, bar]))
-            row.append(np.full((row[-1].shape[0], 2, 3), 255, dtype=np.uint8))
-        frames.append(np.concatenate(row[:-1], axis=1))
-    return np.stack(frames)
+def _videos(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, Any]], out: Path) -> tuple[list[str], list[str]]:
+    """Write the GIFs of every robot: the report's lines of real-vs-generated and of counterfactual GIFs."""
+    context = result["options"]["context"]
+    videos, cf_videos = [], []
+    for name, arrays in shown.items():
+        generated = {k: v for k, v in arrays.items() if k not in ("real", "counterfactual")}
+        rel = f"{VIDEO_DIR}/{name}.gif"
+        side_by_side_gif(arrays["real"], generated, out / rel, context=context)
+        videos.append(f"- {name}: ![{name}]({rel}) (left: real; then {', '.join(generated)}; named above each)")
+        if "counterfactual" in arrays:
+            rel = f"{VIDEO_DIR}/{name}{COUNTERFACTUAL_GIF_SUFFIX}"
+            counterfactual_gif(arrays["counterfactual"], out / rel, context=context)
+            cf_videos.append(f"- {name}: ![{name}]({rel}) (other actions: {arrays['counterfactual']['policy']})")
+    return videos, cf_videos
 
 
 def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.ndarray]], out: Path) -> None:
@@ -228,30 +276,30 @@ def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.
     out = Path(out)
     opts = result["options"]
     psnr_plot(result, out / PSNR_PLOT_FILE)
-    videos, cf_videos = [], []
-    for name, arrays in shown.items():
-        generated = {k: v for k, v in arrays.items() if k not in ("real", "counterfactual")}
-        rel = f"{VIDEO_DIR}/{name}.gif"
-        side_by_side_gif(arrays["real"], generated, out / rel, context=opts["context"])
-        videos.append(f"- {name}: ![{name}]({rel}) (left: real; then {', '.join(generated)})")
-        if "counterfactual" in arrays:
-            rel = f"{VIDEO_DIR}/{name}{COUNTERFACTUAL_GIF_SUFFIX}"
-            counterfactual_gif(arrays["counterfactual"], out / rel, context=opts["context"])
-            cf_videos.append(f"- {name}: ![{name}]({rel}) (other actions: {arrays['counterfactual']['policy']})")
-    notes = sorted({f"{k}: {v}" for r in result["per_embodiment"].values() for k, v in r["notes"].items()})
+    videos, cf_videos = _videos(result, shown, out)
+    table, notes = eval_table(result)
+    by_mode, left_out = mode_table(result)
+    notes += left_out
+    sections = [*(_token_accuracy_section(result, notes) if "token_accuracy" in result["overall"] else []),
+                *(_counterfactual_section(result, cf_videos, notes) if cf_videos else [])]
+    # A metric whose column is left out is explained by its column's note, once.
+    rows = [*result["per_embodiment"].values(), result["overall"]]
+    absent = {key for key, _, _ in EVAL_COLUMNS if all(r.get(key) is None for r in rows)}
+    notes += sorted({f"{k}: {v}" for r in result["per_embodiment"].values() for k, v in r["notes"].items()
+                     if k not in absent})
     text = [
         f"# Evaluation of `{result['run']}`\n",
         f"Model kind `{result['kind']}` over {result['tokens']} tokens, trained in the `{result['setting']}` setting. "
         f"Held-out episodes (last {opts['holdout']:.0%} of each dataset), clips of {opts['context']} context frames "
         f"+ {opts['horizon']} generated frames; headline metrics from the "
-        f"{next(iter(result['per_embodiment'].values()))['headline_mode']} mode; ΔPSNR over "
-        f"{opts['random_draws']} random-action draws; {opts['unmask_steps']} unmasking steps, temperature "
-        f"{opts['temperature']:g}; FPS with {opts['threads']} thread(s) on {opts['device']}, decoding excluded.\n",
-        eval_table(result),
+        f"{next(iter(result['per_embodiment'].values()))['headline_mode']} mode; {opts['unmask_steps']} unmasking "
+        f"steps, temperature {opts['temperature']:g}. {_headline_delta(result)}",
+        table,
+        *_speed_line(result),
         "\n## By mode\n",
-        mode_table(result),
-        *(_token_accuracy_section(result) if "token_accuracy" in result["overall"] else []),
-        *(_counterfactual_section(result, cf_videos) if cf_videos else []),
+        f"{DELTA_RANDOM} in each mode, as in the first table.\n",
+        by_mode,
+        *sections,
         f"\n## PSNR vs horizon\n\n![PSNR vs horizon]({PSNR_PLOT_FILE})\n",
         "\n## Real vs generated (first held-out clip)\n",
         "\n".join(videos) + "\n",

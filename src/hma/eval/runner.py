@@ -15,7 +15,7 @@ their weights are present) and for controllability (delta-PSNR: true actions min
 mean over ``random_draws`` draws of random actions from the embodiment's action
 distribution, all with the same sampling noise so only the actions differ). Discrete runs
 also get the held-out perplexity of masked tokens. Generation speed (frames per second,
-decoding excluded) comes from the autoregressive rollout.
+decoding excluded; beside it the 1-minute load average) comes from the autoregressive rollout.
 
 Per horizon step each mode also reports the **copy-last-frame baseline** (the last context
 frame held, against the real future: what a model that predicts no change scores) and the
@@ -255,6 +255,7 @@ def _evaluate_embodiment(loaded: LoadedRun, store: EpisodeStore, opts: EvalOptio
     scores = result["modes"][headline.value]
     result.update({k: scores[k] for k in HEADLINE_KEYS}, headline_mode=headline.value)
     result["fps"] = M.fps(generated_frames, seconds) if generated_frames else None
+    result["load"] = M.machine_load() if generated_frames else None  # what else ran while the speed was measured
     result["recon_psnr"] = float(M.psnr(decode_clips(loaded.tokenizer, tokens[:, opts.context :]), real, cap_db=PSNR_CAP_DB).mean())
     notes = dict(scores["notes"])
     if result["fps"] is None:
