@@ -25,11 +25,12 @@ EMBODIMENT = "toy"
 CHUNK = 2  # control steps per model frame: 20 Hz control, 10 Hz frames
 
 
-def make_store(root: Path, *, episodes: int = 6, length: int = 24, seed: int = 0) -> EpisodeStore:
+def make_store(root: Path, *, episodes: int = 6, length: int = 24, seed: int = 0,
+               embodiment: str = EMBODIMENT) -> EpisodeStore:
     """A square that the 2-D actions push around; success when it is in the right half; the
     state is the square's position."""
     rng = np.random.default_rng(seed)
-    info = DatasetInfo(embodiment=EMBODIMENT, simulator="procedural", action_names=["dx", "dy"],
+    info = DatasetInfo(embodiment=embodiment, simulator="procedural", action_names=["dx", "dy"],
                        control_hz=20.0, image_size=(IMAGE, IMAGE), task="push the square right", state_names=["x", "y"])
     writer = StoreWriter(root, info)
     for _ in range(episodes):
@@ -48,8 +49,10 @@ def make_store(root: Path, *, episodes: int = 6, length: int = 24, seed: int = 0
     return writer.finalize()
 
 
-def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> LoadedRun:
-    """What ``hma.load`` returns, holding an untrained tiny model (not saved to disk)."""
+def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True, chunk: int = CHUNK,
+             action_names: tuple[str, ...] = ("dx", "dy")) -> LoadedRun:
+    """What ``hma.load`` returns, holding an untrained tiny model (not saved to disk);
+    ``chunk`` control steps per frame (1: the env's Box is (2,))."""
     torch.manual_seed(seed)
     tok = ConvTokenizer(ConvAutoencoder(TokenizerConfig(kind="discrete", name="toy", image_size=(IMAGE, IMAGE),
                                                         downsample=8, channels=(8, 16, 16), num_res_blocks=1,
@@ -57,8 +60,9 @@ def make_run(store: EpisodeStore, *, seed: int = 0, responsive: bool = True) -> 
     stats = store.action_stats
     state = {} if store.state is None else {"state_names": store.state_names, "state_mean": store.state.mean(0).tolist(),
                                             "state_std": store.state.std(0).tolist()}
-    spec = EmbodimentSpec(name=EMBODIMENT, action_dim=2, chunk=CHUNK, mean=np.tile(stats["mean"], CHUNK).tolist(),
-                          std=np.tile(stats["std"], CHUNK).tolist(), action_names=["dx", "dy"], control_hz=20.0, **state)
+    spec = EmbodimentSpec(name=EMBODIMENT, action_dim=2, chunk=chunk, mean=np.tile(stats["mean"], chunk).tolist(),
+                          std=np.tile(stats["std"], chunk).tolist(), action_names=list(action_names),
+                          control_hz=10.0 * chunk, **state)
     config = preset("tiny", num_blocks=2, width=32, num_heads=2, grid=tok.grid, num_frames=4, vocab_size=tok.vocab_size,
                     frame_hz=10.0, embodiments={EMBODIMENT: spec})
     model = WorldModel(config).eval()

@@ -141,7 +141,7 @@ def test_obs_types_are_checked(run, store):
 @pytest.mark.parametrize("action, message", [
     (np.zeros((3, 2), np.float32), r"shape \(3, 2\), expected \(2, 2\)"),
     (np.full((CHUNK, 2), np.nan, np.float32), "NaN or inf"),
-    (np.zeros((CHUNK, 2), np.int64), "dtype int64"),
+    (np.zeros((CHUNK, 2), np.bool_), "dtype bool, expected a float"),
     ("left", "expected a float array"),
 ])
 def test_bad_actions_are_rejected(run, action, message):

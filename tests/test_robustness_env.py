@@ -1,6 +1,7 @@
 """WorldModelEnv on a run loaded from disk with ``hma.load``: any action is either accepted
-(finite, right shape, floating point; clipped into the Box by default) or rejected with an
-EmbodimentError; a 1000-frame rollout keeps its memory flat."""
+(finite, right shape, floating point or integer; clipped into the Box by default) or rejected
+with an EmbodimentError; a 1000-frame rollout keeps its memory flat. The pipeline's robot has
+one control step per frame, so its Box is (action_dim,), and (1, action_dim) is taken too."""
 
 import numpy as np
 import pytest
@@ -29,19 +30,21 @@ def env(loaded):
 
 def _actions(shape):
     """Arrays of many dtypes and shapes; float elements include NaN, inf and huge values."""
-    return hnp.arrays(st.sampled_from([np.float32, np.float64, np.float16, np.int64, np.int32, np.bool_]),
-                      st.sampled_from([shape, (shape[-1],), (1, *shape), (shape[0] + 1, shape[1]), ()]))
+    return hnp.arrays(st.sampled_from([np.float32, np.float64, np.float16, np.int64, np.int32, np.uint8, np.bool_]),
+                      st.sampled_from([shape, (1, *shape), (2, *shape), (shape[-1] + 1,), (1, 1, *shape), ()]))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_action_is_accepted_in_range_or_rejected(env, data):
     space = env.action_space
+    assert space.shape == (2,)  # one control step per frame: gym-pusht's and LeRobot's (action_dim,)
     action = data.draw(_actions(space.shape))
+    number = np.issubdtype(action.dtype, np.floating) or np.issubdtype(action.dtype, np.integer)
     # Actions are float32: a float64 beyond float32's range is rejected (as out of range), not cast to inf.
     with np.errstate(over="ignore"):
-        finite = not np.issubdtype(action.dtype, np.floating) or np.isfinite(action.astype(np.float32)).all()
-    valid = np.issubdtype(action.dtype, np.floating) and action.shape == space.shape and finite
+        finite = not number or np.isfinite(action.astype(np.float32)).all()
+    valid = number and action.shape in (space.shape, (1, *space.shape)) and finite
     if not valid:
         with pytest.raises(EmbodimentError, match=repr(EMBODIMENT)):
             env.step(action)
@@ -53,8 +56,9 @@ def test_any_action_is_accepted_in_range_or_rejected(env, data):
 @pytest.mark.parametrize("action, message", [
     (lambda s: np.full(s.shape, np.nan, np.float32), "NaN or inf"),
     (lambda s: np.full(s.shape, np.inf, np.float32), "NaN or inf"),
-    (lambda s: np.zeros(s.shape, np.int32), "dtype int32"),
-    (lambda s: np.zeros((s.shape[0] + 1, s.shape[1]), np.float32), "shape"),
+    (lambda s: np.zeros(s.shape, np.bool_), "dtype bool"),
+    (lambda s: np.zeros((s.shape[0] + 1,), np.float32), r"shape \(3,\), expected \(2,\) \(action_dim\)"),
+    (lambda s: np.zeros((2, *s.shape), np.float32), "shape"),
     (lambda s: "forward", "expected a float array"),
     (lambda s: None, "expected a float array"),
 ])

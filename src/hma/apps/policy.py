@@ -1,7 +1,8 @@
 """Policies as the apps see them, and the names that pick them on the command line.
 
-A policy acts once per world-model frame and returns one action chunk (chunk, A) in the
-embodiment's raw units. Two kinds:
+A policy acts once per world-model frame and returns one action chunk in the embodiment's
+raw units: (chunk, A), or (A,) as the env's Box has it for a chunk of one (either layout is
+taken for that). Two kinds:
 
 - **Image policies** (``act(frame)``): a behaviour-cloning checkpoint, the world model's
   own action head (:class:`hma.envs.WorldModelPolicy`), or random actions. They run
@@ -27,6 +28,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 from gymnasium import spaces
 
+from hma.envs.actions import chunk_shape
 from hma.errors import ConfigError
 from hma.run import RunLike
 
@@ -39,7 +41,7 @@ class ImagePolicy(Protocol):
 
     def reset(self, seed: int | None = None) -> None: ...
 
-    def act(self, frame: np.ndarray) -> np.ndarray: ...  # (H, W, 3) uint8 -> (chunk, A) float32
+    def act(self, frame: np.ndarray) -> np.ndarray: ...  # (H, W, 3) uint8 -> (chunk, A) or (A,) float32
 
 
 @runtime_checkable
@@ -136,7 +138,7 @@ class LeRobotPolicyAdapter:
             if state is None:
                 raise ConfigError(f"policy {self.name!r} reads {LEROBOT_STATE_KEY}, but no state was given")
             batch[LEROBOT_STATE_KEY] = torch.as_tensor(np.asarray(state, np.float32)).reshape(1, -1).to(device)
-        chunk, action_dim = self.space.shape
+        chunk, action_dim = chunk_shape(self.space)
         steps = []
         for _ in range(chunk):
             with torch.inference_mode():
@@ -146,7 +148,7 @@ class LeRobotPolicyAdapter:
                 raise ConfigError(f"policy {self.name!r} returned an action of {action.size} values, expected "
                                   f"{action_dim} (one control step of this embodiment)")
             steps.append(action)
-        return np.clip(np.stack(steps), self.space.low, self.space.high).astype(np.float32)
+        return np.clip(np.stack(steps).reshape(self.space.shape), self.space.low, self.space.high).astype(np.float32)
 
 
 def load_entry_point(text: str, space: spaces.Box) -> PolicyFactory:

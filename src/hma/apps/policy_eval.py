@@ -26,6 +26,7 @@ from hma.errors import ConfigError, DataError
 from hma.eval.gifs import side_by_side_gif
 from hma.io import atomic_write_json, nan_to_none
 from hma.run import RunLike, open_run, run_dataset
+from hma.envs.actions import chunk_shape
 from hma.envs.vector_env import WorldModelVectorEnv
 
 DEFAULT_POLICIES = ("expert:0", "expert:0.3", "expert:1", "random")
@@ -116,7 +117,7 @@ def evaluate_policies(run: RunLike, embodiment: str, *, policies: Sequence[str] 
         classifier.save(out / "success_classifier")
     venv = WorldModelVectorEnv(loaded, embodiment, episodes, dataset=store, context_frames=1,
                                max_episode_steps=10 ** 9, sampling=sampling)
-    chunk = venv.single_action_space.shape[0]
+    chunk = chunk_shape(venv.single_action_space)[0]
     steps = steps or default_steps(store, chunk)
     results = []
     with simulator or RealSimulator(embodiment, store.image_size[0]) as sim:

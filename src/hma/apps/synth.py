@@ -26,6 +26,7 @@ from hma.apps.policy import ExpertSpec, parse_policy, policy_action
 from hma.data.store import METADATA_FILE, EpisodeStore, StoreWriter
 from hma.data.windows import split_episodes
 from hma.errors import ConfigError, DataError
+from hma.envs.actions import chunk_shape
 from hma.envs.context import episode_context
 from hma.run import RunLike, open_run, run_dataset
 from hma.envs.vector_env import WorldModelVectorEnv
@@ -106,7 +107,7 @@ def _generate(venv: WorldModelVectorEnv, store: EpisodeStore, sources: list[int]
     """One batch: per episode, control-rate frames (T*k, H, W, 3), actions (T*k, A) and, when
     the model reads out a state, states (T*k, S) (the source's recorded state at frame 0)."""
     space = venv.single_action_space
-    k, a = space.shape
+    k, a = chunk_shape(space)
     rng = np.random.default_rng(seed)
     recorded = []
     for e in sources:
@@ -123,7 +124,7 @@ def _generate(venv: WorldModelVectorEnv, store: EpisodeStore, sources: list[int]
     if policies is not None:
         for i, p in enumerate(policies):
             p.reset(seed=seed + i)
-    half_range = (space.high - space.low) / 2  # (k, A)
+    half_range = (space.high - space.low) / 2  # (k, A), or (A,) for a chunk of one
     frames, chunks, states = [obs], [], [rollout.states]
     for t in range(length):
         if policies is not None:

@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the context episode drawn at reset and of sampling")
     p.add_argument("--record-dir", default=".", help="where recordings are written")
     p.add_argument("--record-format", choices=["gif", "mp4"], default="gif", help="file format of recordings")
+    p.add_argument("--idle", choices=["auto", "hold", "zero"], default="auto",
+                   help="the action with no key held: hold = stay where the robot is, keys move its target (a robot "
+                        "whose action is a target position); zero = the zero action (velocities, deltas, torques); "
+                        "auto (default): hold for pusht, zero for the others")
     p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     p.set_defaults(func=_play)
 
@@ -73,7 +77,7 @@ def _play(args: argparse.Namespace) -> int:
               "can drive the model and write recordings", file=sys.stderr, flush=True)
     server = make_play_server(args.run, args.embodiment, host=args.host, port=args.port, keymap=args.keymap,
                               dataset=args.dataset, seed=args.seed, record_dir=args.record_dir,
-                              record_format=args.record_format, device=args.device)
+                              record_format=args.record_format, device=args.device, idle=args.idle)
     print(f"hma play: open {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

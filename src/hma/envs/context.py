@@ -50,14 +50,15 @@ def heldout_episodes(store: EpisodeStore) -> list[int]:
     return held or list(range(store.num_episodes))
 
 
-def parse_context(value: Any, *, store: EpisodeStore | None, num_frames: int, chunk: int, chunk_dim: int,
-                  rng: np.random.Generator) -> Context:
+def parse_context(value: Any, *, store: EpisodeStore | None, embodiment: str, num_frames: int, chunk: int,
+                  chunk_dim: int, rng: np.random.Generator) -> Context:
     """Turn ``options["context"]`` of ``reset`` into a :class:`Context`.
 
     Accepted: None (a random held-out episode of the env's dataset), an episode index, a
     dataset path, a mapping ``{"frames": (n,H,W,3), "actions": (n-1, k, A) or (n-1, k*A)}``
     (optionally ``"state"``: the (S,) state at the last frame), or ``{"dataset": path,
-    "episode": e}`` (both optional).
+    "episode": e}`` (both optional). A dataset must be of ``embodiment``; what the context
+    holds is checked by :func:`check_context`.
     """
     if value is None or isinstance(value, (int, np.integer, str, Path)):
         value = {"episode": value} if isinstance(value, (int, np.integer)) or value is None else {"dataset": value}
@@ -67,17 +68,50 @@ def parse_context(value: Any, *, store: EpisodeStore | None, num_frames: int, ch
         frames = np.asarray(value["frames"])
         actions = value.get("actions")
         if actions is not None:
-            actions = np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
+            actions = _numbers(actions, "context actions")
+            actions = actions.reshape(len(actions), -1) if actions.ndim else actions.reshape(1, 1)
             if actions.shape != (len(frames) - 1, chunk_dim):
                 raise DataError(f"context actions have {actions.shape[0]} chunks of {actions.shape[1]} values, expected "
                                 f"{len(frames) - 1} chunks of {chunk_dim} (one between each pair of frames)")
         state = value.get("state")
-        return Context(frames=frames, actions=actions, state=None if state is None else np.asarray(state, np.float32))
+        return Context(frames=frames, actions=actions, state=None if state is None else _numbers(state, "context state"))
     if value.get("dataset") is not None:
         store = EpisodeStore(value["dataset"])
+        if store.embodiment != embodiment:
+            raise DataError(f"context dataset {store.root} is of embodiment {store.embodiment!r}, expected one of "
+                            f"{embodiment!r} (this env's robot)")
     if store is None:
         raise DataError("no dataset to take a context episode from; pass dataset= to the env or context frames in reset(options)")
     episode = value.get("episode")
     if episode is None:
         episode = int(rng.choice(heldout_episodes(store)))
     return episode_context(store, int(episode), num_frames=num_frames, chunk=chunk)
+
+
+def _numbers(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float32 array; a DataError naming ``what`` when it is not numbers."""
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be an array of numbers, got the {type(value).__name__} {str(value)[:60]!r}") from None
+
+
+def check_context(context: Context, *, embodiment: str, image_size: tuple[int, int], state_dim: int) -> Context:
+    """Refuse a context that is not this embodiment's model's input: frames other than uint8
+    (n, H, W, 3) at the model's image size (a dataset of another robot or camera), NaN or
+    infinite actions or state, a state of another size (``state_dim`` 0: any state is ignored)."""
+    h, w = image_size
+    frames = context.frames
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, 3) or not len(frames):
+        raise DataError(f"context frames are {frames.dtype} of shape {tuple(frames.shape)}, expected uint8 (n, {h}, {w}, 3): "
+                        f"frames of {embodiment!r} at the model's image size {h}x{w}")
+    for what, values in (("actions", context.actions), ("state", context.state if state_dim else None)):
+        if values is not None and not np.isfinite(values).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+            verb = "hold" if what == "actions" else "holds"
+            raise DataError(f"context {what} {verb} {values[bad]} at index {bad}, expected finite numbers "
+                            f"(the {what} of {embodiment!r} recorded with the frames)")
+    if state_dim and context.state is not None and context.state.shape != (state_dim,):
+        raise DataError(f"context state has shape {tuple(context.state.shape)}, expected ({state_dim},) "
+                        f"(the state of {embodiment!r} at the last context frame)")
+    return context

@@ -6,9 +6,13 @@ returns the next generated frame. The reward is 0 unless a success classifier is
 1 on frames the classifier judges a success (the last ``min_frames`` frames above its
 threshold, its calibrated episode rule), and ``info["success"]`` says so. Episodes never
 terminate and are truncated after ``max_episode_steps`` (by the env itself, or by
-gymnasium's TimeLimit when made with ``gymnasium.make``). Out-of-range actions are
-clipped to the dataset's range by default (``out_of_range="raise"`` rejects them);
-wrong shapes, non-float dtypes and NaN/inf always raise :class:`hma.errors.EmbodimentError`.
+gymnasium's TimeLimit when made with ``gymnasium.make``). The action space is a Box of
+shape (chunk, action_dim), or (action_dim,) for a robot with one control step per frame
+(:mod:`hma.envs.actions`). Out-of-range actions are clipped to the dataset's range by
+default (``out_of_range="raise"`` rejects them); integer actions are cast to float; wrong
+shapes, other dtypes and NaN/inf always raise :class:`hma.errors.EmbodimentError`. A reset
+context that is not this robot's (frames of another image size, a dataset of another
+embodiment) or holds NaN/inf raises :class:`hma.errors.DataError`.
 
 Observations are the generated frame (``obs_type="pixels"``, default) or, as LeRobot's
 simulated envs give them (gym-pusht's ``pixels_agent_pos``), a dict ``{"pixels": frame,
@@ -32,7 +36,7 @@ from hma.errors import ConfigError
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
 from hma.envs.actions import OutOfRange, action_box, check_action
-from hma.envs.context import Context, parse_context
+from hma.envs.context import Context, check_context, parse_context
 from hma.run import RunLike, open_run, run_dataset
 from hma.run.pretrained import DEFAULT_RUN
 from hma.envs.rollout import WorldModelRollout
@@ -73,6 +77,9 @@ class SimCore:
         else:
             path = dataset if dataset is not None else run_dataset(self.loaded, embodiment)
             self.store = EpisodeStore(path) if path is not None else None
+        if self.store is not None and self.store.embodiment != embodiment:
+            raise ConfigError(f"dataset {self.store.root} is of embodiment {self.store.embodiment!r}, expected one of "
+                              f"{embodiment!r} (the robot this env simulates)")
         if self.store is not None and self.store.action_dim != spec.action_dim:
             raise ConfigError(f"dataset {self.store.root} has {self.store.action_dim} action dims, the model's "
                               f"embodiment {embodiment!r} has {spec.action_dim}")
@@ -107,8 +114,10 @@ class SimCore:
 
     def context(self, value: Any, rng: np.random.Generator) -> Context:
         spec = self.rollout.spec
-        return parse_context(value, store=self.store, num_frames=self.context_frames, chunk=spec.chunk,
-                             chunk_dim=spec.chunk_dim, rng=rng)
+        context = parse_context(value, store=self.store, embodiment=self.embodiment, num_frames=self.context_frames,
+                                chunk=spec.chunk, chunk_dim=spec.chunk_dim, rng=rng)
+        return check_context(context, embodiment=self.embodiment, image_size=self.rollout.image_size,
+                             state_dim=len(self.rollout.state_names))
 
     def reset(self, contexts: list[Context], seed: int) -> np.ndarray:
         """Start one rollout per context (all with the same number of frames); returns frames (B, H, W, 3)."""
@@ -132,7 +141,7 @@ class SimCore:
         return {"pixels": frames.copy(), "agent_pos": self.rollout.states.astype(np.float32, copy=True)}
 
     def step(self, actions: np.ndarray) -> np.ndarray:
-        """actions (B, chunk, A) already checked -> next frames (B, H, W, 3)."""
+        """actions (B, chunk, A) or (B, A) (the Box's shape) already checked -> next frames (B, H, W, 3)."""
         if self.rollout.frames is None:
             raise ConfigError("the env was stepped before reset(); call reset() first")
         self.steps += 1

@@ -20,7 +20,8 @@ class WorldModelPolicy:
     which slides over the model's window, so memory stays constant.
 
     Predicted chunks are clipped to the dataset's action range (the same Box as
-    :class:`hma.envs.WorldModelEnv`) and returned as (chunk, action_dim) float32.
+    :class:`hma.envs.WorldModelEnv`) and returned in its shape, float32: (chunk, action_dim),
+    or (action_dim,) for a chunk of one.
     """
 
     def __init__(self, run: RunLike, embodiment: str, *, dataset: str | Path | EpisodeStore | None = None,
@@ -37,7 +38,7 @@ class WorldModelPolicy:
         self._last = None
 
     def act(self, frame: np.ndarray) -> np.ndarray:
-        """frame (H, W, 3) uint8 -> action chunk (chunk, action_dim) float32."""
+        """frame (H, W, 3) uint8 -> action chunk (chunk, action_dim) or (action_dim,) float32."""
         if self.core.rollout.batch_size == 0:
             self.reset()
         prev = None if self._last is None else self._last.reshape(1, -1)

@@ -31,7 +31,8 @@ class WorldModelRollout:
     stored with the model's embodiment. ``states`` is the newest frame's proprioceptive state
     (B, S) in raw units: the recorded one for a context frame when the context carries it,
     else what the model's state head reads out of the frame; None when the embodiment has
-    no state head.
+    no state head. ``actions`` is the raw chunk (B, k*A) that led to the newest frame (None
+    for a one-frame context).
     """
 
     def __init__(self, run: LoadedRun, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
@@ -48,6 +49,7 @@ class WorldModelRollout:
         self._normalizer = self.spec.normalizer
         self._state_normalizer = self.spec.state_normalizer
         self.states: np.ndarray | None = None  # (B, S) raw state of the newest frames
+        self.actions: np.ndarray | None = None  # (B, k*A) raw chunks that led to the newest frames
         self._policy_cache = None  # policy mode's own cache of observed (real) frames
         self._batch = 0
         self.frames: np.ndarray | None = None  # (B, H, W, 3) the newest frame of each rollout
@@ -107,6 +109,7 @@ class WorldModelRollout:
         self.engine.reset(tokens, self._normalize(actions))  # one batch for all B rollouts
         self._batch = b
         self.frames = np.ascontiguousarray(frames[:, -1])
+        self.actions = np.array(actions[:, -1], np.float32) if n > 1 else None
         self.states = self._read_state()
         if states is not None and self.states is not None:
             states = np.asarray(states, dtype=np.float32)
@@ -125,6 +128,7 @@ class WorldModelRollout:
         tokens = self.engine.step(self._normalize(actions), generator)  # (B, h, w) or (B, C, h, w)
         self.frames = self.tokenizer.decode(tokens).cpu().numpy()  # (B, H, W, 3)
         self.states = self._read_state()
+        self.actions = np.array(actions, np.float32).reshape(len(actions), -1)
         return self.frames
 
     def begin(self, batch_size: int) -> None:
@@ -134,6 +138,7 @@ class WorldModelRollout:
         self._policy_cache = self.model.new_cache(batch_size)
         self._batch = batch_size
         self.frames = None
+        self.actions = None
 
     @torch.inference_mode()
     def observe(self, frames: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
