@@ -58,8 +58,10 @@ def synthesize(run: RunLike, embodiment: str, *, episodes: int, out: str | Path,
     sources = list(source_episodes) if source_episodes is not None else split_episodes(store.num_episodes)[0]
     if not sources:
         raise DataError(f"dataset {store.root} has no episodes to start synthetic ones from")
-    info = replace(store.info, extra={**store.info.extra, "synthetic": {
-        "run": str(loaded.path), "policy": policy or f"recorded actions + noise {perturb:g}",
+    # Marked synthetic, with the run it came from, so that no one takes it for the simulator's data.
+    info = replace(store.info, synthetic=True, extra={**store.info.extra, "synthetic": {
+        "run": str(loaded.path), "run_weights_sha256": loaded.weights_sha256,
+        "policy": policy or f"recorded actions + noise {perturb:g}",
         "source_dataset": str(store.root), "seed": seed, "steps": steps, "batch_size": batch_size}})
     if (Path(out) / METADATA_FILE).exists():
         return _finished(EpisodeStore(out), info, episodes)

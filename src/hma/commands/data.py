@@ -49,10 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coverage", action="store_true",
                    help="widen the default mix to the actions of the policies a world model will rank: expert noise "
                         "up to 1.5 x half the action range, half of the random segments i.i.d. uniform")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the simulators' own warnings and log lines (robosuite, Meta-World, gymnasium, MuJoCo), "
+                        "hidden by default")
     add_progress(p)
     p.set_defaults(func=_generate)
 
-    p = dsub.add_parser("info", help="print a table of datasets")
+    p = dsub.add_parser("info", help="print a table of datasets: robot, simulator, sizes, task; which are synthetic")
     p.add_argument("paths", nargs="+", help="dataset folders or folders of datasets")
     p.add_argument("--verify", action="store_true", help="also check file checksums")
     p.set_defaults(func=_info)
@@ -109,7 +112,7 @@ def _generate(args: argparse.Namespace) -> int:
     mix = coverage() if args.coverage else BehaviourMix() if args.demonstrations is None else demonstrations(args.demonstrations)
     generate_suite(args.suite, args.out, episodes=args.episodes, image_size=args.image_size,
                    seed=args.seed, embodiments=args.embodiments, overwrite=args.overwrite, branches=plan, mix=mix,
-                   workers=usable_cpus() if args.workers is None else args.workers)
+                   workers=usable_cpus() if args.workers is None else args.workers, verbose=args.verbose)
     from hma.data.inspect import info_table
 
     print(info_table([args.out]))

@@ -55,6 +55,12 @@ class LoadedRun:
         return dict(self.config.get("sampling") or {})
 
     @property
+    def weights_sha256(self) -> str | None:
+        """The checksum of ``model.safetensors`` that config.json records: what identifies the run's
+        weights wherever its folder is; None for a run that records none."""
+        return self.config.get(files.WEIGHTS_SHA256)
+
+    @property
     def holdout(self) -> float:
         """The fraction of each dataset's episodes held out in training (:func:`hma.data.windows.split_episodes`)."""
         return float(self.config.get("train", {}).get("holdout", HOLDOUT))

@@ -43,6 +43,7 @@ from hma.data.lerobot.format import (
 from hma.data.lerobot.reader import LeRobotSource
 from hma.data.lerobot.stats import Stats, aggregate, image_stats, to_lists, vector_stats
 from hma.data.lerobot.video import PIX_FMT, Encoder, VideoWriter, probe_video, resolve_encoder
+from hma.data.sim.registry import dataset_task
 from hma.data.store import PARTIAL_SUFFIX, EpisodeStore
 from hma.errors import DataError
 from hma.io import atomic_write_json
@@ -212,7 +213,9 @@ def _integer_fps(store: EpisodeStore) -> int:
 
 def _task(store: EpisodeStore, e: int) -> str:
     # LeRobot needs a task string per frame; a store without one is described by its embodiment.
-    return store.episode_task(e) or store.embodiment
+    # A simulated dataset's is its instruction (also for one that recorded only the simulator's id).
+    task = store.episode_task(e) if store.meta.get("episode_tasks") is not None else dataset_task(store.meta)[0]
+    return task or store.embodiment
 
 
 def _features(store: EpisodeStore, sizes: dict[str, tuple[int, int]], *, encoder: Encoder, fps: int,

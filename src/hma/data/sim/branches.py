@@ -156,9 +156,9 @@ def generate_branches(spec: SimEmbodiment, dataset: str | Path, *, plan: BranchP
     train_actions = np.concatenate([store.episode(e)["actions"] for e in train_ids])
     info = DatasetInfo(
         embodiment=store.embodiment, simulator=store.simulator, action_names=store.action_names,
-        control_hz=store.control_hz, image_size=store.image_size, task=store.meta.get("task", ""),
-        extra={"suggested_frame_hz": FRAME_HZ, "generator": "hma.data.sim.branches", "seed": seed,
-               "parent_episodes": store.num_episodes, "plan": plan.describe(),
+        control_hz=store.control_hz, image_size=store.image_size, task=spec.instruction,
+        extra={"sim_task": spec.task, "suggested_frame_hz": FRAME_HZ, "generator": "hma.data.sim.branches",
+               "seed": seed, "parent_episodes": store.num_episodes, "plan": plan.describe(),
                "branches": [{"episode": b.episode, "step": b.step, "policy": b.policy.value, "draw": b.draw}
                             for b in branches]},
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from hma.data.sim.base import SimEnv
 from hma.data.windows import DEFAULT_FRAME_HZ
@@ -45,16 +45,26 @@ def _pusht(image_size: int) -> SimEnv:
 
 @dataclass(frozen=True)
 class SimEmbodiment:
-    """One robot in one simulator and task; ``make(image_size)`` builds a :class:`SimEnv`."""
+    """One robot in one simulator and task; ``make(image_size)`` builds a :class:`SimEnv`.
+
+    ``task`` is the simulator's own id of the task (``push-v3``), ``instruction`` what a
+    language-conditioned policy reads: the dataset's task string (LeRobot's ``tasks``).
+    """
 
     name: str
     simulator: str
     task: str
+    instruction: str
     action_names: tuple[str, ...]
     control_hz: int
     episode_seconds: float  # length of a default-suite episode
     expert: str             # what drives the expert segments, recorded in the metadata
     make: Callable[[int], SimEnv] = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not (self.instruction[:1].isupper() and self.instruction.endswith(".")):
+            raise EmbodimentError(f"embodiment {self.name!r} has instruction {self.instruction!r}, "
+                                  "expected a sentence such as 'Push the puck to the goal.'")
 
     @property
     def action_dim(self) -> int:
@@ -72,34 +82,39 @@ _ROBOSUITE_ARMS = {"panda": "Panda", "sawyer": "Sawyer", "iiwa": "IIWA", "ur5e":
 EMBODIMENTS: dict[str, SimEmbodiment] = {
     **{
         f"robosuite_lift_{key}": SimEmbodiment(
-            f"robosuite_lift_{key}", "robosuite", "Lift", _OSC, 20, 5.0,
+            f"robosuite_lift_{key}", "robosuite", "Lift", "Lift the cube.", _OSC, 20, 5.0,
             "scripted grasp-and-lift via OSC deltas", partial(_robosuite, robot),
         )
         for key, robot in _ROBOSUITE_ARMS.items()
     },
     "metaworld_push_sawyer": SimEmbodiment(
-        "metaworld_push_sawyer", "metaworld", "push-v3", ("dx", "dy", "dz", "grip"), 20, 5.0,
+        "metaworld_push_sawyer", "metaworld", "push-v3", "Push the puck to the goal.",
+        ("dx", "dy", "dz", "grip"), 20, 5.0,
         "metaworld.policies.SawyerPushV3Policy", partial(_metaworld, "push-v3", "SawyerPushV3Policy"),
     ),
     "metaworld_button_press_sawyer": SimEmbodiment(
-        "metaworld_button_press_sawyer", "metaworld", "button-press-v3", ("dx", "dy", "dz", "grip"), 20, 4.0,
+        "metaworld_button_press_sawyer", "metaworld", "button-press-v3", "Press the button.",
+        ("dx", "dy", "dz", "grip"), 20, 4.0,
         "metaworld.policies.SawyerButtonPressV3Policy", partial(_metaworld, "button-press-v3", "SawyerButtonPressV3Policy"),
     ),
     "gym_reacher": SimEmbodiment(
-        "gym_reacher", "gymnasium", "Reacher-v5", ("torque_shoulder", "torque_elbow"), 20, 4.0,
+        "gym_reacher", "gymnasium", "Reacher-v5", "Move the fingertip to the red target.",
+        ("torque_shoulder", "torque_elbow"), 20, 4.0,
         "least-squares IK reach to the target", partial(_gym, "ReacherSim", 5),
     ),
     "gym_pusher": SimEmbodiment(
-        "gym_pusher", "gymnasium", "Pusher-v5",
+        "gym_pusher", "gymnasium", "Pusher-v5", "Push the cylinder to the goal.",
         ("shoulder_pan", "shoulder_lift", "upper_arm_roll", "elbow_flex", "forearm_roll", "wrist_flex", "wrist_roll"),
         20, 5.0, "least-squares IK: get behind the object, push towards the goal", partial(_gym, "PusherSim", 5),
     ),
     "gym_halfcheetah": SimEmbodiment(
-        "gym_halfcheetah", "gymnasium", "HalfCheetah-v5", ("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"),
+        "gym_halfcheetah", "gymnasium", "HalfCheetah-v5", "Run forward as fast as possible.",
+        ("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"),
         20, 5.0, "open-loop sinusoidal bounding gait", partial(_gym, "HalfCheetahSim", 5),
     ),
     "pusht": SimEmbodiment(
-        "pusht", "pymunk", "PushT-v0", ("target_x", "target_y"), 10, 10.0,
+        "pusht", "pymunk", "PushT-v0", "Push the T-shaped block onto the target outline.",
+        ("target_x", "target_y"), 10, 10.0,
         "get-behind-and-push heuristic", _pusht,
     ),
 }
@@ -111,3 +126,21 @@ def get_embodiment(name: str) -> SimEmbodiment:
         return EMBODIMENTS[name]
     except KeyError:
         raise EmbodimentError(f"unknown embodiment {name!r}; expected one of: {', '.join(sorted(EMBODIMENTS))}") from None
+
+
+def dataset_task(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """A dataset's task string and the simulator's id of its task ("" for data no simulator made),
+    from its ``metadata.json``.
+
+    Simulated datasets record the instruction as ``task`` and the id as ``extra.sim_task``;
+    those generated before instructions were recorded hold the id as ``task``, and their
+    instruction is the registry's.
+    """
+    task = str(meta.get("task") or "")
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    if isinstance(extra.get("sim_task"), str):
+        return task, extra["sim_task"]
+    spec = EMBODIMENTS.get(str(meta.get("embodiment")))
+    if spec is not None and str(extra.get("generator", "")).startswith("hma.data.sim") and task == spec.task:
+        return spec.instruction, spec.task
+    return task, ""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 from hma.data.sim.branches import BranchPlan, episode_rng, generate_branches
+from hma.data.sim.quiet import SimulatorOutput
 from hma.data.sim.registry import FRAME_HZ, SimEmbodiment, get_embodiment
 from hma.data.sim.rollout import BehaviourMix, rollout
 from hma import progress
@@ -106,9 +107,10 @@ def dataset_info(spec: SimEmbodiment, *, image_size: int, seed: int, episode_ste
                  mix: BehaviourMix = BehaviourMix(), state_names: Sequence[str] = ()) -> DatasetInfo:
     return DatasetInfo(
         embodiment=spec.name, simulator=spec.simulator, action_names=list(spec.action_names),
-        control_hz=float(spec.control_hz), image_size=(image_size, image_size), task=spec.task,
+        control_hz=float(spec.control_hz), image_size=(image_size, image_size), task=spec.instruction,
         state_names=list(state_names),
         extra={
+            "sim_task": spec.task,
             "suggested_frame_hz": FRAME_HZ,
             "generator": "hma.data.sim",
             "seed": seed,
@@ -157,12 +159,13 @@ def _generate_episodes(spec: SimEmbodiment, out: Path, *, episodes: int, episode
 def generate_suite(suite: str, out: str | Path, *, episodes: int | None = None, image_size: int = 64,
                    seed: int = 0, embodiments: Sequence[str] | None = None, overwrite: bool = False,
                    branches: BranchPlan | Literal["suite"] | None = "suite", mix: BehaviourMix = BehaviourMix(),
-                   workers: int = 1) -> list[Path]:
+                   workers: int = 1, verbose: bool = False) -> list[Path]:
     """Generate every dataset of ``suite`` under ``out`` (one folder per embodiment).
 
     ``branches``: the counterfactual branches of the held-out episodes; "suite" for the
     suite's own plan, None for none. ``workers``: processes generating at once; 1 generates
-    in this process, one embodiment after another.
+    in this process, one embodiment after another. ``verbose``: show the simulators' own
+    warnings and log lines (:mod:`hma.data.sim.quiet`).
     """
     s = get_suite(suite)
     names = list(s.embodiments)
@@ -181,18 +184,23 @@ def generate_suite(suite: str, out: str | Path, *, episodes: int | None = None, 
                           "(1 generates in this process)")
     plan = s.branches if branches == "suite" else branches
     specs = [get_embodiment(name) for name in names]
-    if workers > 1:
-        return _generate_in_pool(specs, Path(out), workers=workers, episodes=episodes or s.episodes, suite=s,
-                                 image_size=image_size, seed=seed, overwrite=overwrite, branches=plan, mix=mix)
-    return [generate_dataset(spec, Path(out) / spec.name, episodes=episodes or s.episodes,
-                             episode_steps=s.episode_steps(spec), image_size=image_size, seed=seed,
-                             overwrite=overwrite, branches=plan, mix=mix)
-            for spec in specs]
+    with SimulatorOutput(verbose):
+        if workers > 1:
+            return _generate_in_pool(specs, Path(out), workers=workers, episodes=episodes or s.episodes, suite=s,
+                                     image_size=image_size, seed=seed, overwrite=overwrite, branches=plan, mix=mix,
+                                     verbose=verbose)
+        return [generate_dataset(spec, Path(out) / spec.name, episodes=episodes or s.episodes,
+                                 episode_steps=s.episode_steps(spec), image_size=image_size, seed=seed,
+                                 overwrite=overwrite, branches=plan, mix=mix)
+                for spec in specs]
 
 
-def _start_worker(parent: int) -> None:
+def _start_worker(parent: int, verbose: bool) -> None:
     """A pool process exits as soon as its parent is gone: the jobs of a killed run would
-    otherwise go on writing into the staging folders its rerun writes to."""
+    otherwise go on writing into the staging folders its rerun writes to. Its simulators
+    are as quiet as the parent's, for its whole life."""
+    SimulatorOutput(verbose).__enter__()
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
@@ -296,7 +304,7 @@ class _Dataset:
 
 def _generate_in_pool(specs: Sequence[SimEmbodiment], out: Path, *, workers: int, episodes: int, suite: Suite,
                       image_size: int, seed: int, overwrite: bool, branches: BranchPlan | None,
-                      mix: BehaviourMix) -> list[Path]:
+                      mix: BehaviourMix, verbose: bool = False) -> list[Path]:
     """:func:`generate_suite` with ``workers`` processes: jobs of (embodiment, episode range)
     and, once an embodiment's dataset is written, one job for its branches."""
     per_job = min(EPISODES_PER_JOB, math.ceil(episodes / workers))
@@ -325,7 +333,7 @@ def _generate_in_pool(specs: Sequence[SimEmbodiment], out: Path, *, workers: int
     datasets: dict[str, _Dataset] = {}
     # Spawned, not forked: MuJoCo's EGL contexts and the simulators' threads do not survive a fork.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(os.getpid(),)) as pool, ExitStack() as bars:
+                             initializer=_start_worker, initargs=(os.getpid(), verbose)) as pool, ExitStack() as bars:
         steps = [suite.episode_steps(spec) for spec in todo]
         infos = pool.map(partial(_describe, image_size=image_size, seed=seed, mix=mix), [s.name for s in todo], steps)
         for spec, episode_steps, info in zip(todo, steps, infos):

@@ -14,7 +14,8 @@ Layout of a dataset folder::
 ``metadata.json`` also names the state's dimensions (``state_names``) and, when the
 source has them, each episode's task string (``episode_tasks``), the primary camera's
 name (``camera``: the one in ``frames.npy``, the camera the world model trains on) and the
-extra cameras' sizes (``cameras``: name -> [H_c, W_c]).
+extra cameras' sizes (``cameras``: name -> [H_c, W_c]) and, for episodes a world model
+generated (``hma synth``), ``synthetic: true``.
 
 One row per control step follows LeRobot's convention (a frame and the action taken at
 it), so import/export are one-to-one. Training windows resample to a common frame rate
