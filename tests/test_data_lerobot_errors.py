@@ -248,3 +248,30 @@ def test_empty_video_path_is_reported_not_misread(tmp_path):
     write_v30(tmp_path / "src")
     _edit_info(tmp_path / "src", lambda i: i.update(video_path=""))
     assert _import_error(tmp_path / "src", tmp_path) == f"video file {tmp_path / 'src'} does not exist"
+
+
+def test_an_import_refuses_an_occupied_folder_first_and_a_failed_one_leaves_no_partial(tmp_path, capsys):
+    from hma.cli import main
+
+    write_v21(tmp_path / "src")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    # Refused before the source is read: a source that does not exist is not what the error names.
+    with pytest.raises(DataError, match=f"^{busy} already exists and is not empty, expected a new or empty folder"):
+        import_lerobot(tmp_path / "nowhere", busy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "src"]
+    assert (busy / "notes.txt").read_text() == "mine"
+    # An empty folder takes the import; a finished dataset is refused, without advice of a flag the command lacks.
+    (tmp_path / "empty").mkdir()
+    import_lerobot(tmp_path / "src", tmp_path / "empty")
+    assert main(["data", "import-lerobot", str(tmp_path / "src"), str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert f"dataset {tmp_path / 'empty'} already exists, expected a new folder to import into" in err
+    assert "overwrite" not in err and "Traceback" not in err
+    # A failure after some episodes were converted deletes what it staged.
+    video = tmp_path / "src" / V21_VIDEO  # episode 1: episode 0 is staged first
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    with pytest.raises(DataError, match=str(video)):
+        import_lerobot(tmp_path / "src", tmp_path / "native")
+    assert not (tmp_path / "native").exists() and not (tmp_path / "native.partial").exists()

@@ -216,7 +216,8 @@ def test_missing_run_folder_is_a_checkpoint_error(tmp_path):
 
 
 def _resume_config(pipeline, run):
-    return TrainConfig(data=[str(pipeline.data)], out=str(run), steps=8, batch_size=4, warmup=2, eval_windows=8,
+    # The run's own data and settings (a resume refuses others before it reads the training state).
+    return TrainConfig(data=[str(pipeline.data)], out=str(run), steps=6, batch_size=4, warmup=2, eval_windows=8,
                        resume=True, progress=False, checkpoint_every=2)
 
 

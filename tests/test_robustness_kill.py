@@ -15,7 +15,7 @@ from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import CheckpointError, DataError
 from hma.io import sha256_file
 from hma.tokenizer import load_tokenizer
-from hma.tokenizer.shards import open_token_shard, tokenize_dataset
+from hma.tokenizer.shards import open_token_shard, shard_path, tokenize_dataset
 
 from _helpers_robustness import EMBODIMENT, TRAIN_ARGS, cli, kill_when, make_pipeline, run_hma
 
@@ -68,11 +68,12 @@ def _long_dataset(root, frames=3 * 4096 + 100):
 
 def test_kill_tokenize_then_resume(pipeline, tmp_path):
     store = _long_dataset(tmp_path / "data" / EMBODIMENT)
-    partial = store.root / "tokens" / "tok.partial"
+    final = shard_path(store, load_tokenizer(pipeline.tokenizer))  # tokens/tok-<identity>
+    partial = final.with_name(final.name + ".partial")
     args = ["tokenize", "--data", tmp_path / "data", "--tokenizer", pipeline.tokenizer, "--threads", 1]
     kill_when(args, lambda: (partial / "progress.json").exists())
     done = json.loads((partial / "progress.json").read_text())["done"]
-    assert 0 < done < store.num_frames and not (store.root / "tokens" / "tok").exists()
+    assert 0 < done < store.num_frames and not final.exists()
     with pytest.raises(DataError, match="unfinished run left a .partial folder"):
         open_token_shard(store, "tok")
     run_hma(*args)

@@ -27,7 +27,7 @@ def pipeline(tmp_path_factory):
 def _copy_dataset(pipeline, tmp_path_factory):
     dst = tmp_path_factory.mktemp("shard") / "square"
     shutil.copytree(pipeline.dataset, dst)
-    return dst, dst / "tokens" / TOKENIZER
+    return dst, open_token_shard(dst, TOKENIZER).path  # tokens/tok-<identity>
 
 
 def test_the_pristine_shard_opens_and_verifies(pipeline):
@@ -55,7 +55,7 @@ def test_flipped_byte_in_shard_fails_verification(pipeline, tmp_path_factory, po
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["tokenizer", "fingerprint", "num_frames", "dataset_frames_sha256", "file", "dtype",
+@given(key=st.sampled_from(["tokenizer", "identity", "fingerprint", "num_frames", "dataset_frames_sha256", "file", "dtype",
                             "shape", "files"]),
        value=st.none() | st.integers(-3, 3) | st.text(max_size=4) | st.lists(st.integers(0, 4), max_size=3),
        drop=st.booleans())
@@ -73,7 +73,7 @@ def test_mangled_shard_metadata(pipeline, tmp_path_factory, key, value, drop):
 
 def test_unfinished_shard_says_how_to_resume(pipeline, tmp_path_factory):
     dataset, shard = _copy_dataset(pipeline, tmp_path_factory)
-    shard.rename(shard.with_name(TOKENIZER + ".partial"))
+    shard.rename(shard.with_name(shard.name + ".partial"))
     with pytest.raises(DataError, match="unfinished run left a .partial folder"):
         open_token_shard(dataset, TOKENIZER)
 

@@ -14,6 +14,7 @@ from hma.data.store import EpisodeStore
 from hma.errors import DataError
 from hma.io import sha256_file
 from hma.tokenizer import load_tokenizer, open_token_shard, tokenize_dataset
+from hma.tokenizer.shards import shard_path
 from hma.tokenizer.external import DiffusersKLTokenizer
 
 from _helpers_threads import one_thread
@@ -39,7 +40,8 @@ def test_tokenize_writes_then_skips(setup, capsys):
     shard = open_token_shard(store, tok, verify=True)
     assert shard.array.dtype == np.int32 and shard.array.shape == (store.num_frames, 8, 8)
     np.testing.assert_array_equal(shard.array[:7], tok.encode(store.frames[:7]).numpy())
-    meta = json.loads((data / "a" / "tokens" / "discrete" / "tokens.json").read_text())
+    meta = json.loads((shard_path(store, tok) / "tokens.json").read_text())
+    assert shard.path == data / "a" / "tokens" / f"discrete-{tok.identity}" and meta["identity"] == tok.identity
     assert meta["fingerprint"] == tok.fingerprint and meta["vocab_size"] == tok.vocab_size
     assert meta["dataset_frames_sha256"] == sha256_file(data / "a" / "frames.npy")
     mtime = (shard.path / "tokens.npy").stat().st_mtime_ns
@@ -61,7 +63,7 @@ def test_latent_shard_is_float16_and_scaled(setup):
 def test_tokenize_resumes_after_a_kill(setup, monkeypatch):
     tok = load_tokenizer(setup / "discrete")
     store = EpisodeStore(setup / "data" / "b")
-    shutil.rmtree(store.root / "tokens" / "discrete", ignore_errors=True)  # start from scratch
+    shutil.rmtree(shard_path(store, tok), ignore_errors=True)  # start from scratch
     real_encode, calls = tok.encode, {"n": 0}
 
     def encode_then_die(frames):
@@ -73,7 +75,7 @@ def test_tokenize_resumes_after_a_kill(setup, monkeypatch):
     monkeypatch.setattr(tok, "encode", encode_then_die)
     with pytest.raises(KeyboardInterrupt):
         tokenize_dataset(store, tok, batch_size=4, chunk_frames=8, progress=False)
-    partial = store.root / "tokens" / "discrete.partial"
+    partial = store.root / "tokens" / f"discrete-{tok.identity}.partial"
     assert json.loads((partial / "progress.json").read_text())["done"] == 8
     with pytest.raises(DataError, match="unfinished"):
         open_token_shard(store, tok)
@@ -93,16 +95,54 @@ def test_open_token_shard_rejects_bad_shards(setup, tmp_path):
     with pytest.raises(DataError, match="run `hma tokenize` first"):
         open_token_shard(store, tok)
     shard, _ = tokenize_dataset(store, tok, progress=False)
-    other = train_tiny([data], tmp_path / "discrete", "discrete", steps=2, seed=1)  # same name, other weights
-    with pytest.raises(DataError, match="tokenizer weights"):
-        open_token_shard(store, other)
-    _, skipped = tokenize_dataset(store, other, progress=False)
-    assert not skipped  # stale shard replaced
-    file = store.root / "tokens" / "discrete" / "tokens.npy"
+    file = shard.path / "tokens.npy"
     with open(file, "r+b") as f:
         f.truncate(file.stat().st_size - 10)
     with pytest.raises(DataError, match="truncated"):
         open_token_shard(store, "discrete")
+    meta = json.loads((shard.path / "tokens.json").read_text())
+    (shard.path / "tokens.json").write_text(json.dumps({**meta, "fingerprint": "0" * 64}))
+    with pytest.raises(DataError, match="tokenizer weights 000000000000"):
+        open_token_shard(store, tok)
+
+
+def test_two_tokenizers_of_one_name_keep_a_shard_each(setup, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(setup / "data" / "a", data / "a", ignore=shutil.ignore_patterns("tokens"))
+    store = EpisodeStore(data / "a")
+    first = load_tokenizer(setup / "discrete")
+    second = train_tiny([data], tmp_path / "discrete", "discrete", steps=2, seed=1)  # same name, other weights
+    assert first.name == second.name and first.identity != second.identity
+    one, _ = tokenize_dataset(store, first, progress=False)
+    with pytest.raises(DataError, match="only other tokenizers named 'discrete' have shards here"):
+        open_token_shard(store, second)
+    two, skipped = tokenize_dataset(store, second, progress=False)
+    assert not skipped and one.path != two.path
+    # Neither replaced the other: each opens its own, with its own tokens.
+    for tok in (first, second):
+        shard = open_token_shard(store, tok, verify=True)
+        np.testing.assert_array_equal(shard.array[:6], tok.encode(store.frames[:6]).numpy())
+    assert tokenize_dataset(store, first, progress=False)[1]  # still current
+    with pytest.raises(DataError, match="shards of 2 tokenizers named 'discrete'"):
+        open_token_shard(store, "discrete")
+
+
+def test_a_shard_written_before_the_identity_key_is_still_read(setup, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(setup / "data" / "a", data / "a", ignore=shutil.ignore_patterns("tokens"))
+    store = EpisodeStore(data / "a")
+    tok = load_tokenizer(setup / "discrete")
+    shard, _ = tokenize_dataset(store, tok, progress=False)
+    legacy = store.root / "tokens" / "discrete"  # how shards were named before: the tokenizer's name alone
+    shard.path.rename(legacy)
+    meta = json.loads((legacy / "tokens.json").read_text())
+    del meta["identity"]
+    (legacy / "tokens.json").write_text(json.dumps(meta))
+    for key in (tok, "discrete"):
+        assert open_token_shard(store, key, verify=True).path == legacy
+    other = train_tiny([data], tmp_path / "discrete", "discrete", steps=2, seed=1)
+    with pytest.raises(DataError, match="tokenizer weights"):
+        open_token_shard(store, other)  # another tokenizer of that name is not given it
 
 
 def test_eval_prints_and_writes_figures(setup, tmp_path, capsys):

@@ -105,16 +105,51 @@ def test_a_run_on_data_with_a_state_trains_a_state_head(tokenized, tmp_path: Pat
 def test_data_from_another_tokenizer_is_refused_before_training(tokenized, tmp_path: Path) -> None:
     data, _ = tokenized
     other = make_tokenized(tmp_path / "other", embodiments={"arm": 2}, seed=7)[1]  # same name, other weights
-    with pytest.raises(DataError, match="tokenizer weights"):
+    with pytest.raises(DataError, match="only other tokenizers named 'tok' have shards here"):
         train(_config(data, tmp_path / "run", other))
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_resume_refuses_other_data_or_settings_and_leaves_the_run_as_it_was(tokenized, tmp_path: Path, capsys) -> None:
+    data, tok = tokenized
+    run = tmp_path / "run"
+    train(_config(data[:1], run, tok, stop_at=2))
+    recorded = {name: (run / name).read_bytes() for name in ("config.json", "model.safetensors", "seeds.json")}
+    refused = [(dict(data=data[1:]), f"--data {data[1]} differs from the run's data {data[0]}; resume with the run's data"),
+               (dict(data=data), "--data .* differs from the run's data"),
+               (dict(setting="video"), "--setting video differs from the run's setting full; resume with the run's settings"),
+               (dict(lr=1e-3), "--lr 0.001 differs from the run's lr 0.003"),
+               (dict(batch_size=4), "--batch-size 4 differs from the run's batch-size 2"),
+               (dict(steps=8), "--steps 8 differs from the run's steps 6"),
+               (dict(ema=0.9), "--ema 0.9 differs from the run's ema none"),
+               (dict(num_frames=8), "--num-frames 8 differs from the run's num-frames 4")]
+    for changes, message in refused:
+        with pytest.raises(ConfigError, match=message):
+            given = {"data": data[:1], **changes}
+            train(_config(given.pop("data"), run, resume=True, **given))
+        assert {name: (run / name).read_bytes() for name in recorded} == recorded, changes
+    from hma.cli import main
+
+    assert main(["train", "--data", str(data[1]), "--out", str(run), "--steps", "6", "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"hma: error: --data {data[1]} differs from the run's data {data[0]}; resume with the run's data or start a new run\n"
+    assert {name: (run / name).read_bytes() for name in recorded} == recorded
+    # The same data named another way, and what a resume may change (when to stop, how often to save).
+    relative = os.path.relpath(data[0])
+    train(_config([relative], run, resume=True, num_frames=4, checkpoint_every=3, eval_every=0))
+    assert json.loads((run / "config.json").read_text())["step"] == 6
 
 
 def test_unknown_embodiment_and_wrong_action_size_are_refused(tokenized, tmp_path: Path) -> None:
     data, tok = tokenized
     train(_config(data[:1], tmp_path / "run", tok, steps=2))
+    # The run's data folder gained a dataset of another robot since: resuming on it is refused.
+    folder = tmp_path / "folder"
+    shutil.copytree(data[0], folder / "arm")
+    train(_config([folder], tmp_path / "grown", tok, steps=2))
+    shutil.copytree(data[1], folder / "cart")
     with pytest.raises(EmbodimentError, match="'cart' in the data is unknown"):
-        train(_config(data, tmp_path / "run", steps=4, resume=True))
+        train(_config([folder], tmp_path / "grown", steps=2, resume=True))
     # Same embodiment name, another action size.
     wrong = make_dataset(tmp_path / "wrong" / "arm", embodiment="arm", action_dim=5)
     tokenize_dataset(EpisodeStore(wrong), load_tokenizer(tok), progress=False)

@@ -66,6 +66,39 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _atomic_write(path, lambda f: f.write(data))
 
 
+def _aside(out: Path) -> Path:
+    """Where :func:`replace_folder` keeps the old folder while the new one moves in (hidden)."""
+    return out.with_name(f".{out.name}.old")
+
+
+def replace_folder(new: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Put the complete folder ``new`` in the place of ``out``: ``out`` is renamed aside, ``new``
+    renamed in, then the old one deleted. Until the first rename ``out`` is untouched, so a
+    command that fails or is killed while building ``new`` beside it loses nothing."""
+    import shutil
+
+    new, out = Path(new), Path(out)
+    finish_replace(out)
+    if out.exists():
+        os.replace(out, _aside(out))
+    os.replace(new, out)
+    _fsync_dir(out.parent)
+    shutil.rmtree(_aside(out), ignore_errors=True)
+
+
+def finish_replace(out: str | os.PathLike) -> None:
+    """Tidy up after a :func:`replace_folder` that was killed: killed between its two renames,
+    the old folder is put back (the new one is still beside it); killed while deleting the old
+    one, the rest of it is deleted."""
+    import shutil
+
+    out = Path(out)
+    aside = _aside(out)
+    if aside.exists() and not out.exists():
+        os.replace(aside, out)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 
 def save_figure_png(fig, path: str | os.PathLike, **savefig) -> None:
     """Write a matplotlib figure as a PNG atomically (no half-written plot), then close it."""

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=positive_int, default=64, help="square frame size in pixels")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of every episode (episode e of robot r has its own stream)")
     p.add_argument("--embodiments", nargs="*", default=None, help="only these embodiments of the suite")
-    p.add_argument("--overwrite", action="store_true", help="replace finished datasets instead of skipping them")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace finished datasets instead of skipping them (each new one is built beside the old "
+                        "and swapped in when complete: a failure or a kill before that keeps the old one)")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="processes generating episode ranges at once (default: the usable CPU cores); 1 generates "
                         "in this process, one embodiment after another; the data are the same either way")

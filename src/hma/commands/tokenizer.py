@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_progress(p)
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("tokenize", help="write token / latent shards beside datasets (DATASET/tokens/<tokenizer>/)")
+    p = sub.add_parser("tokenize", help="write token / latent shards beside datasets (DATASET/tokens/<tokenizer>-<identity>/)")
     p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
     p.add_argument("--tokenizer", required=True, help="tokenizer folder")
     p.add_argument("--batch-size", type=positive_int, default=256, help="frames encoded together")

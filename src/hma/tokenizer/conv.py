@@ -17,7 +17,7 @@ from hma.errors import CheckpointError, HmaError
 from hma.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json, read_config_file, seal
 from hma.tokenizer.config import TokenizerConfig
 from hma.tokenizer.modeling import ConvAutoencoder
-from hma.tokenizer.protocol import frames_to_unit, unit_to_frames
+from hma.tokenizer.protocol import content_identity, frames_to_unit, unit_to_frames
 
 
 
@@ -32,6 +32,12 @@ class ConvTokenizer:
     @property
     def kind(self) -> str:
         return self.config.kind
+
+    @property
+    def identity(self) -> str:
+        """Its config and weights in 12 hex digits (a model not loaded from a file hashes its weights now)."""
+        weights = self.fingerprint or hashlib.sha256(weights_bytes(self.model)).hexdigest()
+        return content_identity(self.config.to_json(), weights)
 
     @property
     def name(self) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from hma.errors import CheckpointError
-from hma.tokenizer.protocol import frames_to_unit, unit_to_frames
+from hma.tokenizer.protocol import content_identity, frames_to_unit, unit_to_frames
 from hma.tokenizer.conv import read_weights
 
 DIFFUSERS_WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
@@ -28,10 +28,12 @@ class DiffusersKLTokenizer:
 
     kind = "continuous"
 
-    def __init__(self, vae: torch.nn.Module, *, name: str, fingerprint: str, image_size: tuple[int, int]) -> None:
+    def __init__(self, vae: torch.nn.Module, *, name: str, fingerprint: str, image_size: tuple[int, int],
+                 identity: str) -> None:
         self.vae = vae.eval()
         self.name = name
         self.fingerprint = fingerprint
+        self.identity = identity
         self._image_size = image_size
         cfg = vae.config
         self.latent_scale = float(cfg.scaling_factor)
@@ -85,4 +87,6 @@ def load_diffusers_autoencoder(path: Path, config: dict, *, image_size: tuple[in
     if image_size is None:
         size = config.get("sample_size", 64)
         image_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
-    return DiffusersKLTokenizer(vae, name=path.name, fingerprint=fingerprint, image_size=tuple(image_size))
+    identity = content_identity({**config, "image_size": list(image_size)}, fingerprint)  # the size sets the grid
+    return DiffusersKLTokenizer(vae, name=path.name, fingerprint=fingerprint, image_size=tuple(image_size),
+                                identity=identity)

@@ -6,6 +6,8 @@ trained here and an external one (a diffusers ``AutoencoderKL``) are interchange
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,6 +26,7 @@ class Tokenizer(Protocol):
     kind: TokenizerKind
     name: str
     fingerprint: str  # sha256 of the weights file: shards made with other weights are stale
+    identity: str  # short hex hash of config + weights (content_identity): names the tokenizer's token shards
 
     @property
     def image_size(self) -> tuple[int, int]: ...
@@ -38,6 +41,13 @@ class Tokenizer(Protocol):
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens or scaled latents -> uint8 (B, H, W, 3)."""
         ...
+
+
+def content_identity(config: dict, weights_sha256: str) -> str:
+    """12 hex digits of the sha256 of a tokenizer's config (canonical JSON) and its weights'
+    sha256: two tokenizers share it only when both match, whatever their folders are called."""
+    doc = json.dumps({"config": config, "weights": weights_sha256}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(doc.encode()).hexdigest()[:12]
 
 
 def frames_to_unit(frames: torch.Tensor | np.ndarray, *, image_size: tuple[int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:

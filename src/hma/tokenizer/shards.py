@@ -1,4 +1,9 @@
-"""Pre-tokenized datasets: ``DATASET/tokens/<tokenizer name>/`` beside the frames.
+"""Pre-tokenized datasets: ``DATASET/tokens/<tokenizer name>-<identity>/`` beside the frames.
+
+The folder is keyed by the tokenizer's identity (12 hex digits of its config and weights,
+:func:`hma.tokenizer.protocol.content_identity`) as well as its name, so two tokenizers that
+share a name (two folders called ``tok``) each keep their own shard. Shards written before
+the key, ``tokens/<tokenizer name>/``, are still read when their weights match.
 
 ``tokens.npy`` (N, h, w) int32 for a discrete tokenizer or ``latents.npy`` (N, C, h, w)
 float16 for a continuous one, row i being frame i of the store, plus ``tokens.json``
@@ -45,10 +50,32 @@ class TokenShard:
     path: Path
 
 
-def shard_path(store: EpisodeStore, tokenizer_name: str) -> Path:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", tokenizer_name):
-        raise ConfigError(f"tokenizer name {tokenizer_name!r} cannot name a folder, expected letters, digits, '_', '-' or '.'")
-    return store.root / TOKENS_DIR / tokenizer_name
+def _checked_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
+        raise ConfigError(f"tokenizer name {name!r} cannot name a folder, expected letters, digits, '_', '-' or '.'")
+    return name
+
+
+def shard_path(store: EpisodeStore, tokenizer: Tokenizer) -> Path:
+    """``DATASET/tokens/<name>-<identity>``: the shard of exactly this tokenizer (config and weights)."""
+    return store.root / TOKENS_DIR / f"{_checked_name(tokenizer.name)}-{tokenizer.identity}"
+
+
+def _find_shard(store: EpisodeStore, tokenizer: str | Tokenizer) -> Path:
+    """The shard folder to open: the tokenizer's own; for a name alone, the one shard of a
+    tokenizer of that name; else (a shard written before the key) ``tokens/<name>``."""
+    name = _checked_name(tokenizer if isinstance(tokenizer, str) else tokenizer.name)
+    legacy = store.root / TOKENS_DIR / name
+    if not isinstance(tokenizer, str):
+        own = shard_path(store, tokenizer)
+        return legacy if _read_meta(own) is None and _read_meta(legacy) is not None else own
+    keyed = re.compile(re.escape(name) + r"-[0-9a-f]{12}")
+    root = store.root / TOKENS_DIR
+    found = sorted(p for p in root.iterdir() if keyed.fullmatch(p.name) and p.is_dir()) if root.is_dir() else []
+    if len(found) > 1:
+        raise DataError(f"{root} holds the shards of {len(found)} tokenizers named {name!r} "
+                        f"({', '.join(p.name for p in found)}), expected one; pass the tokenizer itself to pick its shard")
+    return found[0] if found else legacy
 
 
 def _array_spec(tokenizer: Tokenizer, num_frames: int) -> tuple[str, np.dtype, tuple[int, ...]]:
@@ -61,7 +88,8 @@ def _array_spec(tokenizer: Tokenizer, num_frames: int) -> tuple[str, np.dtype, t
 def _identity(tokenizer: Tokenizer, store: EpisodeStore) -> dict[str, Any]:
     """What a shard must match to be current: the tokenizer's weights and the dataset's frames."""
     ident = {
-        "tokenizer": tokenizer.name, "kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint,
+        "tokenizer": tokenizer.name, "identity": tokenizer.identity, "kind": tokenizer.kind,
+        "fingerprint": tokenizer.fingerprint,
         "grid": list(tokenizer.grid), "num_frames": store.num_frames,
         "dataset_frames_sha256": store.meta["files"][FRAMES_FILE]["sha256"],
     }
@@ -82,7 +110,7 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
 
 def is_current(store: EpisodeStore, tokenizer: Tokenizer) -> bool:
     """True when the shard exists, is complete, and was made from these frames with these weights."""
-    path = shard_path(store, tokenizer.name)
+    path = shard_path(store, tokenizer)
     meta = _read_meta(path)
     if meta is None:
         return False
@@ -98,7 +126,7 @@ def is_current(store: EpisodeStore, tokenizer: Tokenizer) -> bool:
 def tokenize_dataset(store: EpisodeStore, tokenizer: Tokenizer, *, batch_size: int = 256, chunk_frames: int = 4096,
                      progress: bool = True) -> tuple[TokenShard, bool]:
     """Write (or keep) the token shard of ``store``; returns it and whether it was already current."""
-    final = shard_path(store, tokenizer.name)
+    final = shard_path(store, tokenizer)
     if is_current(store, tokenizer):
         return open_token_shard(store, tokenizer), True
     if tuple(store.image_size) != tuple(tokenizer.image_size):
@@ -120,7 +148,7 @@ def tokenize_dataset(store: EpisodeStore, tokenizer: Tokenizer, *, batch_size: i
     else:
         array = np.load(partial / name, mmap_mode="r+")
     bar = progress_bar(total=store.num_frames, initial=done, show=progress, unit="frame", dynamic_ncols=True,
-               desc=f"{store.embodiment} -> tokens/{tokenizer.name}")
+               desc=f"{store.embodiment} -> tokens/{final.name}")
     for start in range(done, store.num_frames, chunk_frames):
         end = min(start + chunk_frames, store.num_frames)
         for i in range(start, end, batch_size):
@@ -148,20 +176,35 @@ def tokenize_dataset(store: EpisodeStore, tokenizer: Tokenizer, *, batch_size: i
     return open_token_shard(store, tokenizer), False
 
 
+def _missing_hint(path: Path, name: str) -> str:
+    """What to do about a shard that is not there: resume an unfinished one, or write it."""
+    names = sorted(p.name for p in path.parent.glob("*")) if path.parent.is_dir() else []
+    if any(re.fullmatch(re.escape(name) + r"(-[0-9a-f]{12})?" + re.escape(_PARTIAL), n) for n in names):
+        return "an unfinished run left a .partial folder, re-run `hma tokenize` to resume it"
+    others = [n for n in names if re.fullmatch(re.escape(name) + r"-[0-9a-f]{12}", n) and n != path.name]
+    if others:
+        return (f"only other tokenizers named {name!r} have shards here ({', '.join(others)}): their config or "
+                "weights differ; run `hma tokenize` with this tokenizer first")
+    return "run `hma tokenize` first"
+
+
 def open_token_shard(dataset: str | Path | EpisodeStore, tokenizer: str | Tokenizer, *, verify: bool = False) -> TokenShard:
-    """Open ``DATASET/tokens/<tokenizer>/``. Passing a tokenizer object (rather than its name)
-    also checks that the shard was made with its weights. Raises :class:`DataError` if the shard
+    """Open the token shard of ``tokenizer`` (see the module docstring). Passing a tokenizer
+    object opens its own shard and checks that it was made with its weights; a name alone
+    opens the one shard of a tokenizer of that name. Raises :class:`DataError` if the shard
     is missing, unfinished, truncated, stale (the frames changed) or from another tokenizer."""
     store = dataset if isinstance(dataset, EpisodeStore) else EpisodeStore(dataset)
     name = tokenizer if isinstance(tokenizer, str) else tokenizer.name
-    path = shard_path(store, name)
+    path = _find_shard(store, tokenizer)
     meta = _read_meta(path)
     if meta is None:
-        unfinished = path.with_name(path.name + _PARTIAL).exists()
-        hint = "an unfinished run left a .partial folder, re-run `hma tokenize` to resume it" if unfinished else "run `hma tokenize` first"
-        raise DataError(f"{path} holds no complete token shard for tokenizer {name!r} ({hint})")
+        raise DataError(f"{path} holds no complete token shard for tokenizer {name!r} ({_missing_hint(path, name)})")
     if meta.get("tokenizer") != name:
         raise DataError(f"{path} was made by tokenizer {meta.get('tokenizer')!r}, expected {name!r}")
+    key = path.name[len(name) + 1:]  # "" for a shard written before the key
+    if key and meta.get("identity") != key:
+        raise DataError(f"{path} was made by tokenizer identity {meta.get('identity')!r}, expected {key!r} as its "
+                        "folder's name says (re-run `hma tokenize`)")
     if not isinstance(tokenizer, str) and meta.get("fingerprint") != tokenizer.fingerprint:
         raise DataError(f"{path} was made by tokenizer weights {str(meta.get('fingerprint'))[:12]}, expected {tokenizer.fingerprint[:12]} (re-run `hma tokenize`)")
     if meta.get("dataset_frames_sha256") != store.meta["files"][FRAMES_FILE]["sha256"] or meta.get("num_frames") != store.num_frames:

@@ -34,6 +34,7 @@ from hma.run.kinds import build_model
 from hma.run.pretrained import resolve_run
 from hma.train.fit import TrainLog, fit
 from hma.train.optim import build_optimizer
+from hma.train.resume import check_resume
 from hma.train.state import Budget, TrainState
 
 
@@ -234,6 +235,8 @@ def _plan(cfg: TrainConfig, dist: Any) -> _Plan:
     resuming = cfg.resume and (run / ckpt.STATE_DIR / ckpt.STATE_FILE).is_file()
     if (run / ckpt.MODEL_FILE).exists() and not resuming:
         raise ConfigError(f"run folder {run} already holds a model, expected a new folder (or pass --resume)")
+    if resuming:  # before anything is written: the run's recorded data and settings stay as they are
+        check_resume(dataclasses.asdict(cfg), ckpt.read_run_config(run))
     source = run if resuming else (resolve_run(cfg.init_from) if cfg.init_from else None)
     return _Plan(run=run, resuming=resuming, source=source)
 

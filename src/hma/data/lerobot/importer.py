@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from hma.data.lerobot.reader import LeRobotSource
-from hma.data.store import DatasetInfo, EpisodeStore, StoreWriter
+from hma.data.store import METADATA_FILE, PARTIAL_SUFFIX, DatasetInfo, EpisodeStore, StoreWriter
 from hma.errors import ConfigError, DataError
 from hma.io import is_int
 
@@ -25,13 +26,31 @@ def import_lerobot(
     :func:`default_camera`); with ``all_cameras`` the other cameras are kept too, as the
     store's extra cameras (at the same ``image_size``);
     ``embodiment`` defaults to the dataset's robot_type, else the folder name;
-    ``image_size`` resizes frames to a square. An interrupted import resumes. ``src`` may be
-    the Hub name (``org/name``) of a dataset repo (:mod:`hma.hub`; a local path wins).
+    ``image_size`` resizes frames to a square. ``out`` must be a new or empty folder (checked
+    before anything is read). An interrupted import (Ctrl-C, a kill) resumes; one that fails
+    deletes what it staged (``OUT.partial``). ``src`` may be the Hub name (``org/name``) of a
+    dataset repo (:mod:`hma.hub`; a local path wins).
     """
-    from hma.hub import resolve
-
     if image_size is not None and (not is_int(image_size) or image_size <= 0):
         raise ConfigError(f"image_size is {image_size!r}, expected a positive number of pixels")
+    out = Path(out)
+    if (out / METADATA_FILE).exists():
+        raise DataError(f"dataset {out} already exists, expected a new folder to import into (remove it first, "
+                        "or choose another folder)")
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise DataError(f"{out} already exists and is not empty, expected a new or empty folder to import into")
+    try:
+        return _convert(src, out, camera=camera, all_cameras=all_cameras, embodiment=embodiment, image_size=image_size)
+    except Exception:
+        shutil.rmtree(out.with_name(out.name + PARTIAL_SUFFIX), ignore_errors=True)
+        raise
+
+
+def _convert(src: str | Path, out: Path, *, camera: str | None, all_cameras: bool, embodiment: str | None,
+             image_size: int | None) -> EpisodeStore:
+    """:func:`import_lerobot` once ``out`` is known to be free."""
+    from hma.hub import resolve
+
     src = resolve(src, repo_type="dataset", what="LeRobot dataset")
     with LeRobotSource(src, camera=camera, all_cameras=all_cameras) as source:
         # The first episode fixes the frame size the store is declared with.

@@ -28,8 +28,10 @@ from hma.data.sim.quiet import SimulatorOutput
 from hma.data.sim.registry import FRAME_HZ, SimEmbodiment, get_embodiment
 from hma.data.sim.rollout import BehaviourMix, rollout
 from hma import progress
-from hma.data.store import METADATA_FILE, PARTIAL_SUFFIX, DatasetInfo, EpisodeStore, StoreWriter
+from hma.data.store import (METADATA_FILE, PARTIAL_SUFFIX, DatasetInfo, EpisodeStore, StoreWriter, holds_dataset,
+                            write_target)
 from hma.errors import ConfigError, EmbodimentError
+from hma.io import replace_folder
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -126,25 +128,35 @@ def generate_dataset(spec: SimEmbodiment, out: str | Path, *, episodes: int, epi
                      branches: BranchPlan | None = BranchPlan(), mix: BehaviourMix = BehaviourMix()) -> Path:
     """Write (or resume, or skip if finished) one embodiment's dataset folder, then its
     counterfactual branches (:mod:`hma.data.sim.branches`) unless ``branches`` is None.
+    ``overwrite`` replaces a finished dataset: the new one is built beside it (:func:`write_target`,
+    resumable as any other) and swapped in only when complete, so a failure or a kill before
+    that leaves the old one, its branches and token shards as they were.
     ``mix``: how each episode's actions are chosen (:func:`demonstrations` for expert-only ones)."""
     out = Path(out)
-    if (out / METADATA_FILE).exists() and not overwrite:
+    target = write_target(out, overwrite=overwrite)
+    if (target / METADATA_FILE).exists() and not overwrite:
         progress.write(f"{spec.name}: {out} is complete, skipping (--overwrite replaces it)")
     else:
-        _generate_episodes(spec, out, episodes=episodes, episode_steps=episode_steps, image_size=image_size,
-                           seed=seed, overwrite=overwrite, mix=mix)
+        _generate_episodes(spec, target, episodes=episodes, episode_steps=episode_steps, image_size=image_size,
+                           seed=seed, mix=mix)
     if branches is not None:
-        generate_branches(spec, out, plan=branches, overwrite=overwrite)
+        generate_branches(spec, target, plan=branches)
+    if target != out:
+        replace_folder(target, out)
     return out
 
 
 def _generate_episodes(spec: SimEmbodiment, out: Path, *, episodes: int, episode_steps: int, image_size: int,
-                       seed: int, overwrite: bool, mix: BehaviourMix) -> None:
+                       seed: int, mix: BehaviourMix) -> None:
+    """Write (or resume) the dataset ``out``; one that a killed run finished with this description is kept,
+    one of another description replaced."""
     env = spec.make(image_size)
     try:
         info = dataset_info(spec, image_size=image_size, seed=seed, episode_steps=episode_steps,
                             mix=mix, state_names=env.state_names)
-        writer = StoreWriter(out, info, overwrite=overwrite)
+        if holds_dataset(out, info, num_episodes=episodes):
+            return
+        writer = StoreWriter(out, info, overwrite=True)
         start = writer.num_staged
         with progress.bar(total=episodes, initial=start, desc=spec.name, unit="ep", leave=True) as bar:
             for e in range(start, episodes):
@@ -241,10 +253,10 @@ def _generate_part(info: DatasetInfo, part: Path, episodes: range, *, episode_st
     writer.finalize()
 
 
-def _generate_branches(embodiment: str, dataset: Path, *, plan: BranchPlan, overwrite: bool) -> int:
+def _generate_branches(embodiment: str, dataset: Path, *, plan: BranchPlan) -> int:
     """A pool job: the counterfactual branches of one finished dataset; returns how many there are."""
     with progress.progress_bars(False):  # bars of several processes would interleave; the pool prints lines
-        out = generate_branches(get_embodiment(embodiment), dataset, plan=plan, overwrite=overwrite)
+        out = generate_branches(get_embodiment(embodiment), dataset, plan=plan)
     return 0 if out is None else EpisodeStore(out).num_episodes
 
 
@@ -306,12 +318,18 @@ def _generate_in_pool(specs: Sequence[SimEmbodiment], out: Path, *, workers: int
                       image_size: int, seed: int, overwrite: bool, branches: BranchPlan | None,
                       mix: BehaviourMix, verbose: bool = False) -> list[Path]:
     """:func:`generate_suite` with ``workers`` processes: jobs of (embodiment, episode range)
-    and, once an embodiment's dataset is written, one job for its branches."""
+    and, once an embodiment's dataset is written, one job for its branches. A dataset that
+    ``overwrite`` replaces is built beside the old one and swapped in after its branches."""
     per_job = min(EPISODES_PER_JOB, math.ceil(episodes / workers))
     jobs: deque[_Job] = deque()
+    targets = {spec.name: write_target(out / spec.name, overwrite=overwrite) for spec in specs}
 
-    def branch_job(name: str) -> _Job:
-        return _Job(name, partial(_generate_branches, name, out / name, plan=branches, overwrite=overwrite))
+    def written(name: str) -> None:
+        """Its episodes are written: its branches next (ahead of the other datasets' episodes), else the swap."""
+        if branches is not None:
+            jobs.appendleft(_Job(name, partial(_generate_branches, name, targets[name], plan=branches)))
+        elif targets[name] != out / name:
+            replace_folder(targets[name], out / name)
 
     def finish(dataset: _Dataset) -> None:
         dataset.writer.finalize()
@@ -319,15 +337,13 @@ def _generate_in_pool(specs: Sequence[SimEmbodiment], out: Path, *, workers: int
             dataset.bar.close()
         progress.write(f"{dataset.spec.name}: {episodes} episodes written to {dataset.writer.out} "
                        f"({time.monotonic() - (dataset.started or time.monotonic()):.0f} s)")
-        if branches is not None:
-            jobs.appendleft(branch_job(dataset.spec.name))  # ahead of the other datasets' episodes
+        written(dataset.spec.name)
 
     todo = []
     for spec in specs:
-        if (out / spec.name / METADATA_FILE).exists() and not overwrite:
+        if (targets[spec.name] / METADATA_FILE).exists() and not overwrite:
             progress.write(f"{spec.name}: {out / spec.name} is complete, skipping (--overwrite replaces it)")
-            if branches is not None:
-                jobs.append(branch_job(spec.name))
+            written(spec.name)
         else:
             todo.append(spec)
     datasets: dict[str, _Dataset] = {}
@@ -337,7 +353,10 @@ def _generate_in_pool(specs: Sequence[SimEmbodiment], out: Path, *, workers: int
         steps = [suite.episode_steps(spec) for spec in todo]
         infos = pool.map(partial(_describe, image_size=image_size, seed=seed, mix=mix), [s.name for s in todo], steps)
         for spec, episode_steps, info in zip(todo, steps, infos):
-            writer = StoreWriter(out / spec.name, info, overwrite=overwrite)
+            if holds_dataset(targets[spec.name], info, num_episodes=episodes):  # a killed run finished its episodes
+                written(spec.name)
+                continue
+            writer = StoreWriter(targets[spec.name], info, overwrite=True)
             # Ranges on a grid from episode 0, so that a rerun finds the parts a killed run staged.
             ranges = [range(a, min(a + per_job, episodes)) for a in range(0, episodes, per_job)
                       if min(a + per_job, episodes) > writer.num_staged]
@@ -363,6 +382,8 @@ def _generate_in_pool(specs: Sequence[SimEmbodiment], out: Path, *, workers: int
                 if job.episodes is None:
                     progress.write(f"{job.embodiment}: {result} counterfactual branches "
                                    f"({time.monotonic() - submitted:.0f} s)")
+                    if targets[job.embodiment] != out / job.embodiment:
+                        replace_folder(targets[job.embodiment], out / job.embodiment)
                     continue
                 dataset = datasets[job.embodiment]
                 dataset.staged.add(job.episodes)

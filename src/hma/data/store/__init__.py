@@ -34,8 +34,9 @@ from hma.data.store.layout import (ACTIONS_FILE, CAMERAS_DIR, EPISODE_STARTS_FIL
                                    PARTIAL_SUFFIX, REWARD_FILE, SCHEMA_VERSION, STATE_FILE, SUCCESS_FILE, DatasetInfo,
                                    action_statistics, camera_file)
 from hma.data.store.reader import EpisodeStore, find_datasets, open_datasets
-from hma.data.store.writer import StoreWriter, validate_episode
+from hma.data.store.writer import StoreWriter, holds_dataset, validate_episode, write_target
 
 __all__ = ["ACTIONS_FILE", "CAMERAS_DIR", "EPISODE_STARTS_FILE", "FRAMES_FILE", "METADATA_FILE", "PARTIAL_SUFFIX",
            "REWARD_FILE", "SCHEMA_VERSION", "STATE_FILE", "SUCCESS_FILE", "DatasetInfo", "EpisodeStore", "StoreWriter",
-           "action_statistics", "camera_file", "find_datasets", "open_datasets", "validate_episode"]
+           "action_statistics", "camera_file", "find_datasets", "holds_dataset", "open_datasets", "validate_episode",
+           "write_target"]

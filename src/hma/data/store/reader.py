@@ -198,13 +198,14 @@ class EpisodeStore:
 
 
 def find_datasets(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand each path to dataset folders: a dataset itself, or a folder of datasets."""
+    """Expand each path to dataset folders: a dataset itself, or a folder of datasets (hidden
+    sub-folders, such as a replacement being built by ``hma data generate --overwrite``, left out)."""
     found: list[Path] = []
     for p in map(Path, paths):
         if (p / METADATA_FILE).exists():
             found.append(p)
         elif p.is_dir():
-            subs = sorted(d for d in p.iterdir() if (d / METADATA_FILE).exists())
+            subs = sorted(d for d in p.iterdir() if not d.name.startswith(".") and (d / METADATA_FILE).exists())
             if not subs:
                 raise DataError(f"{p} holds no hma dataset (no {METADATA_FILE} in it or its sub-folders)")
             found.extend(subs)

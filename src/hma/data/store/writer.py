@@ -4,6 +4,7 @@ then ``metadata.json``, then one rename (see :mod:`hma.data.store`)."""
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hma.data.store.layout import (ACTIONS_FILE, EPISODE_STARTS_FILE, FRAMES_FIL
                                    DatasetInfo, action_statistics, camera_file, check_cameras, info_to_json)
 from hma.data.store.reader import EpisodeStore
 from hma.errors import DataError
-from hma.io import atomic_save_npy, atomic_write_json, read_json, sha256_file
+from hma.io import atomic_save_npy, atomic_write_json, finish_replace, read_json, replace_folder, sha256_file
 
 STAGED_CAMERA_PREFIX = "camera."  # a staged episode's key of extra camera <name> is camera.<name>
 
@@ -90,8 +91,35 @@ def _validate_cameras(cameras: dict[str, np.ndarray], sizes: dict[str, tuple[int
                             f"expected ({length}, {h}, {w}, 3)")
 
 
+def holds_dataset(out: str | Path, info: DatasetInfo, *, num_episodes: int | None = None) -> bool:
+    """True when ``out`` is a finished dataset described by ``info`` (with ``num_episodes``
+    episodes, when given): what a re-run command may keep instead of writing it again."""
+    meta_file = Path(out) / METADATA_FILE
+    if not meta_file.is_file():
+        return False
+    try:
+        meta = read_json(meta_file, "dataset metadata")
+    except DataError:
+        return False
+    described = json.loads(json.dumps(info_to_json(info)))  # tuples as lists, as the file has them
+    return (isinstance(meta, dict) and all(meta.get(k) == v for k, v in described.items())
+            and (num_episodes is None or meta.get("num_episodes") == num_episodes))
+
+
+def write_target(out: str | Path, *, overwrite: bool) -> Path:
+    """The folder a command that writes the dataset ``out`` (and what lives in it, such as its
+    branches) writes to: ``out``, or when ``overwrite`` replaces a finished dataset there, a hidden
+    sibling ``.<name>.new`` that :func:`hma.io.replace_folder` swaps in once complete, so that a
+    failure or a kill before that leaves the old dataset whole (a folder of datasets does not list it)."""
+    out = Path(out)
+    finish_replace(out)  # a swap killed between its renames is undone
+    return out.with_name(f".{out.name}.new") if overwrite and (out / METADATA_FILE).exists() else out
+
+
 class StoreWriter:
-    """Writes one dataset folder, one episode at a time, resumably and atomically.
+    """Writes one dataset folder, one episode at a time, resumably and atomically. With
+    ``overwrite`` a finished dataset at ``out`` stays whole until :meth:`finalize` swaps the
+    new one in (:func:`hma.io.replace_folder`).
 
     >>> with StoreWriter("data/reacher", info) as w:      # doctest: +SKIP
     ...     for e in range(w.num_staged, 100):
@@ -102,11 +130,14 @@ class StoreWriter:
         self.out = Path(out)
         self.info = info
         self.partial = self.out.with_name(self.out.name + PARTIAL_SUFFIX)
+        self.overwrite = overwrite
         check_cameras(info.camera, info.cameras, f"dataset {self.out}")
         if (self.out / METADATA_FILE).exists():
             if not overwrite:
-                raise DataError(f"dataset {self.out} already exists; pass overwrite=True (--overwrite) to replace it")
-            shutil.rmtree(self.out)
+                raise DataError(f"dataset {self.out} already exists, expected a new folder (overwrite=True replaces "
+                                "it once the new dataset is complete)")
+        elif self.out.is_file() or (self.out.is_dir() and any(self.out.iterdir())):
+            raise DataError(f"{self.out} already exists and is not an hma dataset, expected a new or empty folder")
         self.staging = self.partial / STAGED_EPISODES_DIR
         self.staging.mkdir(parents=True, exist_ok=True)
         # The staged episodes only resume a run with the same description.
@@ -216,7 +247,10 @@ class StoreWriter:
         shutil.rmtree(self.staging)
         (self.partial / "info.json").unlink()
         atomic_write_json(self.partial / METADATA_FILE, meta)  # last: marks the folder complete
-        self.partial.rename(self.out)
+        if self.overwrite:
+            replace_folder(self.partial, self.out)  # the old dataset stays whole until the new one is
+        else:
+            self.partial.rename(self.out)
         return EpisodeStore(self.out)
 
     def _write_frames(self, name: str, key: str, size: tuple[int, int], starts: np.ndarray) -> None:
