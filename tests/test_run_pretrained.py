@@ -50,6 +50,9 @@ def test_a_shipped_run_loads_by_name_and_its_env_starts_from_its_own_episodes(pa
     assert pretrained.shipped_runs() == ["hma-test"]
     loaded = hma.load("hma-test")
     assert loaded.path == shelf / "hma-test"
+    from hma.data.store import EpisodeStore
+
+    source = EpisodeStore(datasets[0]).action_stats
     for d in datasets:  # the training data is gone: contexts come from the shipped starts
         d.rename(d.with_name(d.name + ".away"))
     try:
@@ -58,6 +61,8 @@ def test_a_shipped_run_loads_by_name_and_its_env_starts_from_its_own_episodes(pa
         assert obs.shape == (16, 16, 3) and obs.dtype == np.uint8
         assert env.unwrapped.core.store.root == pretrained.starts_dataset(shelf / "hma-test", "arm")
         assert env.unwrapped.core.store.num_episodes == 1
+        # One short start spans little of the robot's range: the bounds are the whole dataset's.
+        assert np.allclose(env.action_space.low, source["min"]) and np.allclose(env.action_space.high, source["max"])
     finally:
         for d in datasets:
             d.with_name(d.name + ".away").rename(d)

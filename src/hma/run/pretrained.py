@@ -11,11 +11,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from hma.errors import ConfigError
 from hma.io import CONFIG_FILE, atomic_write_json, read_json, seal, sha256_file, unseal
 from hma.run import files
+
+if TYPE_CHECKING:
+    from hma.data.store import EpisodeStore
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_RUN = "hma-tiny"  # what `hma play`, the env and `hma.load()` use when no run is named
@@ -42,6 +45,15 @@ def starts_dataset(run: Path, embodiment: str) -> Path | None:
     """The shipped starts of ``embodiment`` in run folder ``run``, if it carries them."""
     path = Path(run) / STARTS_DIR / embodiment
     return path if path.is_dir() else None
+
+
+def keep_action_bounds(starts: Path, source: "EpisodeStore") -> None:
+    """Give the episode starts the action statistics of the dataset they were cut from: the env
+    takes its action bounds from them, and a few short episodes span a fraction of the robot's range."""
+    meta = read_json(starts / "metadata.json", "dataset metadata")
+    meta["action_stats"] = {k: v.tolist() for k, v in source.action_stats.items()}
+    meta.setdefault("extra", {})["action_stats_of"] = f"the {source.num_episodes} episodes the starts were cut from"
+    atomic_write_json(starts / "metadata.json", meta)
 
 
 def pack_run(run: str | Path, out: str | Path, *, starts: Sequence[str | Path] = (), start_episodes: int = 2,
@@ -88,6 +100,7 @@ def pack_run(run: str | Path, out: str | Path, *, starts: Sequence[str | Path] =
                 writer.add_episode(cut["frames"], cut["actions"], cut["success"], state=cut["state"],
                                    reward=cut["reward"])
             writer.finalize()
+            keep_action_bounds(tmp / STARTS_DIR / store.embodiment, store)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             out.rename(old)
