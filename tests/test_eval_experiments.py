@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 
 import pytest
 from _helpers_eval import add_branches
@@ -12,7 +13,8 @@ from hma.cli import main
 from hma.errors import ConfigError
 from hma.experiments.runs import Budget, ExperimentOptions
 from hma.experiments.recipes import run_experiment
-from hma.experiments.results import update_results_section
+from hma.experiments.results import (RESULTS_INTRO, RESULTS_TITLE, WORK, recipe_section, shown_paths,
+                                     update_results_section)
 
 
 def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
@@ -48,7 +50,11 @@ def test_actions_recipe_writes_results_table_and_docs_section(tmp_path):
     assert text.startswith("# Results\n\nintro kept")
     # Sections keep the canonical order (actions before methods) and the other section is untouched.
     assert text.index("hma-experiment:actions:begin") < text.index("old methods")
-    assert result["command"] in text and result["date"] in text and table.strip() in text
+    # The docs show the command with the scratch folder as $WORK; results.json keeps the real one.
+    assert shown_paths(result["command"]) in text and result["date"] in text and table.strip() in text
+    assert str(tmp_path) in result["command"]
+    if str(tmp_path).startswith(tempfile.gettempdir()):  # pytest's default folder
+        assert str(tmp_path) not in text
     assert result["command"].startswith("hma experiment actions --out ") and "--steps 2" in result["command"]
     assert f"--data {tmp_path / 'data'}" in result["command"]
 
@@ -87,6 +93,31 @@ def test_results_section_is_replaced_not_duplicated(tmp_path):
     text = doc.read_text()
     assert text.count("hma-experiment:injection:begin") == 1 and "first injection" not in text
     assert text.index("actions table") < text.index("second injection")
+
+
+def test_results_sections_show_scratch_paths_as_work(tmp_path):
+    scratch = tempfile.gettempdir()
+    result = {"date": "today", "command": f"hma experiment actions --out {scratch}/w/act --data /data/keep",
+              "budget": "2 steps", "options": {"preset": "tiny", "batch_size": 8, "lr": 1e-3}, "preset_config": "c",
+              "eval": "e", "threads": 1, "rows": [{"label": "a", "x": 1.0}], "findings": [f"run in `{scratch}/w/a`"]}
+    section = recipe_section("actions", "t", "c", [("x", "x", "{:.1f}")], result)
+    assert f"--out {WORK}/w/act --data /data/keep" in section and f"run in `{WORK}/w/a`" in section
+    assert "/tmp/" not in section and result["command"].startswith(f"hma experiment actions --out {scratch}/w/act")
+    # Every section goes through update_results_section, whichever renderer made it.
+    doc = tmp_path / "results.md"
+    update_results_section(doc, "speed", "## speed\n\n```\nhma bench --json /tmp/w/b.json --out=/tmp/x\n```\n"
+                                         "not /var/tmp/y nor /tmpfiles/z")
+    text = doc.read_text()
+    assert text.startswith(RESULTS_TITLE + "\n" + RESULTS_INTRO) and f"`{WORK}` stands for the scratch folder" in text
+    assert f"--json {WORK}/w/b.json --out={WORK}/x" in text and "not /var/tmp/y nor /tmpfiles/z" in text
+
+
+def test_the_results_file_says_what_work_stands_for_and_re_renders_alike():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    assert text.startswith(RESULTS_TITLE + "\n" + RESULTS_INTRO) and f"{WORK}/" in text
+    assert shown_paths(text) == text
 
 
 def test_methods_needs_both_token_kinds(tmp_path):

@@ -137,3 +137,40 @@ def test_python_dash_m_hma_is_the_hma_command():
 
     done = subprocess.run([sys.executable, "-m", "hma", "data", "generate", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--no-counterfactual" in done.stdout
+
+
+def test_readme_reads_in_five_minutes():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines, expected at most 200: move details to docs/"
+
+
+def _docs() -> list[Path]:
+    """The documentation a reader sees: the README, docs/ and every shipped model card."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
+            *sorted((ROOT / "src" / "hma" / "pretrained").glob("*/MODEL_CARD.md"))]
+
+
+def test_docs_name_no_scratch_paths():
+    docs = _docs()
+    assert ROOT / "docs" / "results.md" in docs and any(p.name == "MODEL_CARD.md" for p in docs)
+    for path in docs:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert "/tmp/" not in line, f"{path.relative_to(ROOT)}:{number} names a scratch path: {line[:120]}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_docs_lead_somewhere():
+    for path in _docs():
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path
+            assert dest.exists(), f"{path.relative_to(ROOT)} links to {target}, which does not exist"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", dest.read_text(), flags=re.M)
+                assert anchor in {_anchor(h) for h in headings}, f"{path.relative_to(ROOT)}: no heading #{anchor} in {file}"

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     from hma.eval.card import model_card, robot_checks
-    from hma.experiments.results import results_date, update_results_section
+    from hma.experiments.results import WORK, results_date, shown_paths, update_results_section
     from hma.eval.runner import evaluate
     from hma.io import atomic_write_bytes, atomic_write_json, read_json
     from hma.run import load
@@ -72,6 +72,9 @@ def main() -> int:
     }
     text = model_card(args.name, result, training=training, commands=Path(args.commands).read_text(),
                       limits=args.limit)
+    # The card ships: paths under the temp folder read as $WORK/..., as in docs/results.md.
+    if (shown := shown_paths(text)) != text:
+        text = shown.rstrip("\n") + f"\n\n`{WORK}` stands for the scratch folder the commands ran in.\n"
     atomic_write_bytes(out / MODEL_CARD, text.encode())
     heading, body = text.split("\n", 1)
     update_results_section(ROOT / "docs" / "results.md", "shipped-model",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from datetime import datetime, timezone
@@ -28,8 +29,12 @@ RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectori
 RESULTS_TITLE = "# Results\n"
 RESULTS_INTRO = (
     "Every section below is written by `hma experiment NAME`, which replaces only its own "
-    "section (between its markers). Do not edit by hand: re-run the command shown instead.\n"
+    "section (between its markers). Do not edit by hand: re-run the command shown instead.\n\n"
+    "`$WORK` stands for the scratch folder the commands ran in (each experiment's results.json "
+    "keeps the real paths).\n"
 )
+# What a path under the system's temp folder reads as in a results section (the intro says what it stands for).
+WORK = "$WORK"
 
 
 def _markers(name: str) -> tuple[str, str]:
@@ -48,8 +53,21 @@ def shown_command(argv: Sequence[str]) -> str:
     return "hma " + shlex.join(argv)
 
 
+def shown_paths(text: str) -> str:
+    """``text`` with every path under the system's temp folder written as under ``$WORK``
+    (``/tmp/w/act`` -> ``$WORK/w/act``): a scratch folder means nothing to a reader, and the
+    results file must not depend on where its commands happened to run."""
+    prefixes = sorted({tempfile.gettempdir().rstrip("/") or "/", "/tmp"}, key=len, reverse=True)
+    # Not inside a longer path (/var/tmp) or name (/tmpfiles): a path starts after a space, quote, `=`, ...
+    pattern = "|".join(rf"(?<![\w.~/$-]){re.escape(p)}(?![\w.~-])" for p in prefixes if p != "/")
+    return re.sub(pattern, WORK, text)
+
+
 def update_results_section(path: Path, name: str, body: str) -> None:
     """Replace experiment ``name``'s section of ``path`` (creating the file), atomically.
+
+    Every section passes through here, so every renderer's paths under the temp folder read as
+    ``$WORK/...`` (:func:`shown_paths`); the results.json files keep the real command.
 
     Sections keep the order of :data:`RESULT_SECTIONS`. Recipes finishing at the same time are
     serialized by a lock on the folder (its inode, unlike the file's, survives the atomic
@@ -69,7 +87,7 @@ def update_results_section(path: Path, name: str, body: str) -> None:
                 sections[other] = m.group(0).rstrip("\n")
                 text = text[: m.start()] + text[m.end():]
         begin, end = _markers(name)
-        sections[name] = f"{begin}\n{body.strip()}\n{end}"
+        sections[name] = f"{begin}\n{shown_paths(body).strip()}\n{end}"
         head = text.rstrip("\n") + "\n"
         ordered = [sections[n] for n in RESULT_SECTIONS if n in sections]
         atomic_write_bytes(path, (head + "\n" + "\n\n".join(ordered) + "\n").encode())
@@ -100,7 +118,7 @@ def recipe_section(name: str, title: str, claim: str, columns: Sequence[tuple[st
         "Findings:\n",
         "\n".join(f"- {f}" for f in result["findings"]) + "\n",
     ]
-    return "\n".join(lines)
+    return shown_paths("\n".join(lines))  # as the results file shows it, so OUT/NAME/section.md agrees
 
 
 def policy_eval_section(report: Any, command: str, date: str | None = None) -> str:
