@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hma.commands import add_progress
+from hma.config import RECIPE
 import time
 
 
@@ -28,16 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=int, nargs="+", default=None, help="width of each stride-2 stage")
     p.add_argument("--res-blocks", type=int, default=2, help="residual blocks at the token resolution")
     # hma.tokenizer.config.ENCODERS, spelled out: importing it would load torch for every CLI call.
-    p.add_argument("--encoder", choices=("conv", "patch"), default="conv",
+    p.add_argument("--encoder", choices=("conv", "patch"), default=RECIPE.encoder,
                    help="conv: each token sees most of the frame; patch: each token sees its own pixels only, "
                         "so a static background keeps its tokens while the robot moves")
-    p.add_argument("--vocab-size", type=int, default=4096, help="discrete: about 2^10 to 2^16 (FSQ levels from the FSQ paper)")
-    p.add_argument("--fsq-levels", type=int, nargs="+", default=None, help="discrete: explicit FSQ levels (overrides --vocab-size)")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="discrete: a vocabulary of about 2^10 to 2^16 (FSQ levels from the FSQ paper) instead of "
+                        "the recipe's --fsq-levels")
+    p.add_argument("--fsq-levels", type=int, nargs="+", default=None,
+                   help=f"discrete: explicit FSQ levels, overriding --vocab-size (without either: hma's recipe, "
+                        f"{' '.join(map(str, RECIPE.fsq_levels))})")
     p.add_argument("--latent-channels", type=int, default=8, help="continuous: latent channels per token")
     p.add_argument("--kl-weight", type=float, default=1e-5, help="continuous: weight of the KL term")
     p.add_argument("--recon-loss", choices=["l1", "l2", "l1+l2"], default="l1+l2", help="pixel reconstruction loss")
     p.add_argument("--grad-loss-weight", type=float, default=0.0, help="weight of an L1 loss on image gradients (0: off)")
-    p.add_argument("--foreground-weight", type=float, default=1.0,
+    p.add_argument("--foreground-weight", type=float, default=RECIPE.foreground_weight,
                    help="loss weight of pixels that differ from their dataset's median background: the robot "
                         "and what it moves (1: plain mean)")
     p.add_argument("--sample-every", type=int, default=500, help="steps between reconstruction grids in OUT/samples/")
@@ -90,10 +95,13 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume and not (out / STATE_DIR / STATE_FILE).is_file():
         raise ConfigError(f"--resume was given but {out / STATE_DIR} does not exist, expected a run to resume")
+    # Without --fsq-levels or --vocab-size: the recipe's levels (hma.config.RECIPE).
+    levels = args.fsq_levels or (() if args.vocab_size is not None else RECIPE.fsq_levels)
+    vocab = {} if args.vocab_size is None else {"vocab_size": args.vocab_size}
     config = TokenizerConfig(
         kind=args.kind, name=args.name or out.resolve().name, downsample=args.downsample,
-        channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, encoder=args.encoder, vocab_size=args.vocab_size,
-        fsq_levels=tuple(args.fsq_levels or ()), latent_channels=args.latent_channels, kl_weight=args.kl_weight,
+        channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, encoder=args.encoder, **vocab,
+        fsq_levels=tuple(levels), latent_channels=args.latent_channels, kl_weight=args.kl_weight,
         recon_loss=args.recon_loss, grad_loss_weight=args.grad_loss_weight, foreground_weight=args.foreground_weight,
     )
     options = TrainOptions(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,

@@ -7,7 +7,7 @@ import json
 
 from hma.commands import add_progress
 
-from hma.config import PRESETS, Setting
+from hma.config import PRESETS, RECIPE, Setting
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -18,12 +18,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     length.add_argument("--minutes", type=float, help="train for this wall-clock budget")
     p.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step without changing the schedule")
     p.add_argument("--batch-size", type=int, default=8, help="windows per batch per process")
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--lr", type=float, default=RECIPE.lr,
+                   help="peak learning rate (AdamW, cosine decay); hma's recipe, measured on the demo preset's "
+                        "trunk: a much larger trunk may want less")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps before the cosine decay")
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (0: off)")
     p.add_argument("--ema", type=float, default=None, help="EMA decay (e.g. 0.999); model.safetensors then holds the EMA")
-    p.add_argument("--setting", default="full", choices=[s.value for s in Setting],
+    p.add_argument("--setting", default=RECIPE.setting, choices=[s.value for s in Setting],
                    help="what is masked: frames (video), frames given actions (forward), both (full), actions given frames (policy), or one of those per sample (mixed)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initialization and the batch stream (rank r of n draws seed * n + r)")
@@ -47,7 +49,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a world model on tokenized datasets (under torchrun: torchrun --nproc_per_node=N -m hma train ...)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--preset", default=None, choices=list(PRESETS), help="model preset (default tiny)")
+    which.add_argument("--preset", default=RECIPE.preset, choices=list(PRESETS),
+                       help="model preset; demo is hma's recipe: the tiny preset's width, 2 blocks, 4-frame windows")
     which.add_argument("--config", default=None, help="JSON model config instead of a preset")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder the data was tokenized with")
     # hma.run.kinds.MODEL_KINDS, spelled out: importing it would load torch for every CLI call.
@@ -58,9 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-frames", type=int, default=None, help="window length T (default: the preset's)")
     p.add_argument("--num-blocks", type=int, default=None,
                    help="trunk depth (default: the preset's); on a few CPU minutes a shallower trunk takes "
-                        "more steps (the demo trains 2 blocks)")
-    p.add_argument("--changed-token-weight", type=float, default=None,
-                   help="loss weight of masked tokens that differ from the frame before (default 1: plain mean)")
+                        "more steps")
+    p.add_argument("--changed-token-weight", type=float, default=RECIPE.changed_token_weight,
+                   help="loss weight of masked tokens that differ from the frame before (1: plain mean)")
     p.add_argument("--action-dropout", type=float, default=None, metavar="SHARE",
                    help="share of frames trained with their action hidden, for guidance on actions at sampling "
                         "(default 0)")
@@ -108,9 +111,9 @@ def _share(value: float | None) -> str:
 def _train(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    overrides = {k: v for k in ("changed_token_weight", "num_blocks", "action_dropout", "corrupt_max")
-                 if (v := vars(args)[k]) is not None}
-    cfg = _config(args, config_file=args.config, model_overrides=overrides)
+    overrides = {k: v for k in ("num_blocks", "action_dropout", "corrupt_max") if (v := vars(args)[k]) is not None}
+    # A --config file names the model instead of a preset.
+    cfg = _config(args, config_file=args.config, model_overrides=overrides, preset=None if args.config else args.preset)
     return _report(train(cfg))
 
 

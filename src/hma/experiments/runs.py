@@ -113,6 +113,9 @@ def train_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, toke
     run = opts.out / RUNS_DIR / label
     budget = budget or opts.budget
     started = time.perf_counter()
+    # A row that names no setting or changed-token weight trains as the paper's recipes always have
+    # (full dynamics, a plain mean), not with hma's default recipe (hma.config.RECIPE).
+    changes = {"setting": "full", "changed_token_weight": 1.0, **changes}
     cfg = TrainConfig(data=[str(d) for d in data], out=str(run), tokenizer=tokenizer, steps=budget.steps,
                       minutes=budget.minutes, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
                       warmup=warmup_steps(budget), progress=opts.progress,
