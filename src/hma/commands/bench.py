@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", default=["maskgit", "mar", "diffusion"],
                    help="any of maskgit, mar, diffusion")
     p.add_argument("--maskgit-steps", type=int, default=2, help="MaskGIT unmasking steps per frame")
-    p.add_argument("--mar-diffusion-steps", type=int, default=100, help="diffusion-head steps per MAR token")
+    p.add_argument("--mar-diffusion-steps", type=int, default=None,
+                   help="diffusion-head steps per MAR token (default: MAR's, 10; the paper's is 100)")
     p.add_argument("--diffusion-steps", type=int, default=50, help="DDIM steps of the diffusion baseline")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-draws", type=int, default=3, help="random-action draws behind delta-PSNR (>= 3)")
     p.add_argument("--unmask-steps", type=int, default=2, help="MaskGIT/MAR unmasking steps per frame")
     p.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature (0: greedy)")
-    p.add_argument("--diffusion-steps", type=int, default=None, help="DDIM steps of the MAR head or diffusion baseline")
+    p.add_argument("--diffusion-steps", type=int, default=None,
+                   help="DDIM steps of the MAR head (default 10) or of the diffusion baseline (default: its run's)")
     p.add_argument("--batch-size", type=int, default=16, help="clips generated together")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-action draws and of sampling")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
