@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
-                   help="arithmetic of generation: fp32, bf16 autocast, or int8 linear layers (CPU)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                   help="arithmetic of generation: fp32, bf16 autocast, int8 linear layers (CPU), or auto: int8 on "
+                        "a CPU with VNNI or AMX, bf16 on CUDA, fp32 otherwise")
     p.add_argument("--logit-adjustment", type=float, default=None, metavar="F",
                    help="add F x log(the run's changed-token weight) to the logit of each token staying as it "
                         "was: 1 undoes the weight's pull toward change (default: the run's recommendation, else 0)")
@@ -59,5 +60,6 @@ def _eval(args: argparse.Namespace) -> int:
         if acc and acc["all"] is not None:
             print(f"  next-frame tokens right on held-out windows: {acc['all']:.3f} against copying the last "
                   f"frame's {acc['copy']:.3f}")
+    print(f"generated at {result['options']['precision_choice']}")
     print(f"wrote {args.out}/{METRICS_FILE} and {args.out}/{REPORT_FILE}")
     return 0

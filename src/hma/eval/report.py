@@ -246,7 +246,8 @@ def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.
         f"+ {opts['horizon']} generated frames; headline metrics from the "
         f"{next(iter(result['per_embodiment'].values()))['headline_mode']} mode; ΔPSNR over "
         f"{opts['random_draws']} random-action draws; {opts['unmask_steps']} unmasking steps, temperature "
-        f"{opts['temperature']:g}; FPS with {opts['threads']} thread(s) on {opts['device']}, decoding excluded.\n",
+        f"{opts['temperature']:g}; generated at {opts.get('precision_choice', 'precision ' + opts['precision'])}; "
+        f"FPS with {opts['threads']} thread(s) on {opts['device']}, decoding excluded.\n",
         eval_table(result),
         "\n## By mode\n",
         mode_table(result),

@@ -133,8 +133,10 @@ def evaluate_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, h
     """Evaluate run ``run`` (default: ``label``) into OUT/NAME/eval/LABEL; ``sampling`` overrides the eval's options."""
     from hma.eval.runner import evaluate
 
+    # fp32 generation, as every recipe's results were measured, whatever this machine's `auto` would pick;
+    # a row that varies the precision says so (levers: "int8 generation").
     kwargs = {"horizon": horizon or opts.horizon, "episodes": opts.eval_episodes, "seed": opts.seed,
-              **opts.eval_kwargs, **sampling}
+              "precision": "fp32", **opts.eval_kwargs, **sampling}
     return evaluate(opts.out / RUNS_DIR / (run or label), [str(d) for d in data], opts.out / EVAL_DIR / label, **kwargs)
 
 
@@ -205,7 +207,7 @@ def single_stream_fps(run: Path, data: Sequence[Path], *, frames: int, seed: int
     clips = heldout_clips(store, spec, frame_hz=loaded.frame_hz, length=frames + 1, held=held)
     tokens = encode_clips(loaded.tokenizer, clips.frames[:1], device)  # (1, L, ...)
     actions = torch.from_numpy(clips.actions[:1]).to(device)  # (1, L, k*A)
-    gen = frame_generator(loaded, store.embodiment, diffusion_steps=diffusion_steps)
+    gen = frame_generator(loaded, store.embodiment, diffusion_steps=diffusion_steps, precision="fp32")
     generate_autoregressive(gen, tokens[:, :2], actions[:, :2], 1, seed=seed)  # warm-up (allocations, kernels)
     _, seconds = generate_autoregressive(gen, tokens, actions, 1, seed=seed)
     return frames / seconds
