@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="discrete: FSQ codes for MaskGIT; continuous: KL latents for MAR and the diffusion baseline")
     p.add_argument("--out", required=True, help="run folder (resumed automatically when it holds a training_state/)")
     p.add_argument("--resume", action="store_true", help="require an existing run in --out to resume")
-    p.add_argument("--minutes", type=float, default=None, help="training time budget: the run plans its number of steps from its measured speed (a resume keeps the plan)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="training time budget: steps planned from the measured speed and re-planned as it changes; "
+                        "at the deadline the run stops with a checkpoint (a resume counts the minutes already trained)")
     p.add_argument("--steps", type=int, default=None, help="training steps (2000 if neither --steps nor --minutes; not both)")
     p.add_argument("--batch-size", type=int, default=64, help="frames per optimizer step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
@@ -106,8 +108,12 @@ def _train(args: argparse.Namespace) -> int:
     )
     options = TrainOptions(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                            seed=args.seed, sample_every=args.sample_every)
-    tokenizer = train_tokenizer(args.data, out, config, options, device=device, progress=not args.no_progress)
+    ended: list[str] = []  # how a timed run ended, printed last
+    tokenizer = train_tokenizer(args.data, out, config, options, device=device, progress=not args.no_progress,
+                                report=ended.append)
     print(f"wrote {out}: {tokenizer} fingerprint {tokenizer.fingerprint[:12]}")
+    for line in ended:
+        print(line)
     return 0
 
 

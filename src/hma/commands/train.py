@@ -15,7 +15,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder to write")
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument("--minutes", type=float, help="train for this wall-clock budget")
+    length.add_argument("--minutes", type=float,
+                        help="train for this wall-clock budget: steps planned from the measured speed and re-planned "
+                             "as it changes; at the deadline the run stops with a checkpoint (a resume counts the "
+                             "minutes already trained)")
     p.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step without changing the schedule")
     p.add_argument("--batch-size", type=int, default=8, help="windows per batch per process")
     p.add_argument("--lr", type=float, default=RECIPE.lr,
@@ -91,6 +94,7 @@ def _config(args: argparse.Namespace, **extra):
 
 
 def _report(result: dict) -> int:
+    budget = result.pop("budget", None)  # printed last: how a timed run ended
     if "perplexity" in result:
         print(f"held-out perplexity {result['perplexity']:.2f} vs unigram baseline {result['unigram_perplexity']:.2f} "
               f"({result['heldout_tokens']} masked tokens in {result['heldout_windows']} windows)")
@@ -101,6 +105,8 @@ def _report(result: dict) -> int:
                       f"{a['copy']:.3f}); unchanged {_share(a['unchanged'])}, changed {_share(a['changed'])}")
     elif result:
         print(json.dumps(result))
+    if budget:
+        print(budget)
     return 0
 
 

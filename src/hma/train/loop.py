@@ -159,7 +159,8 @@ class _Plan:
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train (or resume, or fine-tune) one run; returns the final evaluation (rank 0) or {}."""
+    """Train (or resume, or fine-tune) one run; returns the final evaluation (rank 0) or {}, and for a
+    timed run ``"budget"``: how it ended (:meth:`hma.train.state.Budget.summary`)."""
     setting = Setting.parse(cfg.setting)
     odd = [s for s in cfg.snapshot_steps if s < 1 or s % cfg.checkpoint_every]
     if odd:
@@ -227,6 +228,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             result = evaluate(model, data, batch_size=cfg.batch_size, max_windows=cfg.eval_windows, seed=cfg.seed)
             result.update(step=state.step, seconds=round(time.perf_counter() - started, 1))
             atomic_write_json(plan.run / ckpt.EVAL_FILE, result)
+        if (line := budget.summary()) is not None:  # how a timed run ended: as planned, re-planned or cut
+            result["budget"] = line
     return result
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -117,8 +117,10 @@ def train_tokenizer(
     *,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    report: Callable[[str], None] | None = None,
 ) -> ConvTokenizer:
-    """Train (or resume) a tokenizer on the training episodes of ``data``; returns it loaded from ``out``."""
+    """Train (or resume) a tokenizer on the training episodes of ``data``; returns it loaded from ``out``.
+    ``report`` gets a timed run's closing line: how its budget ended (:meth:`Budget.summary`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
@@ -139,6 +141,8 @@ def train_tokenizer(
         progress=progress, desc=f"train {config.kind} tokenizer")
     steps.sample(state.step)
     steps.log.close()
+    if report is not None and (line := budget.summary()) is not None:
+        report(line)
     return load_trained_tokenizer(out).to(device)
 
 
