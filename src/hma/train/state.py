@@ -155,17 +155,17 @@ class Budget:
     A timed run plans its length once it knows its speed: the first steps pay for
     allocation and warm-up, so speed is measured on the 15 steps after the 5th and only the
     time still left is divided by it. The machine can speed up or slow down after that (a
-    job starts or ends beside it), so every tenth of the plan the length is planned again
-    on the speed since the last plan, moving the end of the cosine schedule with it. Should
-    the time run out before the planned step all the same, the run stops at the deadline, its
-    schedule cut at that step. :meth:`summary` says which happened. The seconds trained
-    are kept in the :class:`TrainState`, so a resumed run's deadline counts those of the
-    processes before it. ``agree`` makes all ranks of a distributed run take one length
-    (e.g. the minimum), and stop at the deadline together.
+    job starts or ends beside it), so after every tenth of the steps still planned (at least
+    40) the length is planned again on the speed since the last plan, moving the end of the
+    cosine schedule with it. Should the time run out before the planned step all the same,
+    the run stops at the deadline, its schedule cut at that step. :meth:`summary` says which
+    happened. The seconds trained are kept in the :class:`TrainState`, so a resumed run's
+    deadline counts those of the processes before it. ``agree`` makes all ranks of a
+    distributed run take one length (e.g. the minimum), and stop at the deadline together.
     """
 
     WARM, PROBE = 5, 20
-    REPLANS = 10  # re-plans over a timed run's length
+    REPLANS = 10  # a timed run re-plans after every 1/REPLANS of the steps it still has planned
 
     def __init__(self, *, steps: int | None = None, minutes: float | None = None, stop_at: int | None = None,
                  agree: Callable[[int], int] | None = None) -> None:
@@ -180,7 +180,6 @@ class Budget:
         self._started = 0.0
         self._first = 0
         self._mark = (0.0, 0)  # (time, step) the speed is measured from
-        self._every = 2 * self.PROBE
         self._replan_at: int | None = None
         self._first_plan: int | None = None  # a timed run's first planned length
         self._cut: tuple[int, int] | None = None  # (step, planned length) when the deadline stopped the run
@@ -247,8 +246,7 @@ class Budget:
         self._mark = (now, state.step)
 
     def _next_replan(self, state: TrainState) -> None:
-        self._every = max(2 * self.PROBE, (state.schedule.total_steps - state.step) // self.REPLANS)
-        self._replan_at = state.step + self._every
+        self._replan_at = state.step + max(2 * self.PROBE, (state.schedule.total_steps - state.step) // self.REPLANS)
 
     def _deadline(self, state: TrainState, now: float) -> bool:
         """Out of time before the planned step: the schedule ends here (on every rank, if any is out of time)."""
