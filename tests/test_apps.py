@@ -189,6 +189,8 @@ def test_policy_eval_reports_both_rates(run, store, tmp_path):
     assert saved["results"][0]["real_rate"] == 1.0 and "pearson" in saved
     assert iio.imread(report.plot).ndim == 3
     assert "Pearson" in report.table()
+    assert report.precision.startswith("precision auto -> ") and report.precision in report.table()
+    assert saved["precision"] == report.precision  # the world model's generation precision, resolved
     video = iio.imread(tmp_path / "pe" / "videos" / "expert_1.gif")  # (steps + 1, H, W, 3): simulator | world model
     assert video.shape[0] == 5 and video.shape[2] > 2 * (video.shape[1] - LABEL_HEIGHT) - 20  # under a label strip
     assert sorted(p.name for p in (tmp_path / "pe" / "videos").iterdir()) == ["expert_0.gif", "expert_1.gif", "random.gif"]

@@ -169,8 +169,9 @@ def test_vector_env_steps_eight_in_one_batched_call(run, monkeypatch):
     obs, _ = venv.reset(seed=0)
     assert obs.shape == (8, IMAGE, IMAGE, 3)
     calls = []
-    original = run.model.forward_frame
-    monkeypatch.setattr(run.model, "forward_frame", lambda tokens, *a, **k: calls.append(tokens.shape[0]) or original(tokens, *a, **k))
+    model = venv.core.rollout.engine.model  # the model generation runs: the run's, or its int8 copy (precision auto)
+    original = model.forward_frame
+    monkeypatch.setattr(model, "forward_frame", lambda tokens, *a, **k: calls.append(tokens.shape[0]) or original(tokens, *a, **k))
     obs, rewards, terminated, truncated, _ = venv.step(venv.action_space.sample())
     assert obs.shape == (8, IMAGE, IMAGE, 3) and rewards.shape == (8,) and not terminated.any()
     # Every model pass of the step carried all 8 envs: one unmasking pass per step, not per env.

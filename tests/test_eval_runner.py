@@ -215,6 +215,25 @@ def test_generation_precision_is_an_option_and_recorded(trained, tmp_path):
         hma.eval.evaluate(run, datasets[:1], tmp_path, precision="fp8", report=False)
 
 
+def test_auto_precision_is_resolved_for_this_machine_and_named_in_the_report(trained, tmp_path, monkeypatch, capsys):
+    import hma.sampling.precision as precision
+
+    run, datasets, _ = trained
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"fpu", "avx512_vnni"}))
+    out = tmp_path / "vnni"
+    assert main(["eval", "--run", str(run), "--data", str(datasets[0]), "--out", str(out), "--horizon", "2",
+                 "--mode", "autoregressive", "--episodes", "1", "--threads", "1", "--no-progress"]) == 0
+    named = "precision auto -> int8 (avx512_vnni)"
+    assert f"generated at {named}" in capsys.readouterr().out
+    options = json.loads((out / runner.METRICS_FILE).read_text())["options"]
+    assert options["precision"] == "int8" and options["precision_choice"] == named
+    assert named in (out / runner.REPORT_FILE).read_text()
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"fpu"}))
+    options = hma.eval.evaluate(run, datasets[:1], tmp_path / "plain", horizon=2, mode="autoregressive", episodes=1,
+                                report=False)["options"]
+    assert options["precision"] == "fp32" and options["precision_choice"].startswith("precision auto -> fp32 (CPU without")
+
+
 def test_copy_baseline_and_motion_psnr_per_horizon_step():
     """A square moves one pixel per frame: the copy baseline holds the last context frame,
     motion PSNR looks only where the real frames moved."""

@@ -219,3 +219,16 @@ def test_bad_stay_bias_and_guidance_are_refused() -> None:
     for bad in ({"stay_bias": float("nan")}, {"guidance": -1.0}, {"guidance": float("inf")}):
         with pytest.raises(ConfigError, match="stay bias|action guidance"):
             MaskGITSampling(**bad)
+
+
+def test_mar_draws_each_token_with_10_head_steps_by_default() -> None:
+    """The default head steps (10, not the paper's 100): one noise prediction per step and revealed token."""
+    model = tiny_model("continuous")
+    calls = []
+    predict = model.diffusion.predict_noise
+    model.diffusion.predict_noise = lambda x, t, z: calls.append(x.shape[0]) or predict(x, t, z)
+    frames, actions = context_and_actions(model, batch=1, context=2, new=1, seed=0)
+    engine = Engine(model, embodiment="arm")  # the default sampling of a continuous model: MARSampling()
+    engine.reset(frames[:, :2], actions[:, :1])
+    engine.step(actions[:, 1], torch.Generator().manual_seed(0))
+    assert len(calls) == 2 * 10 and sum(calls) == 10 * 16  # 2 unmasking steps x 10; each of 16 tokens 10 times

@@ -39,7 +39,7 @@ def test_hma_eval_reproduces_the_model_cards_figures(tmp_path):
     assert main([*shlex.split(card["eval"]["generate"]), "--out", str(data), "--no-progress"]) == 0
     assert main(["eval", "--run", DEFAULT_RUN, "--data", str(data), "--out", str(out), "--episodes",
                  str(card["eval"]["episodes"]), "--horizon", str(card["eval"]["horizon"]), "--seed",
-                 str(card["eval"]["seed"]), "--no-progress"]) == 0
+                 str(card["eval"]["seed"]), "--precision", "fp32", "--no-progress"]) == 0  # the card's: fp32
     result = json.loads((out / "metrics.json").read_text())
     for name, figures in card["per_embodiment"].items():
         r = result["per_embodiment"][name]

@@ -34,35 +34,18 @@ STAGES_DIR = ".stages"
 
 @dataclass(frozen=True)
 class DemoBudget:
-    """Sizes of the demo; the defaults finish in about 13 minutes on 2 CPU cores."""
+    """Sizes of the demo; the defaults finish in about 13 minutes on 2 CPU cores.
+
+    What it trains with is hma's recipe (:data:`hma.config.RECIPE`): the demo passes the
+    training commands none of the recipe's flags, so it trains exactly as ``hma train`` and
+    ``hma tokenizer train`` do by default.
+    """
 
     # 16 per robot instead of the tiny suite's 8: action effects are learned from the
     # training episodes' variety, and two held-out episodes give 48 branch clips per robot.
     episodes: int | None = 16
     tokenizer_minutes: float = 3.0
-    # Pixels that differ from the background weigh 5x in the tokenizer's loss: motion PSNR
-    # on the counterfactual branches rose 1.2-1.5 dB for four of five robots at 8x8 tokens.
-    foreground_weight: float = 5.0
-    # Each token encoded from its own 8x8 patch, 625 codes: tokens of the static background no
-    # longer flip when the robot moves (26.9% -> 0.1% of static tokens), and the ceiling rose
-    # 0.5-1.5 dB per robot against the convolutional encoder with 4375 codes.
-    encoder: str = "patch"
-    fsq_levels: tuple[int, ...] = (5, 5, 5, 5)
     train_minutes: float = 5.0
-    # Two blocks instead of the tiny preset's four: twice the steps in the same minutes. On 32
-    # episodes per robot in 5 min: mean ΔPSNR 0.14 dB (3 of 5 robots above 0) vs 0.03 (2 of 5).
-    num_blocks: int = 2
-    # Short windows and a higher learning rate: on 2 CPU cores they take the tiny model
-    # from worse than a unigram model to a held-out perplexity near 4 within the budget.
-    num_frames: int = 4
-    lr: float = 1e-3
-    # Forward dynamics (full dynamics hides actions) with the tokens that change weighted
-    # 10x: with the patch tokenizer the changed tokens are exactly the patches that moved.
-    # On the demo's data, 5 min each: ΔPSNR interval above 0 for 5 of 5 robots at 10x,
-    # 2 of 5 at 5x (mean 0.40 vs 0.28 dB).
-    setting: str = "forward"
-    frame_hz: float = 10.0
-    changed_token_weight: float = 10.0
     eval_episodes: int = 2
     horizon: int = 8
 
@@ -124,15 +107,16 @@ def run_shipped_demo(out: str | Path = "demo_out", budget: ShippedDemoBudget = S
     tokenizer = resolve_run(run) / "tokenizer"
     _stage(out, "tokenize", ["tokenize", "--data", str(new), "--tokenizer", str(tokenizer)], hma)
     minutes = str(budget.finetune_minutes)
-    recipe = ["--setting", "forward", "--lr", "1e-3", "--seed", str(budget.seed)]  # the frame rate: the run's
+    # Both train with hma's recipe (the defaults), the model's shape and frame rate the shipped run's.
+    seed = ["--seed", str(budget.seed)]
     _stage(out, "finetune", ["finetune", "--from", run, "--data", str(new), "--out", str(out / "finetuned"),
-                             "--minutes", minutes, *recipe], hma)
+                             "--minutes", minutes, *seed], hma)
     config = _read_model_config(resolve_run(run))
     _stage(out, "scratch", ["train", "--preset", "tiny", "--data", str(new), "--tokenizer", str(tokenizer),
                             "--out", str(out / "scratch"), "--minutes", minutes, "--frame-hz", str(config["frame_hz"]),
                             "--num-frames",
                             str(config["num_frames"]), "--num-blocks", str(config["num_blocks"]),
-                            "--changed-token-weight", str(config["changed_token_weight"]), *recipe], hma)
+                            "--changed-token-weight", str(config["changed_token_weight"]), *seed], hma)
     for name in ("finetuned", "scratch"):
         _stage(out, f"eval_{name}", ["eval", "--run", str(out / name), "--data", str(new), "--out",
                                      str(out / f"eval_{name}"), "--episodes", str(budget.eval_episodes),
@@ -185,15 +169,10 @@ def run_demo(out: str | Path = "demo_out", budget: DemoBudget = DemoBudget(), *,
         gen += ["--episodes", str(budget.episodes)]
     _stage(out, "data", gen, hma)
     _stage(out, "tokenizer", ["tokenizer", "train", "--data", str(data), "--kind", "discrete", "--out", str(tok),
-                              "--minutes", str(budget.tokenizer_minutes), "--foreground-weight",
-                              str(budget.foreground_weight), "--encoder", budget.encoder,
-                              "--fsq-levels", *map(str, budget.fsq_levels), "--seed", str(seed)], hma)
+                              "--minutes", str(budget.tokenizer_minutes), "--seed", str(seed)], hma)
     _stage(out, "tokenize", ["tokenize", "--data", str(data), "--tokenizer", str(tok)], hma)
-    _stage(out, "train", ["train", "--preset", "tiny", "--data", str(data), "--tokenizer", str(tok), "--out", str(run),
-                          "--minutes", str(budget.train_minutes), "--num-blocks", str(budget.num_blocks),
-                          "--num-frames", str(budget.num_frames),
-                          "--lr", str(budget.lr), "--setting", budget.setting, "--frame-hz", str(budget.frame_hz),
-                          "--changed-token-weight", str(budget.changed_token_weight), "--seed", str(seed)], hma)
+    _stage(out, "train", ["train", "--data", str(data), "--tokenizer", str(tok), "--out", str(run),
+                          "--minutes", str(budget.train_minutes), "--seed", str(seed)], hma)
     _stage(out, "eval", ["eval", "--run", str(run), "--data", str(data), "--out", str(ev),
                          "--episodes", str(budget.eval_episodes), "--horizon", str(budget.horizon)], hma)
     gif = _montage(_demo_clips(ev / "videos"), out / "demo.gif")

@@ -59,13 +59,15 @@ class PolicyEvalReport:
     spearman: float
     classifier: dict[str, float] = field(default_factory=dict)
     plot: str | None = None
+    precision: str = ""  # what the world model generated at, e.g. "precision auto -> int8 (avx512_vnni)"
 
     def table(self) -> str:
         lines = [f"{'policy':<16} {'real':>6} {'model':>6} {'real(clf)':>9}"]
         for r in self.results:
             lines.append(f"{r.name:<16} {r.real_rate:>6.2f} {r.model_rate:>6.2f} {np.mean(r.real_by_classifier):>9.2f}")
         lines.append(f"Pearson {self.pearson:.3f}  Spearman {self.spearman:.3f}  "
-                     f"({len(self.results)} policies x {self.episodes} episodes x {self.steps} frames, {self.embodiment})")
+                     f"({len(self.results)} policies x {self.episodes} episodes x {self.steps} frames, {self.embodiment})"
+                     + (f"; world model at {self.precision}" if self.precision else ""))
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -133,7 +135,8 @@ def evaluate_policies(run: RunLike, embodiment: str, *, policies: Sequence[str] 
             side_by_side_gif(real_video, {"world model": model_video}, out / VIDEOS_DIR / f"{_file_name(text)}.gif",
                              context=1, real_label="simulator")
     pearson, spearman = correlations([r.real_rate for r in results], [r.model_rate for r in results])
-    report = PolicyEvalReport(embodiment, episodes, steps, results, pearson, spearman, metrics)
+    report = PolicyEvalReport(embodiment, episodes, steps, results, pearson, spearman, metrics,
+                              precision=str(venv.core.rollout.engine.choice))
     report.plot = str(_plot(report, out / "correlation.png"))
     atomic_write_json(out / "report.json", report.to_json())
     return report

@@ -16,12 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", default=["maskgit", "mar", "diffusion"],
                    help="any of maskgit, mar, diffusion")
     p.add_argument("--maskgit-steps", type=positive_int, default=2, help="MaskGIT unmasking steps per frame")
-    p.add_argument("--mar-diffusion-steps", type=positive_int, default=100, help="diffusion-head steps per MAR token")
+    p.add_argument("--mar-diffusion-steps", type=positive_int, default=None,
+                   help="diffusion-head steps per MAR token (default: MAR's, 10; the paper's is 100)")
     p.add_argument("--diffusion-steps", type=positive_int, default=50, help="DDIM steps of the diffusion baseline")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: every core)")
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
-    p.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "bf16", "int8"),
-                   help="arithmetic of cached MaskGIT and MAR, each measured (the others run at fp32)")
+    p.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "fp32", "bf16", "int8"),
+                   help="arithmetic of cached MaskGIT and MAR, each measured beside fp32 (the others run at fp32); "
+                        "auto: int8 on a CPU with VNNI or AMX, else fp32")
     p.add_argument("--batch", nargs="+", type=positive_int, default=[1],
                    help="batch sizes of cached MaskGIT and MAR (rollouts stepped together); beside them the fp32 "
                         "matmul peak of this machine and the fraction of it reached")
@@ -42,6 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
     from hma.io import atomic_write_json
     from hma.sampling.bench import (BenchSettings, format_table, format_throughput, matmul_peak, results_json,
                                     run_bench)
+    from hma.sampling.precision import resolve as resolve_precision
 
     for name in args.presets:
         if name not in PRESETS:
@@ -54,9 +57,12 @@ def _bench(args: argparse.Namespace) -> int:
     for b in args.batch:
         if b < 1:
             raise ConfigError(f"--batch {b} is invalid, expected batch sizes >= 1")
+    choices = [resolve_precision(p, "cpu") for p in args.precision]  # the bench runs on the CPU
+    for choice in choices:
+        print(choice, flush=True)  # e.g. "precision auto -> int8 (avx512_vnni)"
     settings = BenchSettings(maskgit_steps=args.maskgit_steps, mar_diffusion_steps=args.mar_diffusion_steps,
                              diffusion_steps=args.diffusion_steps, repeats=args.repeats, methods=tuple(args.methods),
-                             precisions=tuple(dict.fromkeys(["fp32", *args.precision])),
+                             precisions=tuple(dict.fromkeys(["fp32", *(c.precision.value for c in choices)])),
                              batches=tuple(dict.fromkeys([1, *args.batch])), compile=args.compile)
     load_before = os.getloadavg()
     batched = any(b > 1 for b in settings.batches)
@@ -68,7 +74,8 @@ def _bench(args: argparse.Namespace) -> int:
     peak = max(peaks) if peaks else None
     machine = {"cpu_count": os.cpu_count(), "threads": args.threads or os.cpu_count(), "processor": platform.processor() or platform.machine(),
                "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
-               "fp32_matmul_peak_gflops": peak, "fp32_matmul_peak_measurements": peaks}
+               "fp32_matmul_peak_gflops": peak, "fp32_matmul_peak_measurements": peaks,
+               "precisions": [str(c) for c in choices]}
     print(format_table(results))
     if peak is not None:
         print(format_throughput(results, peak))

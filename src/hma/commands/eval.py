@@ -21,16 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=positive_int, default=None, help="held-out episodes per embodiment (default: all)")
     p.add_argument("--random-draws", type=at_least(3), default=3, help="random-action draws behind delta-PSNR (>= 3)")
     p.add_argument("--unmask-steps", type=positive_int, default=2, help="MaskGIT/MAR unmasking steps per frame")
-    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="token sampling temperature, >= 0 (0: greedy)")
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="token sampling temperature (0: greedy)")
     p.add_argument("--diffusion-steps", type=positive_int, default=None,
-                   help="DDIM steps of the MAR head or diffusion baseline (default: the model's own)")
+                   help="DDIM steps of the MAR head (default 10) or of the diffusion baseline (default: its run's)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="clips generated together")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random-action draws and of sampling")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's, every core)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
-                   help="arithmetic of generation: fp32, bf16 autocast, or int8 linear layers (CPU)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                   help="arithmetic of generation: fp32, bf16 autocast, int8 linear layers (CPU), or auto: int8 on "
+                        "a CPU with VNNI or AMX, bf16 on CUDA, fp32 otherwise")
     p.add_argument("--logit-adjustment", type=finite_float, default=None, metavar="F",
                    help="add F x log(the run's changed-token weight) to the logit of each token staying as it "
                         "was: 1 undoes the weight's pull toward change (default: the run's recommendation, else 0)")
@@ -67,5 +68,6 @@ def _eval(args: argparse.Namespace) -> int:
         if acc and acc["all"] is not None:
             print(f"  next-frame tokens right on held-out windows: {acc['all']:.3f} against copying the last "
                   f"frame's {acc['copy']:.3f}")
+    print(f"generated at {result['options']['precision_choice']}")
     print(f"wrote {args.out}/{METRICS_FILE} and {args.out}/{REPORT_FILE}")
     return 0

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+
 import time
 
 from hma.commands import add_progress, set_threads
 from hma.commands.argtypes import (DEVICE_HELP, Number, at_least, device, non_negative_float, non_negative_int, positive_float,
                                    positive_int)
+from hma.config import RECIPE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="discrete: FSQ codes for MaskGIT; continuous: KL latents for MAR and the diffusion baseline")
     p.add_argument("--out", required=True, help="run folder (resumed automatically when it holds a training_state/)")
     p.add_argument("--resume", action="store_true", help="require an existing run in --out to resume")
-    p.add_argument("--minutes", type=positive_float, default=None, help="training time budget: the run plans its number of steps from its measured speed (a resume keeps the plan)")
+    p.add_argument("--minutes", type=positive_float, default=None,
+                   help="training time budget: steps planned from the measured speed and re-planned as it changes; "
+                        "at the deadline the run stops with a checkpoint (a resume counts the minutes already trained)")
     p.add_argument("--steps", type=positive_int, default=None, help="training steps (2000 if neither --steps nor --minutes; not both)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="frames per optimizer step")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (AdamW)")
@@ -32,16 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--downsample)")
     p.add_argument("--res-blocks", type=non_negative_int, default=2, help="residual blocks at the token resolution")
     # hma.tokenizer.config.ENCODERS, spelled out: importing it would load torch for every CLI call.
-    p.add_argument("--encoder", choices=("conv", "patch"), default="conv",
+    p.add_argument("--encoder", choices=("conv", "patch"), default=RECIPE.encoder,
                    help="conv: each token sees most of the frame; patch: each token sees its own pixels only, "
                         "so a static background keeps its tokens while the robot moves")
-    p.add_argument("--vocab-size", type=at_least(2), default=4096, help="discrete: about 2^10 to 2^16 (FSQ levels from the FSQ paper)")
-    p.add_argument("--fsq-levels", type=at_least(2), nargs="+", default=None, help="discrete: explicit FSQ levels (overrides --vocab-size)")
+    p.add_argument("--vocab-size", type=at_least(2), default=None,
+                   help="discrete: a vocabulary of about 2^10 to 2^16 (FSQ levels from the FSQ paper) instead of "
+                        "the recipe's --fsq-levels")
+    p.add_argument("--fsq-levels", type=at_least(2), nargs="+", default=None,
+                   help=f"discrete: explicit FSQ levels, overriding --vocab-size (without either: hma's recipe, "
+                        f"{' '.join(map(str, RECIPE.fsq_levels))})")
     p.add_argument("--latent-channels", type=positive_int, default=8, help="continuous: latent channels per token")
     p.add_argument("--kl-weight", type=non_negative_float, default=1e-5, help="continuous: weight of the KL term")
     p.add_argument("--recon-loss", choices=["l1", "l2", "l1+l2"], default="l1+l2", help="pixel reconstruction loss")
     p.add_argument("--grad-loss-weight", type=non_negative_float, default=0.0, help="weight of an L1 loss on image gradients (0: off)")
-    p.add_argument("--foreground-weight", type=Number(float, 1), default=1.0,
+    p.add_argument("--foreground-weight", type=Number(float, 1), default=RECIPE.foreground_weight,
                    help="loss weight of pixels that differ from their dataset's median background: the robot "
                         "and what it moves (1: plain mean)")
     p.add_argument("--sample-every", type=positive_int, default=500, help="steps between reconstruction grids in OUT/samples/")
@@ -94,16 +102,23 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume and not (out / STATE_DIR / STATE_FILE).is_file():
         raise ConfigError(f"--resume was given but {out / STATE_DIR} does not exist, expected a run to resume")
+    # Without --fsq-levels or --vocab-size: the recipe's levels (hma.config.RECIPE).
+    levels = args.fsq_levels or (() if args.vocab_size is not None else RECIPE.fsq_levels)
+    vocab = {} if args.vocab_size is None else {"vocab_size": args.vocab_size}
     config = TokenizerConfig(
         kind=args.kind, name=args.name or out.resolve().name, downsample=args.downsample,
-        channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, encoder=args.encoder, vocab_size=args.vocab_size,
-        fsq_levels=tuple(args.fsq_levels or ()), latent_channels=args.latent_channels, kl_weight=args.kl_weight,
+        channels=tuple(args.channels or ()), num_res_blocks=args.res_blocks, encoder=args.encoder, **vocab,
+        fsq_levels=tuple(levels), latent_channels=args.latent_channels, kl_weight=args.kl_weight,
         recon_loss=args.recon_loss, grad_loss_weight=args.grad_loss_weight, foreground_weight=args.foreground_weight,
     )
     options = TrainOptions(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                            seed=args.seed, sample_every=args.sample_every)
-    tokenizer = train_tokenizer(args.data, out, config, options, device=device, progress=not args.no_progress)
+    ended: list[str] = []  # how a timed run ended, printed last
+    tokenizer = train_tokenizer(args.data, out, config, options, device=device, progress=not args.no_progress,
+                                report=ended.append)
     print(f"wrote {out}: {tokenizer} fingerprint {tokenizer.fingerprint[:12]}")
+    for line in ended:
+        print(line)
     return 0
 
 

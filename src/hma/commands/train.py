@@ -9,7 +9,7 @@ from hma.commands import add_progress
 from hma.commands.argtypes import (fraction, non_negative_float, non_negative_int, nonzero_share, positive_float,
                                    positive_int, share, window_frames)
 
-from hma.config import OBJECTIVE_FIELDS, PRESETS, Setting
+from hma.config import OBJECTIVE_FIELDS, PRESETS, RECIPE, Setting
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -17,16 +17,21 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder to write")
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=positive_int, help="optimizer steps")
-    length.add_argument("--minutes", type=positive_float, help="train for this wall-clock budget")
+    length.add_argument("--minutes", type=positive_float,
+                        help="train for this wall-clock budget: steps planned from the measured speed and re-planned "
+                             "as it changes; at the deadline the run stops with a checkpoint (a resume counts the "
+                             "minutes already trained)")
     p.add_argument("--stop-at", type=positive_int, default=None, help="stop (checkpointed) at this step without changing the schedule")
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch per process")
-    p.add_argument("--lr", type=positive_float, default=3e-4, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--lr", type=positive_float, default=RECIPE.lr,
+                   help="peak learning rate (AdamW, cosine decay); hma's recipe, measured on the demo preset's "
+                        "trunk: a much larger trunk may want less")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.05, help="AdamW weight decay")
     p.add_argument("--warmup", type=non_negative_int, default=100, help="linear warmup steps before the cosine decay")
     p.add_argument("--grad-clip", type=non_negative_float, default=1.0, help="gradient norm clip (0: off)")
     p.add_argument("--ema", type=fraction, default=None,
                    help="EMA decay in [0, 1) (e.g. 0.999); model.safetensors then holds the EMA (default: no EMA)")
-    p.add_argument("--setting", default="full", choices=[s.value for s in Setting],
+    p.add_argument("--setting", default=RECIPE.setting, choices=[s.value for s in Setting],
                    help="what is masked: frames (video), frames given actions (forward), both (full), actions given frames (policy), or one of those per sample (mixed)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the initialization and the batch stream (rank r of n draws seed * n + r)")
@@ -51,7 +56,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a world model on tokenized datasets (under torchrun: torchrun --nproc_per_node=N -m hma train ...)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--preset", default=None, choices=list(PRESETS), help="model preset (default tiny)")
+    which.add_argument("--preset", default=RECIPE.preset, choices=list(PRESETS),
+                       help="model preset; demo is hma's recipe: the tiny preset's width, 2 blocks, 4-frame windows")
     which.add_argument("--config", default=None, help="JSON model config instead of a preset")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder the data was tokenized with")
     # hma.run.kinds.MODEL_KINDS, spelled out: importing it would load torch for every CLI call.
@@ -65,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="window length T, >= 2 (default: the preset's)")
     p.add_argument("--num-blocks", type=positive_int, default=None,
                    help="trunk depth (default: the preset's); on a few CPU minutes a shallower trunk takes "
-                        "more steps (the demo trains 2 blocks)")
+                        "more steps")
     _objective_options(p)
     _common(p)
     p.set_defaults(func=_train)
@@ -80,8 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _objective_options(p: argparse.ArgumentParser) -> None:
     """The model settings that shape the training objective (a fine-tune may change them too)."""
-    p.add_argument("--changed-token-weight", type=positive_float, default=None,
-                   help="loss weight of masked tokens that differ from the frame before (default 1: plain mean)")
+    p.add_argument("--changed-token-weight", type=positive_float, default=None, dest="changed_weight",
+                   help=f"loss weight of masked tokens that differ from the frame before (1: plain mean; default: "
+                        f"hma's recipe, {RECIPE.changed_token_weight:g}, for a new run, the source's for a fine-tune)")
     p.add_argument("--action-dropout", type=fraction, default=None, metavar="SHARE",
                    help="share of frames trained with their action hidden, for guidance on actions at sampling "
                         "(default 0)")
@@ -104,6 +111,7 @@ def _config(args: argparse.Namespace, **extra):
 
 
 def _report(result: dict) -> int:
+    budget = result.pop("budget", None)  # printed last: how a timed run ended
     if "perplexity" in result:
         print(f"held-out perplexity {result['perplexity']:.2f} vs unigram baseline {result['unigram_perplexity']:.2f} "
               f"({result['heldout_tokens']} masked tokens in {result['heldout_windows']} windows)")
@@ -114,6 +122,8 @@ def _report(result: dict) -> int:
                       f"{a['copy']:.3f}); unchanged {_share(a['unchanged'])}, changed {_share(a['changed'])}")
     elif result:
         print(json.dumps(result))
+    if budget:
+        print(budget)
     return 0
 
 
@@ -124,13 +134,21 @@ def _share(value: float | None) -> str:
 def _train(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    overrides = {k: v for k in ("num_blocks", *OBJECTIVE_FIELDS) if (v := vars(args)[k]) is not None}
-    cfg = _config(args, config_file=args.config, model_overrides=overrides)
+    overrides = _objective_overrides(args)
+    if args.num_blocks is not None:
+        overrides["num_blocks"] = args.num_blocks
+    # A --config file names the model instead of a preset.
+    cfg = _config(args, config_file=args.config, model_overrides=overrides, preset=None if args.config else args.preset)
     return _report(train(cfg))
 
 
 def _finetune(args: argparse.Namespace) -> int:
     from hma.train import train
 
-    overrides = {k: v for k in OBJECTIVE_FIELDS if (v := vars(args)[k]) is not None}
-    return _report(train(_config(args, model_overrides=overrides)))
+    return _report(train(_config(args, model_overrides=_objective_overrides(args))))
+
+
+def _objective_overrides(args: argparse.Namespace) -> dict:
+    """The objective's settings given on the command line (OBJECTIVE_FIELDS, by their option's dest)."""
+    dests = {"changed_token_weight": "changed_weight"}
+    return {k: v for k in OBJECTIVE_FIELDS if (v := vars(args)[dests.get(k, k)]) is not None}

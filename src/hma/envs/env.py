@@ -63,7 +63,7 @@ class SimCore:
                  max_episode_steps: int | None, sampling: MaskGITSampling | MARSampling | None,
                  out_of_range: str, device: str | torch.device | None = None,
                  success: SuccessJudge | str | Path | None = None,
-                 precision: str = "fp32", obs_type: str = "pixels") -> None:
+                 precision: str = "auto", obs_type: str = "pixels") -> None:
         if obs_type not in OBS_TYPES:
             raise ConfigError(f"obs_type {obs_type!r} is unknown, expected one of: {', '.join(OBS_TYPES)}")
         self.obs_type = obs_type
@@ -200,7 +200,8 @@ class WorldModelEnv(gym.Env):
             run folder loads onto the GPU when there is one, else the CPU).
         success: a success classifier (or its folder) for this embodiment: reward 1 and
             ``info["success"]`` True on frames it judges a success.
-        precision: "fp32" (default), "bf16" or "int8" (:mod:`hma.sampling.precision`).
+        precision: "auto" (default: int8 on a CPU with VNNI/AMX, bf16 on CUDA, else fp32), "fp32", "bf16" or
+            "int8" (:mod:`hma.sampling.precision`); ``core.rollout.engine.choice`` says which and why.
         obs_type: "pixels" (default: the frame) or "pixels_agent_pos" (``{"pixels", "agent_pos"}``).
     """
 
@@ -210,7 +211,7 @@ class WorldModelEnv(gym.Env):
                  context_frames: int | None = None, max_episode_steps: int | None = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 success: SuccessJudge | str | Path | None = None, precision: str = "fp32",
+                 success: SuccessJudge | str | Path | None = None, precision: str = "auto",
                  obs_type: str = "pixels") -> None:
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode {render_mode!r} is unsupported, expected 'rgb_array' or None")

@@ -36,7 +36,7 @@ class WorldModelRollout:
     """
 
     def __init__(self, run: LoadedRun, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "auto") -> None:
         self.model = run.model.eval()
         self.tokenizer = run.tokenizer
         self.spec: EmbodimentSpec = _embodiment_spec(run, embodiment)

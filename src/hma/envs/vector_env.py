@@ -43,7 +43,7 @@ class WorldModelVectorEnv(VectorEnv):
                  context_frames: int | None = None, max_episode_steps: int = 100,
                  sampling: MaskGITSampling | MARSampling | None = None, out_of_range: str = "clip",
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 success: SuccessJudge | str | Path | None = None, precision: str = "fp32",
+                 success: SuccessJudge | str | Path | None = None, precision: str = "auto",
                  obs_type: str = "pixels") -> None:
         if num_envs < 1:
             raise ConfigError(f"num_envs={num_envs} is invalid, expected an integer >= 1")

@@ -293,7 +293,8 @@ def write_report(result: Mapping[str, Any], shown: Mapping[str, Mapping[str, np.
         f"Held-out episodes (last {opts['holdout']:.0%} of each dataset), clips of {opts['context']} context frames "
         f"+ {opts['horizon']} generated frames; headline metrics from the "
         f"{next(iter(result['per_embodiment'].values()))['headline_mode']} mode; {opts['unmask_steps']} unmasking "
-        f"steps, temperature {opts['temperature']:g}. {_headline_delta(result)}",
+        f"steps, temperature {opts['temperature']:g}; generated at "
+        f"{opts.get('precision_choice', 'precision ' + opts['precision'])}. {_headline_delta(result)}",
         table,
         *_speed_line(result),
         "\n## By mode\n",

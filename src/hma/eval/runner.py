@@ -50,16 +50,11 @@ from hma.errors import ConfigError, DataError
 from hma.eval import metrics as M
 from hma.eval.clips import decode_clips, encode_clips, heldout_clips, random_action_chunks
 from hma.eval.token_scores import store_perplexity, store_token_accuracy
-from hma.eval.report import (  # noqa: F401 (file names are part of the API)
-    METRICS_FILE,
-    PSNR_PLOT_FILE,
-    REPORT_FILE,
-    VIDEO_DIR,
-    write_report,
-)
+from hma.eval.report import METRICS_FILE, PSNR_PLOT_FILE, REPORT_FILE, VIDEO_DIR, write_report  # noqa: F401 (API)
 from hma.io import atomic_write_json
 from hma.run import LoadedRun
 from hma.sampling.generators import FrameGenerator, adjustments, frame_generator, recommended
+from hma.sampling.precision import resolve as resolve_precision
 
 PSNR_CAP_DB = M.PSNR_CAP_DB
 HEADLINE_KEYS = ("psnr", "ssim", "delta_psnr", "lpips", "fid", "fvd")
@@ -97,7 +92,7 @@ class EvalOptions:
     batch_size: int = 16  # clips generated together
     perplexity_windows: int = 64  # held-out windows per embodiment for the perplexity
     seed: int = 0
-    precision: str = "fp32"  # of generation (hma.sampling.precision); teacher-forced perplexity stays fp32
+    precision: str = "auto"  # of generation (hma.sampling.precision); teacher-forced perplexity stays fp32
     # x log(changed-token weight) added to "stays" logits (1 undoes the weight); None: the run's recommendation
     logit_adjustment: float | None = None
     action_guidance: float | None = None  # classifier-free guidance on actions (1 = off); None: the run's
@@ -339,6 +334,9 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, optio
     opts = replace(options or EvalOptions(), **changes)
     device = resolve_device(device)
     loaded = load(run, device=device)
+    # The arithmetic generation runs in, auto resolved for this machine (the diffusion baseline's DDIM is fp32).
+    choice = resolve_precision(opts.precision if loaded.kind == RunKind.HMA else "fp32", device)
+    opts = replace(opts, precision=choice.precision.value)
     if loaded.kind == RunKind.HMA:  # record what the sampler uses, the run's recommendation included
         adjust, guidance = recommended(loaded, logit_adjustment=opts.logit_adjustment,
                                        action_guidance=opts.action_guidance)
@@ -387,7 +385,8 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, optio
         "setting": loaded.setting,
         "data": [str(d) for d in data],
         "options": {**asdict(opts), "mode": opts.mode.value, "horizon": horizon, "window": window,
-                    "holdout": holdout, "device": str(device), "threads": torch.get_num_threads()},
+                    "holdout": holdout, "device": str(device), "threads": torch.get_num_threads(),
+                    "precision_choice": str(choice)},
         "per_embodiment": per,
         "overall": overall,
         "skipped": skipped,

@@ -42,7 +42,7 @@ def curve_rows(run: str | Path, data: Sequence[str], out: Path, *, episodes: int
     rows = []
     for step, folder in snapshot_runs(Path(run)):
         result = evaluate(folder, data, out / f"step_{step:07d}", episodes=episodes, horizon=horizon, seed=seed,
-                          report=False)
+                          precision="fp32", report=False)  # fp32, as the curve in the results was measured
         per = result["per_embodiment"]
         if not all("counterfactual" in r for r in per.values()):
             raise DataError(f"the curve scores snapshots against counterfactual branches, and {', '.join(data)} "

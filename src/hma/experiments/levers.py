@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hma.config import RECIPE
 from hma.data.windows import DEFAULT_FRAME_HZ
 from hma.errors import DataError
 from hma.experiments.runs import (ExperimentOptions, datasets_by_embodiment, evaluate_run, need_tokenizer,
@@ -32,9 +33,9 @@ class Lever:
 
 
 BASE_HZ = DEFAULT_FRAME_HZ
-# What `hma demo` trains with (hma.demo.DemoBudget), minus the model size that --scale sets.
-DEMO_RECIPE: dict[str, Any] = {"setting": "forward", "frame_hz": BASE_HZ}
-DEMO_MODEL: dict[str, Any] = {"changed_token_weight": 10.0}
+# What `hma demo` trains with (hma's recipe, hma.config.RECIPE), minus the model size that --scale sets.
+DEMO_RECIPE: dict[str, Any] = {"setting": RECIPE.setting, "frame_hz": BASE_HZ}
+DEMO_MODEL: dict[str, Any] = {"changed_token_weight": RECIPE.changed_token_weight}
 # The first row is the demo's recipe; each other row changes one thing. Rows at another
 # frame rate are scored over the same seconds of future.
 LEVERS: list[Lever] = [

@@ -78,7 +78,7 @@ class BenchResult:
 class BenchSettings:
     maskgit_steps: int | None = None  # None: 2 (the paper's evaluation setting)
     mar_steps: int = 2
-    mar_diffusion_steps: int = 100  # the paper's respaced head steps
+    mar_diffusion_steps: int | None = None  # head steps per MAR token; None: MAR's default (MARSampling)
     diffusion_steps: int = 50  # DDIM steps of the baseline
     repeats: int = 3
     methods: tuple[str, ...] = ("maskgit", "mar", "diffusion")
@@ -180,7 +180,8 @@ def bench_world_model(name: str, method: str, mode: CacheMode, settings: BenchSe
     if kind == TokenKind.DISCRETE:
         sampling = MaskGITSampling(steps=settings.maskgit_steps or 2)
     else:
-        sampling = MARSampling(steps=settings.mar_steps, diffusion_steps=settings.mar_diffusion_steps)
+        head = {} if settings.mar_diffusion_steps is None else {"diffusion_steps": settings.mar_diffusion_steps}
+        sampling = MARSampling(steps=settings.mar_steps, **head)
     g = torch.Generator().manual_seed(0)
     context, actions = _context(config, config.num_frames - 1, g, batch)
     engine = Engine(model, embodiment="arm", mode=mode, sampling=sampling, precision=precision, compile=compile)

@@ -14,6 +14,7 @@ from diffusers import DDIMScheduler
 
 from hma.baselines.diffusion import FrameCache, VideoDiffusion
 from hma.errors import ConfigError
+from hma.sampling.precision import Precision, PrecisionChoice
 
 
 class DDIMEngine:
@@ -24,6 +25,7 @@ class DDIMEngine:
         self.model = model
         self.embodiment = embodiment
         self.state: torch.Tensor | None = None  # the baseline reads out no state
+        self.choice = PrecisionChoice(Precision.FP32, Precision.FP32)  # the baseline samples in fp32 only
         self.steps = steps or model.config.sample_steps
         self.window = window or model.config.num_frames
         if self.steps < 1 or self.steps > model.config.train_timesteps:

@@ -35,7 +35,7 @@ from hma.model.cache import Slide
 from hma.sampling.mar import MARSampling, unmask_latent_frame
 from hma.model.objectives import add_stay_bias
 from hma.sampling.maskgit import MaskGITSampling, unmask_token_frame
-from hma.sampling.precision import Precision, autocast, compile_trunk, prepare
+from hma.sampling.precision import Precision, autocast, compile_trunk, prepare, resolve
 
 
 class CacheMode(str, Enum):
@@ -52,8 +52,9 @@ class Engine:
     (B, T0, C, h, w) latents and the T0 - 1 actions taken between them (B, T0 - 1, k*A);
     ``step(action)`` takes the action taken at the latest frame (B, k*A) and returns the
     frame it leads to, (B, h, w) or (B, C, h, w). All randomness comes from ``generator``.
-    ``precision`` (:mod:`hma.sampling.precision`): fp32, bf16 autocast, or an int8 copy of
-    the model's linear layers. ``hide_actions`` shows the model every action as hidden, as a
+    ``precision`` (:mod:`hma.sampling.precision`): fp32, bf16 autocast, an int8 copy of
+    the model's linear layers, or ``auto`` (what this machine runs fastest; ``choice`` says
+    which and why). ``hide_actions`` shows the model every action as hidden, as a
     passive-video run was trained (its action stems were never used, so real actions would
     reach untrained weights); the actions passed in are still checked. ``compile`` puts the
     model's trunk through ``torch.compile`` (:func:`hma.sampling.precision.compile_trunk`; in
@@ -68,7 +69,8 @@ class Engine:
                  hide_actions: bool = False, compile: bool = False) -> None:
         config = model.config
         self.hide_actions = hide_actions
-        self.precision = Precision.parse(precision)
+        self.choice = resolve(precision, next(model.parameters()).device, compile=compile)
+        self.precision = self.choice.precision
         self.model = prepare(model, self.precision)
         if compile:
             compile_trunk(self.model)

@@ -22,10 +22,12 @@ from hma.run import LoadedRun
 from hma.sampling.engine import CacheMode, Engine
 from hma.sampling.mar import MARSampling
 from hma.sampling.maskgit import MaskGITSampling
+from hma.sampling.precision import PrecisionChoice
 
 
 class FrameGenerator(Protocol):
     state: Tensor | None  # (B, S) normalized state of the newest frame, None without a state head
+    choice: PrecisionChoice  # the precision it generates at, and why
 
     def reset(self, context: Tensor, actions: Tensor) -> None:
         """Start from context frames (B, T0, ...) and the actions between them (B, T0 - 1, k*A)."""
@@ -36,7 +38,7 @@ class FrameGenerator(Protocol):
 
 def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSampling | MARSampling | None = None,
                     unmask_steps: int = 2, temperature: float = 0.0, diffusion_steps: int | None = None,
-                    precision: str = "fp32", mode: CacheMode = CacheMode.CACHED, compile: bool = False,
+                    precision: str = "auto", mode: CacheMode = CacheMode.CACHED, compile: bool = False,
                     logit_adjustment: float | None = None, action_guidance: float | None = None) -> FrameGenerator:
     """The generator of ``run`` (what :func:`hma.load` returns, or anything with its ``.model``)
     for ``embodiment``.
@@ -46,6 +48,7 @@ def frame_generator(run: LoadedRun, embodiment: str, *, sampling: MaskGITSamplin
     a run trained in the passive-video setting sees its actions hidden (a run that records no
     setting is taken as action-conditioned). A diffusion-baseline run gets a :class:`DDIMEngine`
     with ``diffusion_steps`` DDIM steps (``sampling``, ``precision`` and ``compile`` do not apply to it).
+    ``precision`` ``auto`` is what this machine runs fastest (:func:`hma.sampling.precision.resolve`).
 
     For token ids: ``logit_adjustment`` times log(the run's changed-token weight) is the stay
     bias (1 undoes the weight's pull toward change, 0 keeps it) and ``action_guidance`` the

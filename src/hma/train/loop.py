@@ -21,7 +21,6 @@ import torch.distributed as torch_dist
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from hma.config import OBJECTIVE_FIELDS, ModelConfig, RunKind, Setting, TokenKind, preset
 from hma.data.mixture import MixtureSampler
 from hma.data.windows import HOLDOUT
 from hma.errors import CheckpointError, ConfigError, EmbodimentError
@@ -40,22 +39,28 @@ from hma.train.state import Budget, TrainState
 
 @dataclass
 class TrainConfig:
+    """One training run. Left at their defaults, the model, learning rate, setting and
+    changed-token weight are hma's recipe (:data:`hma.config.RECIPE`), as for ``hma train``."""
+
     data: list[str]
     out: str
     tokenizer: str | None = None  # required for a new run; resumed/fine-tuned runs use their own copy
-    preset: str | None = "tiny"
+    preset: str | None = RECIPE.preset
     config_file: str | None = None  # a JSON ModelConfig (or a run's config.json) instead of a preset
     model: str = "hma"  # registry key, hma.run.kinds.MODEL_KINDS
     steps: int | None = None
     minutes: float | None = None
     stop_at: int | None = None  # stop (with a checkpoint) at this step, schedule unchanged: preemption
     batch_size: int = 8
-    lr: float = 3e-4
+    lr: float = RECIPE.lr
     weight_decay: float = 0.05
     warmup: int = 100
     grad_clip: float = 1.0
     ema: float | None = None  # EMA decay, e.g. 0.999; model.safetensors then holds the EMA weights
-    setting: str = "full"
+    setting: str = RECIPE.setting
+    # Loss weight of changed tokens (ModelConfig.changed_token_weight) of a new run over the
+    # preset's or config file's; a resumed or fine-tuned run keeps its own; model_overrides win.
+    changed_token_weight: float = RECIPE.changed_token_weight
     injection: str | None = None
     seed: int = 0
     frame_hz: float | None = None
@@ -105,7 +110,7 @@ def _base_model_config(cfg: TrainConfig) -> ModelConfig:
     if cfg.config_file:
         d = read_json(cfg.config_file, "model config")
         return ModelConfig.from_json(d.get("model", d))
-    return preset(cfg.preset or "tiny")
+    return preset(cfg.preset or RECIPE.preset)
 
 
 def _tokenizer_fields(tokenizer) -> dict[str, Any]:
@@ -154,7 +159,8 @@ class _Plan:
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train (or resume, or fine-tune) one run; returns the final evaluation (rank 0) or {}."""
+    """Train (or resume, or fine-tune) one run; returns the final evaluation (rank 0) or {}, and for a
+    timed run ``"budget"``: how it ended (:meth:`hma.train.state.Budget.summary`)."""
     setting = Setting.parse(cfg.setting)
     odd = [s for s in cfg.snapshot_steps if s < 1 or s % cfg.checkpoint_every]
     if odd:
@@ -222,6 +228,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             result = evaluate(model, data, batch_size=cfg.batch_size, max_windows=cfg.eval_windows, seed=cfg.seed)
             result.update(step=state.step, seconds=round(time.perf_counter() - started, 1))
             atomic_write_json(plan.run / ckpt.EVAL_FILE, result)
+        if (line := budget.summary()) is not None:  # how a timed run ended: as planned, re-planned or cut
+            result["budget"] = line
     return result
 
 
@@ -260,7 +268,7 @@ def _derive_config(cfg: TrainConfig, plan: _Plan) -> tuple[str, ModelConfig, Any
         raise ConfigError("a new run needs --tokenizer DIR (the tokenizer its data was tokenized with)")
     tokenizer_dir = Path(cfg.tokenizer)
     tokenizer = load_tokenizer(tokenizer_dir)
-    changes = {**_tokenizer_fields(tokenizer), **cfg.model_overrides}
+    changes = {**_tokenizer_fields(tokenizer), "changed_token_weight": cfg.changed_token_weight, **cfg.model_overrides}
     for name, value in (("injection", cfg.injection), ("frame_hz", cfg.frame_hz), ("num_frames", cfg.num_frames)):
         if value:
             changes[name] = value

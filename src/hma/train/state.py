@@ -74,6 +74,7 @@ class TrainState:
         self.numpy_rngs = dict(numpy_rngs or {})
         self.step = 0
         self.planned = total_steps is not None  # the schedule's length is final
+        self.seconds = 0.0  # wall-clock seconds trained, over every process of the run (a timed run's deadline)
 
     @property
     def lr(self) -> float:
@@ -116,6 +117,7 @@ class TrainState:
             tensors["ema"] = _contiguous(self.ema.shadow)
             tensors["model_raw"] = _contiguous(self.model.state_dict())  # the un-averaged weights
         meta = {"step": self.step, "total_steps": self.schedule.total_steps, "planned": self.planned,
+                "seconds": round(self.seconds, 3),
                 "scheduler": self.scheduler.state_dict(), "optimizer": opt_meta,
                 "numpy_rngs": {name: rng.bit_generator.state for name, rng in self.numpy_rngs.items()}}
         return tensors, meta
@@ -127,6 +129,7 @@ class TrainState:
             self.step = int(meta["step"])
             self.schedule.total_steps = int(meta["total_steps"])
             self.planned = bool(meta.get("planned", True))
+            self.seconds = float(meta.get("seconds", 0.0))  # checkpoints of earlier releases lack it
             optimizer_from_files(self.optimizer, tensors("optimizer"), meta["optimizer"])
             self.scheduler.load_state_dict(meta["scheduler"])
             for name, rng in self.numpy_rngs.items():
@@ -151,13 +154,18 @@ class Budget:
 
     A timed run plans its length once it knows its speed: the first steps pay for
     allocation and warm-up, so speed is measured on the 15 steps after the 5th and only the
-    time still left is divided by it. Those steps can run slower (or faster) than the rest,
-    e.g. beside another job that then ends, so the length is planned once more on the steps
-    since, a tenth of the way in, when the cosine schedule has hardly moved. ``agree``
-    makes all ranks of a distributed run agree on a planned length (e.g. the minimum).
+    time still left is divided by it. The machine can speed up or slow down after that (a
+    job starts or ends beside it), so after every tenth of the steps still planned (at least
+    40) the length is planned again on the speed since the last plan, moving the end of the
+    cosine schedule with it. Should the time run out before the planned step all the same,
+    the run stops at the deadline, its schedule cut at that step. :meth:`summary` says which
+    happened. The seconds trained are kept in the :class:`TrainState`, so a resumed run's
+    deadline counts those of the processes before it. ``agree`` makes all ranks of a
+    distributed run take one length (e.g. the minimum), and stop at the deadline together.
     """
 
     WARM, PROBE = 5, 20
+    REPLANS = 10  # a timed run re-plans after every 1/REPLANS of the steps it still has planned
 
     def __init__(self, *, steps: int | None = None, minutes: float | None = None, stop_at: int | None = None,
                  agree: Callable[[int], int] | None = None) -> None:
@@ -169,9 +177,13 @@ class Budget:
             raise ConfigError(f"--minutes {minutes} is invalid, expected a positive duration")
         self.steps, self.minutes, self.stop_at = steps, minutes, stop_at
         self.agree = agree or (lambda n: n)
-        self._started = self._warm_at = self._probed_at = 0.0
-        self._first = self._probed_step = 0
+        self._started = 0.0
+        self._first = 0
+        self._mark = (0.0, 0)  # (time, step) the speed is measured from
         self._replan_at: int | None = None
+        self._first_plan: int | None = None  # a timed run's first planned length
+        self._cut: tuple[int, int] | None = None  # (step, planned length) when the deadline stopped the run
+        self._state: TrainState | None = None
 
     def scaled(self, factor: float) -> Budget:
         """This budget times ``factor`` (steps rounded, at least one)."""
@@ -185,11 +197,15 @@ class Budget:
         return f"{self.minutes:g} minutes of wall-clock training per run (same wall time)"
 
     def start(self, state: TrainState) -> None:
-        """Called once before the first step (of this process: a resumed run keeps its plan)."""
+        """Called once before the first step (of this process: a resumed run keeps its plan and its deadline)."""
         if self.steps is not None and not state.planned:
             state.plan(self.steps)
-        self._started = time.perf_counter()
-        self._first = state.step
+        now = time.perf_counter()
+        self._started = now - state.seconds
+        self._first, self._mark, self._state = state.step, (now, state.step), state
+        if self.minutes is not None and state.planned:
+            self._first_plan = state.schedule.total_steps
+            self._next_replan(state)
 
     def stop(self, state: TrainState) -> int:
         """The step to stop at: the planned length, or ``stop_at`` (a checkpoint there, schedule unchanged)."""
@@ -197,27 +213,66 @@ class Budget:
         return total if self.stop_at is None else min(total, self.stop_at)
 
     def observe(self, state: TrainState) -> bool:
-        """After each step: plan (or re-plan) a timed run's length; True when the length changed."""
-        if state.planned and self._replan_at is None:
+        """After each step: plan, re-plan or cut a timed run's length at the deadline; True when the length changed."""
+        now = time.perf_counter()
+        state.seconds = now - self._started
+        if self.minutes is None:
             return False
-        now, done = time.perf_counter(), state.step - self._first
-        if not state.planned and done == self.WARM:
-            self._warm_at = now
+        if not state.planned:
+            done = state.step - self._first
+            if done == self.WARM:
+                self._mark = (now, state.step)
+            if done != self.PROBE:
+                return False
+            self._plan(state, now)
+            self._first_plan = state.schedule.total_steps
+            self._next_replan(state)
+            return True
+        if self._deadline(state, now):
+            return True
+        if state.step != self._replan_at:
             return False
-        if not state.planned and done == self.PROBE:
-            per_step = (now - self._warm_at) / (self.PROBE - self.WARM)
-            self._probed_at, self._probed_step = now, state.step
-        elif state.step == self._replan_at:
-            per_step, self._replan_at = (now - self._probed_at) / (state.step - self._probed_step), None
-        else:
-            return False
-        first_plan = not state.planned
+        before = state.schedule.total_steps
+        self._plan(state, now)
+        self._next_replan(state)
+        return state.schedule.total_steps != before
+
+    def _plan(self, state: TrainState, now: float) -> None:
+        """The length at which the time left runs out at the speed since the last plan."""
+        at, step = self._mark
+        per_step = (now - at) / max(1, state.step - step)
         left = self.minutes * 60 - (now - self._started)
         state.plan(max(state.step + 1, self.agree(int(state.step + left / per_step))))
-        if first_plan:
-            replan = state.step + max(2 * self.PROBE, (state.schedule.total_steps - state.step) // 10)
-            self._replan_at = replan if replan < self.stop(state) else None
+        self._mark = (now, state.step)
+
+    def _next_replan(self, state: TrainState) -> None:
+        self._replan_at = state.step + max(2 * self.PROBE, (state.schedule.total_steps - state.step) // self.REPLANS)
+
+    def _deadline(self, state: TrainState, now: float) -> bool:
+        """Out of time before the planned step: the schedule ends here (on every rank, if any is out of time)."""
+        planned = state.schedule.total_steps
+        if state.step >= planned:
+            return False
+        over = now - self._started >= self.minutes * 60
+        if self.agree(state.step if over else planned) >= planned:
+            return False
+        self._cut = (state.step, planned)
+        state.plan(state.step)
         return True
+
+    def summary(self) -> str | None:
+        """How a timed run ended, for its last line: planned, re-planned or stopped at the deadline (None for steps)."""
+        if self.minutes is None or self._first_plan is None or self._state is None:
+            return None
+        took = f"{self._state.seconds / 60:.1f} min"
+        if self._cut is not None:
+            step, planned = self._cut
+            return f"stopped at the {self.minutes:g}-minute deadline at step {step} of {planned} planned ({took})"
+        total = self._state.schedule.total_steps
+        if total != self._first_plan:
+            return (f"re-planned to {total} steps (first planned {self._first_plan}) from the measured speed "
+                    f"to end within {self.minutes:g} minutes ({took})")
+        return f"planned {total} steps from the measured speed to fill {self.minutes:g} minutes ({took})"
 
     @property
     def elapsed_s(self) -> float:

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -118,9 +118,12 @@ def train_tokenizer(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
+    report: Callable[[str], None] | None = None,
 ) -> ConvTokenizer:
     """Train (or resume) a tokenizer on the training episodes of ``data``; returns it loaded from ``out``.
-    ``device``: :func:`hma.device.resolve_device` (default the GPU when there is one, else the CPU)."""
+
+    ``device``: :func:`hma.device.resolve_device` (default the GPU when there is one, else the CPU);
+    ``report`` gets a timed run's closing line: how its budget ended (:meth:`Budget.summary`)."""
     device = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +144,8 @@ def train_tokenizer(
         progress=progress, desc=f"train {config.kind} tokenizer")
     steps.sample(state.step)
     steps.log.close()
+    if report is not None and (line := budget.summary()) is not None:
+        report(line)
     return load_trained_tokenizer(out).to(device)
 
 
