@@ -78,7 +78,7 @@ def test_the_demo_trains_with_the_cli_defaults(tmp_path: Path, monkeypatch) -> N
     assert not [a for a in train if a in TRAIN_RECIPE_FLAGS], train
     assert not [a for a in tokenizer if a in TOKENIZER_RECIPE_FLAGS], tokenizer
     args = parser.parse_args(train)
-    assert (args.preset, args.setting, args.lr, args.changed_token_weight) == (
-        RECIPE.preset, RECIPE.setting, RECIPE.lr, RECIPE.changed_token_weight)
+    # No --changed-token-weight: the run takes TrainConfig's, the recipe's (see the test above).
+    assert (args.preset, args.setting, args.lr, args.changed_weight) == (RECIPE.preset, RECIPE.setting, RECIPE.lr, None)
     args = parser.parse_args(tokenizer)
     assert (args.encoder, args.foreground_weight) == (RECIPE.encoder, RECIPE.foreground_weight)

@@ -117,7 +117,7 @@ def test_resume_refuses_other_data_or_settings_and_leaves_the_run_as_it_was(toke
     recorded = {name: (run / name).read_bytes() for name in ("config.json", "model.safetensors", "seeds.json")}
     refused = [(dict(data=data[1:]), f"--data {data[1]} differs from the run's data {data[0]}; resume with the run's data"),
                (dict(data=data), "--data .* differs from the run's data"),
-               (dict(setting="video"), "--setting video differs from the run's setting full; resume with the run's settings"),
+               (dict(setting="video"), "--setting video differs from the run's setting forward; resume with the run's settings"),
                (dict(lr=1e-3), "--lr 0.001 differs from the run's lr 0.003"),
                (dict(batch_size=4), "--batch-size 4 differs from the run's batch-size 2"),
                (dict(steps=8), "--steps 8 differs from the run's steps 6"),

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="DDIM steps of the MAR head (default 10) or of the diffusion baseline (default: its run's)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="clips generated together")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random-action draws and of sampling")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's, every core)")
     p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     # hma.sampling.precision.PRECISIONS, spelled out: importing it would load torch for every CLI call.
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),

@@ -32,7 +32,6 @@ copying, the model has learned less than "nothing moves"; a training/held-out ga
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
@@ -49,6 +48,7 @@ from hma.data.windows import split_episodes
 from hma.errors import ConfigError, DataError
 from hma.eval import metrics as M
 from hma.eval.clips import decode_clips, encode_clips, heldout_clips, random_action_chunks
+from hma.eval.rollouts import generate_autoregressive, generate_teacher_forced  # noqa: F401 (API)
 from hma.eval.token_scores import store_perplexity, store_token_accuracy
 from hma.eval.report import METRICS_FILE, PSNR_PLOT_FILE, REPORT_FILE, VIDEO_DIR, write_report  # noqa: F401 (API)
 from hma.io import atomic_write_json
@@ -124,29 +124,6 @@ def _frame_generator(loaded: LoadedRun, embodiment: str, opts: EvalOptions) -> F
 
 def _window(loaded: LoadedRun) -> int:
     return int(loaded.model.config.num_frames)
-
-
-@torch.inference_mode()
-def generate_autoregressive(gen, tokens: Tensor, actions: Tensor, context: int, *, seed: int) -> tuple[Tensor, float]:
-    """Roll out from ``context`` true frames with ``actions`` (B, L, k*A): frames (B, L - context, ...), seconds."""
-    generator = torch.Generator(device=tokens.device).manual_seed(seed)
-    gen.reset(tokens[:, :context], actions[:, : context - 1])
-    frames, started = [], time.perf_counter()
-    for t in range(context, tokens.shape[1]):
-        frames.append(gen.step(actions[:, t - 1], generator))  # frame t follows the action taken at t - 1
-    return torch.stack(frames, dim=1), time.perf_counter() - started
-
-
-@torch.inference_mode()
-def generate_teacher_forced(gen, tokens: Tensor, actions: Tensor, context: int, *, window: int, seed: int) -> Tensor:
-    """Predict each frame t >= ``context`` from the true frames before it (at most ``window - 1``)."""
-    generator = torch.Generator(device=tokens.device).manual_seed(seed)
-    frames = []
-    for t in range(context, tokens.shape[1]):
-        lo = max(0, t - (window - 1))
-        gen.reset(tokens[:, lo:t], actions[:, lo : t - 1])
-        frames.append(gen.step(actions[:, t - 1], generator))
-    return torch.stack(frames, dim=1)
 
 
 # -- metrics ------------------------------------------------------------------------
@@ -315,6 +292,25 @@ def _evaluate_counterfactual(loaded: LoadedRun, store: EpisodeStore, spec, gen, 
     return scores, shown
 
 
+def _overall(per: dict[str, dict], opts: EvalOptions) -> dict[str, Any]:
+    """The figures over every robot: means of the robots' (each robot counts the same)."""
+    overall: dict[str, Any] = {k: _finite_mean(r.get(k) for r in per.values())
+                               for k in (*HEADLINE_KEYS, "perplexity", "fps", "recon_psnr")}
+    overall["clips"] = sum(r["clips"] for r in per.values())
+    if any("counterfactual" in r for r in per.values()):
+        from hma.eval.counterfactual import counterfactual_summary
+
+        overall["counterfactual"] = counterfactual_summary(per)
+    accuracies = [r["token_accuracy"] for r in per.values() if "token_accuracy" in r]
+    if accuracies:  # the mean over robots of each share, so that every robot counts the same
+        overall["token_accuracy"] = {split: {k: _finite_mean(a[split][k] for a in accuracies)
+                                             for k in ("all", "unchanged", "changed", "copy", "above_copy")}
+                                     for split in ("heldout", "train")}
+    overall["modes"] = {m.value: {k: _finite_mean(r["modes"][m.value].get(k) for r in per.values())
+                                  for k in ("psnr", "ssim", "delta_psnr")} for m in opts.mode.modes}
+    return overall
+
+
 def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, options: EvalOptions | None = None, *,
              device: str | torch.device | None = None, report: bool = True, **changes: Any) -> dict[str, Any]:
     """Evaluate run ``run`` on the held-out episodes of ``data``; writes ``out/metrics.json`` (and the report).
@@ -364,20 +360,7 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, optio
     if not per:
         raise DataError(f"no dataset under {[str(d) for d in data]} has an embodiment the run knows "
                         f"({', '.join(sorted(loaded.embodiments))})")
-    overall: dict[str, Any] = {k: _finite_mean(r.get(k) for r in per.values())
-                               for k in (*HEADLINE_KEYS, "perplexity", "fps", "recon_psnr")}
-    overall["clips"] = sum(r["clips"] for r in per.values())
-    if any("counterfactual" in r for r in per.values()):
-        from hma.eval.counterfactual import counterfactual_summary
-
-        overall["counterfactual"] = counterfactual_summary(per)
-    accuracies = [r["token_accuracy"] for r in per.values() if "token_accuracy" in r]
-    if accuracies:  # the mean over robots of each share, so that every robot counts the same
-        overall["token_accuracy"] = {split: {k: _finite_mean(a[split][k] for a in accuracies)
-                                             for k in ("all", "unchanged", "changed", "copy", "above_copy")}
-                                     for split in ("heldout", "train")}
-    overall["modes"] = {m.value: {k: _finite_mean(r["modes"][m.value].get(k) for r in per.values())
-                                  for k in ("psnr", "ssim", "delta_psnr")} for m in opts.mode.modes}
+    overall = _overall(per, opts)
     result = {
         "run": str(Path(run)),
         "kind": loaded.kind.value,

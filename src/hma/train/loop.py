@@ -21,6 +21,7 @@ import torch.distributed as torch_dist
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
+from hma.config import OBJECTIVE_FIELDS, RECIPE, ModelConfig, RunKind, Setting, TokenKind, preset
 from hma.data.mixture import MixtureSampler
 from hma.data.windows import HOLDOUT
 from hma.errors import CheckpointError, ConfigError, EmbodimentError
@@ -262,7 +263,7 @@ def _derive_config(cfg: TrainConfig, plan: _Plan) -> tuple[str, ModelConfig, Any
         if model_config.kind != tokenizer.kind or tuple(model_config.grid) != tuple(tokenizer.grid):
             raise CheckpointError(f"{tokenizer_dir} does not match the model in {plan.source} (kind/grid differ)")
         if cfg.init_from and not plan.resuming:
-            model_config = model_config.replace(**_objective_changes(cfg.model_overrides))
+            model_config = model_config.replace(**_objective_changes(model_config, cfg.model_overrides))
         return run_config.get("kind", "hma"), model_config, tokenizer, tokenizer_dir
     if not cfg.tokenizer:
         raise ConfigError("a new run needs --tokenizer DIR (the tokenizer its data was tokenized with)")
@@ -275,12 +276,13 @@ def _derive_config(cfg: TrainConfig, plan: _Plan) -> tuple[str, ModelConfig, Any
     return cfg.model, _base_model_config(cfg).replace(**changes), tokenizer, tokenizer_dir
 
 
-def _objective_changes(overrides: dict[str, Any]) -> dict[str, Any]:
-    other = sorted(set(overrides) - set(OBJECTIVE_FIELDS))
+def _objective_changes(source: ModelConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What a fine-tune changes of its source's model: the objective's settings; the weights' shape must stay."""
+    other = sorted(k for k, v in overrides.items() if k not in OBJECTIVE_FIELDS and getattr(source, k, None) != v)
     if other:
         raise ConfigError(f"a fine-tune keeps its source's model; {', '.join(other)} cannot change (expected only "
                           f"{', '.join(OBJECTIVE_FIELDS)})")
-    return dict(overrides)
+    return {k: v for k, v in overrides.items() if k in OBJECTIVE_FIELDS}
 
 
 def _build(cfg: TrainConfig, plan: _Plan, model_kind: str, model_config: ModelConfig, data: TrainingData,
