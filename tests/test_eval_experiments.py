@@ -332,3 +332,20 @@ def test_scaling_in_trajectories_and_size_trains_four_points_each(tmp_path):
     assert [r["x"] for r in sizes] == [r["params"] for r in sizes] and sorted(r["params"] for r in sizes) == [r["params"] for r in sizes]
     text = docs.read_text()
     assert text.index("## scaling-trajectories:") < text.index("## scaling-size:")
+
+
+def test_generalization_long_repeats_the_rows_that_moved_in_a_section_of_its_own(tmp_path):
+    from hma.experiments.levers import GENERALIZATION, LONG_ROWS
+
+    datasets, tokenizer = make_tokenized(tmp_path, embodiments={"arm": 2}, episodes=20)
+    for d in datasets:
+        add_branches(d, steps=(2, 6, 10))
+    docs = tmp_path / "results.md"
+    update_results_section(docs, "generalization", "## generalization: the 2,000-step rows")
+    assert main(["experiment", "generalization-long", "--data", str(tmp_path / "data"), "--tokenizer", str(tokenizer),
+                 "--out", str(tmp_path / "exp"), "--steps", "2", "--horizon", "2", "--preset", "micro",
+                 "--results-md", str(docs), "--threads", "1", "--no-progress"]) == 0
+    result = json.loads((tmp_path / "exp" / "generalization-long" / "results.json").read_text())
+    assert [r["label"] for r in result["rows"]] == [lever.label for lever in GENERALIZATION if lever.name in LONG_ROWS]
+    text = docs.read_text()
+    assert "## generalization: the 2,000-step rows" in text and "## generalization-long:" in text

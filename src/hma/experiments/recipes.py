@@ -38,7 +38,8 @@ from hma.errors import ConfigError, DataError
 from hma.experiments.runs import (EVAL_DIR, RUNS_DIR, ExperimentOptions, clip_values, datasets_by_embodiment,
                                       evaluate_run, interval_text, need_tokenizer, paired_difference, score_row,
                                       single_stream_fps, tokenize, train_run)
-from hma.experiments.levers import DEMO_MODEL, DEMO_RECIPE, generalization_recipe, levers_recipe, world_model_recipe
+from hma.experiments.levers import (DEMO_MODEL, DEMO_RECIPE, generalization_long_recipe, generalization_recipe,
+                                    levers_recipe, world_model_recipe)
 from hma.experiments.long_horizon import COLUMNS as LONG_HORIZON_COLUMNS, long_horizon_recipe
 from hma.eval.report import METRICS_FILE
 from hma.experiments.scaling import AXES as SCALING_AXES, COLUMNS as SCALING_COLUMNS, recipe_name as scaling_name, scaling_recipe
@@ -173,6 +174,15 @@ DELTA_INTERVAL = ("delta_interval", "ΔPSNR [95%] over clips", "{}")
 CF_DELTA = ("cf_mean_delta_psnr", "ΔPSNR (dB)", "{:.2f}")
 CF_FRACTION = ("cf_mean_fraction_of_ceiling", "fraction", "{:.2f}")
 CF_ROBOTS = ("robots", "robots: ΔPSNR>0 / ≥50% ceiling / follows", "{}")
+GENERALIZATION_TITLE = "Generalization: data, objective and sampling levers at equal steps, against the simulator"
+GENERALIZATION_CLAIM = ("A world model has to predict episodes it was not trained on; every row scored on the same held-out "
+                        "clips, by ΔPSNR against counterfactual branches and by next-frame token accuracy beside copying "
+                        "the last frame.")
+GENERALIZATION_COLUMNS = [CF_DELTA, CF_FRACTION, CF_ROBOTS, ("tokens_all", "tokens right", "{:.3f}"),
+                          ("tokens_copy", "copy", "{:.3f}"), ("tokens_unchanged", "unchanged", "{:.3f}"),
+                          ("tokens_changed", "changed", "{:.3f}"), ("tokens_train_all", "tokens right (training)", "{:.3f}"),
+                          PERPLEXITY, *TRAINING]
+
 RECIPES: dict[str, Recipe] = {
     "actions": Recipe(
         "Action conditioning: passive video vs forward vs full dynamics vs mixed settings",
@@ -199,14 +209,11 @@ RECIPES: dict[str, Recipe] = {
         "this tokenizer allows.",
         [CF_DELTA, ("cf_mean_ceiling", "ceiling (dB)", "{:.2f}"), CF_FRACTION, CF_ROBOTS,
          ("psnr", "PSNR (dB)", "{:.2f}"), PERPLEXITY, *TRAINING], levers_recipe),
-    "generalization": Recipe(
-        "Generalization: data, objective and sampling levers at equal steps, against the simulator",
-        "A world model has to predict episodes it was not trained on; every row scored on the same held-out "
-        "clips, by ΔPSNR against counterfactual branches and by next-frame token accuracy beside copying the "
-        "last frame.",
-        [CF_DELTA, CF_FRACTION, CF_ROBOTS, ("tokens_all", "tokens right", "{:.3f}"), ("tokens_copy", "copy", "{:.3f}"),
-         ("tokens_unchanged", "unchanged", "{:.3f}"), ("tokens_changed", "changed", "{:.3f}"),
-         ("tokens_train_all", "tokens right (training)", "{:.3f}"), PERPLEXITY, *TRAINING], generalization_recipe),
+    "generalization": Recipe(GENERALIZATION_TITLE, GENERALIZATION_CLAIM, GENERALIZATION_COLUMNS, generalization_recipe),
+    "generalization-long": Recipe(
+        "Generalization at more steps: the levers that moved at 2,000 steps, same data, same clips",
+        GENERALIZATION_CLAIM + " Does what moved at 2,000 steps hold when every run trains longer?",
+        GENERALIZATION_COLUMNS, generalization_long_recipe),
     "world-model": Recipe(
         "One world model on every robot, against the simulator's counterfactual branches",
         "A world model trained on heterogeneous robots follows each robot's actions (paper: ΔPSNR > 0 for the "

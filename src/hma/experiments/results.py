@@ -19,8 +19,8 @@ from hma.io import atomic_write_bytes
 if TYPE_CHECKING:
     from hma.sampling.bench import BenchResult
 
-EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "generalization", "world-model", "long-horizon",
-               "scaling")
+EXPERIMENTS = ("actions", "transfer", "methods", "injection", "levers", "generalization", "generalization-long",
+               "world-model", "long-horizon", "scaling")
 # The results file's sections, in order: the experiments (scaling one per axis), then the simulator-use reports.
 RESULT_SECTIONS = (*EXPERIMENTS[:-1], "scaling-embodiments", "scaling-trajectories", "scaling-size",
                    "curve", "shipped-model", "policy-eval", "policy-eval-robots", "synth-bc", "synth-bc-real-share",
