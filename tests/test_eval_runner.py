@@ -151,6 +151,22 @@ def test_plot_legend_sits_outside_the_axes(tmp_path):
     assert iio.imread(tmp_path / "plot.png").shape[1] > legend.get_window_extent().x1 * 120 / fig.dpi - 5
 
 
+def test_eval_defaults_to_the_runs_data_and_an_eval_folder_of_its_name(trained, tmp_path, monkeypatch, capsys):
+    run, datasets, _ = trained
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--run", str(run), "--horizon", "2", "--mode", "autoregressive", "--threads", "1"]) == 0
+    m = json.loads((tmp_path / "eval" / run.name / runner.METRICS_FILE).read_text())
+    assert sorted(m["data"]) == sorted(str(d) for d in datasets) and set(m["per_embodiment"]) == set(EMBODIMENTS)
+    for d in datasets:  # moved away: nothing to evaluate on, said in one line
+        d.rename(d.with_name(d.name + ".away"))
+    try:
+        assert main(["eval", "--run", str(run), "--horizon", "2", "--threads", "1"]) == 2
+        assert "training datasets is on disk; expected --data" in capsys.readouterr().err
+    finally:
+        for d in datasets:
+            d.with_name(d.name + ".away").rename(d)
+
+
 def test_speed_is_shown_with_the_machine_load(trained, tmp_path, capsys):
     run, datasets, _ = trained
     assert main(["eval", "--run", str(run), "--data", str(datasets[0]), "--out", str(tmp_path), "--horizon", "2",

@@ -12,8 +12,11 @@ from hma.commands.argtypes import (DEVICE_HELP, at_least, device, finite_float, 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a run on held-out episodes: metrics.json, report.md, plot, videos")
     p.add_argument("--run", required=True, help="trained run folder or its Hub name ORG/NAME")
-    p.add_argument("--data", nargs="+", required=True, help="dataset folders or folders of datasets")
-    p.add_argument("--out", required=True, help="folder for metrics.json, report.md, the plot and the videos")
+    p.add_argument("--data", nargs="+", default=None,
+                   help="dataset folders or folders of datasets (default: the run's training data still on disk, "
+                        "whose held-out episodes it never trained on)")
+    p.add_argument("--out", default=None,
+                   help="folder for metrics.json, report.md, the plot and the videos (default: eval/RUN_NAME)")
     p.add_argument("--horizon", type=positive_int, default=None, help="frames generated per clip (default: the model's window - 1)")
     p.add_argument("--context", type=positive_int, default=2, help="true frames each clip starts from")
     p.add_argument("--mode", default="both", choices=["teacher-forced", "autoregressive", "both"],
@@ -53,7 +56,11 @@ def _eval(args: argparse.Namespace) -> int:
     # Every EvalOptions field that has an option of the same name.
     given = vars(args)
     options = EvalOptions(**{f.name: given[f.name] for f in dataclasses.fields(EvalOptions) if f.name in given})
-    result = evaluate(args.run, args.data, args.out, options, device=args.device)
+    from pathlib import Path
+
+    data = args.data or _run_data(args.run)
+    args.out = args.out or str(Path("eval") / Path(args.run).name)
+    result = evaluate(args.run, data, args.out, options, device=args.device)
     for name, r in result["per_embodiment"].items():
         ppl = "" if r["perplexity"] is None else f", perplexity {r['perplexity']:.1f}"
         fps = "" if r["fps"] is None else f", {fps_text(r['fps'], r.get('load'))}"
@@ -71,3 +78,16 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"generated at {result['options']['precision_choice']}")
     print(f"wrote {args.out}/{METRICS_FILE} and {args.out}/{REPORT_FILE}")
     return 0
+
+
+def _run_data(run: str) -> list[str]:
+    """The run's training datasets still on disk, one per robot it knows (as play and synth find them)."""
+    from hma.errors import DataError
+    from hma.run import load
+    from hma.run.loaded import run_dataset
+
+    loaded = load(run, device="cpu")
+    found = [str(p) for e in sorted(loaded.embodiments) if (p := run_dataset(loaded, e)) is not None]
+    if not found:
+        raise DataError(f"none of run {run}'s training datasets is on disk; expected --data DATASET ...")
+    return found
