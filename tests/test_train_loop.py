@@ -122,7 +122,12 @@ def test_resume_refuses_other_data_or_settings_and_leaves_the_run_as_it_was(toke
                (dict(batch_size=4), "--batch-size 4 differs from the run's batch-size 2"),
                (dict(steps=8), "--steps 8 differs from the run's steps 6"),
                (dict(ema=0.9), "--ema 0.9 differs from the run's ema none"),
-               (dict(num_frames=8), "--num-frames 8 differs from the run's num-frames 4")]
+               (dict(num_frames=8), "--num-frames 8 differs from the run's num-frames 4"),
+               (dict(preset="micro"), "--preset micro differs from the run's preset demo"),
+               (dict(model_overrides={**TINY, "action_dropout": 0.3}),
+                "--action-dropout 0.3 differs from the run's action-dropout 0.0"),
+               (dict(model_overrides={**TINY, "corrupt_max": 0.5}),
+                "--context-corruption 0.5 differs from the run's context-corruption 0.2")]
     for changes, message in refused:
         with pytest.raises(ConfigError, match=message):
             given = {"data": data[:1], **changes}

@@ -91,12 +91,13 @@ def _objective_options(p: argparse.ArgumentParser) -> None:
                         f"hma's recipe, {RECIPE.changed_token_weight:g}, for a new run, the source's for a fine-tune)")
     p.add_argument("--action-dropout", type=fraction, default=None, metavar="SHARE",
                    help="share of frames trained with their action hidden, for guidance on actions at sampling "
-                        "(default 0)")
+                        "(default: 0 for a new run, the source's for a fine-tune)")
     p.add_argument("--context-corruption", type=share, default=None, metavar="SHARE", dest="corrupt_max",
-                   help="visible tokens replaced by random ids in training, up to this share per sample (default 0.2)")
+                   help="visible tokens replaced by random ids in training, up to this share per sample "
+                        "(default: 0.2 for a new run, the source's for a fine-tune)")
     p.add_argument("--visible-past", type=share, default=None, metavar="SHARE",
                    help="share of samples trained with the past fully visible before the frames they predict, as "
-                        "generation sees it (default 0)")
+                        "generation sees it (default: 0 for a new run, the source's for a fine-tune)")
 
 
 def _config(args: argparse.Namespace, **extra):

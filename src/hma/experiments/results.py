@@ -31,7 +31,8 @@ RESULTS_INTRO = (
     "Every section below is written by `hma experiment NAME`, which replaces only its own "
     "section (between its markers). Do not edit by hand: re-run the command shown instead.\n\n"
     "`$WORK` stands for the scratch folder the commands ran in (each experiment's results.json "
-    "keeps the real paths).\n"
+    "keeps the real paths). Sections written before `--scale` became `--preset` quote the old flag: "
+    "`--scale tiny` is `--preset micro`, `small` is `tiny`, `demo` is `demo`.\n"
 )
 # What a path under the system's temp folder reads as in a results section (the intro says what it stands for).
 WORK = "$WORK"

@@ -148,6 +148,10 @@ def train_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, toke
     request = json_safe({k: v for k, v in vars(cfg).items() if k != "progress"})
     if budget.steps is not None and (done := _recorded(run, RUN_RECORD, request)) is not None:
         return done
+    if opts.resume and run.exists():  # trained with other settings, or stopped before its record: trained anew
+        import shutil
+
+        shutil.rmtree(run)
     started = time.perf_counter()
     train(cfg)
     seconds = time.perf_counter() - started

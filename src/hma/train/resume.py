@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hma.config import RECIPE
 from hma.errors import ConfigError
 
 # Options that must equal the recorded ones (None is a value of its own, e.g. no EMA).
@@ -20,10 +21,12 @@ FIXED = ("setting", "seed", "batch_size", "lr", "weight_decay", "warmup", "grad_
 # Options a resumed run takes from its own files: refused only when both are set and differ
 # (a run started from the Python API records preset "tiny" where the CLI records none).
 WHEN_GIVEN = ("preset", "config_file", "injection", "init_from")
+# What an option is when nobody gave it: hma train passes the recipe's preset unless told otherwise.
+UNGIVEN = {"preset": RECIPE.preset}
 # Options of the model's shape: refused when given and unlike the run's model config.
 MODEL_FIELDS = ("num_frames", "frame_hz")
 PATHS = ("config_file", "init_from")  # the same file named another way is the same option
-FLAGS = {"config_file": "--config", "init_from": "--from"}
+FLAGS = {"config_file": "--config", "init_from": "--from", "corrupt_max": "--context-corruption"}
 
 
 def _flag(name: str) -> str:
@@ -69,7 +72,7 @@ def check_resume(options: dict[str, Any], run_config: dict[str, Any]) -> None:
         if name not in recorded:
             continue
         now, was = options[name], recorded[name]
-        if name in WHEN_GIVEN and (now is None or was is None):
+        if name in WHEN_GIVEN and (now is None or was is None or now == UNGIVEN.get(name)):
             continue
         if name in PATHS and isinstance(was, str) and _resolved([str(now)]) == _resolved([was]):
             continue
@@ -78,3 +81,6 @@ def check_resume(options: dict[str, Any], run_config: dict[str, Any]) -> None:
     for name in MODEL_FIELDS:
         if isinstance(model, dict) and options[name] is not None and name in model and options[name] != model[name]:
             raise _differs(name, options[name], model[name])
+    for name, value in (options.get("model_overrides") or {}).items():  # --num-blocks, the objective's options
+        if isinstance(model, dict) and name in model and value != model[name]:
+            raise _differs(name, value, model[name])
