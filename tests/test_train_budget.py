@@ -56,10 +56,8 @@ def _loss_fn(model, clock: FakeClock):
     return loss_fn
 
 
-def test_a_sudden_slowdown_stops_the_run_at_the_deadline_with_a_checkpoint_and_says_so(tmp_path, monkeypatch, capsys):
-    """0.5 s a step, planned for 120 steps in 1 minute; from step 61 on a step takes 20 s: no
-    re-plan can come in time, so the run stops at the deadline (step 62, t = 70 s), checkpointed."""
-    clock = FakeClock(lambda step: 0.5 if step <= 60 else 20.0)
+def _tick_on_optimizer_steps(monkeypatch, clock) -> None:
+    """The fake clock moves on at every optimizer step (each AdamW step takes the clock's time)."""
     original = torch.optim.AdamW.step
 
     def timed_step(self, *args, **kwargs):
@@ -68,6 +66,13 @@ def test_a_sudden_slowdown_stops_the_run_at_the_deadline_with_a_checkpoint_and_s
 
     monkeypatch.setattr(torch.optim.AdamW, "step", timed_step)
     _install(monkeypatch, clock)
+
+
+def test_a_sudden_slowdown_stops_the_run_at_the_deadline_with_a_checkpoint_and_says_so(tmp_path, monkeypatch, capsys):
+    """0.5 s a step, planned for 120 steps in 1 minute; from step 61 on a step takes 20 s: no
+    re-plan can come in time, so the run stops at the deadline (step 62, t = 70 s), checkpointed."""
+    clock = FakeClock(lambda step: 0.5 if step <= 60 else 20.0)
+    _tick_on_optimizer_steps(monkeypatch, clock)
     data, tok = make_tokenized(tmp_path)
     run = tmp_path / "run"
     argv = ["train", "--data", str(data[0]), "--tokenizer", str(tok), "--out", str(run), "--minutes", "1",
@@ -87,14 +92,7 @@ def test_hma_tokenizer_train_ends_with_how_its_budget_ended(tmp_path, monkeypatc
     from _helpers_train import make_dataset
 
     clock = FakeClock(lambda step: 1.0)
-    original = torch.optim.AdamW.step
-
-    def timed_step(self, *args, **kwargs):
-        clock.tick()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", timed_step)
-    _install(monkeypatch, clock)
+    _tick_on_optimizer_steps(monkeypatch, clock)
     make_dataset(tmp_path / "data" / "arm", embodiment="arm", action_dim=2, episodes=2, length=8)
     assert main(["tokenizer", "train", "--data", str(tmp_path / "data"), "--kind", "discrete", "--out",
                  str(tmp_path / "tok"), "--minutes", "0.5", "--batch-size", "4", "--no-progress"]) == 0
