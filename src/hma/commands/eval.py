@@ -58,9 +58,8 @@ def _eval(args: argparse.Namespace) -> int:
     options = EvalOptions(**{f.name: given[f.name] for f in dataclasses.fields(EvalOptions) if f.name in given})
     from pathlib import Path
 
-    data = args.data or _run_data(args.run)
     args.out = args.out or str(Path("eval") / Path(args.run).name)
-    result = evaluate(args.run, data, args.out, options, device=args.device)
+    result = evaluate(args.run, args.data, args.out, options, device=args.device)
     for name, r in result["per_embodiment"].items():
         ppl = "" if r["perplexity"] is None else f", perplexity {r['perplexity']:.1f}"
         fps = "" if r["fps"] is None else f", {fps_text(r['fps'], r.get('load'))}"
@@ -79,15 +78,3 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}/{METRICS_FILE} and {args.out}/{REPORT_FILE}")
     return 0
 
-
-def _run_data(run: str) -> list[str]:
-    """The run's training datasets still on disk, one per robot it knows (as play and synth find them)."""
-    from hma.errors import DataError
-    from hma.run import load
-    from hma.run.loaded import run_dataset
-
-    loaded = load(run, device="cpu")
-    found = [str(p) for e in sorted(loaded.embodiments) if (p := run_dataset(loaded, e)) is not None]
-    if not found:
-        raise DataError(f"none of run {run}'s training datasets is on disk; expected --data DATASET ...")
-    return found

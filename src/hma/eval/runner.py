@@ -311,9 +311,10 @@ def _overall(per: dict[str, dict], opts: EvalOptions) -> dict[str, Any]:
     return overall
 
 
-def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, options: EvalOptions | None = None, *,
-             device: str | torch.device | None = None, report: bool = True, **changes: Any) -> dict[str, Any]:
-    """Evaluate run ``run`` on the held-out episodes of ``data``; writes ``out/metrics.json`` (and the report).
+def evaluate(run: str | Path, data: Sequence[str | Path] | None, out: str | Path, options: EvalOptions | None = None,
+             *, device: str | torch.device | None = None, report: bool = True, **changes: Any) -> dict[str, Any]:
+    """Evaluate run ``run`` on the held-out episodes of ``data`` (None: the run's training data
+    still on disk, :func:`hma.run.run_datasets`); writes ``out/metrics.json`` (and the report).
 
     ``options`` (default :class:`EvalOptions()`) with any of its fields changed by ``changes``,
     e.g. ``evaluate(run, data, out, horizon=8, mode="autoregressive")``. Returns the metrics
@@ -321,7 +322,7 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, optio
     embodiments the run does not know are listed under ``skipped``.
     """
     from hma.device import resolve_device
-    from hma.run import load
+    from hma.run import load, run_datasets
 
     unknown = sorted(set(changes) - {f.name for f in fields(EvalOptions)})
     if unknown:
@@ -330,6 +331,8 @@ def evaluate(run: str | Path, data: Sequence[str | Path], out: str | Path, optio
     opts = replace(options or EvalOptions(), **changes)
     device = resolve_device(device)
     loaded = load(run, device=device)
+    if data is None and not (data := run_datasets(loaded)):
+        raise DataError(f"none of run {run}'s training datasets is on disk; expected --data DATASET ...")
     # The arithmetic generation runs in, auto resolved for this machine (the diffusion baseline's DDIM is fp32).
     choice = resolve_precision(opts.precision if loaded.kind == RunKind.HMA else "fp32", device)
     opts = replace(opts, precision=choice.precision.value)

@@ -104,23 +104,21 @@ RUN_RECORD = "experiment_run.json"  # a finished run's row fields, and what it w
 EVAL_RECORD = "experiment_eval.json"  # an evaluation's options, beside its metrics.json
 
 
-def _recorded(folder: Path, name: str, request: dict[str, Any]) -> dict[str, Any] | None:
-    """What ``folder/name`` recorded when it was made with exactly ``request``, else None."""
-    import json
+def _recorded(folder: Path, name: str, request: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """What ``folder/name`` recorded, when it was made with exactly ``request`` (any, when None); else None."""
+    from hma.io import read_json
 
     path = folder / name
     if not path.is_file():
         return None
-    saved = json.loads(path.read_text())
-    return saved["result"] if saved.get("request") == request else None
+    saved = read_json(path, "experiment record")
+    return saved["result"] if request is None or saved.get("request") == request else None
 
 
 def _record(folder: Path, name: str, request: dict[str, Any], result: dict[str, Any]) -> None:
-    import json
+    from hma.io import atomic_write_json
 
-    from hma.io import atomic_write_bytes
-
-    atomic_write_bytes(folder / name, json.dumps({"request": request, "result": result}, indent=1).encode())
+    atomic_write_json(folder / name, {"request": request, "result": result})
 
 
 def train_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, tokenizer: str | None = None,
@@ -176,10 +174,9 @@ def evaluate_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, h
     An evaluation made earlier of the same run with the same options, after the run last
     changed, is read back instead of repeated.
     """
-    import json
-
     from hma.eval.report import METRICS_FILE
     from hma.eval.runner import evaluate
+    from hma.io import read_json
 
     # fp32 generation, as every recipe's results were measured, whatever this machine's `auto` would pick;
     # a row that varies the precision says so (levers: "int8 generation").
@@ -187,19 +184,12 @@ def evaluate_run(opts: ExperimentOptions, label: str, data: Sequence[Path], *, h
               "precision": "fp32", **opts.eval_kwargs, **sampling}
     source, out = opts.out / RUNS_DIR / (run or label), opts.out / EVAL_DIR / label
     request = json_safe({"run": str(source), "data": [str(d) for d in data], **kwargs,
-                         "trained": _recorded(source, RUN_RECORD, _saved_request(source))})
+                         "trained": _recorded(source, RUN_RECORD)})
     if request["trained"] is not None and _recorded(out, EVAL_RECORD, request) is not None:
-        return json.loads((out / METRICS_FILE).read_text())
+        return read_json(out / METRICS_FILE, "evaluation metrics")
     evaluated = evaluate(source, [str(d) for d in data], out, **kwargs)
     _record(out, EVAL_RECORD, request, {"metrics": METRICS_FILE})
     return evaluated
-
-
-def _saved_request(run: Path) -> dict[str, Any] | None:
-    import json
-
-    path = run / RUN_RECORD
-    return json.loads(path.read_text())["request"] if path.is_file() else None
 
 
 def score_row(label: str, trained: dict[str, Any], evaluated: dict[str, Any], *, embodiment: str | None = None) -> dict[str, Any]:

@@ -5,6 +5,6 @@ apps load runs from this package, and :mod:`hma.train` writes them.
 """
 
 from hma.run.kinds import MODEL_KINDS, build_model
-from hma.run.loaded import LoadedRun, RunLike, load, open_run, run_dataset
+from hma.run.loaded import LoadedRun, RunLike, load, open_run, run_dataset, run_datasets
 
-__all__ = ["MODEL_KINDS", "LoadedRun", "RunLike", "build_model", "load", "open_run", "run_dataset"]
+__all__ = ["MODEL_KINDS", "LoadedRun", "RunLike", "build_model", "load", "open_run", "run_dataset", "run_datasets"]

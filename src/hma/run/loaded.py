@@ -124,6 +124,11 @@ def open_run(run: RunLike, device: str | torch.device | None = None) -> LoadedRu
     return load(run, device=device)
 
 
+def run_datasets(loaded: LoadedRun) -> list[Path]:
+    """:func:`run_dataset` of every robot the run knows that has one, in name order."""
+    return [p for e in sorted(loaded.embodiments) if (p := run_dataset(loaded, e)) is not None]
+
+
 def run_dataset(loaded: LoadedRun, embodiment: str) -> Path | None:
     """The dataset of ``embodiment`` among the run's training data (``config.json`` ->
     ``train.data``), if it is still on disk: as recorded, relative to the folder that holds
